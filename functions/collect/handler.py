@@ -1,0 +1,137 @@
+"""HTTP API → collect service: the Segment API, the pixel, signed click redirects and signed webhooks."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.collect import routes
+from functions.observability import logger, metrics
+from shared.config import Settings
+from shared.domain.errors import AuthenticationError, InvalidEventError, PayloadTooLargeError
+from shared.ports import StorageError
+from shared.services.collect import Collector, utcnow
+from shared.storage.dynamo import DynamoTrackingStore, make_client
+
+settings = Settings.from_env()
+app = APIGatewayHttpResolver(
+    cors=CORSConfig(
+        allow_origin=settings.cors_origins[0],
+        extra_origins=list(settings.cors_origins[1:]),
+        allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
+        max_age=600,
+    )
+)
+copy_config_to_registered_loggers(source_logger=logger, include={"shared", "functions"})
+
+
+@cache
+def collector() -> Collector:
+    # Built on first use, not at import: reused while the container is warm, created after moto starts in tests.
+    store = DynamoTrackingStore(
+        settings.table_name,
+        client=make_client(endpoint_url=settings.dynamodb_endpoint),
+        event_retention=settings.event_retention,
+        failed_retention=settings.failed_retention,
+    )
+    return Collector(store, source_cache_seconds=settings.source_cache_seconds)
+
+
+def _request() -> routes.HttpRequest:
+    event = app.current_event
+    return routes.HttpRequest(
+        path=event.path,
+        headers={k.lower(): v for k, v in (event.headers or {}).items()},
+        raw_query=event.raw_query_string or "",
+        body=event.body,
+        is_base64=bool(event.is_base64_encoded),
+    )
+
+
+def _state() -> routes.RequestState:
+    return app.context.setdefault("state", routes.RequestState())  # type: ignore[no-any-return]
+
+
+def _response(reply: routes.HttpReply) -> Response[Any]:
+    body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body)
+    return Response(reply.status, reply.content_type, body, reply.headers)
+
+
+@app.post("/v1/<call>")
+def segment_call(call: str) -> Response[Any]:
+    return _response(routes.segment_call(collector(), _request(), call, now=utcnow(), state=_state()))
+
+
+@app.get("/v1/pixel/<call>")
+def pixel(call: str) -> Response[Any]:
+    return _response(routes.pixel(collector(), _request(), call, now=utcnow()))
+
+
+@app.get("/v1/r")
+def click() -> Response[Any]:
+    return _response(routes.click(collector(), _request(), now=utcnow(), state=_state()))
+
+
+@app.post("/v1/webhooks/<source_id>")
+def webhook(source_id: str) -> Response[Any]:
+    return _response(routes.webhook(collector(), _request(), source_id, now=utcnow(), state=_state()))
+
+
+@app.not_found
+def not_found(_: Exception) -> Response[Any]:
+    return _response(routes.unknown_route(_request()))
+
+
+def _refuse(status: int, reason: str) -> Response[Any]:
+    request = _request()
+    collector().record_failure(
+        route=request.path[:200],
+        reason=reason,
+        status=status,
+        raw=routes.raw_for_record(request),
+        received_at=utcnow(),
+        source_id=_state().source_id,
+    )
+    metrics.add_metric(name=f"Refused{status}", unit=MetricUnit.Count, value=1)
+    return _response(routes.error_reply(status, reason))
+
+
+@app.exception_handler(AuthenticationError)
+def unauthorized(exc: AuthenticationError) -> Response[Any]:
+    return _refuse(401, str(exc))
+
+
+@app.exception_handler(PayloadTooLargeError)
+def too_large(exc: PayloadTooLargeError) -> Response[Any]:
+    return _refuse(413, exc.reason)
+
+
+@app.exception_handler(InvalidEventError)
+def invalid(exc: InvalidEventError) -> Response[Any]:
+    return _refuse(400, exc.reason)
+
+
+@app.exception_handler(StorageError)
+def unavailable(exc: StorageError) -> Response[Any]:
+    logger.warning("storage unavailable", extra={"error": type(exc).__name__})
+    metrics.add_metric(name="StorageUnavailable", unit=MetricUnit.Count, value=1)
+    return _response(routes.error_reply(503, "storage is unavailable; retry the request"))
+
+
+@app.exception_handler(Exception)
+def bug(exc: Exception) -> Response[Any]:
+    # A bug, not bad input: the request is kept in the failed-events store so it can be replayed after a fix.
+    logger.exception("unhandled error")
+    return _refuse(500, f"internal error ({type(exc).__name__})")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

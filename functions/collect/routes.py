@@ -1,0 +1,203 @@
+"""The collector's routes as plain functions of a request: Segment API, pixel, click redirect, webhooks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.domain import links, webhooks
+from shared.domain.errors import AuthenticationError, InvalidEventError, TrackingError
+from shared.domain.events import CallType, batch_items, parse_envelope
+from shared.domain.pixel import TRANSPARENT_GIF, pixel_payload, strict_json
+from shared.domain.sources import Source
+from shared.domain.wire import basic_auth_user, decode_body
+from shared.ports import StorageError
+from shared.services.collect import Collector, IngestReport
+
+logger = logging.getLogger(__name__)
+
+NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What the routes need of an HTTP request (API Gateway v2 or the local bridge)."""
+
+    path: str
+    headers: Mapping[str, str]
+    """Header names lower-cased."""
+    raw_query: str = ""
+    body: str | None = None
+    is_base64: bool = False
+
+
+@dataclass
+class HttpReply:
+    """An answer: JSON `body` (dict) or raw bytes, status and headers."""
+
+    status: int
+    body: dict[str, Any] | bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+@dataclass
+class RequestState:
+    """What a route learned before it failed: which source, for the failed-event record."""
+
+    source_id: str | None = None
+
+
+def report_reply(report: IngestReport) -> HttpReply:
+    """200 when every valid event is stored, 503 (retry) when one was not, 400 when nothing was valid."""
+    body: dict[str, Any] = {
+        "success": not report.not_stored and not report.all_rejected,
+        "results": [r.to_json() for r in report.results],
+    }
+    if report.not_stored:
+        body["error"] = "some events could not be stored; retry the request (stored events are de-duplicated)"
+        return HttpReply(503, body, {"Retry-After": "1"})
+    if report.all_rejected:
+        body["error"] = report.results[0].reason if len(report.results) == 1 else "every event was rejected"
+        return HttpReply(400, body)
+    return HttpReply(200, body)
+
+
+def _json_body(request: HttpRequest) -> Any:
+    data = decode_body(
+        request.body, is_base64=request.is_base64, content_encoding=request.headers.get("content-encoding")
+    )
+    if not data.strip():
+        raise InvalidEventError("body is empty")
+    return strict_json(data)
+
+
+def _authenticate(collector: Collector, write_key: Any, state: RequestState) -> Source:
+    source = collector.authenticate(write_key if isinstance(write_key, str) else None)
+    state.source_id = source.id
+    return source
+
+
+def segment_call(
+    collector: Collector, request: HttpRequest, call: str, *, now: datetime, state: RequestState
+) -> HttpReply:
+    """`POST /v1/{track,identify,page,screen,group,alias,batch}`."""
+    if call != "batch" and call not in CallType.__members__.values():
+        raise InvalidEventError(f"unknown call /v1/{call[:40]}")
+    header_key = basic_auth_user(request.headers.get("authorization"))
+    # With a Basic-auth key the caller is checked before its body is even parsed.
+    source = _authenticate(collector, header_key, state) if header_key else None
+    body = _json_body(request)
+    if source is None:
+        source = _authenticate(collector, body.get("writeKey") if isinstance(body, dict) else None, state)
+    route = f"/v1/{call}"
+    if call == "batch":
+        report = collector.ingest(
+            source, batch_items(body), route=route, received_at=now, envelope=parse_envelope(body)
+        )
+    else:
+        report = collector.ingest(source, [body], route=route, received_at=now, call_type=CallType(call))
+    return report_reply(report)
+
+
+def pixel(collector: Collector, request: HttpRequest, call: str, *, now: datetime) -> HttpReply:
+    """`GET /v1/pixel/{track,page}`: always the GIF; 200 unless a valid event could not be stored."""
+    gif = HttpReply(200, TRANSPARENT_GIF, dict(NO_CACHE), "image/gif")
+    route = f"/v1/pixel/{call[:20]}"
+    source_id = None
+    try:
+        if call not in ("track", "page"):
+            raise InvalidEventError(f"unknown pixel /v1/pixel/{call[:40]}: use track or page")
+        params = links.unique_query(request.raw_query)
+        payload = pixel_payload(params)
+        key = params.get("writeKey") or payload.pop("writeKey", None)
+        source = collector.authenticate(key if isinstance(key, str) else None)
+        source_id = source.id
+        report = collector.ingest(
+            source, [payload], route=route, received_at=now, call_type=CallType(call), failure_status=200
+        )
+    except TrackingError as exc:
+        collector.record_failure(
+            route=route, reason=str(exc), status=200, raw=request.raw_query, received_at=now, source_id=source_id
+        )
+        return gif
+    if report.not_stored:
+        gif.status = 503
+    return gif
+
+
+def click(collector: Collector, request: HttpRequest, *, now: datetime, state: RequestState) -> HttpReply:
+    """`GET /v1/r`: record the click and redirect, only for links Footfall signed."""
+    params = links.unique_query(request.raw_query)
+    source = collector.source(params.get(links.SOURCE_PARAM, ""))
+    if source is None:
+        raise InvalidEventError("link refused: unknown source")
+    state.source_id = source.id
+    try:
+        target = links.verify_click(params, source.link_secrets, now=now)
+    except AuthenticationError as exc:
+        raise InvalidEventError(f"link refused: {exc}") from None
+    payload = pixel_payload(params)
+    payload.setdefault("event", links.DEFAULT_CLICK_EVENT)
+    payload.setdefault("properties", {})
+    if isinstance(payload["properties"], dict):
+        payload["properties"].setdefault("url", target)
+    try:
+        report = collector.ingest(source, [payload], route="/v1/r", received_at=now, call_type=CallType.TRACK)
+        stored = not report.not_stored
+    except StorageError:
+        stored = False
+    if not stored:
+        # The person clicking must reach the page: the click is reported as lost, the redirect still happens.
+        logger.error("click not stored", extra={"source_id": source.id})
+    return HttpReply(302, {}, {"Location": target, **NO_CACHE})
+
+
+def webhook(
+    collector: Collector, request: HttpRequest, source_id: str, *, now: datetime, state: RequestState
+) -> HttpReply:
+    """`POST /v1/webhooks/{source}`: signed (HMAC-SHA256 over `timestamp.body`), mapped, stored."""
+    source = collector.source(source_id)
+    if source is None:
+        raise AuthenticationError("unknown webhook source")
+    state.source_id = source.id
+    body = decode_body(
+        request.body, is_base64=request.is_base64, content_encoding=request.headers.get("content-encoding")
+    )
+    webhooks.verify_webhook(body, request.headers, source.webhook_secrets, now=now)
+    payload = strict_json(body)
+    mapping = source.webhook_mapping
+    route = f"/v1/webhooks/{source.id}"
+    if mapping is None:  # no mapping: the body is one Segment call or a Segment batch
+        if isinstance(payload, dict) and "batch" in payload:
+            return report_reply(
+                collector.ingest(
+                    source, batch_items(payload), route=route, received_at=now, envelope=parse_envelope(payload)
+                )
+            )
+        return report_reply(collector.ingest(source, [payload], route=route, received_at=now))
+    raws = webhooks.map_webhook(payload, request.headers, mapping, source_id=source.id)
+    return report_reply(collector.ingest(source, raws, route=route, received_at=now))
+
+
+def error_reply(status: int, reason: str) -> HttpReply:
+    """The JSON answer for a refused request."""
+    headers = {"WWW-Authenticate": 'Basic realm="footfall"'} if status == 401 else {}
+    if status in (429, 503):
+        headers["Retry-After"] = "1"
+    return HttpReply(status, {"success": False, "error": reason}, headers)
+
+
+def raw_for_record(request: HttpRequest) -> bytes:
+    """The request as kept in a failed-event record: the body, else the query string."""
+    if request.body is None:
+        return request.raw_query.encode("utf-8", "replace")
+    return request.body.encode("utf-8", "surrogatepass") if not request.is_base64 else request.body.encode()
+
+
+def unknown_route(request: HttpRequest) -> HttpReply:
+    """404 for anything else (not recorded: it is not an attempt to send an event)."""
+    return HttpReply(404, {"success": False, "error": f"no such route {request.path[:100]}"})

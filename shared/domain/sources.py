@@ -1,0 +1,103 @@
+"""Sources: who may send events, with which keys and secrets, and how their webhooks map to events."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from shared.domain.errors import ConfigurationError
+
+WRITE_KEY_PREFIX = "ffk_"
+SECRET_PREFIX = "ffs_"
+# Two secrets of a kind are valid at once: the newest signs, the older keeps verifying until it is rotated out.
+ACTIVE_SECRETS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A sender of events (a website, an app, an e-mail tool, a webhook provider)."""
+
+    id: str
+    name: str
+    created_at: datetime
+    write_key_hashes: tuple[str, ...]
+    """SHA-256 of each accepted write key; the keys themselves are shown once and never stored."""
+    link_secrets: tuple[str, ...]
+    """HMAC secrets for click-redirect links, newest first."""
+    webhook_secrets: tuple[str, ...]
+    """HMAC secrets for inbound webhooks, newest first."""
+    hash_emails: bool = False
+    """Replace e-mail addresses in traits and properties by their SHA-256 before storing."""
+    webhook_mapping: WebhookMapping | None = None
+    write_key_prefix: str = ""
+    """The first characters of the write key, enough for an operator to tell keys apart."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookMapping:
+    """How a provider's webhook payload becomes Segment-shaped events.
+
+    Every value is either a path into the payload (`$.order.id`, `$.items[0].sku`, `$headers.x-topic`)
+    or a literal string.
+    """
+
+    events: str | None = None
+    """Path to an array of events in the payload; `None` means the payload is one event."""
+    type: str = "track"
+    event: str | None = None
+    event_names: dict[str, str] = field(default_factory=dict)
+    """Renames provider event names to Footfall's (e.g. `orders/create` → `Order Completed`)."""
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    message_id: str | None = None
+    timestamp: str | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+    traits: dict[str, str] = field(default_factory=dict)
+    context: dict[str, str] = field(default_factory=dict)
+
+
+def hash_write_key(write_key: str) -> str:
+    """SHA-256 of a write key (keys are long random tokens, so a fast hash is the right one)."""
+    return hashlib.sha256(write_key.encode("utf-8")).hexdigest()
+
+
+def new_source(*, source_id: str, name: str, created_at: datetime, token: Any) -> tuple[Source, str]:
+    """Make a source with a fresh write key and secrets.
+
+    Args:
+        token: `secrets.token_urlsafe`-like callable (randomness is a parameter).
+
+    Returns:
+        The source and its write key, which is shown once.
+    """
+    if not name.strip():
+        raise ConfigurationError("source name must not be empty")
+    write_key = WRITE_KEY_PREFIX + token(24)
+    source = Source(
+        id=source_id,
+        name=name.strip(),
+        created_at=created_at,
+        write_key_hashes=(hash_write_key(write_key),),
+        link_secrets=(SECRET_PREFIX + token(32),),
+        webhook_secrets=(SECRET_PREFIX + token(32),),
+        write_key_prefix=write_key[:10],
+    )
+    return source, write_key
+
+
+def rotate_secret(source: Source, kind: str, new_secret: str) -> Source:
+    """Put `new_secret` first and keep the previous newest one valid; older ones stop working."""
+    if kind not in ("link", "webhook"):
+        raise ConfigurationError(f"unknown secret kind {kind!r}: use link or webhook")
+    attribute = f"{kind}_secrets"
+    current: tuple[str, ...] = getattr(source, attribute)
+    return replace(source, **{attribute: (new_secret, *current)[:ACTIVE_SECRETS]})
+
+
+def matches_write_key(source: Source, write_key: str) -> bool:
+    """Constant-time check of a write key against the source's hashes."""
+    candidate = hash_write_key(write_key)
+    return any(hmac.compare_digest(candidate, known) for known in source.write_key_hashes)

@@ -1,0 +1,54 @@
+"""The storage port: what services need from a tracking store (DynamoDB in production, in-memory in tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from shared.domain.events import TrackingEvent
+from shared.domain.failures import FailedEvent
+from shared.domain.results import Outcome
+from shared.domain.sources import Source
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of results and the opaque token of the next page (`None` at the end)."""
+
+    items: tuple[T, ...]
+    next_token: str | None = None
+
+
+class StorageError(Exception):
+    """The store could not do what was asked."""
+
+
+class ThrottledError(StorageError):
+    """The store is throttling (or briefly unavailable); the same request may succeed later."""
+
+
+class ConditionFailedError(StorageError):
+    """A conditional write found the item in another state."""
+
+
+class TrackingStore(Protocol):
+    """Storage operations the services call."""
+
+    def put_events(self, events: Sequence[TrackingEvent]) -> list[Outcome]:
+        """Store events once per (source, messageId); one outcome per event."""
+        ...
+
+    def put_failed(self, failures: Sequence[FailedEvent]) -> None:
+        """Record refused inputs."""
+        ...
+
+    def get_source(self, source_id: str) -> Source | None:
+        """A source by id."""
+        ...
+
+    def find_source_by_write_key(self, write_key: str) -> Source | None:
+        """The source owning a write key."""
+        ...

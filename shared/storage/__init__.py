@@ -1,0 +1,1 @@
+"""The one DynamoDB adapter: key formats, item codecs, table definition and the store."""

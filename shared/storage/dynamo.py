@@ -1,0 +1,334 @@
+"""`DynamoTrackingStore`: the tracking store on DynamoDB (AWS, moto, or any DynamoDB-compatible endpoint)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.domain.events import TrackingEvent
+from shared.domain.failures import FailedEvent
+from shared.domain.results import Outcome
+from shared.domain.sources import Source, hash_write_key
+from shared.ports import Page
+from shared.storage import items, keys
+from shared.storage.errors import StorageError, ThrottledError, translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+logger = logging.getLogger(__name__)
+
+BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
+FAILED_LOOKBACK_DAYS = 31
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    """Plain Python item → DynamoDB JSON."""
+    return {name: _serializer.serialize(value) for name, value in item.items()}
+
+
+def deserialize(image: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB JSON → plain Python item (binary values as `bytes`)."""
+    plain = {name: _deserializer.deserialize(value) for name, value in image.items()}
+    return {name: value.value if isinstance(value, Binary) else value for name, value in plain.items()}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with full jitter, for throttling and unprocessed batch items."""
+
+    attempts: int = 8
+    base_delay: float = 0.025
+    max_delay: float = 1.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    rand: Callable[[], float] = field(default=random.random, repr=False)
+
+    def pause(self, attempt: int) -> None:
+        """Sleep before retry number `attempt` (1-based)."""
+        self.sleep(self.rand() * min(self.max_delay, self.base_delay * 2**attempt))
+
+
+def make_client(
+    *, endpoint_url: str | None = None, region: str | None = None, profile: str | None = None
+) -> DynamoDBClient:
+    """A DynamoDB client; with `endpoint_url` it talks to moto, DynamoDB Local, LocalStack or Alternator."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(profile_name=profile, region_name=region)
+    # Account-id endpoints (botocore >= 1.44) are AWS-only hosts: other endpoints must not get them.
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        account_id_endpoint_mode="disabled" if endpoint_url else "preferred",
+        tcp_keepalive=True,
+        max_pool_connections=32,
+    )
+    return session.client("dynamodb", endpoint_url=endpoint_url, config=config)
+
+
+class DynamoTrackingStore:
+    """The tracking store on one DynamoDB table (see `shared.storage.keys` for the access patterns)."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: DynamoDBClient | None = None,
+        retry: RetryPolicy | None = None,
+        event_retention: timedelta | None = None,
+        failed_retention: timedelta = timedelta(days=30),
+    ) -> None:
+        self.table_name = table_name
+        self._client = client
+        self.retry = retry or RetryPolicy()
+        self.event_retention = event_retention
+        self.failed_retention = failed_retention
+
+    @property
+    def client(self) -> DynamoDBClient:
+        """The DynamoDB client, built on first use (never at import: tests start moto first)."""
+        if self._client is None:
+            self._client = make_client()
+        return self._client
+
+    # --- events -------------------------------------------------------------------------------------------------
+
+    def put_events(self, events: Sequence[TrackingEvent]) -> list[Outcome]:
+        """Store events exactly once per (source, messageId).
+
+        A strongly consistent batch read finds the ones already stored; the rest are written in batches of 25
+        with bounded, jittered retries. Two deliveries racing within milliseconds may both write: the second
+        write lands on the same key, so the event is still stored once (the stream shows it as a MODIFY).
+
+        Returns:
+            One outcome per event: ACCEPTED, DUPLICATE, or NOT_STORED (throttled past the retries).
+
+        Raises:
+            ThrottledError: the de-duplication read could not complete (nothing was written).
+            StorageError: any other DynamoDB failure.
+        """
+        outcomes = [Outcome.ACCEPTED] * len(events)
+        first_index: dict[tuple[str, str], int] = {}
+        for index, event in enumerate(events):
+            key = tuple(items.event_key(event).values())
+            if key in first_index:
+                outcomes[index] = Outcome.DUPLICATE
+            else:
+                first_index[(key[0], key[1])] = index
+        for key in self._existing_keys(list(first_index)):
+            outcomes[first_index[key]] = Outcome.DUPLICATE
+        new = [index for index in first_index.values() if outcomes[index] is Outcome.ACCEPTED]
+        put = [items.event_to_item(events[index], retention=self.event_retention) for index in new]
+        for position in self._batch_write(put):
+            outcomes[new[position]] = Outcome.NOT_STORED
+        return outcomes
+
+    def list_identity_events(self, kind: str, identifier: str) -> list[TrackingEvent]:
+        """Every stored event of one identity (`u`/`a`), oldest first."""
+        found = [
+            items.item_to_event(item)
+            for item in self._query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
+                ExpressionAttributeValues={
+                    ":pk": {"S": keys.identity_pk(kind, identifier)},
+                    ":sk": {"S": keys.EVENT_SK_PREFIX},
+                },
+            )
+        ]
+        return sorted(found, key=lambda event: (event.timestamp, event.message_id))
+
+    # --- sources ------------------------------------------------------------------------------------------------
+
+    def put_source(self, source: Source, *, write_keys: Sequence[str] = ()) -> None:
+        """Create or replace a source, with lookup items for its (new) write keys."""
+        lookups = [items.write_key_item(hash_write_key(key), source.id) for key in write_keys]
+        not_stored = self._batch_write([items.source_to_item(source), *lookups])
+        if not_stored:
+            raise ThrottledError("source could not be stored")
+
+    def get_source(self, source_id: str) -> Source | None:
+        """A source by id."""
+        item = self._get({"PK": keys.SOURCES_PK, "SK": keys.source_sk(source_id)})
+        return items.item_to_source(item) if item else None
+
+    def find_source_by_write_key(self, write_key: str) -> Source | None:
+        """The source a write key belongs to, if the key is still one of its keys."""
+        lookup = self._get({"PK": keys.write_key_pk(hash_write_key(write_key)), "SK": keys.WRITE_KEY_SK})
+        if lookup is None:
+            return None
+        source = self.get_source(lookup["source_id"])
+        if source is None or hash_write_key(write_key) not in source.write_key_hashes:
+            return None
+        return source
+
+    def list_sources(self) -> list[Source]:
+        """All sources, by id."""
+        return [
+            items.item_to_source(item)
+            for item in self._query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
+                ExpressionAttributeValues={":pk": {"S": keys.SOURCES_PK}, ":sk": {"S": keys.SOURCE_SK_PREFIX}},
+            )
+        ]
+
+    # --- failed events ------------------------------------------------------------------------------------------
+
+    def put_failed(self, failures: Sequence[FailedEvent]) -> None:
+        """Record refused inputs.
+
+        Raises:
+            ThrottledError: some could not be stored after the retries.
+        """
+        not_stored = self._batch_write([items.failed_to_item(f, retention=self.failed_retention) for f in failures])
+        if not_stored:
+            raise ThrottledError(f"{len(not_stored)} failed-event records could not be stored")
+
+    def get_failed(self, failure_id: str) -> FailedEvent | None:
+        """A failed event by id (`None` for an unknown or malformed id)."""
+        try:
+            pk, sk = keys.failed_key(failure_id)
+        except ValueError:
+            return None
+        item = self._get({"PK": pk, "SK": sk})
+        return items.item_to_failed(item) if item else None
+
+    def list_failed(
+        self, *, limit: int = 50, next_token: str | None = None, now: datetime | None = None
+    ) -> Page[FailedEvent]:
+        """Failed events, newest first, one day partition at a time, back as far as they are kept."""
+        cursor = _decode_token(next_token) if next_token else None
+        today = (now or datetime.now(UTC)).date()
+        day = datetime.fromisoformat(cursor["day"]).date() if cursor else today
+        start_key = cursor.get("key") if cursor else None
+        found: list[FailedEvent] = []
+        while len(found) < limit and (today - day).days <= FAILED_LOOKBACK_DAYS:
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "KeyConditionExpression": "PK = :pk AND begins_with(SK, :sk)",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": keys.failed_pk(day.isoformat())},
+                    ":sk": {"S": keys.FAILED_SK_PREFIX},
+                },
+                "ScanIndexForward": False,
+                "Limit": limit - len(found),
+            }
+            if start_key:
+                kwargs["ExclusiveStartKey"] = start_key
+            response = self._call(self.client.query, **kwargs)
+            found.extend(items.item_to_failed(deserialize(raw)) for raw in response.get("Items", []))
+            start_key = response.get("LastEvaluatedKey")
+            if start_key:
+                return Page(tuple(found), _encode_token({"day": day.isoformat(), "key": start_key}))
+            day -= timedelta(days=1)
+        token = _encode_token({"day": day.isoformat()}) if (today - day).days <= FAILED_LOOKBACK_DAYS else None
+        return Page(tuple(found), token if len(found) >= limit else None)
+
+    # --- plumbing -----------------------------------------------------------------------------------------------
+
+    def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return method(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
+        response = self._call(self.client.get_item, TableName=self.table_name, Key=serialize(key))
+        return deserialize(response["Item"]) if "Item" in response else None
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        start_key = None
+        while True:
+            if start_key:
+                kwargs["ExclusiveStartKey"] = start_key
+            response = self._call(self.client.query, TableName=self.table_name, **kwargs)
+            yield from (deserialize(raw) for raw in response.get("Items", []))
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                return
+
+    def _existing_keys(self, wanted: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            chunk = wanted[start : start + BATCH_GET_LIMIT]
+            # Strongly consistent: a retry that follows a success must see it, or it would be stored twice.
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [{"PK": {"S": pk}, "SK": {"S": sk}} for pk, sk in chunk],
+                    "ProjectionExpression": "PK, SK",
+                    "ConsistentRead": True,
+                }
+            }
+            attempt = 0
+            while request:
+                try:
+                    response = self._call(self.client.batch_get_item, RequestItems=request)
+                except ThrottledError:
+                    response = {"UnprocessedKeys": request}
+                for raw in response.get("Responses", {}).get(self.table_name, []):
+                    found.add((raw["PK"]["S"], raw["SK"]["S"]))
+                request = response.get("UnprocessedKeys") or {}
+                if request:
+                    attempt += 1
+                    if attempt >= self.retry.attempts:
+                        raise ThrottledError("de-duplication read throttled past the retries")
+                    self.retry.pause(attempt)
+        return found
+
+    def _batch_write(self, to_put: list[dict[str, Any]]) -> list[int]:
+        """Put items in batches of 25; returns the positions that could not be stored after the retries."""
+        not_stored: list[int] = []
+        for start in range(0, len(to_put), BATCH_WRITE_LIMIT):
+            pending = {
+                (item["PK"], item["SK"]): (start + offset, {"PutRequest": {"Item": serialize(item)}})
+                for offset, item in enumerate(to_put[start : start + BATCH_WRITE_LIMIT])
+            }
+            attempt = 0
+            while pending:
+                requests = [request for _, request in pending.values()]
+                try:
+                    response = self._call(self.client.batch_write_item, RequestItems={self.table_name: requests})
+                    unprocessed = response.get("UnprocessedItems", {}).get(self.table_name, [])
+                    left = {_request_key(request) for request in unprocessed}
+                except ThrottledError:
+                    left = set(pending)
+                pending = {key: value for key, value in pending.items() if key in left}
+                if pending:
+                    attempt += 1
+                    if attempt >= self.retry.attempts:
+                        logger.error("batch write gave up", extra={"items": len(pending), "attempts": attempt})
+                        not_stored.extend(position for position, _ in pending.values())
+                        break
+                    self.retry.pause(attempt)
+        return sorted(not_stored)
+
+
+def _request_key(request: dict[str, Any]) -> tuple[str, str]:
+    item = request["PutRequest"]["Item"]
+    return item["PK"]["S"], item["SK"]["S"]
+
+
+def _encode_token(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
+
+
+def _decode_token(token: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(token.encode()))
+        datetime.fromisoformat(value["day"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorageError("invalid page token") from exc
+    return dict(value)

@@ -1,0 +1,32 @@
+"""botocore errors translated to the port's storage errors, in one place."""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.ports import ConditionFailedError, StorageError, ThrottledError
+
+THROTTLING_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+__all__ = ["THROTTLING_CODES", "ConditionFailedError", "StorageError", "ThrottledError", "translate"]
+
+
+def translate(exc: ClientError | BotoCoreError) -> StorageError:
+    """Map a botocore error to a storage error (use as `raise translate(exc) from exc`)."""
+    if isinstance(exc, BotoCoreError):
+        return ThrottledError(f"DynamoDB unreachable: {type(exc).__name__}")
+    code = exc.response.get("Error", {}).get("Code", "")
+    if code in THROTTLING_CODES:
+        return ThrottledError(code)
+    if code == "ConditionalCheckFailedException":
+        return ConditionFailedError(code)
+    return StorageError(f"{code}: {exc.response.get('Error', {}).get('Message', '')}")

@@ -1,0 +1,215 @@
+"""Translation between domain objects and DynamoDB items (plain Python values, as a resource read returns them).
+
+The stream consumer decodes images with these same functions: one codec for both paths.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from shared.domain.events import TrackingEvent, event_from_payload, format_timestamp, parse_timestamp
+from shared.domain.failures import FailedEvent
+from shared.domain.sources import Source, WebhookMapping
+from shared.storage import keys
+from shared.storage.schema import TTL_ATTRIBUTE
+
+EVENT_ENTITY = "event"
+SOURCE_ENTITY = "source"
+WRITE_KEY_ENTITY = "write_key"
+FAILED_ENTITY = "failed"
+
+# Event bodies are zlib-compressed with a preset dictionary of the strings every Segment event repeats, which
+# keeps a typical SDK event well under one write unit (1 KB). The first byte names the codec, so it can evolve.
+_CODEC_ZLIB_V1 = b"\x01"
+_ZDICT_V1 = json.dumps(
+    {
+        "type": "track",
+        "event": "Product Viewed",
+        "name": "",
+        "messageId": "",
+        "userId": "",
+        "anonymousId": "",
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "originalTimestamp": "2026-01-01T00:00:00.000Z",
+        "sentAt": "2026-01-01T00:00:00.000Z",
+        "receivedAt": "2026-01-01T00:00:00.000Z",
+        "properties": {
+            "product_id": "",
+            "sku": "",
+            "category": "",
+            "price": 0,
+            "quantity": 1,
+            "currency": "USD",
+            "revenue": 0,
+            "total": 0,
+            "order_id": "",
+            "cart_id": "",
+            "url": "https://",
+            "path": "/",
+            "referrer": "",
+            "title": "",
+            "search": "",
+        },
+        "context": {
+            "library": {"name": "analytics-python", "version": ""},
+            "ip": "",
+            "locale": "en-US",
+            "userAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/ Safari/537.36",
+            "page": {"path": "/", "referrer": "", "search": "", "title": "", "url": "https://"},
+            "campaign": {"name": "", "source": "", "medium": "", "term": "", "content": ""},
+            "traits": {"email": ""},
+        },
+        "traits": {"email": "", "name": "", "firstName": "", "lastName": "", "plan": ""},
+        "integrations": {},
+        "Order Completed": "",
+        "Product Added": "",
+        "Checkout Started": "",
+        "Email Opened": "",
+        "Email Link Clicked": "",
+        "Audience Entered": "",
+    },
+    separators=(",", ":"),
+).encode()
+
+
+def encode_json(value: Any) -> bytes:
+    """Compress a JSON value for storage."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: escape them rather than fail
+        text = json.dumps(value, separators=(",", ":")).encode("ascii")
+    compressor = zlib.compressobj(level=6, zdict=_ZDICT_V1)
+    return _CODEC_ZLIB_V1 + compressor.compress(text) + compressor.flush()
+
+
+def decode_json(blob: bytes) -> Any:
+    """Inverse of `encode_json`."""
+    data = bytes(blob)
+    if data[:1] != _CODEC_ZLIB_V1:
+        raise ValueError("unknown body codec")
+    decompressor = zlib.decompressobj(zdict=_ZDICT_V1)
+    return json.loads(decompressor.decompress(data[1:]) + decompressor.flush())
+
+
+def event_to_item(event: TrackingEvent, *, retention: timedelta | None = None) -> dict[str, Any]:
+    """The item of one stored event."""
+    kind, identifier = event.identity
+    item: dict[str, Any] = {
+        "PK": keys.identity_pk(kind, identifier),
+        "SK": keys.event_sk(event.source_id, event.message_id),
+        "entity": EVENT_ENTITY,
+        "ts": format_timestamp(event.timestamp),
+        "type": str(event.type),
+        "src": event.source_id,
+        "body": encode_json(event.to_payload()),
+    }
+    label = event.event or event.name
+    if label:
+        item["name"] = label
+    if retention is not None:
+        item[TTL_ATTRIBUTE] = int((event.received_at + retention).timestamp())
+    return item
+
+
+def item_to_event(item: dict[str, Any]) -> TrackingEvent:
+    """Inverse of `event_to_item`."""
+    return event_from_payload(decode_json(item["body"]), source_id=item["src"])
+
+
+def event_key(event: TrackingEvent) -> dict[str, str]:
+    """Primary key of an event's item (its de-duplication key)."""
+    kind, identifier = event.identity
+    return {"PK": keys.identity_pk(kind, identifier), "SK": keys.event_sk(event.source_id, event.message_id)}
+
+
+def source_to_item(source: Source) -> dict[str, Any]:
+    """The item of a source (secrets included: the table is the secret store, guarded by IAM)."""
+    return {
+        "PK": keys.SOURCES_PK,
+        "SK": keys.source_sk(source.id),
+        "entity": SOURCE_ENTITY,
+        "id": source.id,
+        "name": source.name,
+        "created_at": format_timestamp(source.created_at),
+        "write_key_hashes": list(source.write_key_hashes),
+        "write_key_prefix": source.write_key_prefix,
+        "link_secrets": list(source.link_secrets),
+        "webhook_secrets": list(source.webhook_secrets),
+        "hash_emails": source.hash_emails,
+        "webhook_mapping": json.dumps(asdict(source.webhook_mapping)) if source.webhook_mapping else "",
+    }
+
+
+def item_to_source(item: dict[str, Any]) -> Source:
+    """Inverse of `source_to_item`."""
+    mapping = json.loads(item["webhook_mapping"]) if item.get("webhook_mapping") else None
+    return Source(
+        id=item["id"],
+        name=item["name"],
+        created_at=parse_timestamp(item["created_at"], "created_at"),
+        write_key_hashes=tuple(item.get("write_key_hashes", ())),
+        write_key_prefix=item.get("write_key_prefix", ""),
+        link_secrets=tuple(item.get("link_secrets", ())),
+        webhook_secrets=tuple(item.get("webhook_secrets", ())),
+        hash_emails=bool(item.get("hash_emails", False)),
+        webhook_mapping=WebhookMapping(**mapping) if mapping else None,
+    )
+
+
+def write_key_item(write_key_hash: str, source_id: str) -> dict[str, Any]:
+    """Lookup item from a write key's hash to its source."""
+    return {
+        "PK": keys.write_key_pk(write_key_hash),
+        "SK": keys.WRITE_KEY_SK,
+        "entity": WRITE_KEY_ENTITY,
+        "source_id": source_id,
+    }
+
+
+def failed_to_item(failure: FailedEvent, *, retention: timedelta) -> dict[str, Any]:
+    """The item of a failed event; it expires after `retention`."""
+    pk, sk = keys.failed_key(failure.id)
+    item: dict[str, Any] = {
+        "PK": pk,
+        "SK": sk,
+        "entity": FAILED_ENTITY,
+        "id": failure.id,
+        "received_at": format_timestamp(failure.received_at),
+        "route": failure.route,
+        "reason": failure.reason,
+        "status": failure.status,
+        "raw": zlib.compress(failure.raw),
+        "truncated": failure.truncated,
+        TTL_ATTRIBUTE: int((failure.received_at + retention).timestamp()),
+    }
+    if failure.source_id:
+        item["source_id"] = failure.source_id
+    if failure.message_id:
+        item["message_id"] = failure.message_id
+    return item
+
+
+def item_to_failed(item: dict[str, Any]) -> FailedEvent:
+    """Inverse of `failed_to_item`."""
+    return FailedEvent(
+        id=item["id"],
+        received_at=parse_timestamp(item["received_at"], "received_at"),
+        route=item["route"],
+        reason=item["reason"],
+        status=int(item["status"]) if isinstance(item["status"], (int, Decimal)) else 0,
+        raw=zlib.decompress(bytes(item["raw"])),
+        source_id=item.get("source_id"),
+        message_id=item.get("message_id"),
+        truncated=bool(item.get("truncated", False)),
+    )
+
+
+def day_of(moment: datetime) -> str:
+    """`yyyy-mm-dd` (UTC) of a moment: the partition of that day's failed events."""
+    return format_timestamp(moment)[:10]

@@ -1,0 +1,92 @@
+"""Key builders for Footfall's single table. The only place that knows key formats.
+
+| access pattern                            | key condition (all on the table itself)                      |
+|-------------------------------------------|--------------------------------------------------------------|
+| store an event, de-duplicated exactly     | PK = `ID#<u|a>#<id>`, SK = `EVT#<source>#<messageId>`         |
+| events of one identity (user/anonymous)   | PK = `ID#<u|a>#<id>`, SK begins_with `EVT#`                   |
+| a source by id / all sources              | PK = `SOURCES`, SK = `SOURCE#<id>` / begins_with `SOURCE#`    |
+| a source by write key                     | PK = `WRITEKEY#<sha256>`, SK = `WRITEKEY`                     |
+| failed events of a day, newest first      | PK = `FAILED#<yyyy-mm-dd>`, SK begins_with `FAILED#`, desc.   |
+| a failed event by id `<day>.<time>.<rnd>` | PK = `FAILED#<day>`, SK = `FAILED#<time>#<rnd>`               |
+
+Why events are keyed by message id and not by time: the de-duplication key must be derived from the
+message alone (a retried request has a different `receivedAt`, hence a different corrected time), and a
+conditional put on that key de-duplicates with the one write that stores the event. Identity partitions
+are immutable: identity stitching links partitions, it never rewrites events.
+
+GSI1 (`GSI1PK`, `GSI1SK`) is declared for later access patterns (segment members); events never carry
+its attributes, so storing an event writes no index.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+SEPARATOR = "#"
+SOURCES_PK = "SOURCES"
+WRITE_KEY_SK = "WRITEKEY"
+
+
+def identity_pk(kind: str, identifier: str) -> str:
+    """Partition of one identity: `kind` is `u` (userId) or `a` (anonymousId)."""
+    if kind not in ("u", "a"):
+        raise ValueError(f"identity kind must be 'u' or 'a', not {kind!r}")
+    return f"ID#{kind}#{identifier}"
+
+
+def parse_identity_pk(pk: str) -> tuple[str, str]:
+    """Inverse of `identity_pk`."""
+    prefix, kind, identifier = pk.split(SEPARATOR, 2)
+    if prefix != "ID":
+        raise ValueError(f"not an identity key: {pk!r}")
+    return kind, identifier
+
+
+def event_sk(source_id: str, message_id: str) -> str:
+    """Sort key of an event: unique per (source, messageId), which is the de-duplication key."""
+    return f"EVT#{source_id}#{message_id}"
+
+
+def parse_event_sk(sk: str) -> tuple[str, str]:
+    """Inverse of `event_sk`: `(source_id, message_id)` (message ids may contain `#`)."""
+    prefix, source_id, message_id = sk.split(SEPARATOR, 2)
+    if prefix != "EVT":
+        raise ValueError(f"not an event key: {sk!r}")
+    return source_id, message_id
+
+
+EVENT_SK_PREFIX = "EVT#"
+
+
+def source_sk(source_id: str) -> str:
+    """Sort key of a source under the `SOURCES` partition."""
+    return f"SOURCE#{source_id}"
+
+
+SOURCE_SK_PREFIX = "SOURCE#"
+
+
+def write_key_pk(write_key_hash: str) -> str:
+    """Partition of a write-key lookup item."""
+    return f"WRITEKEY#{write_key_hash}"
+
+
+def failed_key(failure_id: str) -> tuple[str, str]:
+    """`(PK, SK)` of a failed event from its id (`shared.domain.failures.new_failure_id`).
+
+    Raises:
+        ValueError: when the id is not one `failed_id` makes.
+    """
+    day, moment, suffix = failure_id.split(".", 2)
+    datetime.strptime(day, "%Y-%m-%d")
+    if not (moment.isdigit() and len(moment) == 12 and suffix):
+        raise ValueError(f"not a failed-event id: {failure_id!r}")
+    return failed_pk(day), f"FAILED#{moment}#{suffix}"
+
+
+def failed_pk(day: str) -> str:
+    """Partition of one day's failed events."""
+    return f"FAILED#{day}"
+
+
+FAILED_SK_PREFIX = "FAILED#"
