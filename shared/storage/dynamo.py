@@ -77,7 +77,11 @@ def make_client(
         tcp_keepalive=True,
         max_pool_connections=32,
     )
-    return session.client("dynamodb", endpoint_url=endpoint_url, config=config)
+    credentials: dict[str, str] = {}
+    if endpoint_url and session.get_credentials() is None:
+        # Local endpoints (moto, DynamoDB Local) accept any credentials, but botocore insists on having some.
+        credentials = {"aws_access_key_id": "footfall", "aws_secret_access_key": "footfall"}
+    return session.client("dynamodb", endpoint_url=endpoint_url, config=config, **credentials)
 
 
 class DynamoTrackingStore:

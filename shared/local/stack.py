@@ -1,0 +1,198 @@
+"""`footfall serve`: the whole pipeline on one machine, on the embedded backend or any DynamoDB endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.domain.sources import new_source
+from shared.storage.dynamo import DynamoTrackingStore, make_client
+from shared.storage.schema import TABLE_DEFINITION
+
+INFO_FILE = "serve.json"
+DEFAULT_SOURCE_FILE = "default-source.json"
+DEFAULT_TABLE = "footfall"
+DEFAULT_REGION = "us-east-1"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "footfall", "AWS_SECRET_ACCESS_KEY": "footfall"}
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """What `footfall serve` tells other processes (CLI, TUI, scripts) in `<data-dir>/serve.json`."""
+
+    collector_url: str
+    dynamodb_endpoint: str
+    table: str
+    region: str
+    write_key: str | None
+    pid: int
+
+
+def read_info(data_dir: Path) -> StackInfo | None:
+    """The running (or last) local stack's coordinates, if `serve` ever ran with this data dir."""
+    try:
+        return StackInfo(**json.loads((data_dir / INFO_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    tmp.replace(path)
+
+
+def local_env(region: str, endpoint: str, table: str) -> dict[str, str]:
+    """Environment for the local workers: the collector's settings, fake credentials, quiet Powertools."""
+    env = dict(os.environ)
+    for name, value in LOCAL_CREDENTIALS.items():
+        env.setdefault(name, value)
+    env.update({
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "FOOTFALL_TABLE_NAME": table,
+        "FOOTFALL_DYNAMODB_ENDPOINT": endpoint,
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": env.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def ensure_table(client: Any, table: str) -> None:
+    """Create the table from the one definition unless it exists."""
+    try:
+        client.describe_table(TableName=table)
+        return
+    except client.exceptions.ResourceNotFoundException:
+        pass
+    client.create_table(TableName=table, **TABLE_DEFINITION)
+    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def ensure_default_source(store: DynamoTrackingStore, data_dir: Path) -> str | None:
+    """Create the `default` source on first start; returns its write key (kept in the data dir, mode 0600)."""
+    path = data_dir / DEFAULT_SOURCE_FILE
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        saved = json.loads(path.read_text())
+        if store.get_source(saved["source_id"]) is not None:
+            return str(saved["write_key"])
+    if store.get_source("default") is not None:
+        return None  # created by another data dir: its key is not ours to know
+    source, write_key = new_source(source_id="default", name="Default", created_at=datetime.now(UTC),
+                                   token=secrets.token_urlsafe)
+    store.put_source(source, write_keys=[write_key])
+    _write_private(path, {"source_id": source.id, "write_key": write_key})
+    return write_key
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    # Workers share their port through SO_REUSEPORT, so a second `serve` must be stopped here, explicitly.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith("READY"):
+        process.kill()
+        raise RuntimeError(f"{args[0]} did not start (exit code {process.wait()})")
+    return process, line
+
+
+@dataclass
+class Stack:
+    """The processes of a running local stack."""
+
+    info: StackInfo
+    processes: list[subprocess.Popen[str]]
+
+    def stop(self) -> None:
+        """Terminate every child process."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def start(*, data_dir: Path, host: str = "127.0.0.1", port: int = 8788, endpoint_url: str | None = None,
+          table: str = DEFAULT_TABLE, region: str = DEFAULT_REGION, workers: int = 2) -> Stack:
+    """Start the backend (unless `endpoint_url`), the table, the default source and the collector workers."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not _port_is_free(host, port):
+        raise RuntimeError(f"port {port} on {host} is in use (another footfall serve?); pick one with --port")
+    processes: list[subprocess.Popen[str]] = []
+    env = local_env(region, endpoint_url or "", table)
+    try:
+        if endpoint_url is None:
+            backend, ready = _spawn(["shared.local.backend", "--data-dir", str(data_dir)], env)
+            processes.append(backend)
+            endpoint_url = f"http://127.0.0.1:{ready.split()[1]}"
+            env = local_env(region, endpoint_url, table)
+        client = make_client(endpoint_url=endpoint_url, region=region)
+        ensure_table(client, table)
+        write_key = ensure_default_source(DynamoTrackingStore(table, client=client), data_dir)
+        for _ in range(max(1, workers)):
+            worker, _ready = _spawn(["shared.local.collector", "--host", host, "--port", str(port)], env)
+            processes.append(worker)
+    except BaseException:
+        Stack(info=None, processes=processes).stop()  # type: ignore[arg-type]
+        raise
+    info = StackInfo(collector_url=f"http://{host}:{port}", dynamodb_endpoint=endpoint_url, table=table,
+                     region=region, write_key=write_key, pid=os.getpid())
+    _write_private(data_dir / INFO_FILE, asdict(info))
+    return Stack(info, processes)
+
+
+def run(stack: Stack, *, out: Callable[[str], None] = print) -> int:
+    """Supervise until SIGINT/SIGTERM; if any child process dies the whole stack stops (exit code 1)."""
+    info = stack.info
+    out(f"footfall collector  {info.collector_url}")
+    out(f"dynamodb endpoint   {info.dynamodb_endpoint}  (table {info.table}, region {info.region})")
+    out(f"write key           {info.write_key or '(default source made elsewhere: footfall sources add NAME)'}")
+    out("ready: try  curl -u <write key>: -H 'Content-Type: application/json' "
+        f"-d '{{\"userId\":\"u1\",\"event\":\"Hello\"}}' {info.collector_url}/v1/track")
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for process in stack.processes:
+                if process.poll() is not None:
+                    out(f"a local process exited unexpectedly (code {process.returncode}); stopping")
+                    return 1
+    finally:
+        stack.stop()
+    return 0
