@@ -35,8 +35,9 @@ class CliError(Exception):
 
 def _connection(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where the data is")
-    group.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                       help="local stack data directory (default .footfall)")
+    group.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="local stack data directory (default .footfall)"
+    )
     group.add_argument("--endpoint-url", help="DynamoDB-compatible endpoint (instead of the local stack)")
     group.add_argument("--table", help="table name")
     group.add_argument("--region", help="AWS region")
@@ -50,8 +51,10 @@ def _store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str, Any
     endpoint = args.endpoint_url
     if endpoint is None and args.profile is None and args.table is None:
         if info is None:
-            raise CliError(f"no local stack found in {args.data_dir} (start one with `footfall serve`), "
-                           "or pass --endpoint-url / --table / --profile")
+            raise CliError(
+                f"no local stack found in {args.data_dir} (start one with `footfall serve`), "
+                "or pass --endpoint-url / --table / --profile"
+            )
         endpoint = info.dynamodb_endpoint
     table = args.table or (info.table if info else DEFAULT_TABLE)
     region = args.region or (info.region if info and endpoint == info.dynamodb_endpoint else None)
@@ -66,9 +69,14 @@ def _print(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> N
 
 
 def _source_json(source: Source, *, with_secrets: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {"id": source.id, "name": source.name, "created_at": format_timestamp(source.created_at),
-                            "write_key_prefix": source.write_key_prefix, "hash_emails": source.hash_emails,
-                            "webhook_mapping": source.webhook_mapping is not None}
+    data: dict[str, Any] = {
+        "id": source.id,
+        "name": source.name,
+        "created_at": format_timestamp(source.created_at),
+        "write_key_prefix": source.write_key_prefix,
+        "hash_emails": source.hash_emails,
+        "webhook_mapping": source.webhook_mapping is not None,
+    }
     if with_secrets:
         data.update(link_secret=source.link_secrets[0], webhook_secret=source.webhook_secrets[0])
     return data
@@ -81,9 +89,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from shared.local import stack
 
     try:
-        running = stack.start(data_dir=args.data_dir, host=args.host, port=args.port, endpoint_url=args.endpoint_url,
-                              table=args.table or stack.DEFAULT_TABLE, region=args.region or stack.DEFAULT_REGION,
-                              workers=args.workers)
+        running = stack.start(
+            data_dir=args.data_dir,
+            host=args.host,
+            port=args.port,
+            endpoint_url=args.endpoint_url,
+            table=args.table or stack.DEFAULT_TABLE,
+            region=args.region or stack.DEFAULT_REGION,
+            workers=args.workers,
+        )
     except RuntimeError as exc:
         raise CliError(str(exc)) from exc
     return stack.run(running)
@@ -96,8 +110,9 @@ def cmd_sources_add(args: argparse.Namespace) -> int:
     source_id = args.id or _slug(args.name)
     if store.get_source(source_id) is not None:
         raise CliError(f"source {source_id!r} exists already")
-    source, write_key = new_source(source_id=source_id, name=args.name, created_at=datetime.now(UTC),
-                                   token=secrets.token_urlsafe)
+    source, write_key = new_source(
+        source_id=source_id, name=args.name, created_at=datetime.now(UTC), token=secrets.token_urlsafe
+    )
     mapping = None
     if args.webhook_mapping:
         try:
@@ -107,8 +122,11 @@ def cmd_sources_add(args: argparse.Namespace) -> int:
     source = replace(source, hash_emails=args.hash_emails, webhook_mapping=mapping)
     store.put_source(source, write_keys=[write_key])
     data = {**_source_json(source, with_secrets=True), "write_key": write_key}
-    _print(args, data, lambda d: "\n".join(f"{k:16} {v}" for k, v in d.items())
-           + "\n(the write key is shown only now; keep it)")
+    _print(
+        args,
+        data,
+        lambda d: "\n".join(f"{k:16} {v}" for k, v in d.items()) + "\n(the write key is shown only now; keep it)",
+    )
     return 0
 
 
@@ -119,8 +137,16 @@ def _slug(name: str) -> str:
 def cmd_sources_list(args: argparse.Namespace) -> int:
     store, _ = _store(args)
     data = [_source_json(source) for source in store.list_sources()]
-    _print(args, data, lambda rows: "\n".join(f"{r['id']:20} {r['name']:24} key {r['write_key_prefix']}…  "
-                                              f"created {r['created_at']}" for r in rows) or "no sources")
+    _print(
+        args,
+        data,
+        lambda rows: (
+            "\n".join(
+                f"{r['id']:20} {r['name']:24} key {r['write_key_prefix']}…  created {r['created_at']}" for r in rows
+            )
+            or "no sources"
+        ),
+    )
     return 0
 
 
@@ -131,10 +157,20 @@ def cmd_sources_rotate(args: argparse.Namespace) -> int:
         raise CliError(f"no source {args.source!r}")
     rotated = rotate_secret(source, args.kind, "ffs_" + secrets.token_urlsafe(32))
     store.put_source(rotated)
-    data = {"id": rotated.id, "kind": args.kind, "secret": getattr(rotated, f"{args.kind}_secrets")[0],
-            "still_valid": len(getattr(rotated, f"{args.kind}_secrets")) - 1}
-    _print(args, data, lambda d: f"new {d['kind']} secret for {d['id']}: {d['secret']}\n"
-                                 f"(the previous one keeps working until the next rotation)")
+    data = {
+        "id": rotated.id,
+        "kind": args.kind,
+        "secret": getattr(rotated, f"{args.kind}_secrets")[0],
+        "still_valid": len(getattr(rotated, f"{args.kind}_secrets")) - 1,
+    }
+    _print(
+        args,
+        data,
+        lambda d: (
+            f"new {d['kind']} secret for {d['id']}: {d['secret']}\n"
+            f"(the previous one keeps working until the next rotation)"
+        ),
+    )
     return 0
 
 
@@ -151,9 +187,16 @@ def cmd_links_sign(args: argparse.Namespace) -> int:
     if not base:
         raise CliError("pass --base-url (the collector's public URL)")
     try:
-        params = links.click_params(source_id=source.id, target=args.url, secret=source.link_secrets[0],
-                                    event=args.event, user_id=args.user_id, anonymous_id=args.anonymous_id,
-                                    properties=properties, expires_at=expires)
+        params = links.click_params(
+            source_id=source.id,
+            target=args.url,
+            secret=source.link_secrets[0],
+            event=args.event,
+            user_id=args.user_id,
+            anonymous_id=args.anonymous_id,
+            properties=properties,
+            expires_at=expires,
+        )
     except TrackingError as exc:
         raise CliError(str(exc)) from exc
     url = links.click_url(base, params)
@@ -179,10 +222,26 @@ def _duration(text: str) -> timedelta:
 def cmd_failed_list(args: argparse.Namespace) -> int:
     store, _ = _store(args)
     page = store.list_failed(limit=args.limit)
-    data = [{"id": f.id, "received_at": format_timestamp(f.received_at), "route": f.route, "status": f.status,
-             "source_id": f.source_id, "message_id": f.message_id, "reason": f.reason} for f in page.items]
-    _print(args, data, lambda rows: "\n".join(f"{r['id']:34} {r['status']:>3} {r['route']:22} {r['reason']}"
-                                              for r in rows) or "no failed events")
+    data = [
+        {
+            "id": f.id,
+            "received_at": format_timestamp(f.received_at),
+            "route": f.route,
+            "status": f.status,
+            "source_id": f.source_id,
+            "message_id": f.message_id,
+            "reason": f.reason,
+        }
+        for f in page.items
+    ]
+    _print(
+        args,
+        data,
+        lambda rows: (
+            "\n".join(f"{r['id']:34} {r['status']:>3} {r['route']:22} {r['reason']}" for r in rows)
+            or "no failed events"
+        ),
+    )
     return 0
 
 
@@ -191,10 +250,17 @@ def cmd_failed_show(args: argparse.Namespace) -> int:
     failure = store.get_failed(args.id)
     if failure is None:
         raise CliError(f"no failed event {args.id!r}")
-    data = {"id": failure.id, "received_at": format_timestamp(failure.received_at), "route": failure.route,
-            "status": failure.status, "source_id": failure.source_id, "message_id": failure.message_id,
-            "reason": failure.reason, "truncated": failure.truncated,
-            "raw": failure.raw.decode("utf-8", "replace")}
+    data = {
+        "id": failure.id,
+        "received_at": format_timestamp(failure.received_at),
+        "route": failure.route,
+        "status": failure.status,
+        "source_id": failure.source_id,
+        "message_id": failure.message_id,
+        "reason": failure.reason,
+        "truncated": failure.truncated,
+        "raw": failure.raw.decode("utf-8", "replace"),
+    }
     _print(args, data, lambda d: "\n".join(f"{k:12} {v}" for k, v in d.items()))
     return 0
 
@@ -206,8 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="footfall", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    for name, helptext in (("serve", "run the local stack"),
-                           ("demo", "run the local stack (the traffic simulator and TUI come with later releases)")):
+    for name, helptext in (
+        ("serve", "run the local stack"),
+        ("demo", "run the local stack (the traffic simulator and TUI come with later releases)"),
+    ):
         serve = commands.add_parser(name, help=helptext)
         serve.add_argument("--host", default="127.0.0.1")
         serve.add_argument("--port", type=int, default=8788)

@@ -52,7 +52,7 @@ class RequestState:
 
 
 def report_reply(report: IngestReport) -> HttpReply:
-    """200 when every valid event is stored, 503 (retry) when one was not, 400 when nothing was valid."""
+    """200 when every valid event is stored, 503 (retry) when one was not, 400/413 when nothing was valid."""
     body: dict[str, Any] = {
         "success": not report.not_stored and not report.all_rejected,
         "results": [r.to_json() for r in report.results],
@@ -62,7 +62,7 @@ def report_reply(report: IngestReport) -> HttpReply:
         return HttpReply(503, body, {"Retry-After": "1"})
     if report.all_rejected:
         body["error"] = report.results[0].reason if len(report.results) == 1 else "every event was rejected"
-        return HttpReply(400, body)
+        return HttpReply(413 if report.all_too_large else 400, body)
     return HttpReply(200, body)
 
 

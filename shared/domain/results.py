@@ -27,6 +27,8 @@ class EventResult:
     outcome: Outcome
     message_id: str | None = None
     reason: str | None = None
+    too_large: bool = False
+    """Rejected for size (answered 413 when nothing else in the request was valid)."""
 
     def to_json(self) -> dict[str, object]:
         """JSON form used in HTTP answers."""

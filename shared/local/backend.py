@@ -24,11 +24,24 @@ from pathlib import Path
 from typing import Any
 
 JOURNAL_NAME = "dynamodb.journal"
-MUTATING = frozenset({
-    "CreateTable", "UpdateTable", "DeleteTable", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
-    "TransactWriteItems", "UpdateTimeToLive", "TagResource", "UntagResource", "ExecuteStatement",
-    "BatchExecuteStatement", "ExecuteTransaction",
-})
+MUTATING = frozenset(
+    {
+        "CreateTable",
+        "UpdateTable",
+        "DeleteTable",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "BatchWriteItem",
+        "TransactWriteItems",
+        "UpdateTimeToLive",
+        "TagResource",
+        "UntagResource",
+        "ExecuteStatement",
+        "BatchExecuteStatement",
+        "ExecuteTransaction",
+    }
+)
 StartResponse = Callable[..., Any]
 
 
@@ -63,8 +76,11 @@ class JournaledApp:
         with self.lock:
             answer = b"".join(self.app(environ, capture))
             if target.rpartition(".")[2] in MUTATING and captured["status"].startswith("200"):
-                record = {"target": target, "auth": _unsigned(environ.get("HTTP_AUTHORIZATION", "")),
-                          "body": body.decode("utf-8")}
+                record = {
+                    "target": target,
+                    "auth": _unsigned(environ.get("HTTP_AUTHORIZATION", "")),
+                    "body": body.decode("utf-8"),
+                }
                 self.journal.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
                 self.journal.flush()
                 os.fsync(self.journal.fileno())
@@ -92,9 +108,17 @@ def replay(app: Callable[..., Iterable[bytes]], journal: Path) -> int:
                 record = json.loads(line)
             except ValueError:
                 break
-            builder = EnvironBuilder(method="POST", path="/", data=record["body"].encode("utf-8"), headers={
-                "X-Amz-Target": record["target"], "Authorization": record["auth"],
-                "Content-Type": "application/x-amz-json-1.0", "Host": "localhost"})
+            builder = EnvironBuilder(
+                method="POST",
+                path="/",
+                data=record["body"].encode("utf-8"),
+                headers={
+                    "X-Amz-Target": record["target"],
+                    "Authorization": record["auth"],
+                    "Content-Type": "application/x-amz-json-1.0",
+                    "Host": "localhost",
+                },
+            )
             status: list[str] = []
             b"".join(app(builder.get_environ(), lambda s, h, e=None: status.append(s) or (lambda _: None)))
             count += 1
@@ -121,13 +145,18 @@ def main(argv: list[str] | None = None) -> None:
     journal = args.data_dir / JOURNAL_NAME
     moto_app = DomainDispatcherApplication(create_backend_app)
     replayed = replay(moto_app, journal)
-    server = make_server(args.host, args.port, JournaledApp(moto_app, journal), threaded=True,
-                         request_handler=_QuietHandler(MotoRequestHandler))
+    server = make_server(
+        args.host,
+        args.port,
+        JournaledApp(moto_app, journal),
+        threaded=True,
+        request_handler=_QuietHandler(MotoRequestHandler),
+    )
     print(f"READY {server.server_port} replayed={replayed}", flush=True)
     server.serve_forever()
 
 
-def _QuietHandler(base: type) -> type:  # noqa: N802 - a class factory
+def _QuietHandler(base: type) -> type:
     class Quiet(base):  # type: ignore[misc, valid-type]
         def log_request(self, *args: Any, **kwargs: Any) -> None:
             pass

@@ -72,8 +72,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._plain(413, b'{"success":false,"error":"body is larger than 500 KB"}')
             return
         body = self.rfile.read(length) if length else b""
-        event = http_api_event(self.command, path, headers=self.headers.items(), query=query, body=body,
-                               source_ip=self.client_address[0])
+        event = http_api_event(
+            self.command, path, headers=self.headers.items(), query=query, body=body, source_ip=self.client_address[0]
+        )
         try:
             status, headers, data = http_answer(self.server.invoke(event))
         except Exception:  # the handler maps every error itself; this is the last line of defence
@@ -98,7 +99,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_OPTIONS = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

@@ -61,17 +61,19 @@ def local_env(region: str, endpoint: str, table: str) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in LOCAL_CREDENTIALS.items():
         env.setdefault(name, value)
-    env.update({
-        "AWS_DEFAULT_REGION": region,
-        "AWS_REGION": region,
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        "FOOTFALL_TABLE_NAME": table,
-        "FOOTFALL_DYNAMODB_ENDPOINT": endpoint,
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": env.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+            "FOOTFALL_TABLE_NAME": table,
+            "FOOTFALL_DYNAMODB_ENDPOINT": endpoint,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": env.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -95,8 +97,9 @@ def ensure_default_source(store: DynamoTrackingStore, data_dir: Path) -> str | N
             return str(saved["write_key"])
     if store.get_source("default") is not None:
         return None  # created by another data dir: its key is not ours to know
-    source, write_key = new_source(source_id="default", name="Default", created_at=datetime.now(UTC),
-                                   token=secrets.token_urlsafe)
+    source, write_key = new_source(
+        source_id="default", name="Default", created_at=datetime.now(UTC), token=secrets.token_urlsafe
+    )
     store.put_source(source, write_keys=[write_key])
     _write_private(path, {"source_id": source.id, "write_key": write_key})
     return write_key
@@ -141,8 +144,16 @@ class Stack:
                 process.kill()
 
 
-def start(*, data_dir: Path, host: str = "127.0.0.1", port: int = 8788, endpoint_url: str | None = None,
-          table: str = DEFAULT_TABLE, region: str = DEFAULT_REGION, workers: int = 2) -> Stack:
+def start(
+    *,
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8788,
+    endpoint_url: str | None = None,
+    table: str = DEFAULT_TABLE,
+    region: str = DEFAULT_REGION,
+    workers: int = 2,
+) -> Stack:
     """Start the backend (unless `endpoint_url`), the table, the default source and the collector workers."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if not _port_is_free(host, port):
@@ -164,8 +175,14 @@ def start(*, data_dir: Path, host: str = "127.0.0.1", port: int = 8788, endpoint
     except BaseException:
         Stack(info=None, processes=processes).stop()  # type: ignore[arg-type]
         raise
-    info = StackInfo(collector_url=f"http://{host}:{port}", dynamodb_endpoint=endpoint_url, table=table,
-                     region=region, write_key=write_key, pid=os.getpid())
+    info = StackInfo(
+        collector_url=f"http://{host}:{port}",
+        dynamodb_endpoint=endpoint_url,
+        table=table,
+        region=region,
+        write_key=write_key,
+        pid=os.getpid(),
+    )
     _write_private(data_dir / INFO_FILE, asdict(info))
     return Stack(info, processes)
 
@@ -176,8 +193,10 @@ def run(stack: Stack, *, out: Callable[[str], None] = print) -> int:
     out(f"footfall collector  {info.collector_url}")
     out(f"dynamodb endpoint   {info.dynamodb_endpoint}  (table {info.table}, region {info.region})")
     out(f"write key           {info.write_key or '(default source made elsewhere: footfall sources add NAME)'}")
-    out("ready: try  curl -u <write key>: -H 'Content-Type: application/json' "
-        f"-d '{{\"userId\":\"u1\",\"event\":\"Hello\"}}' {info.collector_url}/v1/track")
+    out(
+        "ready: try  curl -u <write key>: -H 'Content-Type: application/json' "
+        f'-d \'{{"userId":"u1","event":"Hello"}}\' {info.collector_url}/v1/track'
+    )
     stopping = False
 
     def stop(*_: Any) -> None:

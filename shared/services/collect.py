@@ -44,6 +44,11 @@ class IngestReport:
         return any(r.outcome is Outcome.NOT_STORED for r in self.results)
 
     @property
+    def all_too_large(self) -> bool:
+        """Every event was refused for its size."""
+        return bool(self.results) and all(r.too_large for r in self.results)
+
+    @property
     def all_rejected(self) -> bool:
         """Nothing in the request was valid."""
         return bool(self.results) and all(r.outcome is Outcome.REJECTED for r in self.results)
@@ -128,8 +133,9 @@ class Collector:
             except InvalidEventError as exc:
                 message_id = raw.get("messageId") if isinstance(raw, dict) else None
                 message_id = message_id if isinstance(message_id, str) else None
-                results[index] = EventResult(index, Outcome.REJECTED, message_id, exc.reason)
-                status = 413 if isinstance(exc, PayloadTooLargeError) else failure_status
+                too_large = isinstance(exc, PayloadTooLargeError)
+                results[index] = EventResult(index, Outcome.REJECTED, message_id, exc.reason, too_large)
+                status = 413 if too_large else failure_status
                 failures.append(
                     self._failure(route, exc.reason, status, _raw_bytes(raw), source.id, message_id, received_at)
                 )

@@ -1,0 +1,43 @@
+"""Fixtures for every suite: fake AWS credentials, a Lambda context, builders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+TABLE = "footfall-test"
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region, so nothing can reach real AWS."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        # botocore >= 1.44 would send DynamoDB (Streams) calls to account-specific hosts moto does not route.
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "FOOTFALL_TABLE_NAME": TABLE,
+        "FOOTFALL_SOURCE_CACHE_SECONDS": "0",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("FOOTFALL_DYNAMODB_ENDPOINT", raising=False)
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "collect"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:collect"
+    aws_request_id: str = "test-request"
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()

@@ -1,0 +1,81 @@
+"""moto fixtures: the table from the one definition, the store, a source, and an HTTP-shaped handler call."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from shared.domain.sources import Source
+from shared.local.apigw import http_answer, http_api_event
+from shared.storage.dynamo import DynamoTrackingStore, RetryPolicy
+from shared.storage.schema import TABLE_DEFINITION
+from tests.builders import a_source
+from tests.conftest import TABLE
+
+
+@pytest.fixture
+def ddb(aws_credentials: None) -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        client.create_table(TableName=TABLE, **TABLE_DEFINITION)
+        yield client
+
+
+@pytest.fixture
+def store(ddb: Any) -> DynamoTrackingStore:
+    return DynamoTrackingStore(TABLE, client=ddb, retry=RetryPolicy(sleep=lambda _: None))
+
+
+@pytest.fixture
+def source(store: DynamoTrackingStore) -> tuple[Source, str]:
+    """The `web` source, stored, and its write key."""
+    created, write_key = a_source("web")
+    store.put_source(created, write_keys=[write_key])
+    return created, write_key
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    json: Any = field(default=None)
+
+
+@pytest.fixture
+def http(ddb: Any, lambda_context: Any) -> Callable[..., Answer]:
+    """Call the collect Lambda as API Gateway would for an HTTP request."""
+    from functions.collect import handler
+
+    handler.collector.cache_clear()  # the next call builds its client inside this test's moto
+
+    def call(
+        method: str,
+        path: str,
+        *,
+        body: bytes | str = b"",
+        headers: dict[str, str] | None = None,
+        query: str = "",
+        write_key: str | None = None,
+    ) -> Answer:
+        all_headers = dict(headers or {})
+        if write_key is not None:
+            all_headers["Authorization"] = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+        data = body.encode() if isinstance(body, str) else body
+        event = http_api_event(method, path, headers=all_headers.items(), query=query, body=data)
+        status, answer_headers, payload = http_answer(handler.lambda_handler(event, lambda_context))
+        parsed = None
+        if dict(answer_headers).get("Content-Type", "").startswith("application/json") and payload:
+            import json
+
+            parsed = json.loads(payload)
+        return Answer(status, dict(answer_headers), payload, parsed)
+
+    yield call
+    handler.collector.cache_clear()
