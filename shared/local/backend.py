@@ -119,8 +119,15 @@ def replay(app: Callable[..., Iterable[bytes]], journal: Path) -> int:
                     "Host": "localhost",
                 },
             )
-            status: list[str] = []
-            b"".join(app(builder.get_environ(), lambda s, h, e=None: status.append(s) or (lambda _: None)))
+            statuses: list[str] = []
+
+            def keep_status(status: str, headers: Any, exc_info: Any = None, into: list[str] = statuses) -> Any:
+                into.append(status)
+                return lambda _: None
+
+            b"".join(app(builder.get_environ(), keep_status))
+            if not statuses[0].startswith("200"):  # it succeeded when journaled: replay must reproduce it
+                print(f"journal replay diverged at record {count + 1}: {statuses[0]}", file=sys.stderr, flush=True)
             count += 1
             good_bytes += len(line)
     if good_bytes != journal.stat().st_size:
