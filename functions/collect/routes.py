@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.domain import links, webhooks
 from shared.domain.errors import AuthenticationError, InvalidEventError, TrackingError
@@ -18,6 +18,7 @@ from shared.ports import StorageError
 from shared.services.collect import Collector, IngestReport
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
 
@@ -137,7 +138,7 @@ def click(collector: Collector, request: HttpRequest, *, now: datetime, state: R
         raise InvalidEventError("link refused: unknown source")
     state.source_id = source.id
     try:
-        target = links.verify_click(params, source.link_secrets, now=now)
+        target = _verified(collector, source, lambda s: links.verify_click(params, s.link_secrets, now=now))
     except AuthenticationError as exc:
         raise InvalidEventError(f"link refused: {exc}") from None
     payload = pixel_payload(params)
@@ -156,6 +157,17 @@ def click(collector: Collector, request: HttpRequest, *, now: datetime, state: R
     return HttpReply(302, {}, {"Location": target, **NO_CACHE})
 
 
+def _verified(collector: Collector, source: Source, verify: Callable[[Source], T]) -> T:
+    """Run a signature check; on failure retry once with the source read fresh (its secret may have rotated)."""
+    try:
+        return verify(source)
+    except AuthenticationError:
+        fresh = collector.source(source.id, fresh=True)
+        if fresh is None or fresh == source:
+            raise
+        return verify(fresh)
+
+
 def webhook(
     collector: Collector, request: HttpRequest, source_id: str, *, now: datetime, state: RequestState
 ) -> HttpReply:
@@ -167,7 +179,9 @@ def webhook(
     body = decode_body(
         request.body, is_base64=request.is_base64, content_encoding=request.headers.get("content-encoding")
     )
-    webhooks.verify_webhook(body, request.headers, source.webhook_secrets, now=now)
+    source = _verified(
+        collector, source, lambda s: webhooks.verify_webhook(body, request.headers, s.webhook_secrets, now=now) or s
+    )
     payload = strict_json(body)
     mapping = source.webhook_mapping
     route = f"/v1/webhooks/{source.id}"

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -108,6 +109,7 @@ def ensure_default_source(store: DynamoTrackingStore, data_dir: Path) -> str | N
 def _port_is_free(host: str, port: int) -> bool:
     # Workers share their port through SO_REUSEPORT, so a second `serve` must be stopped here, explicitly.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not 'in use'
         try:
             probe.bind((host, port))
         except OSError:
@@ -122,7 +124,15 @@ def _spawn(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str],
     if not line.startswith("READY"):
         process.kill()
         raise RuntimeError(f"{args[0]} did not start (exit code {process.wait()})")
+    # Keep draining the child's output (its logs) so that a full pipe can never block it.
+    threading.Thread(target=_relay, args=(process.stdout, args[0].rsplit(".", 1)[-1]), daemon=True).start()
     return process, line
+
+
+def _relay(stream: Any, name: str) -> None:
+    for line in stream:
+        sys.stdout.write(f"[{name}] {line}")
+        sys.stdout.flush()
 
 
 @dataclass

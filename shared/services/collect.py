@@ -62,7 +62,7 @@ class Collector:
     clock: Callable[[], datetime] = utcnow
     new_id: Callable[[], str] = field(default_factory=lambda: lambda: str(uuid.uuid4()))
     source_cache_seconds: float = 30.0
-    _cache: dict[str, tuple[float, Source | None]] = field(default_factory=dict, repr=False)
+    _cache: dict[str, tuple[float, Source]] = field(default_factory=dict, repr=False)
 
     # --- who is calling ---------------------------------------------------------------------------------------
 
@@ -79,21 +79,25 @@ class Collector:
             raise AuthenticationError("invalid write key")
         return source
 
-    def source(self, source_id: str) -> Source | None:
-        """A source by id (cached like write keys)."""
-        return self._cached(f"id:{source_id}", lambda: self.store.get_source(source_id))
+    def source(self, source_id: str, *, fresh: bool = False) -> Source | None:
+        """A source by id (cached like write keys; `fresh` reads through the cache)."""
+        return self._cached(f"id:{source_id}", lambda: self.store.get_source(source_id), fresh=fresh)
 
-    def _cached(self, key: str, load: Callable[[], Source | None]) -> Source | None:
-        # Sources change rarely and every request needs one: a short cache saves a read per request.
-        # A revoked key keeps working for at most `source_cache_seconds` on a warm container.
+    def _cached(self, key: str, load: Callable[[], Source | None], *, fresh: bool = False) -> Source | None:
+        # Sources change rarely and every request needs one: a short cache saves a read per request. Only hits
+        # are cached, so a new source or key works at once; a revoked key keeps working for at most
+        # `source_cache_seconds` on a warm container.
         now = self.clock().timestamp()
         hit = self._cache.get(key)
-        if hit and now - hit[0] < self.source_cache_seconds:
+        if hit and not fresh and now - hit[0] < self.source_cache_seconds:
             return hit[1]
         value = load()
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (now, value)
+        if value is None:
+            self._cache.pop(key, None)
+        else:
+            self._cache[key] = (now, value)
         return value
 
     # --- events -----------------------------------------------------------------------------------------------

@@ -1,0 +1,189 @@
+"""`footfall serve` over real HTTP: every route, bad input, duplicates, and kill -9 durability."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from shared.domain.webhooks import sign_webhook
+from tests.builders import a_track, random_ref
+from tests.e2e.conftest import LocalStack
+
+pytestmark = pytest.mark.e2e
+
+
+def test_batch_is_stored_once_even_when_the_request_is_retried(local_stack: LocalStack):
+    # Given
+    batch = {"batch": [a_track() for _ in range(50)]}
+    # When
+    first = local_stack.post_json("/v1/batch", batch, write_key=local_stack.write_key)
+    retry = local_stack.post_json("/v1/batch", batch, write_key=local_stack.write_key)
+    # Then
+    assert first.status == retry.status == 200
+    assert {r["status"] for r in first.json["results"]} == {"accepted"}
+    assert {r["status"] for r in retry.json["results"]} == {"duplicate"}
+    assert sorted(local_stack.stored_message_ids()) == sorted(e["messageId"] for e in batch["batch"])
+
+
+def test_pixel_answers_a_gif_for_good_and_bad_input_and_records_the_bad(local_stack: LocalStack):
+    # Given
+    data = base64.urlsafe_b64encode(
+        json.dumps({"userId": "reader-1", "event": "Email Opened", "properties": {"campaign": "nov"}}).encode()
+    ).decode()
+    # When
+    good = local_stack.request("GET", f"/v1/pixel/track?writeKey={local_stack.write_key}&data={data}")
+    dotted = local_stack.request(
+        "GET", f"/v1/pixel/page?writeKey={local_stack.write_key}&anonymousId=a-1&name=Home&properties.path=%2F"
+    )
+    bad = local_stack.request("GET", f"/v1/pixel/track?writeKey={local_stack.write_key}&data=%%%")
+    # Then
+    for answer in (good, dotted, bad):
+        assert answer.status == 200
+        assert answer.headers["Content-Type"] == "image/gif"
+        assert len(answer.body) == 43 and answer.body.startswith(b"GIF89a")
+        assert "no-cache" in answer.headers["Cache-Control"]
+    events = local_stack.store().list_identity_events("u", "reader-1")
+    assert [(e.event, e.properties["campaign"]) for e in events] == [("Email Opened", "nov")]
+    assert local_stack.store().list_identity_events("a", "a-1")[0].name == "Home"
+    assert [f.reason for f in local_stack.store().list_failed().items] == ["data is not valid base64"]
+
+
+def test_signed_click_link_redirects_and_records_the_click_and_tampering_is_refused(local_stack: LocalStack):
+    # Given a link made by the CLI
+    link = local_stack.cli(
+        "links",
+        "sign",
+        "--source",
+        "default",
+        "--url",
+        "https://shop.example/sale?x=1",
+        "--user-id",
+        "clicker-1",
+        "--property",
+        "campaign=winter",
+    )["url"]
+    path = link[len(local_stack.info.collector_url) :]
+    # When
+    followed = local_stack.request("GET", path)
+    tampered = local_stack.request("GET", path.replace("shop.example", "evil.example"))
+    unsigned = local_stack.request("GET", "/v1/r?src=default&url=https%3A%2F%2Fevil.example&userId=x")
+    # Then
+    assert followed.status == 302
+    assert followed.headers["Location"] == "https://shop.example/sale?x=1"
+    assert tampered.status == unsigned.status == 400
+    assert "Location" not in tampered.headers and "Location" not in unsigned.headers
+    (click,) = local_stack.store().list_identity_events("u", "clicker-1")
+    assert (click.event, click.properties["campaign"], click.properties["url"]) == (
+        "Email Link Clicked",
+        "winter",
+        "https://shop.example/sale?x=1",
+    )
+
+
+def test_webhook_needs_a_fresh_signature_from_an_active_secret(local_stack: LocalStack):
+    # Given a webhook source
+    created = local_stack.cli("sources", "add", "Payments", "--id", "payments")
+    body = json.dumps(
+        {
+            "type": "track",
+            "event": "Order Completed",
+            "userId": "buyer-1",
+            "messageId": "pay-1",
+            "properties": {"revenue": 42.5},
+        }
+    ).encode()
+    now = int(time.time())
+
+    def send(secret: str, stamp: int) -> int:
+        return local_stack.request(
+            "POST",
+            "/v1/webhooks/payments",
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Footfall-Timestamp": str(stamp),
+                "X-Footfall-Signature": sign_webhook(body, secret, stamp),
+            },
+        ).status
+
+    # When / Then
+    assert send("ffs_wrong", now) == 401
+    assert send(created["webhook_secret"], now - 400) == 401
+    assert send(created["webhook_secret"], now) == 200
+    rotated = local_stack.cli("sources", "rotate-secret", "payments", "--kind", "webhook")
+    assert send(created["webhook_secret"], now) == 200  # the previous secret still verifies after one rotation
+    assert send(rotated["secret"], now) == 200
+    (order,) = local_stack.store().list_identity_events("u", "buyer-1")
+    assert order.properties["revenue"] == 42.5
+
+
+def test_bad_requests_get_clear_4xx_answers(local_stack: LocalStack):
+    key = local_stack.write_key
+    assert local_stack.post_json("/v1/track", a_track(), write_key="ffk_nope").status == 401
+    assert local_stack.post_json("/v1/track", a_track()).status == 401
+    assert local_stack.request("POST", "/v1/track", body=b"{oops", write_key=key).status == 400
+    too_big = local_stack.request("POST", "/v1/batch", body=b"{" + b" " * 600_000 + b"}", write_key=key)
+    assert too_big.status == 413
+    assert local_stack.request("GET", "/nowhere").status == 404
+    reasons = {f.reason for f in local_stack.store().list_failed().items}
+    assert {"invalid write key", "body is not valid JSON", "body is larger than 500 KB"} <= reasons
+
+
+def test_every_acknowledged_event_survives_kill_9_under_load(local_stack: LocalStack):
+    # Given clients posting batches while the server is killed
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            batch = [a_track(userId=random_ref("load")) for _ in range(20)]
+            try:
+                answer = local_stack.post_json("/v1/batch", {"batch": batch}, write_key=local_stack.write_key)
+            except OSError:
+                return  # the server died mid-request: not acknowledged
+            if answer.status == 200:
+                with lock:
+                    acknowledged.extend(e["messageId"] for e in batch)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)
+    # When
+    local_stack.kill9()
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    local_stack.start()
+    # Then
+    stored = set(local_stack.stored_message_ids())
+    assert len(acknowledged) > 100
+    assert set(acknowledged) <= stored
+    assert local_stack.write_key  # the same default source and key after the restart
+    assert local_stack.post_json("/v1/track", a_track(), write_key=local_stack.write_key).status == 200
+
+
+def test_cli_lists_sources_and_failed_events_as_json(local_stack: LocalStack):
+    local_stack.request("POST", "/v1/track", body=b"nope", write_key=local_stack.write_key)
+    sources = local_stack.cli("sources", "list")
+    failed = local_stack.cli("failed", "list")
+    shown = local_stack.cli("failed", "show", failed[0]["id"])
+    assert [s["id"] for s in sources] == ["default"]
+    assert all("write_key" not in s for s in sources)
+    assert (failed[0]["route"], failed[0]["status"], shown["raw"]) == ("/v1/track", 400, "nope")
+
+
+def test_pixel_query_string_with_quoted_plus_in_base64(local_stack: LocalStack):
+    raw = json.dumps({"userId": "plus-user", "event": "Opened ???"}).encode()
+    data = base64.b64encode(raw).decode()
+    answer = local_stack.request(
+        "GET", "/v1/pixel/track?" + urllib.parse.urlencode({"writeKey": local_stack.write_key, "data": data})
+    )
+    assert answer.status == 200
+    assert local_stack.store().list_identity_events("u", "plus-user")[0].event == "Opened ???"
