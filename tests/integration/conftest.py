@@ -49,11 +49,12 @@ class Answer:
 
 
 @pytest.fixture
-def http(ddb: Any, lambda_context: Any) -> Callable[..., Answer]:
-    """Call the collect Lambda as API Gateway would for an HTTP request."""
+def http(ddb: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Answer]:
+    """Call the collect Lambda as API Gateway would for an HTTP request (its store uses the `ddb` client)."""
     from functions.collect import handler
 
-    handler.collector.cache_clear()  # the next call builds its client inside this test's moto
+    handler.collector.cache_clear()  # the next call builds its store inside this test's moto
+    monkeypatch.setattr(handler, "make_client", lambda **_: ddb)
 
     def call(
         method: str,
