@@ -1,0 +1,84 @@
+"""The SAM template and the code agree: table keys and indexes, TTL, stream, routes, handler, IAM."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+from moto import mock_aws
+
+from shared.local.apigw import http_api_event
+from shared.storage.schema import TABLE_DEFINITION, TTL_ATTRIBUTE
+from tests.conftest import TABLE
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Reads `!Ref`, `!GetAtt`, `!Sub`… as plain values."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return {suffix: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node, deep=True)}
+    return {suffix: loader.construct_mapping(node, deep=True)}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _tag)
+
+
+def template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)
+
+
+def table() -> dict[str, Any]:
+    return template()["Resources"]["Table"]["Properties"]
+
+
+def test_template_table_declares_the_same_keys_and_indexes_as_the_code():
+    declared = table()
+    for key in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode"):
+        assert declared[key] == TABLE_DEFINITION[key], key
+    assert (
+        declared["StreamSpecification"]["StreamViewType"] == TABLE_DEFINITION["StreamSpecification"]["StreamViewType"]
+    )
+
+
+def test_template_table_expires_items_on_the_codes_ttl_attribute_and_keeps_backups():
+    declared = table()
+    assert declared["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert declared["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_every_template_route_reaches_a_handler_route(lambda_context):
+    # Given the collect handler named by the template, inside moto
+    function = template()["Resources"]["CollectFunction"]["Properties"]
+    module_name, _, attribute = function["Handler"].rpartition(".")
+    with mock_aws():
+        boto3.client("dynamodb").create_table(TableName=TABLE, **TABLE_DEFINITION)
+        module = importlib.import_module(module_name)
+        module.collector.cache_clear()
+        handler = getattr(module, attribute)
+
+        def status(method: str, path: str) -> int:
+            return int(handler(http_api_event(method, path), lambda_context)["statusCode"])
+
+        # When each template route is called with a concrete path; Then the resolver knows it (never a 404)
+        for event in function["Events"].values():
+            path = re.sub(r"\{\w+\}", "track", event["Properties"]["Path"])
+            assert status(event["Properties"]["Method"], path) != 404, path
+        assert status("GET", "/v1/nothing/here") == 404
+        module.collector.cache_clear()
+
+
+def test_collect_role_can_neither_read_back_events_nor_delete():
+    statements = template()["Resources"]["CollectFunction"]["Properties"]["Policies"][0]["Statement"]
+    actions = {action for statement in statements for action in statement["Action"]}
+    assert actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}
+    assert all(statement["Resource"] != "*" for statement in statements)
