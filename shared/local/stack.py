@@ -203,9 +203,10 @@ def run(stack: Stack, *, out: Callable[[str], None] = print) -> int:
     out(f"footfall collector  {info.collector_url}")
     out(f"dynamodb endpoint   {info.dynamodb_endpoint}  (table {info.table}, region {info.region})")
     out(f"write key           {info.write_key or '(default source made elsewhere: footfall sources add NAME)'}")
+    example = json.dumps({"userId": "u1", "event": "Hello"})
     out(
-        "ready: try  curl -u <write key>: -H 'Content-Type: application/json' "
-        f'-d \'{{"userId":"u1","event":"Hello"}}\' {info.collector_url}/v1/track'
+        f"ready. try: curl -u {info.write_key or '<write key>'}: -H 'Content-Type: application/json' "
+        f"-d '{example}' {info.collector_url}/v1/track"
     )
     stopping = False
 
