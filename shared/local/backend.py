@@ -1,10 +1,16 @@
 """The embedded backend: moto's DynamoDB-compatible server, made durable by a write-ahead journal.
 
-moto keeps its state in memory. Every request that changes state is applied and then appended to
-`<data-dir>/dynamodb.journal` and fsync'd *before* the answer leaves; on start the journal is replayed in
-order. So whatever a client was told is stored survives a restart, `kill -9` included. Requests are
-applied one at a time (moto is not built for concurrent mutation), which also makes the journal's order
-the order in which they took effect, and replay deterministic.
+moto keeps its state in memory. Every request that changes state is applied and then appended to the
+journal `<data-dir>/dynamodb.journal.<generation>` and fsync'd *before* the answer leaves; on start the
+journal is replayed in order. So whatever a client was told is stored survives a restart, `kill -9`
+included. Requests are applied one at a time (moto is not built for concurrent mutation), which also
+makes the journal's order the order in which they took effect, and replay deterministic.
+
+So that restarts stay fast, the state is compacted into `<data-dir>/dynamodb.snapshot` (a pickle of
+moto's DynamoDB backends, stream records and their sequence numbers included) when the journal passes
+`--compact-mb` and on a clean stop. The snapshot names the journal generation that continues it, and is
+written to a temporary file, fsync'd and renamed before that journal is started: a crash at any point
+leaves either the old snapshot with its complete journal, or the new snapshot with its (new) journal.
 
 Run as `python -m shared.local.backend --data-dir D [--port P]`; it prints `READY <port>` when serving.
 """
@@ -16,6 +22,7 @@ import ctypes
 import io
 import json
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -23,7 +30,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-JOURNAL_NAME = "dynamodb.journal"
+JOURNAL_PREFIX = "dynamodb.journal."
+SNAPSHOT_NAME = "dynamodb.snapshot"
+DEFAULT_COMPACT_MB = 256
 MUTATING = frozenset(
     {
         "CreateTable",
@@ -54,14 +63,81 @@ def die_with_parent() -> None:
         pass
 
 
+class Durability:
+    """The snapshot + journal pair of a data directory."""
+
+    def __init__(self, data_dir: Path, compact_bytes: int) -> None:
+        self.data_dir = data_dir
+        self.compact_bytes = compact_bytes
+        self.generation = 0
+        self.journal: Any = None
+
+    def journal_path(self, generation: int) -> Path:
+        return self.data_dir / f"{JOURNAL_PREFIX}{generation}"
+
+    def load(self, app: Callable[..., Iterable[bytes]]) -> int:
+        """Restore the snapshot, replay its journal, and open that journal for appending."""
+        snapshot = self.data_dir / SNAPSHOT_NAME
+        if snapshot.exists():
+            with snapshot.open("rb") as handle:
+                saved = pickle.load(handle)  # written by this program into its own data dir
+            _restore_backends(saved["backends"])
+            self.generation = saved["generation"]
+        replayed = replay(app, self.journal_path(self.generation))
+        for stale in self.data_dir.glob(JOURNAL_PREFIX + "*"):
+            suffix = stale.name[len(JOURNAL_PREFIX) :]
+            if suffix.isdigit() and int(suffix) < self.generation:
+                stale.unlink()
+        self.journal = self.journal_path(self.generation).open("ab")
+        return replayed
+
+    def append(self, record: dict[str, str]) -> None:
+        self.journal.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        self.journal.flush()
+        os.fsync(self.journal.fileno())
+        if self.journal.tell() > self.compact_bytes:
+            self.compact()
+
+    def compact(self) -> None:
+        """Snapshot the state and start the next journal generation (callers hold the request lock)."""
+        from moto.dynamodb.models import dynamodb_backends
+
+        backends = {account: dict(regions) for account, regions in dynamodb_backends.items()}
+        tmp = self.data_dir / (SNAPSHOT_NAME + ".tmp")
+        with tmp.open("wb") as handle:
+            pickle.dump(
+                {"generation": self.generation + 1, "backends": backends}, handle, protocol=pickle.HIGHEST_PROTOCOL
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(self.data_dir / SNAPSHOT_NAME)
+        directory = os.open(self.data_dir, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        old = self.journal_path(self.generation)
+        self.journal.close()
+        self.generation += 1
+        self.journal = self.journal_path(self.generation).open("ab")
+        old.unlink(missing_ok=True)
+
+
+def _restore_backends(backends: dict[str, dict[str, Any]]) -> None:
+    from moto.dynamodb.models import dynamodb_backends
+
+    for account, regions in backends.items():
+        for region, backend in regions.items():
+            dynamodb_backends[account][region] = backend
+
+
 class JournaledApp:
     """WSGI middleware around moto: serialises requests and journals the successful mutating ones."""
 
-    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], journal: Path) -> None:
+    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], durability: Durability) -> None:
         self.app = app
         self.lock = threading.Lock()
-        self.journal_path = journal
-        self.journal = journal.open("ab")
+        self.durability = durability
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
@@ -76,16 +152,20 @@ class JournaledApp:
         with self.lock:
             answer = b"".join(self.app(environ, capture))
             if target.rpartition(".")[2] in MUTATING and captured["status"].startswith("200"):
-                record = {
-                    "target": target,
-                    "auth": _unsigned(environ.get("HTTP_AUTHORIZATION", "")),
-                    "body": body.decode("utf-8"),
-                }
-                self.journal.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
-                self.journal.flush()
-                os.fsync(self.journal.fileno())
+                self.durability.append(
+                    {
+                        "target": target,
+                        "auth": _unsigned(environ.get("HTTP_AUTHORIZATION", "")),
+                        "body": body.decode("utf-8"),
+                    }
+                )
         start_response(captured["status"], captured["headers"])
         return [answer]
+
+    def compact(self) -> None:
+        """Snapshot now (between requests)."""
+        with self.lock:
+            self.durability.compact()
 
 
 def _unsigned(authorization: str) -> str:
@@ -142,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--compact-mb", type=int, default=DEFAULT_COMPACT_MB, help="snapshot past this journal size")
     args = parser.parse_args(argv)
     die_with_parent()
 
@@ -149,18 +230,20 @@ def main(argv: list[str] | None = None) -> None:
     from werkzeug.serving import make_server
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    journal = args.data_dir / JOURNAL_NAME
+    durability = Durability(args.data_dir, args.compact_mb * 1024 * 1024)
     moto_app = DomainDispatcherApplication(create_backend_app)
-    replayed = replay(moto_app, journal)
-    server = make_server(
-        args.host,
-        args.port,
-        JournaledApp(moto_app, journal),
-        threaded=True,
-        request_handler=_QuietHandler(MotoRequestHandler),
-    )
+    replayed = durability.load(moto_app)
+    app = JournaledApp(moto_app, durability)
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=_QuietHandler(MotoRequestHandler))
+
+    def stop(*_: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     print(f"READY {server.server_port} replayed={replayed}", flush=True)
     server.serve_forever()
+    app.compact()  # a clean stop leaves a snapshot and an empty journal: the next start is quick
 
 
 def _QuietHandler(base: type) -> type:
