@@ -14,8 +14,8 @@ message alone (a retried request has a different `receivedAt`, hence a different
 conditional put on that key de-duplicates with the one write that stores the event. Identity partitions
 are immutable: identity stitching links partitions, it never rewrites events.
 
-GSI1 (`GSI1PK`, `GSI1SK`) is declared for later access patterns (segment members); events never carry
-its attributes, so storing an event writes no index.
+GSI1 (`GSI1PK`, `GSI1SK`, keys only) lists customers and, later, segment members; events never carry its
+attributes, so storing an event writes no index.
 """
 
 from __future__ import annotations

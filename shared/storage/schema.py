@@ -24,7 +24,8 @@ TABLE_DEFINITION: dict[str, Any] = {
                 {"AttributeName": "GSI1PK", "KeyType": "HASH"},
                 {"AttributeName": "GSI1SK", "KeyType": "RANGE"},
             ],
-            "Projection": {"ProjectionType": "ALL"},
+            # Keys only: an index entry is written once, when its keys change, never on every profile update.
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
         }
     ],
     "BillingMode": "PAY_PER_REQUEST",
