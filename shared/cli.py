@@ -265,6 +265,95 @@ def cmd_failed_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_customers_list(args: argparse.Namespace) -> int:
+    from shared.services.customers import customer_summary
+
+    store, _ = _store(args)
+    page = store.list_customers(limit=args.limit, next_token=args.next)
+    rows = [customer_summary(stored.profile) for stored in page.items]
+    data = {"customers": rows, "next": page.next_token}
+    _print(
+        args,
+        data,
+        lambda d: (
+            "\n".join(
+                f"{r['customer_id']:40} {r['user_id'] or '-':20} {r['events']:>6} events {r['orders']:>3} orders "
+                f"last seen {r['last_seen']}"
+                for r in d["customers"]
+            )
+            or "no customers yet"
+        ),
+    )
+    return 0
+
+
+def cmd_customers_show(args: argparse.Namespace) -> int:
+    from shared.services.customers import customer_detail, find_customer
+
+    store, _ = _store(args)
+    stored = find_customer(store, args.id)
+    if stored is None:
+        raise CliError(f"no customer {args.id!r}")
+    data = customer_detail(store, stored, now=datetime.now(UTC), recent=args.events)
+    _print(args, data, _customer_text)
+    return 0
+
+
+def _customer_text(d: dict[str, Any]) -> str:
+    computed = d["computed"]
+    lines = [
+        f"customer   {d['customer_id']}",
+        f"user id    {d['user_id'] or '-'}",
+        f"identities {', '.join(d['identities'])}",
+        f"seen       {d['first_seen']} .. {d['last_seen']}",
+        f"orders     {d['orders']}  revenue {d['revenue']}  aov {computed['average_order_value']}",
+        f"traits     {json.dumps(d['traits'])}",
+        f"30 days    {json.dumps(computed['rolling']['30d'])}",
+        f"open cart  {json.dumps(computed['open_cart'])}",
+    ]
+    if d["flags"]:
+        lines.append(f"flags      {json.dumps(d['flags'])}")
+    lines.append("recent events:")
+    lines += [f"  {e['at']}  {e['type']:9} {e['event'] or ''}" for e in d["recent_events"]]
+    return "\n".join(lines)
+
+
+def cmd_failed_replay(args: argparse.Namespace) -> int:
+    from shared.services.collect import Collector
+    from shared.services.replay import ReplayError, replay
+
+    store, _ = _store(args)
+    results, errors = [], []
+    for failure_id in args.ids:
+        failure = store.get_failed(failure_id)
+        if failure is None:
+            errors.append(f"{failure_id}: no such failed event")
+            continue
+        try:
+            results.append(replay(store, Collector(store), failure, _change_from_record))
+        except ReplayError as exc:
+            errors.append(f"{failure_id}: {exc}")
+    _print(
+        args,
+        {"replayed": results, "errors": errors},
+        lambda d: "\n".join([f"replayed {r['replayed']} ({r['events']} events)" for r in d["replayed"]] + d["errors"]),
+    )
+    return 1 if errors else 0
+
+
+def _change_from_record(record: dict[str, Any]) -> Any:
+    from shared.services.process import StreamChange
+    from shared.storage import items
+    from shared.storage.dynamo import deserialize_wire
+
+    data = record["dynamodb"]
+    event = items.decode_change(
+        old=deserialize_wire(data["OldImage"]) if "OldImage" in data else None,
+        new=deserialize_wire(data["NewImage"]) if "NewImage" in data else None,
+    )
+    return None if event is None else StreamChange(data["SequenceNumber"], event)
+
+
 # --- parser -----------------------------------------------------------------------------------------------------
 
 
@@ -320,7 +409,22 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id")
     show.set_defaults(func=cmd_failed_show)
 
-    for sub in (add, listing, rotate, sign, failed_list, show):
+    replay = failed_commands.add_parser("replay", help="process failed events again after a fix")
+    replay.add_argument("ids", nargs="+", metavar="ID")
+    replay.set_defaults(func=cmd_failed_replay)
+
+    customers = commands.add_parser("customers", help="customer profiles")
+    customer_commands = customers.add_subparsers(dest="customers_command", required=True)
+    customers_list = customer_commands.add_parser("list", help="a page of customers")
+    customers_list.add_argument("--limit", type=int, default=50)
+    customers_list.add_argument("--next", help="page token from the previous page")
+    customers_list.set_defaults(func=cmd_customers_list)
+    customers_show = customer_commands.add_parser("show", help="one customer: profile, traits, events")
+    customers_show.add_argument("id", help="customer id, userId, anonymousId, or u:/a: identity")
+    customers_show.add_argument("--events", type=int, default=20, help="recent events to show")
+    customers_show.set_defaults(func=cmd_customers_show)
+
+    for sub in (add, listing, rotate, sign, failed_list, show, replay, customers_list, customers_show):
         _connection(sub)
         sub.add_argument("--json", action="store_true", help="machine-readable output")
     return parser

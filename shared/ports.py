@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from shared.domain.events import TrackingEvent
 from shared.domain.failures import FailedEvent
+from shared.domain.profiles import CustomerProfile
 from shared.domain.results import Outcome
 from shared.domain.sources import Source
 
@@ -20,6 +21,28 @@ class Page(Generic[T]):
 
     items: tuple[T, ...]
     next_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProfile:
+    """A profile as stored: with its optimistic-locking version and its stream positions."""
+
+    profile: CustomerProfile
+    version: int = 0
+    """0 for a profile not stored yet; each save expects the version it read."""
+    applied: Mapping[str, str] = field(default_factory=dict)
+    """Identity key → highest stream sequence number already folded in (makes redelivery a no-op)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An identity's membership of a customer, with where it came from."""
+
+    identity: str
+    customer_id: str
+    via: str = ""
+    """The message id of the call that made the link ("" for a customer's first identity)."""
+    at: str = ""
 
 
 class StorageError(Exception):

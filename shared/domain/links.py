@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from shared.domain.errors import AuthenticationError, InvalidEventError
+from shared.domain.pixel import CONTROL_PARAMS, unflatten
 
 SIGNATURE_PARAM = "sig"
 TARGET_PARAM = "url"
@@ -42,7 +43,12 @@ def click_params(
     context: Mapping[str, Any] | None = None,
     expires_at: datetime | None = None,
 ) -> dict[str, str]:
-    """The signed query parameters of a click link (dot-notation for properties and context)."""
+    """The signed query parameters of a click link (dot-notation for properties and context).
+
+    Raises:
+        InvalidEventError: the target is not an absolute http(s) URL, or a property/context key cannot be
+            carried in dot-notation (empty, starting or ending with ".", or clashing with another key).
+    """
     validate_target(target)
     params = {SOURCE_PARAM: source_id, TARGET_PARAM: target, "event": event}
     if user_id:
@@ -53,6 +59,8 @@ def click_params(
         params.update(flatten(values, prefix))
     if expires_at is not None:
         params[EXPIRES_PARAM] = str(int(expires_at.timestamp()))
+    # The redirect reads these back as dot-notation: a link it could not read would never redirect, so refuse it now.
+    unflatten({key: value for key, value in params.items() if key not in CONTROL_PARAMS})
     params[SIGNATURE_PARAM] = _signature(params, secret)
     return params
 
@@ -100,10 +108,11 @@ def verify_click(params: Mapping[str, str], secrets: Iterable[str], *, now: date
     given = params.get(SIGNATURE_PARAM)
     if not given:
         raise AuthenticationError("link is not signed")
-    if not any(hmac.compare_digest(given, _signature(params, secret)) for secret in secrets):
+    # `compare_digest` raises TypeError on non-ASCII text; no signature Footfall makes is anything but ASCII.
+    if not given.isascii() or not any(hmac.compare_digest(given, _signature(params, secret)) for secret in secrets):
         raise AuthenticationError("link signature does not match")
     expires = params.get(EXPIRES_PARAM)
-    if expires is not None and (not expires.isdigit() or int(expires) < now.timestamp()):
+    if expires is not None and (not (expires.isascii() and expires.isdigit()) or int(expires) < now.timestamp()):
         raise AuthenticationError("link has expired")
     return validate_target(params.get(TARGET_PARAM, ""))
 

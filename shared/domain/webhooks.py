@@ -47,11 +47,12 @@ def verify_webhook(
     header = headers.get(SIGNATURE_HEADER, "")
     if not stamp or not header:
         raise AuthenticationError(f"webhook must carry {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} headers")
-    if not stamp.isdigit() or len(stamp) > 12:
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:  # "²".isdigit(), but int("²") fails
         raise AuthenticationError(f"{TIMESTAMP_HEADER} must be Unix seconds")
     if abs(now.timestamp() - int(stamp)) > tolerance:
         raise AuthenticationError(f"webhook timestamp is more than {tolerance} s away from now")
-    given = [part.strip()[3:] for part in header.split(",") if part.strip().startswith("v1=")]
+    # `compare_digest` raises TypeError on non-ASCII text; a non-ASCII signature matches nothing anyway.
+    given = [part.strip()[3:] for part in header.split(",") if part.strip().startswith("v1=") and part.isascii()]
     expected = [_digest(body, secret, int(stamp)) for secret in secrets]
     if not any(hmac.compare_digest(g, e) for g in given for e in expected):
         raise AuthenticationError("webhook signature does not match")

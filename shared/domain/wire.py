@@ -24,7 +24,7 @@ def decode_body(
     if body is None:
         return b""
     if is_base64:
-        if len(body) > (limit * 4) // 3 * 3 + 4:
+        if len(body) > (limit * 4) // 3 + 4:  # the base64 length of `limit` bytes, padding included
             raise PayloadTooLargeError(f"body is larger than {limit // 1024} KB")
         try:
             data = base64.b64decode(body, validate=True)

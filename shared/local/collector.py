@@ -14,26 +14,17 @@ import argparse
 import socket
 import threading
 import uuid
-from dataclasses import dataclass
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from shared.domain.events import MAX_BATCH_BYTES
 from shared.local.apigw import http_answer, http_api_event
 from shared.local.backend import die_with_parent
+from shared.local.context import LocalContext
 
 # Bodies over this are refused before they are read (the handler's own limit is 500 KB after decompression).
 MAX_READ_BYTES = 2 * MAX_BATCH_BYTES
-
-
-@dataclass
-class LocalContext:
-    """The bits of a Lambda context that Powertools reads."""
-
-    function_name: str = "footfall-collect-local"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:footfall-collect-local"
-    aws_request_id: str = ""
 
 
 class CollectorServer(ThreadingHTTPServer):
@@ -54,7 +45,8 @@ class CollectorServer(ThreadingHTTPServer):
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         with self.handler_lock:
-            return self.handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))  # type: ignore[no-any-return]
+            context = LocalContext("footfall-collect", aws_request_id=event["requestContext"]["requestId"])
+            return self.handler(event, context)  # type: ignore[no-any-return]
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -110,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     die_with_parent()
+    # Powertools warns on every invocation that publishes no metric; locally metrics are off anyway.
+    warnings.filterwarnings("ignore", "No application metrics to publish")
     from functions.collect.handler import lambda_handler
 
     server = CollectorServer((args.host, args.port), lambda_handler)

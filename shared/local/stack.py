@@ -164,7 +164,8 @@ def start(
     region: str = DEFAULT_REGION,
     workers: int = 2,
 ) -> Stack:
-    """Start the backend (unless `endpoint_url`), the table, the default source and the collector workers."""
+    """Start the backend (unless `endpoint_url`), the table, the default source, the collector workers and the
+    stream runner (which feeds the process handler)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if not _port_is_free(host, port):
         raise RuntimeError(f"port {port} on {host} is in use (another footfall serve?); pick one with --port")
@@ -182,6 +183,8 @@ def start(
         for _ in range(max(1, workers)):
             worker, _ready = _spawn(["shared.local.collector", "--host", host, "--port", str(port)], env)
             processes.append(worker)
+        runner, _ready = _spawn(["shared.local.streams", "--data-dir", str(data_dir)], env)
+        processes.append(runner)
     except BaseException:
         Stack(info=None, processes=processes).stop()  # type: ignore[arg-type]
         raise

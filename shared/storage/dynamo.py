@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +17,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.domain.events import TrackingEvent
 from shared.domain.failures import FailedEvent
+from shared.domain.identity import split_identity
 from shared.domain.results import Outcome
 from shared.domain.sources import Source, hash_write_key
-from shared.ports import Page
+from shared.ports import Link, Page, StoredProfile
 from shared.storage import items, keys
-from shared.storage.errors import StorageError, ThrottledError, translate
+from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -45,6 +46,22 @@ def deserialize(image: dict[str, Any]) -> dict[str, Any]:
     """DynamoDB JSON → plain Python item (binary values as `bytes`)."""
     plain = {name: _deserializer.deserialize(value) for name, value in image.items()}
     return {name: value.value if isinstance(value, Binary) else value for name, value in plain.items()}
+
+
+def deserialize_wire(image: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB JSON as Lambda stream events carry it (binary values as base64 text) → plain Python item."""
+    return deserialize({name: _bytes_from_wire(value) for name, value in image.items()})
+
+
+def _bytes_from_wire(value: Any) -> Any:
+    if isinstance(value, dict):
+        if isinstance(value.get("B"), str):
+            return {"B": base64.b64decode(value["B"])}
+        if "M" in value:
+            return {"M": {k: _bytes_from_wire(v) for k, v in value["M"].items()}}
+        if "L" in value:
+            return {"L": [_bytes_from_wire(v) for v in value["L"]]}
+    return value
 
 
 @dataclass(frozen=True)
@@ -201,6 +218,11 @@ class DynamoTrackingStore:
         if not_stored:
             raise ThrottledError(f"{len(not_stored)} failed-event records could not be stored")
 
+    def delete_failed(self, failure_id: str) -> None:
+        """Forget a failed event (after a successful replay)."""
+        pk, sk = keys.failed_key(failure_id)
+        self._call(self.client.delete_item, TableName=self.table_name, Key=serialize({"PK": pk, "SK": sk}))
+
     def get_failed(self, failure_id: str) -> FailedEvent | None:
         """A failed event by id (`None` for an unknown or malformed id)."""
         try:
@@ -216,7 +238,10 @@ class DynamoTrackingStore:
         """Failed events, newest first, one day partition at a time, back as far as they are kept."""
         cursor = _decode_token(next_token) if next_token else None
         today = (now or datetime.now(UTC)).date()
-        day = datetime.fromisoformat(cursor["day"]).date() if cursor else today
+        try:
+            day = datetime.fromisoformat(cursor["day"]).date() if cursor else today
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StorageError("invalid page token") from exc
         start_key = cursor.get("key") if cursor else None
         found: list[FailedEvent] = []
         while len(found) < limit and (today - day).days <= FAILED_LOOKBACK_DAYS:
@@ -241,7 +266,134 @@ class DynamoTrackingStore:
         token = _encode_token({"day": day.isoformat()}) if (today - day).days <= FAILED_LOOKBACK_DAYS else None
         return Page(tuple(found), token if len(found) >= limit else None)
 
+    # --- customers ----------------------------------------------------------------------------------------------
+
+    def get_links(self, identities: Sequence[str]) -> dict[str, Link]:
+        """The customer links of identities (`u:…`/`a:…`); unknown identities are absent."""
+        wanted = [
+            {"PK": keys.identity_pk(*split_identity(identity)), "SK": keys.LINK_SK}
+            for identity in dict.fromkeys(identities)
+        ]
+        return {link.identity: link for link in map(items.item_to_link, self._batch_get(wanted))}
+
+    def link_identity(self, link: Link) -> Link:
+        """Link an identity to a customer unless it is linked already; returns the link in force."""
+        item = items.link_item(link)
+        try:
+            self._call(
+                self.client.put_item,
+                TableName=self.table_name,
+                Item=serialize(item),
+                ConditionExpression="attribute_not_exists(PK)",
+            )
+        except ConditionFailedError:
+            existing = self._get({"PK": item["PK"], "SK": item["SK"]}, consistent=True)
+            if existing is None:
+                raise
+            return items.item_to_link(existing)
+        return link
+
+    def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]:
+        """Stored profiles by customer id (strongly consistent: they are read to be updated)."""
+        wanted = [{"PK": keys.customer_pk(cid), "SK": keys.PROFILE_SK} for cid in dict.fromkeys(customer_ids)]
+        found = (items.item_to_profile(item) for item in self._batch_get(wanted, consistent=True))
+        return {stored.profile.customer_id: stored for stored in found}
+
+    def save_profile(self, stored: StoredProfile) -> StoredProfile:
+        """Write a profile if nobody else did since it was read (`stored.version`); returns the new version.
+
+        Raises:
+            ConditionFailedError: it changed in between (re-read and re-apply).
+        """
+        saved = replace(stored, version=stored.version + 1)
+        condition, values = _version_condition(stored.version)
+        self._call(
+            self.client.put_item,
+            TableName=self.table_name,
+            Item=serialize(items.profile_to_item(saved)),
+            ConditionExpression=condition,
+            **values,
+        )
+        return saved
+
+    def merge_customers(self, *, into: StoredProfile, away: StoredProfile, links: Sequence[Link]) -> StoredProfile:
+        """Atomically: the merged profile, the tombstone of the one merged away, and (up to 98) moved links.
+
+        Raises:
+            ConditionFailedError: either profile changed since it was read.
+        """
+        saved_into = replace(into, version=into.version + 1)
+        saved_away = replace(away, version=away.version + 1)
+        operations: list[dict[str, Any]] = []
+        for stored, previous in ((saved_into, into.version), (saved_away, away.version)):
+            condition, values = _version_condition(previous)
+            operations.append(
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": serialize(items.profile_to_item(stored)),
+                        "ConditionExpression": condition,
+                        **values,
+                    }
+                }
+            )
+        operations += [
+            {"Put": {"TableName": self.table_name, "Item": serialize(items.link_item(link))}} for link in links[:98]
+        ]
+        self._call(self.client.transact_write_items, TransactItems=operations)
+        if links[98:]:
+            self._batch_write([items.link_item(link) for link in links[98:]])
+        return saved_into
+
+    def list_customers(self, *, limit: int = 50, next_token: str | None = None) -> Page[StoredProfile]:
+        """Customers, a page at a time (by index shard, then customer id)."""
+        cursor = _decode_cursor(next_token) if next_token else {"shard": 0}
+        found: list[dict[str, str]] = []
+        shard, start_key = int(cursor["shard"]), cursor.get("key")
+        while len(found) < limit and shard < items.CUSTOMER_INDEX_SHARDS:
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": "GSI1",
+                "Limit": limit - len(found),
+                "KeyConditionExpression": "GSI1PK = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": keys.customers_gsi_pk(shard)}},
+            }
+            if start_key:
+                kwargs["ExclusiveStartKey"] = start_key
+            response = self._call(self.client.query, **kwargs)
+            found += [{"PK": raw["PK"]["S"], "SK": raw["SK"]["S"]} for raw in response.get("Items", [])]
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                shard += 1
+        profiles = {s.profile.customer_id: s for s in map(items.item_to_profile, self._batch_get(found))}
+        ordered = tuple(profiles[key["PK"].split("#", 1)[1]] for key in found if key["PK"].split("#", 1)[1] in profiles)
+        more = shard < items.CUSTOMER_INDEX_SHARDS
+        token = _encode_token({"shard": shard, "key": start_key}) if more else None
+        return Page(ordered, token)
+
     # --- plumbing -----------------------------------------------------------------------------------------------
+
+    def _batch_get(self, wanted: list[dict[str, str]], *, consistent: bool = False) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [serialize(key) for key in wanted[start : start + BATCH_GET_LIMIT]],
+                    "ConsistentRead": consistent,
+                }
+            }
+            attempt = 0
+            while request:
+                try:
+                    response = self._call(self.client.batch_get_item, RequestItems=request)
+                except ThrottledError:
+                    response = {"UnprocessedKeys": request}
+                yield from (deserialize(raw) for raw in response.get("Responses", {}).get(self.table_name, []))
+                request = response.get("UnprocessedKeys") or {}
+                if request:
+                    attempt += 1
+                    if attempt >= self.retry.attempts:
+                        raise ThrottledError("batch read throttled past the retries")
+                    self.retry.pause(attempt)
 
     def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
         try:
@@ -249,8 +401,10 @@ class DynamoTrackingStore:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
 
-    def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
-        response = self._call(self.client.get_item, TableName=self.table_name, Key=serialize(key))
+    def _get(self, key: dict[str, str], *, consistent: bool = False) -> dict[str, Any] | None:
+        response = self._call(
+            self.client.get_item, TableName=self.table_name, Key=serialize(key), ConsistentRead=consistent
+        )
         return deserialize(response["Item"]) if "Item" in response else None
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -320,6 +474,19 @@ class DynamoTrackingStore:
         return sorted(not_stored)
 
 
+def _version_condition(version: int) -> tuple[str, dict[str, Any]]:
+    if version == 0:
+        return "attribute_not_exists(PK)", {}
+    return "version = :v", {"ExpressionAttributeValues": {":v": {"N": str(version)}}}
+
+
+def _decode_cursor(token: str) -> dict[str, Any]:
+    value = _decode_token(token)
+    if not isinstance(value.get("shard"), int):
+        raise StorageError("invalid page token")
+    return value
+
+
 def _request_key(request: dict[str, Any]) -> tuple[str, str]:
     item = request["PutRequest"]["Item"]
     return item["PK"]["S"], item["SK"]["S"]
@@ -332,7 +499,8 @@ def _encode_token(value: dict[str, Any]) -> str:
 def _decode_token(token: str) -> dict[str, Any]:
     try:
         value = json.loads(base64.urlsafe_b64decode(token.encode()))
-        datetime.fromisoformat(value["day"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except ValueError as exc:
         raise StorageError("invalid page token") from exc
-    return dict(value)
+    if not isinstance(value, dict):
+        raise StorageError("invalid page token")
+    return value

@@ -29,4 +29,11 @@ def translate(exc: ClientError | BotoCoreError) -> StorageError:
         return ThrottledError(code)
     if code == "ConditionalCheckFailedException":
         return ConditionFailedError(code)
+    reasons = exc.response.get("CancellationReasons") or []
+    if code == "TransactionCanceledException" and any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+        return ConditionFailedError("a transaction's condition failed")
+    if code == "TransactionCanceledException" and any(
+        r.get("Code") in THROTTLING_CODES | {"ThrottlingError"} for r in reasons
+    ):
+        return ThrottledError(code)
     return StorageError(f"{code}: {exc.response.get('Error', {}).get('Message', '')}")

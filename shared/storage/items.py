@@ -5,8 +5,10 @@ The stream consumer decodes images with these same functions: one codec for both
 
 from __future__ import annotations
 
+import base64
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -14,7 +16,10 @@ from typing import Any
 
 from shared.domain.events import TrackingEvent, event_from_payload, format_timestamp, parse_timestamp
 from shared.domain.failures import FailedEvent
+from shared.domain.identity import split_identity
+from shared.domain.profiles import CustomerProfile, Touch
 from shared.domain.sources import Source, WebhookMapping
+from shared.ports import Link, StoredProfile
 from shared.storage import keys
 from shared.storage.schema import TTL_ATTRIBUTE
 
@@ -22,6 +27,9 @@ EVENT_ENTITY = "event"
 SOURCE_ENTITY = "source"
 WRITE_KEY_ENTITY = "write_key"
 FAILED_ENTITY = "failed"
+PROFILE_ENTITY = "profile"
+LINK_ENTITY = "link"
+CUSTOMER_INDEX_SHARDS = 16
 
 # Event bodies are zlib-compressed with a preset dictionary of the strings every Segment event repeats, which
 # keeps a typical SDK event well under one write unit (1 KB). The first byte names the codec, so it can evolve.
@@ -78,23 +86,28 @@ _ZDICT_V1 = json.dumps(
 ).encode()
 
 
-def encode_json(value: Any) -> bytes:
+def encode_json(value: Any, *, default: Callable[[Any], Any] | None = None) -> bytes:
     """Compress a JSON value for storage."""
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default).encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: escape them rather than fail
-        text = json.dumps(value, separators=(",", ":")).encode("ascii")
+        text = json.dumps(value, separators=(",", ":"), default=default).encode("ascii")
     compressor = zlib.compressobj(level=6, zdict=_ZDICT_V1)
     return _CODEC_ZLIB_V1 + compressor.compress(text) + compressor.flush()
 
 
-def decode_json(blob: bytes) -> Any:
-    """Inverse of `encode_json`."""
-    data = bytes(blob)
+def decode_json(blob: bytes | str, *, object_hook: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+    """Inverse of `encode_json` (also takes the base64 text a Lambda stream event carries)."""
+    data = _binary(blob)
     if data[:1] != _CODEC_ZLIB_V1:
         raise ValueError("unknown body codec")
     decompressor = zlib.decompressobj(zdict=_ZDICT_V1)
-    return json.loads(decompressor.decompress(data[1:]) + decompressor.flush())
+    return json.loads(decompressor.decompress(data[1:]) + decompressor.flush(), object_hook=object_hook)
+
+
+def _binary(value: bytes | bytearray | str) -> bytes:
+    # Binary attributes are bytes from boto3, but base64 text in Lambda stream events (Powertools keeps it so).
+    return base64.b64decode(value) if isinstance(value, str) else bytes(value)
 
 
 def event_to_item(event: TrackingEvent, *, retention: timedelta | None = None) -> dict[str, Any]:
@@ -203,7 +216,7 @@ def item_to_failed(item: dict[str, Any]) -> FailedEvent:
         route=item["route"],
         reason=item["reason"],
         status=int(item["status"]) if isinstance(item["status"], (int, Decimal)) else 0,
-        raw=zlib.decompress(bytes(item["raw"])),
+        raw=zlib.decompress(_binary(item["raw"])),
         source_id=item.get("source_id"),
         message_id=item.get("message_id"),
         truncated=bool(item.get("truncated", False)),
@@ -213,3 +226,112 @@ def item_to_failed(item: dict[str, Any]) -> FailedEvent:
 def day_of(moment: datetime) -> str:
     """`yyyy-mm-dd` (UTC) of a moment: the partition of that day's failed events."""
     return format_timestamp(moment)[:10]
+
+
+def decode_change(*, old: dict[str, Any] | None, new: dict[str, Any] | None) -> TrackingEvent | None:
+    """The event a stream record brings, or None for anything else.
+
+    Only the first write of an event counts: a MODIFY of an event item is the second write of a racing
+    duplicate delivery (same key, same event), and a REMOVE is its TTL expiry.
+    """
+    if old or not new or new.get("entity") != EVENT_ENTITY:
+        return None
+    return item_to_event(new)
+
+
+def link_item(link: Link) -> dict[str, Any]:
+    """The item saying which customer an identity belongs to (in the identity's own partition)."""
+    kind, value = split_identity(link.identity)
+    return {
+        "PK": keys.identity_pk(kind, value),
+        "SK": keys.LINK_SK,
+        "entity": LINK_ENTITY,
+        "customer_id": link.customer_id,
+        "via": link.via,
+        "at": link.at,
+    }
+
+
+def item_to_link(item: dict[str, Any]) -> Link:
+    """Inverse of `link_item`."""
+    kind, value = keys.parse_identity_pk(item["PK"])
+    return Link(
+        identity=f"{kind}:{value}", customer_id=item["customer_id"], via=item.get("via", ""), at=item.get("at", "")
+    )
+
+
+def _touch_json(touch: Touch | None) -> dict[str, Any] | None:
+    return (
+        None
+        if touch is None
+        else {
+            "channel": touch.channel,
+            "at": touch.at,
+            "message_id": touch.message_id,
+            "campaign": dict(touch.campaign),
+        }
+    )
+
+
+def _touch(data: dict[str, Any] | None) -> Touch | None:
+    return None if data is None else Touch(**data)
+
+
+def _money_out(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return {"$d": str(value)}
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _money_in(value: dict[str, Any]) -> Any:
+    return Decimal(value["$d"]) if value.keys() == {"$d"} else value
+
+
+def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
+    """The item of a customer profile: compressed body, version for optimistic locking, list-index keys."""
+    profile = stored.profile
+    body = {
+        "customer_id": profile.customer_id,
+        "identities": list(profile.identities),
+        "user_id": profile.user_id,
+        "first_seen": profile.first_seen,
+        "last_seen": profile.last_seen,
+        "traits": profile.traits,
+        "trait_stamps": profile.trait_stamps,
+        "event_counts": profile.event_counts,
+        "orders": profile.orders,
+        "revenue": profile.revenue,
+        "last_order_at": profile.last_order_at,
+        "daily": profile.daily,
+        "carts": profile.carts,
+        "first_touch": _touch_json(profile.first_touch),
+        "last_touch": _touch_json(profile.last_touch),
+        "engagement": profile.engagement,
+        "flags": profile.flags,
+        "links": list(profile.links),
+        "merged_into": profile.merged_into,
+        "applied": dict(stored.applied),
+    }
+    item: dict[str, Any] = {
+        "PK": keys.customer_pk(profile.customer_id),
+        "SK": keys.PROFILE_SK,
+        "entity": PROFILE_ENTITY,
+        "version": stored.version,
+        "body": encode_json(body, default=_money_out),
+    }
+    if profile.merged_into is None:  # tombstones leave the customer list
+        item["GSI1PK"] = keys.customers_gsi_pk(keys.shard_of(profile.customer_id, CUSTOMER_INDEX_SHARDS))
+        item["GSI1SK"] = profile.customer_id
+    return item
+
+
+def item_to_profile(item: dict[str, Any]) -> StoredProfile:
+    """Inverse of `profile_to_item`."""
+    body = decode_json(item["body"], object_hook=_money_in)
+    applied = body.pop("applied", {})
+    body["identities"] = tuple(body.get("identities", ()))
+    body["links"] = tuple(body.get("links", ()))
+    body["first_touch"] = _touch(body.get("first_touch"))
+    body["last_touch"] = _touch(body.get("last_touch"))
+    body["revenue"] = Decimal(body["revenue"]) if not isinstance(body["revenue"], Decimal) else body["revenue"]
+    return StoredProfile(profile=CustomerProfile(**body), version=int(item["version"]), applied=applied)

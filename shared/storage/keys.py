@@ -8,6 +8,9 @@
 | a source by write key                     | PK = `WRITEKEY#<sha256>`, SK = `WRITEKEY`                     |
 | failed events of a day, newest first      | PK = `FAILED#<yyyy-mm-dd>`, SK begins_with `FAILED#`, desc.   |
 | a failed event by id `<day>.<time>.<rnd>` | PK = `FAILED#<day>`, SK = `FAILED#<time>#<rnd>`               |
+| the customer an identity belongs to       | PK = `ID#<u|a>#<id>`, SK = `CUSTOMER`                         |
+| a customer's profile                      | PK = `CUSTOMER#<customer id>`, SK = `PROFILE`                 |
+| all customers (paged, 16 shards)          | GSI1: GSI1PK = `CUSTOMERS#<shard>`, GSI1SK = `<customer id>`  |
 
 Why events are keyed by message id and not by time: the de-duplication key must be derived from the
 message alone (a retried request has a different `receivedAt`, hence a different corrected time), and a
@@ -20,6 +23,7 @@ attributes, so storing an event writes no index.
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime
 
 SEPARATOR = "#"
@@ -90,3 +94,22 @@ def failed_pk(day: str) -> str:
 
 
 FAILED_SK_PREFIX = "FAILED#"
+
+
+LINK_SK = "CUSTOMER"
+PROFILE_SK = "PROFILE"
+
+
+def customer_pk(customer_id: str) -> str:
+    """Partition of a customer (its profile)."""
+    return f"CUSTOMER#{customer_id}"
+
+
+def customers_gsi_pk(shard: int) -> str:
+    """GSI1 partition listing one shard of the customers."""
+    return f"CUSTOMERS#{shard:02d}"
+
+
+def shard_of(value: str, shards: int) -> int:
+    """A stable shard number for a string (CRC-32, the same in every process)."""
+    return zlib.crc32(value.encode("utf-8", "surrogatepass")) % shards

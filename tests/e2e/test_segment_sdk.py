@@ -15,8 +15,13 @@ pytestmark = pytest.mark.e2e
 def test_segment_sdk_calls_are_stored_once_each_with_their_message_ids(local_stack: LocalStack, gzip: bool):
     # Given the SDK pointed at the local collector with the printed write key
     errors: list[Exception] = []
-    client = Client(write_key=local_stack.write_key, host=local_stack.info.collector_url, gzip=gzip,
-                    on_error=lambda error, _: errors.append(error), max_retries=2)
+    client = Client(
+        write_key=local_stack.write_key,
+        host=local_stack.info.collector_url,
+        gzip=gzip,
+        on_error=lambda error, _: errors.append(error),
+        max_retries=2,
+    )
     user, anonymous = random_ref("sdk-user"), random_ref("sdk-anon")
     # When it tracks, identifies and pages (batched in its background thread), then flushes
     sent = [

@@ -80,3 +80,46 @@ def http(ddb: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> Call
 
     yield call
     handler.collector.cache_clear()
+
+
+@pytest.fixture
+def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    """The local stream runner feeding the process Lambda handler from moto's stream; `drain()` runs it dry."""
+    from botocore.config import Config
+
+    from functions.process import handler
+    from shared.local.streams import StreamRunner, quarantine_into
+
+    handler.store.cache_clear()
+    monkeypatch.setattr(handler, "make_client", lambda **_: ddb)
+    streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
+    calls: list[dict[str, Any]] = []
+
+    def invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(event)
+        return handler.lambda_handler(event, context)
+
+    runner = StreamRunner(
+        client=ddb,
+        streams=streams,
+        table=TABLE,
+        region="us-east-1",
+        handler=invoke,
+        checkpoint_path=tmp_path / "checkpoint.json",
+        quarantine=quarantine_into(store),
+        batch_window=0,
+    )
+
+    def drain(limit: int = 1000) -> int:
+        delivered = 0
+        for _ in range(limit):
+            count = runner.poll()
+            delivered += count
+            if count == 0 and not runner.attempts:
+                return delivered
+        raise AssertionError("the stream did not drain")
+
+    runner.drain = drain  # type: ignore[attr-defined]
+    runner.calls = calls  # type: ignore[attr-defined]
+    yield runner
+    handler.store.cache_clear()

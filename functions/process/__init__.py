@@ -1,0 +1,1 @@
+"""The process Lambda (`ProcessFunction`): DynamoDB Streams → identities and profiles."""

@@ -1,0 +1,71 @@
+"""Identity stitching rules: which identities belong to the same customer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.domain.events import CallType, TrackingEvent
+
+
+def identity_key(kind: str, value: str) -> str:
+    """`u:<userId>` or `a:<anonymousId>`."""
+    return f"{kind}:{value}"
+
+
+def split_identity(key: str) -> tuple[str, str]:
+    """Inverse of `identity_key`."""
+    kind, _, value = key.partition(":")
+    return kind, value
+
+
+def primary_identity(event: TrackingEvent) -> str:
+    """The identity an event is stored under (its userId when known)."""
+    return identity_key(*event.identity)
+
+
+class LinkAction(StrEnum):
+    """What a call that names two identities does to customers."""
+
+    NONE = "none"
+    """Already the same customer."""
+    ATTACH = "attach"
+    """The other identity is new: it joins the customer."""
+    MERGE = "merge"
+    """Two customers are the same person: the other one is folded in."""
+    CONFLICT = "conflict"
+    """The other identity belongs to a different known user (a shared device): no merge, a flag."""
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """What linking needs to know of a customer."""
+
+    customer_id: str
+    user_id: str | None
+
+
+def linked_identity(event: TrackingEvent) -> str | None:
+    """The second identity a call names, if any: `previousId` of an alias, else the anonymousId next to a userId."""
+    if event.type is CallType.ALIAS and event.previous_id:
+        return event.previous_id  # kind resolved by the caller (a previous id may be a user or an anonymous id)
+    if event.user_id and event.anonymous_id:
+        return identity_key("a", event.anonymous_id)
+    return None
+
+
+def plan_link(*, target: Customer, other: Customer | None, explicit: bool) -> LinkAction:
+    """Business rule: link two identities unless that would merge two different known users.
+
+    Args:
+        target: the customer of the call's userId.
+        other: the customer the second identity belongs to, if it is known.
+        explicit: an `alias` call, which merges known users on purpose.
+    """
+    if other is None:
+        return LinkAction.ATTACH
+    if other.customer_id == target.customer_id:
+        return LinkAction.NONE
+    if not explicit and other.user_id and target.user_id and other.user_id != target.user_id:
+        return LinkAction.CONFLICT
+    return LinkAction.MERGE

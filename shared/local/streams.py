@@ -1,0 +1,245 @@
+"""The local stream runner: DynamoDB Streams → the process Lambda handler, as an event source mapping does.
+
+It reproduces the mapping's semantics: batches of up to `batch_size` records (waiting up to
+`batch_window` seconds to fill one), Lambda-shaped events, `ReportBatchItemFailures` (the batch is retried
+from the lowest failed sequence number), bounded retries, then the failing record goes to the on-failure
+store (the failed-events store, route `stream:process`, replayable with `footfall failed replay`) and the
+stream moves on. The position is checkpointed in `<data-dir>/stream-checkpoint.json` after each batch, so
+a restart resumes where it stopped (at-least-once: the handler is idempotent).
+
+Run as `python -m shared.local.streams --data-dir D` with the `FOOTFALL_*` settings in the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.domain.failures import failed_event, new_failure_id
+from shared.local.context import LocalContext
+
+CHECKPOINT_FILE = "stream-checkpoint.json"
+ROUTE = "stream:process"
+
+
+def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
+    """A `GetRecords` record (as boto3 returns it) in the shape Lambda hands to a stream handler."""
+    data = dict(record["dynamodb"])
+    created = data.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        data["ApproximateCreationDateTime"] = created.timestamp()
+    for image in ("NewImage", "OldImage", "Keys"):
+        if image in data:
+            data[image] = _wire(data[image])
+    return {
+        "eventID": record.get("eventID", ""),
+        "eventName": record["eventName"],
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": region,
+        "dynamodb": data,
+        "eventSourceARN": stream_arn,
+    }
+
+
+def _matches_filter(record: dict[str, Any]) -> bool:
+    """The mapping's filter (also in the SAM template): only new event items reach the handler."""
+    entity = record["dynamodb"].get("NewImage", {}).get("entity", {})
+    return record.get("eventName") == "INSERT" and entity.get("S") == "event"
+
+
+def _wire(value: Any) -> Any:
+    # boto3 hands binary values over as bytes; Lambda events carry them as base64 text.
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {key: _wire(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_wire(item) for item in value]
+    if isinstance(value, set):
+        return [_wire(item) for item in value]
+    return value
+
+
+@dataclass
+class StreamRunner:
+    """Polls one table's stream and feeds the handler."""
+
+    client: Any
+    streams: Any
+    table: str
+    region: str
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]]
+    checkpoint_path: Path
+    quarantine: Callable[[dict[str, Any], str], None]
+    batch_size: int = 100
+    batch_window: float = 0.2
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        self.positions: dict[str, str] = self._read_checkpoint()
+        self.attempts: dict[str, int] = {}
+        self.iterators: dict[str, str] = {}
+
+    def _read_checkpoint(self) -> dict[str, str]:
+        try:
+            return dict(json.loads(self.checkpoint_path.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _save_checkpoint(self) -> None:
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        with tmp.open("w") as handle:
+            json.dump(self.positions, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(self.checkpoint_path)
+
+    def stream_arn(self) -> str:
+        return str(self.client.describe_table(TableName=self.table)["Table"]["LatestStreamArn"])
+
+    def poll(self) -> int:
+        """Deliver at most one batch per shard; returns the number of records delivered."""
+        arn = self.stream_arn()
+        shards = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        delivered = 0
+        for shard in shards:
+            delivered += self._poll_shard(arn, shard["ShardId"])
+        return delivered
+
+    def _iterator(self, arn: str, shard_id: str) -> str:
+        if shard_id not in self.iterators:
+            position = self.positions.get(shard_id)
+            kwargs = (
+                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": position}
+                if position
+                else {"ShardIteratorType": "TRIM_HORIZON"}
+            )
+            self.iterators[shard_id] = self.streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id, **kwargs)[
+                "ShardIterator"
+            ]
+        return self.iterators[shard_id]
+
+    def _poll_shard(self, arn: str, shard_id: str) -> int:
+        page = self.streams.get_records(ShardIterator=self._iterator(arn, shard_id), Limit=self.batch_size)
+        records = page["Records"]
+        if 0 < len(records) < self.batch_size and self.batch_window > 0:
+            time.sleep(self.batch_window)  # the batching window: let the batch fill a little
+            page = self.streams.get_records(ShardIterator=self._iterator(arn, shard_id), Limit=self.batch_size)
+            records = page["Records"]
+        if not records:
+            self.iterators[shard_id] = page.get("NextShardIterator") or self.iterators[shard_id]
+            return 0
+        wanted = [r for r in records if _matches_filter(r)]
+        if not wanted:  # like an event filter on the mapping: nothing to invoke for, but the position moves on
+            self._advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"], page.get("NextShardIterator"))
+            return len(records)
+        event = {"Records": [lambda_record(r, arn, self.region) for r in wanted]}
+        answer = self.handler(event, LocalContext("footfall-process"))
+        failures = [f["itemIdentifier"] for f in (answer or {}).get("batchItemFailures", [])]
+        if not failures:
+            self._advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"], page.get("NextShardIterator"))
+            return len(records)
+        lowest = min(failures, key=int)
+        before = [r for r in records if int(r["dynamodb"]["SequenceNumber"]) < int(lowest)]
+        self.attempts[lowest] = self.attempts.get(lowest, 0) + 1
+        if self.attempts[lowest] >= self.max_attempts:
+            poison = next(r for r in event["Records"] if r["dynamodb"]["SequenceNumber"] == lowest)
+            self.quarantine(poison, f"stream record failed {self.attempts.pop(lowest)} times")
+            self._advance(shard_id, lowest, None)
+            return len(before) + 1
+        if before:
+            self._advance(shard_id, before[-1]["dynamodb"]["SequenceNumber"], None)
+        else:
+            self.iterators.pop(shard_id, None)
+        return len(before)
+
+    def _advance(self, shard_id: str, sequence: str, next_iterator: str | None) -> None:
+        self.positions[shard_id] = sequence
+        self._save_checkpoint()
+        if next_iterator:
+            self.iterators[shard_id] = next_iterator
+        else:
+            self.iterators.pop(shard_id, None)  # re-open after the checkpoint
+
+
+def quarantine_into(store: Any) -> Callable[[dict[str, Any], str], None]:
+    """The on-failure destination: a failed-event record holding the Lambda-shaped stream record."""
+
+    def put(record: dict[str, Any], reason: str) -> None:
+        now = datetime.now(UTC)
+        store.put_failed(
+            [
+                failed_event(
+                    failure_id=new_failure_id(now, secrets.token_hex(6)),
+                    received_at=now,
+                    route=ROUTE,
+                    reason=reason,
+                    status=0,
+                    raw=json.dumps(record),
+                )
+            ]
+        )
+
+    return put
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the stream runner until killed."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--interval", type=float, default=0.25, help="seconds between polls of an idle stream")
+    args = parser.parse_args(argv)
+    from shared.local.backend import die_with_parent
+
+    die_with_parent()
+    # Powertools warns on every invocation that publishes no metric; locally metrics are off anyway.
+    warnings.filterwarnings("ignore", "No application metrics to publish")
+    import boto3
+    from botocore.config import Config
+
+    from functions.process.handler import lambda_handler, settings
+    from shared.storage.dynamo import DynamoTrackingStore, make_client
+
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    client = make_client(endpoint_url=settings.dynamodb_endpoint, region=region)
+    streams = boto3.client(
+        "dynamodbstreams",
+        endpoint_url=settings.dynamodb_endpoint,
+        region_name=region,
+        config=Config(account_id_endpoint_mode="disabled"),
+    )
+    runner = StreamRunner(
+        client=client,
+        streams=streams,
+        table=settings.table_name,
+        region=region,
+        handler=lambda_handler,
+        checkpoint_path=args.data_dir / CHECKPOINT_FILE,
+        quarantine=quarantine_into(DynamoTrackingStore(settings.table_name, client=client)),
+    )
+    print("READY streams", flush=True)
+    while True:
+        try:
+            if runner.poll() == 0:
+                time.sleep(args.interval)
+        except Exception:  # keep the runner alive through a transient backend error; it resumes from its checkpoint
+            import logging
+
+            logging.getLogger(__name__).exception("stream poll failed")
+            runner.iterators.clear()
+            time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""The process service: stored events → identity links → customer profiles, once per event however delivered.
+
+A batch of stream records is processed in two phases:
+
+1. **Identity** (in stream order): every identity gets a customer; calls naming two identities link them
+   (attach a new identity, merge two customers, or flag a shared device).
+2. **Profiles** (coalesced): records are grouped by customer and folded into each profile, which is then
+   written once per customer per batch, conditionally on the version read (optimistic locking).
+
+Redelivery is harmless: each profile keeps, per identity, the highest stream sequence number folded in,
+and records at or below it are skipped (stream records of one item key arrive in order). A record that
+cannot be applied stops its customer's group there: it and the later records of that customer are
+reported failed (the stream retries them), earlier ones are saved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from shared.domain.events import CallType, TrackingEvent, format_timestamp
+from shared.domain.identity import Customer, LinkAction, identity_key, linked_identity, plan_link, primary_identity
+from shared.domain.profiles import CustomerProfile, apply_events, merge_profiles
+from shared.ports import ConditionFailedError, Link, StorageError, StoredProfile
+
+logger = logging.getLogger(__name__)
+SAVE_ATTEMPTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChange:
+    """One stream record that brought a new event."""
+
+    sequence: str
+    event: TrackingEvent
+
+
+class ProfileStore(Protocol):
+    """What processing needs from storage."""
+
+    def get_links(self, identities: Sequence[str]) -> dict[str, Link]: ...
+
+    def link_identity(self, link: Link) -> Link: ...
+
+    def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
+
+    def save_profile(self, stored: StoredProfile) -> StoredProfile: ...
+
+    def merge_customers(self, *, into: StoredProfile, away: StoredProfile, links: Sequence[Link]) -> StoredProfile: ...
+
+
+@dataclass
+class _Batch:
+    store: ProfileStore
+    links: dict[str, str] = field(default_factory=dict)
+    """identity → customer id, as known so far in this batch."""
+    users: dict[str, str | None] = field(default_factory=dict)
+    """customer id → its user id, as known so far in this batch (profiles are saved only after linking)."""
+    conflicts: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
+
+
+def process_changes(store: ProfileStore, changes: Sequence[StreamChange], *, force: bool = False) -> list[str]:
+    """Fold a batch of new events into identities and profiles.
+
+    Args:
+        force: fold records even if their sequence number is not above the mark (replay of a record that was
+            quarantined, hence never folded in).
+
+    Returns:
+        The sequence numbers of the records that failed (to report as `batchItemFailures`).
+    """
+    ordered = sorted(changes, key=lambda change: int(change.sequence))
+    batch = _Batch(store)
+    failed: list[str] = []
+    try:
+        _load_links(batch, ordered)
+    except StorageError:
+        logger.warning("identity lookup failed; the whole batch will be retried")
+        return [change.sequence for change in ordered]
+    linked: list[StreamChange] = []
+    for position, change in enumerate(ordered):
+        try:
+            _link(batch, change.event)
+        except (StorageError, ValueError, KeyError, TypeError):
+            # Links are made in stream order: once one fails, the rest of the batch must wait for it.
+            logger.exception("identity linking failed", extra={"sequence": change.sequence})
+            failed += [c.sequence for c in ordered[position:]]
+            break
+        linked.append(change)
+    groups: dict[str, list[StreamChange]] = defaultdict(list)
+    for change in linked:
+        groups[batch.links[primary_identity(change.event)]].append(change)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for result in pool.map(lambda item: _fold_customer(batch, item[0], item[1], force), groups.items()):
+            failed += result
+    return sorted(failed, key=int)
+
+
+def _load_links(batch: _Batch, changes: Sequence[StreamChange]) -> None:
+    wanted: list[str] = []
+    for change in changes:
+        wanted.append(primary_identity(change.event))
+        if change.event.type is CallType.ALIAS and change.event.previous_id:
+            wanted += [identity_key("u", change.event.previous_id), identity_key("a", change.event.previous_id)]
+        elif (other := linked_identity(change.event)) is not None:
+            wanted.append(other)
+    batch.links.update({identity: link.customer_id for identity, link in batch.store.get_links(wanted).items()})
+
+
+def _link(batch: _Batch, event: TrackingEvent) -> None:
+    primary = primary_identity(event)
+    other = _other_identity(batch, event)
+    at = format_timestamp(event.timestamp)
+    if primary not in batch.links:
+        # A new identity joins the customer of the identity it arrived with, when that is compatible.
+        owner = batch.links.get(other) if other else None
+        customer = owner if owner and _compatible(batch, owner, event) else primary
+        made = batch.store.link_identity(Link(primary, customer, event.message_id, at))
+        batch.links[primary] = made.customer_id
+        if event.user_id and batch.users.get(made.customer_id) is None:
+            batch.users[made.customer_id] = event.user_id
+    if other is None:
+        return
+    target = batch.links[primary]
+    owner = batch.links.get(other)
+    action = plan_link(
+        target=Customer(target, _user_id(batch, target, event)),
+        other=Customer(owner, _user_id(batch, owner)) if owner else None,
+        explicit=event.type is CallType.ALIAS,
+    )
+    if action is LinkAction.ATTACH:
+        made = batch.store.link_identity(Link(other, target, event.message_id, at))
+        batch.links[other] = made.customer_id
+    elif action is LinkAction.MERGE and owner is not None:
+        _merge(batch, into=target, away=owner, event=event)
+    elif action is LinkAction.CONFLICT:
+        batch.conflicts[target].append({"identity": other, "via": event.message_id, "at": at})
+
+
+def _other_identity(batch: _Batch, event: TrackingEvent) -> str | None:
+    if event.type is CallType.ALIAS and event.previous_id:
+        as_user = identity_key("u", event.previous_id)
+        return as_user if as_user in batch.links else identity_key("a", event.previous_id)
+    return linked_identity(event)
+
+
+def _user_id(batch: _Batch, customer_id: str, event: TrackingEvent | None = None) -> str | None:
+    if customer_id not in batch.users:
+        stored = batch.store.get_profiles([customer_id]).get(customer_id)
+        known = stored.profile.user_id if stored is not None else None
+        if known is None and customer_id.startswith("u:"):
+            known = customer_id[2:]
+        batch.users[customer_id] = known
+    return batch.users[customer_id] or (event.user_id if event is not None else None)
+
+
+def _compatible(batch: _Batch, owner: str, event: TrackingEvent) -> bool:
+    known = _user_id(batch, owner)
+    return known is None or event.user_id is None or known == event.user_id
+
+
+def _merge(batch: _Batch, *, into: str, away: str, event: TrackingEvent) -> None:
+    for _ in range(SAVE_ATTEMPTS):
+        profiles = batch.store.get_profiles([into, away])
+        target = profiles.get(into) or StoredProfile(CustomerProfile(customer_id=into, identities=(into,)))
+        source = profiles.get(away) or StoredProfile(CustomerProfile(customer_id=away, identities=(away,)))
+        if source.profile.merged_into == into:
+            break  # already merged (a redelivered record)
+        provenance = {
+            "merged": away,
+            "via": event.message_id,
+            "type": str(event.type),
+            "at": format_timestamp(event.timestamp),
+        }
+        merged = replace(
+            target,
+            profile=merge_profiles(target.profile, source.profile, link=provenance),
+            applied=_max_marks(target.applied, source.applied),
+        )
+        tombstone = replace(source, profile=replace(source.profile, merged_into=into))
+        moved = [
+            Link(identity, into, event.message_id, provenance["at"])
+            for identity in sorted({*source.profile.identities, away} - {into})
+        ]
+        try:
+            batch.store.merge_customers(into=merged, away=tombstone, links=moved)
+        except ConditionFailedError:
+            continue
+        break
+    else:
+        raise StorageError(f"could not merge {away} into {into}")
+    for identity, customer in list(batch.links.items()):
+        if customer == away:
+            batch.links[identity] = into
+    batch.users[into] = batch.users.get(into) or batch.users.get(away)
+
+
+def _max_marks(first: Mapping[str, str], second: Mapping[str, str]) -> dict[str, str]:
+    marks = dict(first)
+    for identity, sequence in second.items():
+        if int(sequence) > int(marks.get(identity, "0")):
+            marks[identity] = sequence
+    return marks
+
+
+def _fold_customer(batch: _Batch, customer_id: str, changes: list[StreamChange], force: bool) -> list[str]:
+    """Fold one customer's records and save once; returns the sequence numbers that failed."""
+    for _ in range(SAVE_ATTEMPTS):
+        try:
+            stored = batch.store.get_profiles([customer_id]).get(customer_id)
+        except StorageError:
+            return [change.sequence for change in changes]
+        if stored is not None and stored.profile.merged_into:
+            # Merged away while this batch ran: the stream's retry will find the new customer.
+            return [change.sequence for change in changes]
+        stored = stored or StoredProfile(CustomerProfile(customer_id=customer_id))
+        fresh = [
+            c for c in changes if force or int(c.sequence) > int(stored.applied.get(primary_identity(c.event), "0"))
+        ]
+        profile, good = _apply(stored.profile, [c.event for c in fresh])
+        done, failed = fresh[:good], fresh[good:]
+        if not done and not batch.conflicts.get(customer_id):
+            return [c.sequence for c in failed]
+        profile = _with_identities(profile, batch, customer_id, done)
+        marks = _max_marks(stored.applied, {primary_identity(c.event): c.sequence for c in done})
+        try:
+            batch.store.save_profile(replace(stored, profile=profile, applied=marks))
+        except ConditionFailedError:
+            continue  # someone else wrote it: read again and fold again (the marks prevent double counting)
+        except StorageError:
+            return [change.sequence for change in changes]
+        return [c.sequence for c in failed]
+    return [change.sequence for change in changes]
+
+
+def _apply(profile: CustomerProfile, events: list[TrackingEvent]) -> tuple[CustomerProfile, int]:
+    """Fold events; on an event that cannot be folded, fold only those before it. Returns (profile, count)."""
+    try:
+        return apply_events(profile, events), len(events)
+    except Exception:  # a poison event: find it, keep everything before it
+        for index in range(len(events)):
+            try:
+                apply_events(profile, events[: index + 1])
+            except Exception:
+                logger.exception(
+                    "event cannot be folded into a profile", extra={"message_id": events[index].message_id}
+                )
+                return (apply_events(profile, events[:index]) if index else profile), index
+        raise
+
+
+def _with_identities(
+    profile: CustomerProfile, batch: _Batch, customer_id: str, done: Iterable[StreamChange]
+) -> CustomerProfile:
+    identities = set(profile.identities) | {customer_id}
+    links = list(profile.links)
+    for change in done:
+        for identity in (primary_identity(change.event), _other_identity(batch, change.event)):
+            if identity and batch.links.get(identity) == customer_id and identity not in identities:
+                identities.add(identity)
+                links.append(
+                    {
+                        "attached": identity,
+                        "via": change.event.message_id,
+                        "type": str(change.event.type),
+                        "at": format_timestamp(change.event.timestamp),
+                    }
+                )
+    flags = dict(profile.flags)
+    for conflict in batch.conflicts.get(customer_id, []):
+        shared = list(flags.get("shared_device", []))
+        if conflict not in shared:
+            shared.append(conflict)
+        flags["shared_device"] = shared
+    return replace(profile, identities=tuple(sorted(identities)), links=tuple(links), flags=flags)

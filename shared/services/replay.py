@@ -1,0 +1,84 @@
+"""Replaying failed events after a fix: refused collector input and quarantined stream records."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from shared.domain.errors import TrackingError
+from shared.domain.events import CallType, batch_items, parse_envelope
+from shared.domain.failures import FailedEvent
+from shared.domain.links import unique_query
+from shared.domain.pixel import pixel_payload, strict_json
+from shared.services.collect import Collector
+from shared.services.process import ProfileStore, StreamChange, process_changes
+
+STREAM_ROUTE = "stream:process"
+_CALLS = {f"/v1/{call.value}": call for call in CallType}
+
+
+class ReplayError(Exception):
+    """This failed event cannot be replayed (and why)."""
+
+
+class ReplayStore(ProfileStore, Protocol):
+    """What replay needs from storage."""
+
+    def delete_failed(self, failure_id: str) -> None: ...
+
+
+def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decode_record: Any) -> dict[str, Any]:
+    """Process a failed event again; on success it leaves the failed-events store.
+
+    Args:
+        decode_record: Lambda-shaped stream record → `StreamChange` (for quarantined stream records).
+
+    Raises:
+        ReplayError: it cannot be replayed (authentication failures never are), or it fails again.
+    """
+    if failure.route == STREAM_ROUTE:
+        change: StreamChange | None = decode_record(json.loads(failure.raw))
+        if change is None:
+            raise ReplayError("the stream record carries no event")
+        if process_changes(store, [change], force=True):
+            raise ReplayError("the stream record failed again")
+        store.delete_failed(failure.id)
+        return {"replayed": failure.id, "events": 1}
+    if failure.status == 401 or failure.source_id is None:
+        raise ReplayError("refused for authentication: it cannot be replayed")
+    source = collector.source(failure.source_id, fresh=True)
+    if source is None:
+        raise ReplayError(f"source {failure.source_id} no longer exists")
+    try:
+        raws, call_type, envelope = _decode(failure)
+    except TrackingError as exc:
+        raise ReplayError(f"still invalid: {exc}") from exc
+    report = collector.ingest(
+        source, raws, route=failure.route, received_at=failure.received_at, call_type=call_type, envelope=envelope
+    )
+    if report.not_stored:
+        raise ReplayError("storage did not take it; try again")
+    if report.all_rejected:
+        raise ReplayError(f"still invalid: {report.results[0].reason}")
+    store.delete_failed(failure.id)
+    return {
+        "replayed": failure.id,
+        "events": len(report.results),
+        "results": [result.to_json() for result in report.results],
+    }
+
+
+def _decode(failure: FailedEvent) -> tuple[list[Any], CallType | None, Any]:
+    route = failure.route
+    if route.startswith("/v1/pixel/"):
+        params = unique_query(failure.raw.decode("utf-8", "replace"))
+        payload = pixel_payload(params)
+        payload.pop("writeKey", None)
+        return [payload], CallType.PAGE if route.endswith("/page") else CallType.TRACK, None
+    body = strict_json(failure.raw)
+    if route == "/v1/batch" and isinstance(body, dict) and "batch" in body:
+        return batch_items(body), None, parse_envelope(body)
+    if route in _CALLS:
+        return [body], _CALLS[route], None
+    # One event of a batch (or of a webhook) was recorded alone: it carries its own type.
+    return [body], None, None
