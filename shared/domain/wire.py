@@ -50,6 +50,8 @@ def _inflate(data: bytes, limit: int, *, gzip: bool) -> bytes:
         raise InvalidEventError("body is not valid gzip/deflate data") from None
     if len(inflated) > limit or inflater.unconsumed_tail:
         raise PayloadTooLargeError(f"body is larger than {limit // 1024} KB once decompressed")
+    if not inflater.eof:  # cut short: part of the body, and its checksum, never arrived
+        raise InvalidEventError("body is not valid gzip/deflate data")
     return inflated
 
 

@@ -166,6 +166,7 @@ class StreamRunner:
 
     def _advance(self, shard_id: str, sequence: str, next_iterator: str | None) -> None:
         self.positions[shard_id] = sequence
+        self.attempts = {seq: n for seq, n in self.attempts.items() if int(seq) > int(sequence)}
         self._save_checkpoint()
         if next_iterator:
             self.iterators[shard_id] = next_iterator

@@ -187,3 +187,41 @@ def test_pixel_query_string_with_quoted_plus_in_base64(local_stack: LocalStack):
     )
     assert answer.status == 200
     assert local_stack.store().list_identity_events("u", "plus-user")[0].event == "Opened ???"
+
+
+def test_posted_events_show_up_in_footfall_customers_show(local_stack: LocalStack):
+    # Given an anonymous visitor who logs in and buys
+    anon = random_ref("visitor")
+    batch = [
+        {"type": "page", "anonymousId": anon, "name": "Home"},
+        {
+            "type": "track",
+            "anonymousId": anon,
+            "event": "Product Added",
+            "properties": {"product_id": "p1", "cart_id": "c1", "price": 20},
+        },
+        {"type": "identify", "anonymousId": anon, "userId": "carol", "traits": {"name": "Carol"}},
+        {
+            "type": "track",
+            "userId": "carol",
+            "event": "Order Completed",
+            "properties": {"revenue": 20, "cart_id": "c1"},
+        },
+    ]
+    assert local_stack.post_json("/v1/batch", {"batch": batch}, write_key=local_stack.write_key).status == 200
+    # When the stream runner has processed them (polling; the lag itself is measured by `make bench`)
+    deadline = time.monotonic() + 15
+    while True:
+        from shared.services.customers import find_customer
+
+        found = find_customer(local_stack.store(), "carol")
+        if (found and sum(found.profile.event_counts.values()) == 4) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    shown = local_stack.cli("customers", "show", "carol")
+    # Then the CLI shows one customer with the whole story
+    assert set(shown["identities"]) == {"u:carol", f"a:{anon}"}
+    assert (shown["orders"], shown["revenue"], shown["traits"]["name"]) == (1, 20, "Carol")
+    assert len(shown["recent_events"]) == 4
+    listed = local_stack.cli("customers", "list")["customers"]
+    assert [c["user_id"] for c in listed] == ["carol"]

@@ -117,7 +117,7 @@ def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch
             delivered += count
             if count == 0 and not runner.attempts:
                 return delivered
-        raise AssertionError("the stream did not drain")
+        raise AssertionError(f"the stream did not drain: attempts {runner.attempts}, positions {runner.positions}")
 
     runner.drain = drain  # type: ignore[attr-defined]
     runner.calls = calls  # type: ignore[attr-defined]

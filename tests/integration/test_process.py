@@ -1,0 +1,225 @@
+"""The process Lambda on moto's stream, driven by the local stream runner: identities, profiles, faults."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from shared.services.customers import customer_detail, find_customer
+from shared.storage import items
+from shared.storage.dynamo import serialize
+from tests.builders import a_track, random_ref
+from tests.conftest import TABLE
+
+pytestmark = pytest.mark.integration
+
+
+def send(http: Any, write_key: str, *calls: dict[str, Any]) -> None:
+    answer = http("POST", "/v1/batch", body=json.dumps({"batch": list(calls)}), write_key=write_key)
+    assert answer.status == 200, answer.json
+
+
+def test_anonymous_browsing_then_identify_then_purchase_is_one_customer_with_the_whole_timeline(
+    http, source, store, stream
+):
+    # Given
+    _, key = source
+    anon, user = random_ref("anon"), random_ref("user")
+    send(
+        http,
+        key,
+        a_track(userId=None, anonymousId=anon, event="Product Viewed", properties={"product_id": "p1"}),
+        a_track(
+            userId=None,
+            anonymousId=anon,
+            event="Product Added",
+            properties={"product_id": "p1", "cart_id": "c1", "price": 30},
+        ),
+    )
+    stream.drain()
+    # When
+    send(
+        http,
+        key,
+        {"type": "identify", "userId": user, "anonymousId": anon, "traits": {"email": "x@y.z"}, "messageId": "login-1"},
+        a_track(
+            userId=user,
+            event="Order Completed",
+            properties={"revenue": 30, "cart_id": "c1"},
+            timestamp="2026-11-29T11:00:00.000Z",
+            sentAt="2026-11-29T11:00:00.000Z",
+        ),
+    )
+    stream.drain()
+    # Then
+    by_user, by_anon = find_customer(store, user), find_customer(store, anon)
+    assert by_user == by_anon
+    profile = by_user.profile
+    assert set(profile.identities) == {f"u:{user}", f"a:{anon}"}
+    assert profile.event_counts == {"Product Viewed": 1, "Product Added": 1, "$identify": 1, "Order Completed": 1}
+    assert (profile.orders, profile.revenue, profile.traits["email"]) == (1, Decimal(30), "x@y.z")
+    detail = customer_detail(store, by_user, now=datetime.now(UTC))
+    assert detail["total_stored_events"] == 4
+    assert detail["computed"]["open_cart"] == []
+    # provenance: the identify call that linked the two identities is on record
+    assert [(link["attached"], link["via"]) for link in profile.links] == [(f"u:{user}", "login-1")]
+
+
+def test_a_shared_device_never_merges_two_known_users(http, source, store, stream):
+    # Given a device identified as Ann
+    _, key = source
+    device = random_ref("device")
+    send(
+        http,
+        key,
+        {"type": "identify", "userId": "ann", "anonymousId": device},
+        a_track(userId=None, anonymousId=device, event="Product Viewed"),
+    )
+    stream.drain()
+    # When Bob logs in on the same device
+    send(
+        http,
+        key,
+        {"type": "identify", "userId": "bob", "anonymousId": device, "messageId": "bob-login"},
+        a_track(userId="bob", event="Order Completed", properties={"revenue": 12}),
+    )
+    stream.drain()
+    # Then Ann and Bob stay two customers, and Bob's is flagged
+    ann, bob = find_customer(store, "ann"), find_customer(store, "bob")
+    assert ann.profile.customer_id != bob.profile.customer_id
+    assert f"a:{device}" in ann.profile.identities and f"a:{device}" not in bob.profile.identities
+    assert ann.profile.orders == 0 and bob.profile.orders == 1
+    (conflict,) = bob.profile.flags["shared_device"]
+    assert (conflict["identity"], conflict["via"]) == (f"a:{device}", "bob-login")
+
+
+def test_redelivering_the_same_batches_changes_nothing(http, source, store, stream, lambda_context):
+    # Given a processed stream
+    _, key = source
+    send(
+        http, key, *[a_track(userId=f"r{n % 4}", event="Order Completed", properties={"revenue": 5}) for n in range(40)]
+    )
+    stream.drain()
+    before = {c: store.get_profiles([f"u:r{c}"])[f"u:r{c}"] for c in range(4)}
+    # When Lambda delivers every batch again, twice
+    from functions.process import handler
+
+    for event in list(stream.calls) * 2:
+        assert handler.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+    # Then every profile (and its version: nothing was even written) is as before
+    assert {c: store.get_profiles([f"u:r{c}"])[f"u:r{c}"] for c in range(4)} == before
+    assert sum(p.profile.orders for p in before.values()) == 40
+
+
+def test_throttled_profile_writes_are_retried_and_nothing_is_lost_or_doubled(ddb, http, source, store, stream):
+    # Given DynamoDB throttling the first 5 profile writes (after the batch's other writes went through)
+    _, key = source
+    throttled = {"left": 5}
+
+    def throttle(model: Any, params: dict[str, Any], **_: Any) -> Any:
+        if model.name == "PutItem" and b'"PROFILE"' in params["body"] and throttled["left"] > 0:
+            throttled["left"] -= 1
+            return AWSResponse("https://dynamodb", 400, {}, None), {
+                "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            }
+        return None
+
+    ddb.meta.events.register("before-call.dynamodb.PutItem", throttle)
+    # When
+    send(
+        http, key, *[a_track(userId=f"t{n % 3}", event="Order Completed", properties={"revenue": 1}) for n in range(30)]
+    )
+    stream.drain()
+    # Then
+    assert throttled["left"] == 0
+    assert sorted(find_customer(store, f"t{n}").profile.orders for n in range(3)) == [10, 10, 10]
+    assert store.list_failed().items == ()
+
+
+def test_a_poison_record_is_quarantined_and_the_records_after_it_are_processed(ddb, http, source, store, stream):
+    # Given a corrupt event item between good ones
+    _, key = source
+    send(http, key, a_track(userId="before", event="Order Completed", properties={"revenue": 1}))
+    poison = {"PK": "ID#u#poison", "SK": "EVT#web#bad", "entity": "event", "src": "web", "body": b"\x01garbage"}
+    ddb.put_item(TableName=TABLE, Item=serialize(poison))
+    send(http, key, a_track(userId="after", event="Order Completed", properties={"revenue": 2}))
+    # When
+    stream.drain()
+    # Then
+    assert find_customer(store, "before").profile.orders == 1
+    assert find_customer(store, "after").profile.orders == 1
+    (quarantined,) = store.list_failed().items
+    assert quarantined.route == "stream:process"
+    assert json.loads(quarantined.raw)["dynamodb"]["Keys"]["SK"] == {"S": "EVT#web#bad"}
+    assert stream.attempts == {}
+
+
+def test_the_runner_resumes_from_its_checkpoint(http, source, store, stream):
+    _, key = source
+    send(http, key, a_track(userId="cp", event="A"))
+    stream.drain()
+    checkpoint = json.loads(stream.checkpoint_path.read_text())
+    stream.positions, stream.iterators = {}, {}
+    stream.positions.update(checkpoint)  # a fresh runner reading the same checkpoint
+    send(http, key, a_track(userId="cp", event="B"))
+    stream.drain()
+    assert find_customer(store, "cp").profile.event_counts == {"A": 1, "B": 1}
+
+
+def test_events_duplicated_by_a_racing_write_are_counted_once(ddb, http, source, store, stream):
+    # Given an event stored, then written again on the same key (two deliveries racing): a MODIFY record
+    _, key = source
+    call = a_track(userId="racer", event="Order Completed", properties={"revenue": 3})
+    send(http, key, call)
+    (stored,) = store.list_identity_events("u", "racer")
+    ddb.put_item(TableName=TABLE, Item=serialize(items.event_to_item(stored)))
+    # When
+    stream.drain()
+    # Then
+    assert find_customer(store, "racer").profile.orders == 1
+
+
+def test_failed_events_are_replayed_after_a_fix(http, source, store, stream, monkeypatch):
+    # Given a bug that makes the collector fail on one call, and the process stage fail on one customer
+    import shared.services.collect as collect
+    import shared.services.process as process
+    from shared.cli import _change_from_record
+    from shared.services.collect import Collector
+    from shared.services.replay import replay
+
+    _, key = source
+    real_parse, real_apply = collect.parse_event, process.apply_events
+
+    def buggy_parse(raw: Any, **kwargs: Any) -> Any:
+        if raw.get("event") == "Buggy":
+            raise RuntimeError("bug")
+        return real_parse(raw, **kwargs)
+
+    def buggy_apply(profile: Any, events: Any) -> Any:
+        if any(e.user_id == "unlucky" for e in events):
+            raise RuntimeError("bug")
+        return real_apply(profile, events)
+
+    monkeypatch.setattr(collect, "parse_event", buggy_parse)
+    monkeypatch.setattr(process, "apply_events", buggy_apply)
+    answer = http("POST", "/v1/track", body=json.dumps(a_track(userId="lucky", event="Buggy")), write_key=key)
+    send(http, key, a_track(userId="unlucky", event="Order Completed", properties={"revenue": 7}))
+    stream.drain()
+    assert answer.status == 500
+    assert sorted(f.route for f in store.list_failed().items) == ["/v1/track", "stream:process"]
+    # When the bug is fixed and both are replayed
+    monkeypatch.setattr(collect, "parse_event", real_parse)
+    monkeypatch.setattr(process, "apply_events", real_apply)
+    for failure in store.list_failed().items:
+        replay(store, Collector(store), failure, _change_from_record)
+    stream.drain()
+    # Then both events made it, once, and the failed-events store is empty
+    assert [e.event for e in store.list_identity_events("u", "lucky")] == ["Buggy"]
+    assert find_customer(store, "lucky").profile.event_counts == {"Buggy": 1}
+    assert find_customer(store, "unlucky").profile.orders == 1
+    assert store.list_failed().items == ()
