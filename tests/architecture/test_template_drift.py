@@ -82,3 +82,25 @@ def test_collect_role_can_neither_read_back_events_nor_delete():
     actions = {action for statement in statements for action in statement["Action"]}
     assert actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}
     assert all(statement["Resource"] != "*" for statement in statements)
+
+
+def test_process_function_consumes_the_stream_like_the_local_runner():
+    function = template()["Resources"]["ProcessFunction"]["Properties"]
+    stream = function["Events"]["Stream"]["Properties"]
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stream["BisectBatchOnFunctionError"] is True
+    assert 0 < stream["MaximumRetryAttempts"] <= 10
+    assert stream["MaximumRecordAgeInSeconds"] <= 6 * 3600
+    assert "OnFailure" in stream["DestinationConfig"]
+    # the event filter lets through exactly what the local runner hands to the handler
+    import json
+
+    from shared.local.streams import _matches_filter
+
+    pattern = json.loads(stream["FilterCriteria"]["Filters"][0]["Pattern"])
+    assert pattern["eventName"] == ["INSERT"]
+    entity = pattern["dynamodb"]["NewImage"]["entity"]["S"]
+    assert _matches_filter({"eventName": "INSERT", "dynamodb": {"NewImage": {"entity": {"S": entity[0]}}}})
+    assert not _matches_filter({"eventName": "MODIFY", "dynamodb": {"NewImage": {"entity": {"S": entity[0]}}}})
+    actions = {a for statement in function["Policies"][0]["Statement"] for a in statement["Action"]}
+    assert not actions & {"dynamodb:Scan", "dynamodb:Query", "dynamodb:DeleteItem"}
