@@ -3,8 +3,9 @@
 Business rules:
 - traits: the latest value of each trait by event time (ties broken by message id), whatever the arrival order;
 - counters (events by name, orders, revenue) are sums, first/last seen are min/max: commutative;
-- rolling 7/30/90-day figures come from per-day buckets summed at read time (buckets older than 91 days
-  before the customer's newest event are dropped, which depends only on the events);
+- rolling 7/30/90-day figures come from per-day (UTC) buckets summed at read time: "the last 7 days" is today
+  and the 6 calendar days before; buckets older than 91 days before the customer's newest event are dropped
+  (which depends only on the events);
 - open cart: products added (by `cart_id` where given) and not removed or ordered after they were added;
 - first touch = the earliest event's channel and campaign; last touch = the latest event that carried a
   campaign;
@@ -167,7 +168,7 @@ def merge_profiles(into: CustomerProfile, other: CustomerProfile, *, link: Mappi
 
 
 def rolling(profile: CustomerProfile, now: datetime) -> dict[str, dict[str, Any]]:
-    """Counts and revenue over the last 7/30/90 days (relative to `now`), from the daily buckets."""
+    """Counts and revenue over the last 7/30/90 days: today (UTC, from `now`) and the N-1 calendar days before."""
     result: dict[str, dict[str, Any]] = {}
     for days in ROLLING_WINDOWS:
         since = (now - timedelta(days=days)).strftime("%Y-%m-%d")

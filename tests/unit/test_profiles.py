@@ -1,0 +1,178 @@
+"""Computed traits and identity rules, table-driven."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from shared.domain.events import CallType, TrackingEvent
+from shared.domain.identity import Customer, LinkAction, plan_link
+from shared.domain.profiles import (
+    CustomerProfile,
+    apply_events,
+    channel_of,
+    hour_of_week,
+    merge_profiles,
+    open_cart,
+    order_revenue,
+    rolling,
+)
+
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)  # a Monday
+
+
+def an_event(name: str = "Product Viewed", *, at: datetime = NOW, n: int = 0, **fields: Any) -> TrackingEvent:
+    kind = fields.pop("type", CallType.TRACK)
+    return TrackingEvent(
+        source_id="web",
+        message_id=fields.pop("message_id", f"m{n}-{at.isoformat()}"),
+        type=kind,
+        timestamp=at,
+        received_at=at,
+        user_id=fields.pop("user_id", "u1"),
+        event=name if kind is CallType.TRACK else None,
+        **fields,
+    )
+
+
+def fold(*events: TrackingEvent) -> CustomerProfile:
+    return apply_events(CustomerProfile(customer_id="c"), events)
+
+
+@pytest.mark.parametrize(
+    ("properties", "expected"),
+    [
+        ({"revenue": 12.5}, Decimal("12.5")),
+        ({"total": "30"}, Decimal(30)),
+        ({"revenue": 5, "total": 9}, Decimal(5)),
+        ({"revenue": "n/a", "total": 4}, Decimal(4)),
+        ({"revenue": True}, Decimal(0)),
+        ({}, Decimal(0)),
+        ({"revenue": "NaN"}, Decimal(0)),
+    ],
+)
+def test_order_revenue_takes_revenue_then_total(properties, expected):
+    assert order_revenue(properties) == expected
+
+
+def test_orders_revenue_and_average_order_value():
+    profile = fold(
+        an_event("Order Completed", properties={"revenue": 10.1}, n=1),
+        an_event("Order Completed", properties={"total": "20.2"}, n=2),
+        an_event("Order Completed", properties={"revenue": 0.1}, n=3),
+    )
+    assert (profile.orders, profile.revenue, profile.average_order_value) == (3, Decimal("30.4"), Decimal("10.13"))
+
+
+@pytest.mark.parametrize(
+    ("age", "in_7d", "in_30d", "in_90d"),
+    [
+        (timedelta(days=6, hours=12), 1, 1, 1),  # 6 calendar days back: inside "today and the 6 days before"
+        (timedelta(days=6, hours=13), 0, 1, 1),  # 7 calendar days back: out
+        (timedelta(days=29, hours=12), 0, 1, 1),
+        (timedelta(days=29, hours=13), 0, 0, 1),
+        (timedelta(days=89, hours=12), 0, 0, 1),
+        (timedelta(days=89, hours=13), 0, 0, 0),
+    ],
+)
+def test_rolling_windows_are_the_last_n_calendar_days_including_today(age, in_7d, in_30d, in_90d):
+    windows = rolling(fold(an_event(at=NOW - age)), NOW)
+    assert [windows[w].get("Product Viewed", 0) for w in ("7d", "30d", "90d")] == [in_7d, in_30d, in_90d]
+
+
+def test_traits_keep_the_latest_value_by_event_time_whatever_the_arrival_order():
+    old = an_event(type=CallType.IDENTIFY, at=NOW - timedelta(hours=1), traits={"plan": "free", "name": "A"}, n=1)
+    new = an_event(type=CallType.IDENTIFY, at=NOW, traits={"plan": "pro"}, n=2)
+    assert fold(old, new).traits == fold(new, old).traits == {"plan": "pro", "name": "A"}
+
+
+def test_open_cart_lists_products_added_and_not_removed_or_ordered_since():
+    t = [NOW + timedelta(minutes=m) for m in range(6)]
+    profile = fold(
+        an_event("Product Added", at=t[0], properties={"product_id": "shoe", "cart_id": "c1", "price": 50}),
+        an_event("Product Added", at=t[1], properties={"product_id": "sock", "cart_id": "c1"}),
+        an_event("Product Removed", at=t[2], properties={"product_id": "sock", "cart_id": "c1"}),
+        an_event("Product Added", at=t[3], properties={"product_id": "hat", "cart_id": "c2"}),
+        an_event("Order Completed", at=t[4], properties={"cart_id": "c2", "revenue": 20}),
+        an_event("Product Added", at=t[5], properties={"product_id": "scarf"}),  # no cart id: the default cart
+    )
+    assert [(i["cart_id"], i["product_id"]) for i in open_cart(profile)] == [("-", "scarf"), ("c1", "shoe")]
+    assert open_cart(profile)[1]["price"] == 50
+
+
+def test_an_order_without_cart_id_closes_every_cart_added_to_before_it():
+    profile = fold(
+        an_event("Product Added", at=NOW, properties={"product_id": "a", "cart_id": "c1"}),
+        an_event("Order Completed", at=NOW + timedelta(minutes=1), properties={"revenue": 1}),
+        an_event("Product Added", at=NOW + timedelta(minutes=2), properties={"product_id": "b"}),
+    )
+    assert [i["product_id"] for i in open_cart(profile)] == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("event", "context", "channel"),
+    [
+        ("Email Opened", {}, "email"),
+        ("Product Viewed", {"campaign": {"medium": "email"}}, "email"),
+        ("Product Viewed", {"campaign": {"medium": "cpc", "source": "google"}}, "ads"),
+        ("Push Opened", {}, "push"),
+        ("Product Viewed", {"campaign": {"medium": "social"}}, "social"),
+        ("Product Viewed", {"app": {"name": "shop"}}, "app"),
+        ("Product Viewed", {}, "web"),
+    ],
+)
+def test_channel_of_an_event(event, context, channel):
+    assert channel_of(an_event(event, context=context)) == channel
+
+
+@pytest.mark.parametrize(
+    ("zone", "hour"), [(None, 12), ("Europe/Paris", 14), ("America/New_York", 8), ("Not/AZone", 12), ("Asia/Tokyo", 21)]
+)
+def test_hour_of_week_uses_the_clients_time_zone_when_valid(zone, hour):
+    context = {"timezone": zone} if zone else {}
+    assert hour_of_week(an_event(context=context)) == hour  # Monday: hour of week == hour of day
+
+
+def test_first_touch_is_the_earliest_event_and_last_touch_the_latest_campaign():
+    first = an_event(at=NOW - timedelta(days=3), n=1)
+    paid = an_event(at=NOW - timedelta(days=2), context={"campaign": {"medium": "cpc", "name": "spring"}}, n=2)
+    mail = an_event(at=NOW - timedelta(days=1), context={"campaign": {"medium": "email", "name": "nov"}}, n=3)
+    direct = an_event(at=NOW, n=4)
+    profile = fold(direct, mail, first, paid)
+    assert (profile.first_touch.channel, profile.first_touch.campaign) == ("web", {})
+    assert (profile.last_touch.channel, profile.last_touch.campaign["name"]) == ("email", "nov")
+
+
+def test_merging_two_profiles_equals_folding_all_their_events():
+    a = [an_event("Order Completed", at=NOW - timedelta(days=d), properties={"revenue": d}, n=d) for d in range(3)]
+    b = [
+        an_event("Product Added", at=NOW - timedelta(hours=h), properties={"product_id": "x"}, n=10 + h)
+        for h in range(2)
+    ]
+    merged = merge_profiles(fold(*a), fold(*b), link={"merged": "c2"})
+    together = fold(*a, *b)
+    assert (merged.event_counts, merged.revenue, merged.carts, merged.daily) == (
+        together.event_counts,
+        together.revenue,
+        together.carts,
+        together.daily,
+    )
+    assert merged.links[-1] == {"merged": "c2"}
+
+
+@pytest.mark.parametrize(
+    ("target", "other", "explicit", "action"),
+    [
+        (Customer("u:ann", "ann"), None, False, LinkAction.ATTACH),
+        (Customer("u:ann", "ann"), Customer("u:ann", "ann"), False, LinkAction.NONE),
+        (Customer("u:ann", "ann"), Customer("a:x", None), False, LinkAction.MERGE),
+        (Customer("u:ann", "ann"), Customer("u:bob", "bob"), False, LinkAction.CONFLICT),
+        (Customer("u:ann", "ann"), Customer("u:bob", "bob"), True, LinkAction.MERGE),  # alias merges on purpose
+        (Customer("u:ann", "ann"), Customer("a:y", "ann"), False, LinkAction.MERGE),
+    ],
+)
+def test_plan_link(target, other, explicit, action):
+    assert plan_link(target=target, other=other, explicit=explicit) is action
