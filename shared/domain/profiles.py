@@ -370,7 +370,7 @@ class _Working:
             products = {
                 pid: {**p, "removed": p["removed"] if (p.get("removed") or "") > oldest else None}
                 for pid, p in cart["products"].items()
-                if p["added"] > oldest
+                if max(p["added"], p.get("removed") or "") > oldest  # a removal that came before its add counts
             }
             ordered = cart.get("ordered") if (cart.get("ordered") or "") > oldest else None
             if products or ordered:
