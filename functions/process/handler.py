@@ -30,7 +30,9 @@ copy_config_to_registered_loggers(source_logger=logger, include={"shared", "func
 @cache
 def store() -> DynamoTrackingStore:
     # Built on first use, not at import: reused while the container is warm, created after moto starts in tests.
-    return DynamoTrackingStore(settings.table_name, client=make_client(endpoint_url=settings.dynamodb_endpoint))
+    return DynamoTrackingStore(
+        settings.table_name, client=make_client(endpoint_url=settings.dynamodb_endpoint, validate=False)
+    )
 
 
 def decode(record: DynamoDBRecord) -> StreamChange | None:

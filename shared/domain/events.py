@@ -226,7 +226,8 @@ def parse_event(
     anonymous_id = _identifier(raw, "anonymousId")
     if user_id is None and anonymous_id is None:
         raise InvalidEventError("userId or anonymousId is required", field="userId")
-    message_id = _string(raw, "messageId", MAX_ID_CHARS)
+    # An empty messageId counts as none (as an empty userId does): one is assigned.
+    message_id = _string(raw, "messageId", MAX_ID_CHARS) if raw.get("messageId") != "" else None
     original = parse_timestamp(raw["timestamp"], "timestamp") if raw.get("timestamp") is not None else None
     sent_at = parse_timestamp(raw["sentAt"], "sentAt") if raw.get("sentAt") is not None else envelope.sent_at
     event = _string(raw, "event", MAX_NAME_CHARS)

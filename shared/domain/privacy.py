@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from shared.domain.events import TrackingEvent
 
-EMAIL_KEYS = frozenset({"email", "Email", "e-mail"})
+EMAIL_KEYS = frozenset({"email", "e-mail", "email_address", "emailaddress", "mail"})
 
 
 def hash_email(address: str) -> str:
     """SHA-256 (hex) of a trimmed, lower-cased e-mail address: joinable, not readable."""
-    return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()
+    return hashlib.sha256(address.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _hash_in(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        key: hash_email(value) if key in EMAIL_KEYS and isinstance(value, str) and "@" in value else value
-        for key, value in values.items()
-    }
+def hash_email_values(value: Any) -> Any:
+    """A JSON value with every e-mail address under an e-mail key, at any depth, replaced by its hash."""
+    if isinstance(value, dict):
+        return {
+            key: hash_email(item) if _is_email(key, item) else hash_email_values(item) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [hash_email_values(item) for item in value]
+    return value
+
+
+def _is_email(key: Any, value: Any) -> bool:
+    return isinstance(key, str) and key.lower() in EMAIL_KEYS and isinstance(value, str) and "@" in value
 
 
 def hash_emails(event: TrackingEvent) -> TrackingEvent:
     """Business rule: for sources configured so, store e-mail addresses only as hashes."""
-    context = dict(event.context)
-    if isinstance(context.get("traits"), Mapping):
-        context["traits"] = _hash_in(context["traits"])
-    return replace(event, traits=_hash_in(event.traits), properties=_hash_in(event.properties), context=context)
+    return replace(
+        event,
+        traits=hash_email_values(dict(event.traits)),
+        properties=hash_email_values(dict(event.properties)),
+        context=hash_email_values(dict(event.context)),
+    )

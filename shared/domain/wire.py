@@ -43,16 +43,20 @@ def decode_body(
 
 
 def _inflate(data: bytes, limit: int, *, gzip: bool) -> bytes:
-    inflater = zlib.decompressobj(wbits=31 if gzip else 15)
-    try:
-        inflated = inflater.decompress(data, limit + 1)
-    except zlib.error:
-        raise InvalidEventError("body is not valid gzip/deflate data") from None
-    if len(inflated) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLargeError(f"body is larger than {limit // 1024} KB once decompressed")
-    if not inflater.eof:  # cut short: part of the body, and its checksum, never arrived
-        raise InvalidEventError("body is not valid gzip/deflate data")
-    return inflated
+    inflated = b""
+    while True:  # a gzip stream may hold several members (RFC 1952): read them all
+        inflater = zlib.decompressobj(wbits=31 if gzip else 15)
+        try:
+            inflated += inflater.decompress(data, limit + 1 - len(inflated))
+        except zlib.error:
+            raise InvalidEventError("body is not valid gzip/deflate data") from None
+        if len(inflated) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLargeError(f"body is larger than {limit // 1024} KB once decompressed")
+        if not inflater.eof:  # cut short: part of the body, and its checksum, never arrived
+            raise InvalidEventError("body is not valid gzip/deflate data")
+        data = inflater.unused_data
+        if not gzip or not data:
+            return inflated
 
 
 def basic_auth_user(header: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -11,10 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.domain.errors import AuthenticationError, InvalidEventError, PayloadTooLargeError
+from shared.domain.errors import AuthenticationError, InvalidEventError, PayloadTooLargeError, TrackingError
 from shared.domain.events import BatchEnvelope, CallType, TrackingEvent, parse_event
 from shared.domain.failures import FailedEvent, failed_event, new_failure_id
-from shared.domain.privacy import hash_emails
+from shared.domain.pixel import strict_json
+from shared.domain.privacy import hash_email_values, hash_emails
 from shared.domain.results import EventResult, Outcome
 from shared.domain.sources import Source, matches_write_key
 from shared.ports import StorageError, TrackingStore
@@ -138,10 +140,11 @@ class Collector:
                 message_id = raw.get("messageId") if isinstance(raw, dict) else None
                 message_id = message_id if isinstance(message_id, str) else None
                 too_large = isinstance(exc, PayloadTooLargeError)
+                kept = hash_email_values(raw) if source.hash_emails else raw  # refused input too
                 results[index] = EventResult(index, Outcome.REJECTED, message_id, exc.reason, too_large)
                 status = 413 if too_large else failure_status
                 failures.append(
-                    self._failure(route, exc.reason, status, _raw_bytes(raw), source.id, message_id, received_at)
+                    self._failure(route, exc.reason, status, _raw_bytes(kept), source.id, message_id, received_at)
                 )
                 continue
             valid.append((index, hash_emails(event) if source.hash_emails else event))
@@ -165,7 +168,15 @@ class Collector:
         received_at: datetime,
         source_id: str | None = None,
     ) -> None:
-        """Keep a refused request (bad JSON, bad key, bad signature, oversize…) with its reason."""
+        """Keep a refused request (bad JSON, bad key, bad signature, oversize…) with its reason.
+
+        For a source that hashes e-mail addresses, addresses in a JSON body are hashed in the record too (a body
+        that is not JSON is kept as received).
+        """
+        source = self.source(source_id) if source_id else None
+        if source is not None and source.hash_emails:
+            with contextlib.suppress(TrackingError):
+                raw = _raw_bytes(hash_email_values(strict_json(raw)))
         self._store_failures([self._failure(route, reason, status, raw, source_id, None, received_at)])
 
     def _failure(

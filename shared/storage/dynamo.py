@@ -80,9 +80,14 @@ class RetryPolicy:
 
 
 def make_client(
-    *, endpoint_url: str | None = None, region: str | None = None, profile: str | None = None
+    *, endpoint_url: str | None = None, region: str | None = None, profile: str | None = None, validate: bool = True
 ) -> DynamoDBClient:
-    """A DynamoDB client; with `endpoint_url` it talks to moto, DynamoDB Local, LocalStack or Alternator."""
+    """A DynamoDB client; with `endpoint_url` it talks to moto, DynamoDB Local, LocalStack or Alternator.
+
+    Args:
+        validate: botocore's client-side parameter validation; the Lambdas turn it off (about a tenth of the
+            collector's CPU), since their requests are built by this module, whose tests run with it on.
+    """
     import boto3
     from botocore.config import Config
 
@@ -93,6 +98,7 @@ def make_client(
         account_id_endpoint_mode="disabled" if endpoint_url else "preferred",
         tcp_keepalive=True,
         max_pool_connections=32,
+        parameter_validation=validate,
     )
     credentials: dict[str, str] = {}
     if endpoint_url and session.get_credentials() is None:

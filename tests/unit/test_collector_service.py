@@ -355,3 +355,39 @@ def test_a_store_failure_on_events_reaches_the_caller_so_the_client_retries(coll
     store.fail_event_writes = error
     with pytest.raises(type(error)):
         ingest(collector, source, [a_track()])
+
+
+def test_a_hashing_source_keeps_no_raw_address_even_nested_or_in_refused_input():
+    # Given a source that hashes e-mail addresses
+    from shared.domain.privacy import hash_email
+
+    store = InMemoryTrackingStore()
+    source, key = a_source("crm")
+    source = replace(source, hash_emails=True)
+    store.put_source(source, write_keys=[key])
+    collector = Collector(store)
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    good = {
+        "type": "track",
+        "userId": "u",
+        "event": "Signed Up",
+        "properties": {"customer": {"Email": " Ann@Example.com "}, "list": [{"email": "b@x.io"}]},
+    }
+    bad = {"type": "track", "userId": "u", "traits": {"email": "c@x.io"}}  # no event name: refused
+    # When
+    collector.ingest(source, [good, bad], route="/v1/batch", received_at=now)
+    collector.record_failure(
+        route="/v1/batch",
+        reason="too large",
+        status=413,
+        received_at=now,
+        source_id="crm",
+        raw=b'{"batch":[{"traits":{"email":"d@x.io"}}]}',
+    )
+    # Then
+    (stored,) = store.list_identity_events("u", "u")
+    assert stored.properties["customer"]["Email"] == hash_email("ann@example.com")
+    assert stored.properties["list"][0]["email"] == hash_email("b@x.io")
+    everything = repr(stored.to_payload()) + "".join(f.raw.decode() for f in store.failed)
+    assert len(store.failed) == 2
+    assert "@" not in everything

@@ -182,12 +182,19 @@ def test_empty_user_id_falls_back_to_the_anonymous_identity():
 # --- message ids --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw", [{"userId": "u", "event": "x"}, {"userId": "u", "event": "x", "messageId": None}])
-def test_missing_message_id_is_assigned_from_the_id_maker(raw):
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"userId": "u", "event": "x"},
+        {"userId": "u", "event": "x", "messageId": None},
+        {"userId": "u", "event": "x", "messageId": ""},
+    ],
+)
+def test_missing_or_empty_message_id_is_assigned_from_the_id_maker(raw):
     assert parse(raw, call_type=CallType.TRACK).message_id == GENERATED_ID
 
 
-@pytest.mark.parametrize("message_id", ["", "   "])
+@pytest.mark.parametrize("message_id", ["   ", "\t"])
 def test_blank_message_id_is_refused_rather_than_replaced(message_id):
     with pytest.raises(InvalidEventError) as refused:
         parse({"userId": "u", "event": "x", "messageId": message_id}, call_type=CallType.TRACK)

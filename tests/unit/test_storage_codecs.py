@@ -200,7 +200,7 @@ def test_event_with_a_lone_surrogate_in_its_properties_round_trips():
 )
 def test_json_codec_round_trips(value):
     blob = encode_json(value)
-    assert blob[:1] == b"\x01"
+    assert blob[:1] == b"\x02"  # the newest codec
     assert decode_json(blob) == value
 
 
@@ -211,7 +211,17 @@ def test_json_codec_compresses_typical_payloads():
 
 def test_unknown_body_codec_is_refused():
     with pytest.raises(ValueError, match="unknown body codec"):
-        decode_json(b"\x02whatever")
+        decode_json(b"\x07whatever")
+
+
+def test_bodies_written_with_the_first_codec_still_decode():
+    import zlib
+
+    from shared.storage.items import _ZDICT_V1
+
+    compressor = zlib.compressobj(zdict=_ZDICT_V1)
+    stored_by_v1 = b"\x01" + compressor.compress(b'{"type":"track","event":"A"}') + compressor.flush()
+    assert decode_json(stored_by_v1) == {"type": "track", "event": "A"}
 
 
 # --- sources and failed events ------------------------------------------------------------------------------------

@@ -173,3 +173,8 @@ def write_key_header(credentials: bytes, scheme: str = "Basic") -> str:
 )
 def test_write_key_is_the_user_of_a_basic_authorization_header(header, user):
     assert basic_auth_user(header) == user
+
+
+def test_a_gzip_body_of_several_members_is_read_whole():
+    body = gzip.compress(b'{"batch":[') + gzip.compress(b"]}")
+    assert decode_body(base64.b64encode(body).decode(), is_base64=True, content_encoding="gzip") == b'{"batch":[]}'
