@@ -1,16 +1,19 @@
 """The process service: stored events → identity links → customer profiles, once per event however delivered.
 
-A batch of stream records is processed in two phases:
+A batch of stream records is processed in three steps, with a handful of requests whatever its size:
 
-1. **Identity** (in stream order): every identity gets a customer; calls naming two identities link them
-   (attach a new identity, merge two customers, or flag a shared device).
-2. **Profiles** (coalesced): records are grouped by customer and folded into each profile, which is then
-   written once per customer per batch, conditionally on the version read (optimistic locking).
+1. **Read**: the links of every identity the batch names, and the profiles of their customers (two batch reads).
+2. **Identity** (in stream order, in memory): every identity gets a customer; calls naming two identities link
+   them (attach a new identity, merge two customers, or flag a shared device). New links are then written in
+   parallel, each only if the identity is still unlinked; merges of stored customers are transactions.
+3. **Profiles** (coalesced): records are grouped by customer and folded into each profile, which is written once
+   per customer per batch, conditionally on the version read (optimistic locking; on a conflict it is read
+   again and folded again).
 
-Redelivery is harmless: each profile keeps, per identity, the highest stream sequence number folded in,
-and records at or below it are skipped (stream records of one item key arrive in order). A record that
-cannot be applied stops its customer's group there: it and the later records of that customer are
-reported failed (the stream retries them), earlier ones are saved.
+Redelivery is harmless: each profile keeps, per identity, the highest stream sequence number folded in, and
+records at or below it are skipped (stream records of one item key arrive in order). A record that cannot
+be applied stops its customer's group there: it and the later records of that customer are reported failed
+(the stream retries them), the earlier ones are saved.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from shared.ports import ConditionFailedError, Link, StorageError, StoredProfile
 
 logger = logging.getLogger(__name__)
 SAVE_ATTEMPTS = 4
+PARALLEL_WRITES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +57,25 @@ class ProfileStore(Protocol):
     def merge_customers(self, *, into: StoredProfile, away: StoredProfile, links: Sequence[Link]) -> StoredProfile: ...
 
 
+class _LinkRaceError(Exception):
+    """Another writer linked an identity differently meanwhile: the batch is retried with fresh links."""
+
+
 @dataclass
 class _Batch:
     store: ProfileStore
     links: dict[str, str] = field(default_factory=dict)
     """identity → customer id, as known so far in this batch."""
+    stored_links: set[str] = field(default_factory=set)
+    """Identities whose link is in the table (the others are pending in `pending`)."""
+    pending: dict[str, Link] = field(default_factory=dict)
+    profiles: dict[str, StoredProfile] = field(default_factory=dict)
+    """Profiles read at the start of the batch (or written by a merge during it)."""
     users: dict[str, str | None] = field(default_factory=dict)
-    """customer id → its user id, as known so far in this batch (profiles are saved only after linking)."""
+    """customer id → its user id, as known so far in this batch."""
     conflicts: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
+    merges: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
+    """Provenance of merges done in memory (the customer merged away had never been stored)."""
 
 
 def process_changes(store: ProfileStore, changes: Sequence[StreamChange], *, force: bool = False) -> list[str]:
@@ -75,32 +90,38 @@ def process_changes(store: ProfileStore, changes: Sequence[StreamChange], *, for
     """
     ordered = sorted(changes, key=lambda change: int(change.sequence))
     batch = _Batch(store)
-    failed: list[str] = []
+    everything = [change.sequence for change in ordered]
     try:
-        _load_links(batch, ordered)
+        _read(batch, ordered)
     except StorageError:
-        logger.warning("identity lookup failed; the whole batch will be retried")
-        return [change.sequence for change in ordered]
+        logger.warning("identity or profile read failed; the whole batch will be retried")
+        return everything
+    failed: list[str] = []
     linked: list[StreamChange] = []
     for position, change in enumerate(ordered):
         try:
             _link(batch, change.event)
         except (StorageError, ValueError, KeyError, TypeError):
-            # Links are made in stream order: once one fails, the rest of the batch must wait for it.
+            # Links are decided in stream order: once one fails, the rest of the batch must wait for it.
             logger.exception("identity linking failed", extra={"sequence": change.sequence})
-            failed += [c.sequence for c in ordered[position:]]
+            failed += everything[position:]
             break
         linked.append(change)
+    try:
+        _write_pending_links(batch)
+    except (StorageError, _LinkRaceError):
+        logger.warning("identity links could not be written; the whole batch will be retried")
+        return everything
     groups: dict[str, list[StreamChange]] = defaultdict(list)
     for change in linked:
         groups[batch.links[primary_identity(change.event)]].append(change)
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
         for result in pool.map(lambda item: _fold_customer(batch, item[0], item[1], force), groups.items()):
             failed += result
     return sorted(failed, key=int)
 
 
-def _load_links(batch: _Batch, changes: Sequence[StreamChange]) -> None:
+def _read(batch: _Batch, changes: Sequence[StreamChange]) -> None:
     wanted: list[str] = []
     for change in changes:
         wanted.append(primary_identity(change.event))
@@ -108,7 +129,15 @@ def _load_links(batch: _Batch, changes: Sequence[StreamChange]) -> None:
             wanted += [identity_key("u", change.event.previous_id), identity_key("a", change.event.previous_id)]
         elif (other := linked_identity(change.event)) is not None:
             wanted.append(other)
-    batch.links.update({identity: link.customer_id for identity, link in batch.store.get_links(wanted).items()})
+    found = batch.store.get_links(wanted)
+    batch.links.update({identity: link.customer_id for identity, link in found.items()})
+    batch.stored_links.update(found)
+    batch.profiles.update(batch.store.get_profiles(sorted(set(batch.links.values()))))
+
+
+def _new_link(batch: _Batch, link: Link) -> None:
+    batch.links[link.identity] = link.customer_id
+    batch.pending[link.identity] = link
 
 
 def _link(batch: _Batch, event: TrackingEvent) -> None:
@@ -119,10 +148,9 @@ def _link(batch: _Batch, event: TrackingEvent) -> None:
         # A new identity joins the customer of the identity it arrived with, when that is compatible.
         owner = batch.links.get(other) if other else None
         customer = owner if owner and _compatible(batch, owner, event) else primary
-        made = batch.store.link_identity(Link(primary, customer, event.message_id, at))
-        batch.links[primary] = made.customer_id
-        if event.user_id and batch.users.get(made.customer_id) is None:
-            batch.users[made.customer_id] = event.user_id
+        _new_link(batch, Link(primary, customer, event.message_id, at))
+        if event.user_id and batch.users.get(customer) is None:
+            batch.users[customer] = event.user_id
     if other is None:
         return
     target = batch.links[primary]
@@ -133,8 +161,7 @@ def _link(batch: _Batch, event: TrackingEvent) -> None:
         explicit=event.type is CallType.ALIAS,
     )
     if action is LinkAction.ATTACH:
-        made = batch.store.link_identity(Link(other, target, event.message_id, at))
-        batch.links[other] = made.customer_id
+        _new_link(batch, Link(other, target, event.message_id, at))
     elif action is LinkAction.MERGE and owner is not None:
         _merge(batch, into=target, away=owner, event=event)
     elif action is LinkAction.CONFLICT:
@@ -150,7 +177,7 @@ def _other_identity(batch: _Batch, event: TrackingEvent) -> str | None:
 
 def _user_id(batch: _Batch, customer_id: str, event: TrackingEvent | None = None) -> str | None:
     if customer_id not in batch.users:
-        stored = batch.store.get_profiles([customer_id]).get(customer_id)
+        stored = batch.profiles.get(customer_id)
         known = stored.profile.user_id if stored is not None else None
         if known is None and customer_id.startswith("u:"):
             known = customer_id[2:]
@@ -164,39 +191,61 @@ def _compatible(batch: _Batch, owner: str, event: TrackingEvent) -> bool:
 
 
 def _merge(batch: _Batch, *, into: str, away: str, event: TrackingEvent) -> None:
+    provenance = {
+        "merged": away,
+        "via": event.message_id,
+        "type": str(event.type),
+        "at": format_timestamp(event.timestamp),
+    }
+    stored_identities = {i for i, c in batch.links.items() if c == away and i in batch.stored_links}
+    if away in batch.profiles or stored_identities:
+        _merge_stored(batch, into=into, away=away, event=event, provenance=provenance)
+    else:  # the customer merged away exists only in this batch: nothing stored to move
+        batch.merges[into].append(provenance)
+    for identity, customer in list(batch.links.items()):
+        if customer == away:
+            batch.links[identity] = into
+            if identity in batch.pending:
+                batch.pending[identity] = replace(batch.pending[identity], customer_id=into)
+    batch.users[into] = batch.users.get(into) or batch.users.get(away)
+
+
+def _merge_stored(batch: _Batch, *, into: str, away: str, event: TrackingEvent, provenance: dict[str, str]) -> None:
+    moved_in_table = {i for i, c in batch.links.items() if c == away and i in batch.stored_links}
     for _ in range(SAVE_ATTEMPTS):
         profiles = batch.store.get_profiles([into, away])
         target = profiles.get(into) or StoredProfile(CustomerProfile(customer_id=into, identities=(into,)))
         source = profiles.get(away) or StoredProfile(CustomerProfile(customer_id=away, identities=(away,)))
         if source.profile.merged_into == into:
-            break  # already merged (a redelivered record)
-        provenance = {
-            "merged": away,
-            "via": event.message_id,
-            "type": str(event.type),
-            "at": format_timestamp(event.timestamp),
-        }
+            batch.profiles[into] = target
+            return  # already merged (a redelivered record)
         merged = replace(
             target,
             profile=merge_profiles(target.profile, source.profile, link=provenance),
             applied=_max_marks(target.applied, source.applied),
         )
         tombstone = replace(source, profile=replace(source.profile, merged_into=into))
-        moved = [
-            Link(identity, into, event.message_id, provenance["at"])
-            for identity in sorted({*source.profile.identities, away} - {into})
-        ]
+        identities = sorted(({*source.profile.identities} | moved_in_table) - {into} - set(batch.pending))
+        moved = [Link(identity, into, event.message_id, provenance["at"]) for identity in identities]
         try:
-            batch.store.merge_customers(into=merged, away=tombstone, links=moved)
+            batch.profiles[into] = batch.store.merge_customers(into=merged, away=tombstone, links=moved)
         except ConditionFailedError:
             continue
-        break
-    else:
-        raise StorageError(f"could not merge {away} into {into}")
-    for identity, customer in list(batch.links.items()):
-        if customer == away:
-            batch.links[identity] = into
-    batch.users[into] = batch.users.get(into) or batch.users.get(away)
+        batch.profiles[away] = replace(tombstone, version=tombstone.version + 1)
+        batch.stored_links.update(identities)
+        return
+    raise StorageError(f"could not merge {away} into {into}")
+
+
+def _write_pending_links(batch: _Batch) -> None:
+    links = list(batch.pending.values())
+    if not links:
+        return
+    with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
+        written = list(pool.map(batch.store.link_identity, links))
+    for wanted, actual in zip(links, written, strict=True):
+        if actual.customer_id != wanted.customer_id:
+            raise _LinkRaceError(wanted.identity)
 
 
 def _max_marks(first: Mapping[str, str], second: Mapping[str, str]) -> dict[str, str]:
@@ -209,32 +258,35 @@ def _max_marks(first: Mapping[str, str], second: Mapping[str, str]) -> dict[str,
 
 def _fold_customer(batch: _Batch, customer_id: str, changes: list[StreamChange], force: bool) -> list[str]:
     """Fold one customer's records and save once; returns the sequence numbers that failed."""
+    everything = [change.sequence for change in changes]
+    stored = batch.profiles.get(customer_id)
     for _ in range(SAVE_ATTEMPTS):
-        try:
-            stored = batch.store.get_profiles([customer_id]).get(customer_id)
-        except StorageError:
-            return [change.sequence for change in changes]
         if stored is not None and stored.profile.merged_into:
             # Merged away while this batch ran: the stream's retry will find the new customer.
-            return [change.sequence for change in changes]
+            return everything
         stored = stored or StoredProfile(CustomerProfile(customer_id=customer_id))
         fresh = [
             c for c in changes if force or int(c.sequence) > int(stored.applied.get(primary_identity(c.event), "0"))
         ]
         profile, good = _apply(stored.profile, [c.event for c in fresh])
         done, failed = fresh[:good], fresh[good:]
-        if not done and not batch.conflicts.get(customer_id):
+        if not done and not batch.conflicts.get(customer_id) and not batch.merges.get(customer_id):
             return [c.sequence for c in failed]
         profile = _with_identities(profile, batch, customer_id, done)
         marks = _max_marks(stored.applied, {primary_identity(c.event): c.sequence for c in done})
         try:
             batch.store.save_profile(replace(stored, profile=profile, applied=marks))
         except ConditionFailedError:
-            continue  # someone else wrote it: read again and fold again (the marks prevent double counting)
+            # Someone else wrote it: read it again and fold again (the marks prevent double counting).
+            try:
+                stored = batch.store.get_profiles([customer_id]).get(customer_id)
+            except StorageError:
+                return everything
+            continue
         except StorageError:
-            return [change.sequence for change in changes]
+            return everything
         return [c.sequence for c in failed]
-    return [change.sequence for change in changes]
+    return everything
 
 
 def _apply(profile: CustomerProfile, events: list[TrackingEvent]) -> tuple[CustomerProfile, int]:
@@ -258,6 +310,9 @@ def _with_identities(
 ) -> CustomerProfile:
     identities = set(profile.identities) | {customer_id}
     links = list(profile.links)
+    for merge in batch.merges.get(customer_id, []):
+        if merge not in links:
+            links.append(merge)
     for change in done:
         for identity in (primary_identity(change.event), _other_identity(batch, change.event)):
             if identity and batch.links.get(identity) == customer_id and identity not in identities:
@@ -270,6 +325,7 @@ def _with_identities(
                         "at": format_timestamp(change.event.timestamp),
                     }
                 )
+    identities |= {identity for identity, customer in batch.links.items() if customer == customer_id}
     flags = dict(profile.flags)
     for conflict in batch.conflicts.get(customer_id, []):
         shared = list(flags.get("shared_device", []))
