@@ -71,6 +71,9 @@ class Durability:
         self.compact_bytes = compact_bytes
         self.generation = 0
         self.journal: Any = None
+        self.sync_lock = threading.Lock()
+        self.synced_generation = -1
+        self.synced_upto = 0
 
     def journal_path(self, generation: int) -> Path:
         return self.data_dir / f"{JOURNAL_PREFIX}{generation}"
@@ -91,15 +94,39 @@ class Durability:
         self.journal = self.journal_path(self.generation).open("ab")
         return replayed
 
-    def append(self, record: dict[str, str]) -> None:
+    def append(self, record: dict[str, str]) -> int:
+        """Write a record (callers hold the request lock); returns the position to `sync` before answering."""
         self.journal.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
         self.journal.flush()
-        os.fsync(self.journal.fileno())
+        return self.journal.tell()
+
+    def sync(self, generation: int, position: int) -> None:
+        """Make the journal durable up to `position` (group commit: one fsync covers every earlier append).
+
+        Called after the request lock is released, so requests keep being applied while one fsync runs; a
+        request is answered only once its own record (and so everything applied before it) is on disk. A
+        record of an older generation is already in the (fsync'd) snapshot that closed that generation.
+        """
+        with self.sync_lock:
+            if generation != self.generation:
+                return
+            if self.synced_generation == generation and self.synced_upto >= position:
+                return
+            upto = self.journal.tell()
+            os.fsync(self.journal.fileno())
+            self.synced_generation, self.synced_upto = generation, upto
+
+    def maybe_compact(self) -> None:
+        """Compact when the journal has grown past the threshold (callers hold the request lock)."""
         if self.journal.tell() > self.compact_bytes:
             self.compact()
 
     def compact(self) -> None:
         """Snapshot the state and start the next journal generation (callers hold the request lock)."""
+        with self.sync_lock:  # no fsync may run on the journal being closed
+            self._compact()
+
+    def _compact(self) -> None:
         from moto.dynamodb.models import dynamodb_backends
 
         backends = {account: dict(regions) for account, regions in dynamodb_backends.items()}
@@ -149,16 +176,20 @@ class JournaledApp:
             captured.update(status=status, headers=headers)
             return lambda _: None
 
+        written: tuple[int, int] | None = None
         with self.lock:
             answer = b"".join(self.app(environ, capture))
             if target.rpartition(".")[2] in MUTATING and captured["status"].startswith("200"):
-                self.durability.append(
-                    {
-                        "target": target,
-                        "auth": _unsigned(environ.get("HTTP_AUTHORIZATION", "")),
-                        "body": body.decode("utf-8"),
-                    }
-                )
+                record = {
+                    "target": target,
+                    "auth": _unsigned(environ.get("HTTP_AUTHORIZATION", "")),
+                    "body": body.decode("utf-8"),
+                }
+                written = (self.durability.generation, self.durability.append(record))
+        if written is not None:
+            self.durability.sync(*written)  # the answer leaves only once its record is on disk
+            with self.lock:
+                self.durability.maybe_compact()
         start_response(captured["status"], captured["headers"])
         return [answer]
 

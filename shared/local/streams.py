@@ -82,8 +82,10 @@ class StreamRunner:
     handler: Callable[[dict[str, Any], Any], dict[str, Any]]
     checkpoint_path: Path
     quarantine: Callable[[dict[str, Any], str], None]
-    batch_size: int = 100
-    batch_window: float = 0.2
+    batch_size: int = 1000
+    """Records per invocation (the mapping's BatchSize; bigger batches coalesce more events per profile write)."""
+    batch_window: float = 1.0
+    """Seconds to let a partial batch fill (the mapping's MaximumBatchingWindowInSeconds)."""
     max_attempts: int = 3
 
     def __post_init__(self) -> None:
