@@ -84,7 +84,7 @@ class StreamRunner:
     quarantine: Callable[[dict[str, Any], str], None]
     batch_size: int = 1000
     """Records per invocation (the mapping's BatchSize; bigger batches coalesce more events per profile write)."""
-    batch_window: float = 1.0
+    batch_window: float = 0.5
     """Seconds to let a partial batch fill (the mapping's MaximumBatchingWindowInSeconds)."""
     max_attempts: int = 3
 

@@ -1,0 +1,1206 @@
+"""Footfall benchmark (not a test): storage cost, local `/v1/batch` throughput and collect cold-start import time.
+
+Run with `make bench` (`.venv/bin/python benchmarks/bench.py`). It prints a table and writes it to
+`benchmarks/RESULTS.md`. The machine is shared and noisy, so every figure is set against a baseline measured in
+the same run, and the ratio is reported next to the absolute figure.
+
+1. Write units per accepted event, computed (with `shared.storage.capacity.write_units`) from the event items that
+   the throughput run below actually stored, scanned back through the local stack's DynamoDB endpoint (a
+   time-bounded random sample of parallel-scan segments: moto serializes about 1 ms per item). Baseline:
+   the same events stored naively, as an uncompressed JSON-string event item + a de-duplication marker item + a
+   profile update ("naive 3").
+2. `/v1/batch` throughput of `footfall serve` (real HTTP, keep-alive clients, 100 events a request, every event
+   must come back `accepted`). Baseline: moto's raw BatchWriteItem rate (25 items a call, items of the size of
+   real event items) on a fresh embedded backend, from as many client threads, for as long.
+3. Import time of the collect Lambda's handler module against `import boto3` + one DynamoDB client, each in a
+   fresh interpreter, interleaved, medians.
+
+Every process started here listens on 127.0.0.1 only and is stopped before the script exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import http.client
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.domain.events import batch_items, format_timestamp, parse_envelope, parse_event  # noqa: E402
+from shared.local.backend import JOURNAL_PREFIX  # noqa: E402
+from shared.local.stack import ensure_table, local_env, read_info  # noqa: E402
+from shared.local.streams import CHECKPOINT_FILE  # noqa: E402
+from shared.storage import items as storage_items  # noqa: E402
+from shared.storage.capacity import write_units  # noqa: E402
+from shared.storage.dynamo import deserialize_wire, make_client, serialize  # noqa: E402
+
+HOST = "127.0.0.1"  # the only address this script ever talks to
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+REGION = "us-east-1"
+TABLE = "footfall"
+EVENTS_PER_REQUEST = 100
+BATCH_WRITE_SIZE = 25
+EVENT_RETENTION = timedelta(days=400)  # the collector's default (`FOOTFALL_EVENT_RETENTION_DAYS`)
+
+# Every messageId of a request body template carries this placeholder; each request replaces it with a fresh
+# uuid4 hex (same length), which makes the ids unique at the cost of one bytes.replace per request.
+TAG = "~" * 32
+TAG_BYTES = TAG.encode()
+
+WU_END_TO_END_TARGET = 2.0
+LAG_TARGET = 5.0
+WU_TARGET = 1.0
+THROUGHPUT_TARGET = 3000.0
+IMPORT_RATIO_TARGET = 1.3
+
+
+# --- child processes ----------------------------------------------------------------------------------------------
+
+_children: list[subprocess.Popen[Any]] = []
+
+
+def _track(process: subprocess.Popen[Any]) -> subprocess.Popen[Any]:
+    _children.append(process)
+    return process
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL if it does not exit; only ever a process this script started."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    if process in _children:
+        _children.remove(process)
+
+
+def stop_all() -> None:
+    """Stop every child process still running (also runs at exit)."""
+    for process in list(_children):
+        with contextlib.suppress(Exception):
+            stop_process(process)
+
+
+atexit.register(stop_all)
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the `finally` blocks, which stop the children
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+# --- realistic events -------------------------------------------------------------------------------------------
+
+SHOP = "https://shop.example.com"
+CDN = "https://cdn.shop.example.com"
+FIRST_NAMES = ["Ana", "Ben", "Chloé", "David", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Liam"]
+LAST_NAMES = ["Martin", "Nguyen", "Okafor", "Petrov", "Quinn", "Rossi", "Schmidt", "Tanaka", "Urbina", "Vega"]
+PLANS = ["free", "starter", "pro", "business"]
+CATALOG = [
+    ("Footwear", "Trail Runner 2 Running Shoe", 129.99),
+    ("Footwear", "Everyday Leather Sneaker", 89.00),
+    ("Footwear", "Merino Wool Hiking Sock (3-pack)", 24.50),
+    ("Apparel", "Organic Cotton Crew T-Shirt", 29.00),
+    ("Apparel", "Packable Down Jacket", 199.00),
+    ("Apparel", "Stretch Chino Trousers", 69.95),
+    ("Accessories", "Recycled Nylon Daypack 22L", 79.00),
+    ("Accessories", "Insulated Steel Water Bottle 750ml", 34.99),
+    ("Home", "Stoneware Pour-Over Coffee Set", 59.00),
+    ("Home", "Linen Duvet Cover, Queen", 149.00),
+    ("Electronics", "Noise-Cancelling Wireless Headphones", 249.99),
+    ("Electronics", "USB-C Fast Charger 65W", 39.99),
+]
+USER_AGENTS = [
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36",
+        "Windows",
+    ),
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36",
+        "macOS",
+    ),
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/17.4.1 Safari/605.1.15",
+        None,
+    ),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/17.4.1 Mobile/15E148 Safari/604.1",
+        None,
+    ),
+    (
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.6367.82 Mobile Safari/537.36",
+        "Android",
+    ),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0", None),
+]
+LOCALES = ["en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "ja-JP"]
+TIMEZONES = ["America/New_York", "Europe/London", "Europe/Berlin", "Europe/Paris", "Europe/Madrid", "Asia/Tokyo"]
+CAMPAIGNS = [
+    {"name": "spring_sale", "source": "google", "medium": "cpc", "term": "running shoes", "content": "ad-variant-b"},
+    {"name": "newsletter_2026_11", "source": "newsletter", "medium": "email", "content": "hero-banner"},
+    {"name": "black_friday", "source": "facebook", "medium": "paid_social", "content": "carousel-3"},
+]
+REFERRERS = ["", "https://www.google.com/", "https://www.bing.com/", "https://l.facebook.com/", SHOP + "/"]
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
+def _product(index: int) -> dict[str, Any]:
+    category, name, price = CATALOG[index % len(CATALOG)]
+    slug = _slug(name)
+    return {
+        "product_id": f"{507000 + index * 37}",
+        "sku": f"{category[:3].upper()}-{1000 + index * 7}-{'BLK' if index % 2 else 'NVY'}",
+        "category": category,
+        "name": name,
+        "price": price,
+        "url": f"{SHOP}/products/{slug}",
+        "image_url": f"{CDN}/images/products/{slug}-800x800.jpg",
+    }
+
+
+@dataclass
+class Visitor:
+    """One browser (anonymousId), maybe logged in (userId), with its device and acquisition campaign."""
+
+    anonymous_id: str
+    user_id: str | None
+    first: str
+    last: str
+    plan: str
+    user_agent: str
+    platform: str | None
+    locale: str
+    timezone: str
+    ip: str
+    campaign: dict[str, str] | None
+    referrer: str
+
+
+def _visitor(rng: random.Random) -> Visitor:
+    ua, ua_platform = rng.choice(USER_AGENTS)
+    locale_index = rng.randrange(len(LOCALES))
+    return Visitor(
+        anonymous_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        user_id=f"usr_{rng.getrandbits(48):012x}" if rng.random() < 0.45 else None,
+        first=rng.choice(FIRST_NAMES),
+        last=rng.choice(LAST_NAMES),
+        plan=rng.choice(PLANS),
+        user_agent=ua,
+        platform=ua_platform,
+        locale=LOCALES[locale_index],
+        timezone=TIMEZONES[locale_index],
+        ip=f"{rng.choice(['203.0.113', '198.51.100', '192.0.2'])}.{rng.randrange(1, 255)}",
+        campaign=rng.choice(CAMPAIGNS) if rng.random() < 0.35 else None,
+        referrer=rng.choice(REFERRERS),
+    )
+
+
+def _ms(moment: datetime) -> str:
+    return format_timestamp(moment)
+
+
+def _ajs_event(rng: random.Random, visitor: Visitor, index: int, when: datetime) -> dict[str, Any]:
+    """An event as analytics.js (analytics-next) sends it from a browser."""
+    roll = rng.random()
+    product = _product(rng.randrange(len(CATALOG) * 3))
+    if roll < 0.40:
+        kind, path, title = "page", rng.choice(["/", "/collections/new", product["url"][len(SHOP) :]]), "Example Shop"
+    else:
+        kind, path, title = "track", product["url"][len(SHOP) :], f"{product['name']} | Example Shop"
+    search = ""
+    if visitor.campaign:
+        utm = visitor.campaign
+        search = f"?utm_source={utm['source']}&utm_medium={utm['medium']}&utm_campaign={utm['name']}"
+    page = {"path": path, "referrer": visitor.referrer, "search": search, "title": title, "url": SHOP + path + search}
+    context: dict[str, Any] = {
+        "page": page,
+        "userAgent": visitor.user_agent,
+        "locale": visitor.locale,
+        "library": {"name": "analytics.js", "version": "npm:next-1.70.0"},
+        "timezone": visitor.timezone,
+        "ip": visitor.ip,
+    }
+    if visitor.platform:
+        context["userAgentData"] = {
+            "brands": [
+                {"brand": "Chromium", "version": "124"},
+                {"brand": "Google Chrome", "version": "124"},
+                {"brand": "Not-A.Brand", "version": "99"},
+            ],
+            "mobile": visitor.platform == "Android",
+            "platform": visitor.platform,
+        }
+    if visitor.campaign:
+        context["campaign"] = dict(visitor.campaign)
+    event: dict[str, Any] = {
+        "timestamp": _ms(when),
+        "integrations": {},
+        "type": kind,
+        "messageId": f"ajs-next-{int(when.timestamp() * 1000)}-{TAG}-{index:03x}",
+        "anonymousId": visitor.anonymous_id,
+        "context": context,
+        "writeKey": "wk_placeholder",
+        "sentAt": _ms(when + timedelta(milliseconds=rng.randrange(20, 900))),
+        "_metadata": {"bundled": ["Segment.io"], "unbundled": [], "bundledIds": []},
+    }
+    if visitor.user_id:
+        event["userId"] = visitor.user_id
+    if kind == "page":
+        event["properties"] = dict(page)
+        return event
+    if roll < 0.72:
+        event.update(event="Product Viewed", properties={**product, "currency": "USD"})
+    elif roll < 0.84:
+        cart = f"cart_{rng.getrandbits(40):010x}"
+        event.update(event="Product Added", properties={**product, "cart_id": cart, "quantity": 1, "currency": "USD"})
+    elif roll < 0.92:
+        event.update(event="Order Completed", properties=_order(rng))
+    else:
+        event["type"] = "identify"
+        event["traits"] = {
+            "email": f"{visitor.first.lower()}.{visitor.last.lower()}@example.com",
+            "name": f"{visitor.first} {visitor.last}",
+            "plan": visitor.plan,
+        }
+        event["userId"] = visitor.user_id or f"usr_{rng.getrandbits(48):012x}"
+    return event
+
+
+def _order(rng: random.Random) -> dict[str, Any]:
+    lines = []
+    for position in range(rng.randrange(2, 4)):
+        product = _product(rng.randrange(len(CATALOG) * 3))
+        lines.append({**product, "quantity": rng.randrange(1, 3), "position": position + 1})
+    subtotal = round(sum(p["price"] * p["quantity"] for p in lines), 2)
+    return {
+        "order_id": f"ORD-{rng.randrange(10**7, 10**8)}",
+        "affiliation": "Example Shop",
+        "total": round(subtotal + 5.99, 2),
+        "revenue": subtotal,
+        "shipping": 5.99,
+        "tax": round(subtotal * 0.08, 2),
+        "currency": "USD",
+        "products": lines,
+    }
+
+
+def _python_events(rng: random.Random, visitors: list[Visitor], count: int, when: datetime) -> list[dict[str, Any]]:
+    """Server-side events as the official analytics-python SDK builds them (its own message code, not sent)."""
+    from segment.analytics.client import Client
+
+    sdk = Client("wk_placeholder", send=False, sync_mode=True)
+    out: list[dict[str, Any]] = []
+    for index in range(count):
+        visitor = rng.choice(visitors)
+        user_id = visitor.user_id or f"usr_{rng.getrandbits(48):012x}"
+        message_id = f"{TAG}-{index:03x}"  # analytics-python sends uuid4 strings: 36 characters, like this
+        moment = when + timedelta(milliseconds=index * 37)
+        roll = rng.random()
+        if roll < 0.40:
+            traits = {
+                "email": f"{visitor.first.lower()}.{visitor.last.lower()}@example.com",
+                "name": f"{visitor.first} {visitor.last}",
+                "plan": visitor.plan,
+            }
+            _, msg = sdk.identify(user_id, traits, timestamp=moment, message_id=message_id)
+        elif roll < 0.75:
+            _, msg = sdk.track(user_id, "Order Completed", _order(rng), timestamp=moment, message_id=message_id)
+        else:
+            product = _product(rng.randrange(len(CATALOG) * 3))
+            properties = {**product, "cart_id": f"cart_{rng.getrandbits(40):010x}", "quantity": 1, "currency": "USD"}
+            _, msg = sdk.track(user_id, "Product Added", properties, timestamp=moment, message_id=message_id)
+        out.append(json.loads(json.dumps(msg, default=str)))
+    return out
+
+
+@dataclass
+class Corpus:
+    """Request body templates (100 events each, ids carrying `TAG`) and their decoded form."""
+
+    bodies: list[bytes]
+    decoded: list[dict[str, Any]]
+    sdk: list[str]
+
+
+def build_corpus(write_key: str, templates: int = 24, seed: int = 7) -> Corpus:
+    """Three in four bodies from analytics.js (browsers), one in four from analytics-python (a backend)."""
+    rng = random.Random(seed)
+    visitors = [_visitor(rng) for _ in range(400)]
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    bodies, decoded, sdks = [], [], []
+    for number in range(templates):
+        when = start + timedelta(seconds=number)
+        if number % 4 == 3:
+            events = _python_events(rng, visitors, EVENTS_PER_REQUEST, when)
+            body: dict[str, Any] = {"batch": events, "sentAt": _ms(datetime.now(UTC)), "writeKey": write_key}
+            sdks.append("analytics-python")
+        else:
+            events = []
+            for index in range(EVENTS_PER_REQUEST):
+                visitor = rng.choice(visitors)
+                event = _ajs_event(rng, visitor, index, when + timedelta(milliseconds=index * 53))
+                event["writeKey"] = write_key
+                events.append(event)
+            body = {"batch": events, "sentAt": _ms(datetime.now(UTC))}
+            sdks.append("analytics.js")
+        decoded.append(body)
+        bodies.append(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+    return Corpus(bodies, decoded, sdks)
+
+
+def fresh_body(template: bytes) -> bytes:
+    return template.replace(TAG_BYTES, uuid.uuid4().hex.encode())
+
+
+# --- load generation --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    """Warm-up, then a measured window; work that completes inside it counts."""
+
+    warmup: float
+    duration: float
+    start: float = 0.0
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def begin(self) -> None:
+        self.start = time.perf_counter() + self.warmup
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+    def inside(self, moment: float) -> bool:
+        return self.start <= moment < self.end
+
+
+@dataclass
+class LoadStats:
+    counted: int = 0  # events accepted (or items written) inside the window
+    accepted_total: int = 0  # events accepted (items written) in the whole run, warm-up included
+    requests: int = 0  # requests completed inside the window
+    bad_requests: int = 0  # whole run: non-200 answers, transport errors, unreadable answers
+    bad_events: int = 0  # whole run: events of a 200 answer that were not `accepted`
+    samples: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    def merge(self, other: LoadStats) -> None:
+        self.counted += other.counted
+        self.accepted_total += other.accepted_total
+        self.requests += other.requests
+        self.bad_requests += other.bad_requests
+        self.bad_events += other.bad_events
+        self.samples.extend(other.samples[: max(0, 5 - len(self.samples))])
+        self.latencies.extend(other.latencies)
+
+
+def run_threads(count: int, window: Window, work: Callable[[int, LoadStats], None]) -> LoadStats:
+    """Run `work(thread_index, stats)` in `count` threads through warm-up and window; merged stats."""
+    per_thread = [LoadStats() for _ in range(count)]
+    failures: list[BaseException] = []
+
+    def guarded(index: int) -> None:
+        try:
+            work(index, per_thread[index])
+        except BaseException as exc:  # reported below: a dead client thread must not go unnoticed
+            failures.append(exc)
+            window.stop_event.set()
+
+    threads = [threading.Thread(target=guarded, args=(i,), daemon=True) for i in range(count)]
+    window.begin()
+    for thread in threads:
+        thread.start()
+    while not window.stop_event.is_set() and time.perf_counter() < window.end:
+        time.sleep(0.05)
+    window.stop_event.set()
+    for thread in threads:
+        thread.join(timeout=120)
+    if failures:
+        raise RuntimeError(f"a load thread failed: {failures[0]!r}") from failures[0]
+    total = LoadStats()
+    for stats in per_thread:
+        total.merge(stats)
+    return total
+
+
+def drive_collector(port: int, write_key: str, corpus: Corpus, clients: int, window: Window) -> LoadStats:
+    auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+
+    def client(index: int, stats: LoadStats) -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=60)
+        turn = index
+        try:
+            while not window.stop_event.is_set():
+                template = turn % len(corpus.bodies)
+                turn += clients
+                body = fresh_body(corpus.bodies[template])
+                headers = {
+                    "Content-Type": "application/json",
+                    "Authorization": auth,
+                    "User-Agent": "analytics-python/2.4.0" if corpus.sdk[template] == "analytics-python" else "bench",
+                }
+                sent = time.perf_counter()
+                try:
+                    connection.request("POST", "/v1/batch", body=body, headers=headers)
+                    response = connection.getresponse()
+                    data = response.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    stats.bad_requests += 1
+                    stats.samples.append(f"transport: {exc!r}")
+                    connection.close()
+                    time.sleep(0.05)  # a refused or reset connection must not turn into a busy loop
+                    connection = http.client.HTTPConnection(HOST, port, timeout=60)
+                    continue
+                done = time.perf_counter()
+                accepted = _accepted(response.status, data, stats)
+                stats.accepted_total += accepted
+                if window.inside(done):
+                    stats.counted += accepted
+                    stats.requests += 1
+                    stats.latencies.append(done - sent)
+        finally:
+            connection.close()
+
+    return run_threads(clients, window, client)
+
+
+def paced_lag(rate: float, duration: float) -> tuple[float, int]:
+    """A steady load of `rate` events/s for `duration` s on a fresh stack; returns (seconds the stream runner
+    needed after the load to catch up, events accepted)."""
+    serve = start_serve(2)
+    try:
+        corpus = build_corpus(serve.info.write_key, seed=23)
+        auth = "Basic " + base64.b64encode(f"{serve.info.write_key}:".encode()).decode()
+        connection = http.client.HTTPConnection(HOST, serve.port, timeout=60)
+        stats = LoadStats()
+        interval = EVENTS_PER_REQUEST / rate
+        started = time.perf_counter()
+        for turn in range(max(1, int(duration / interval))):
+            due = started + turn * interval
+            time.sleep(max(0.0, due - time.perf_counter()))
+            body = fresh_body(corpus.bodies[turn % len(corpus.bodies)])
+            connection.request(
+                "POST", "/v1/batch", body=body, headers={"Content-Type": "application/json", "Authorization": auth}
+            )
+            response = connection.getresponse()
+            stats.accepted_total += _accepted(response.status, response.read(), stats)
+        connection.close()
+        return wait_for_processing(serve), stats.accepted_total
+    finally:
+        discard_serve(serve)
+
+
+def _accepted(status: int, data: bytes, stats: LoadStats) -> int:
+    try:
+        answer = json.loads(data)
+        results = answer["results"]
+    except (ValueError, KeyError, TypeError):
+        stats.bad_requests += 1
+        stats.samples.append(f"HTTP {status}: {data[:200]!r}")
+        return 0
+    accepted = sum(1 for r in results if r.get("status") == "accepted")
+    if status != 200 or not answer.get("success") or len(results) != EVENTS_PER_REQUEST:
+        stats.bad_requests += 1
+        stats.samples.append(f"HTTP {status}: {data[:200]!r}")
+    stats.bad_events += EVENTS_PER_REQUEST - accepted
+    return accepted if status == 200 else 0
+
+
+# --- the local stack --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Serve:
+    process: subprocess.Popen[Any]
+    data_dir: Path
+    port: int
+    workers: int
+    info: Any
+
+
+def start_serve(workers: int) -> Serve:
+    footfall = Path(sys.executable).parent / "footfall"
+    if not footfall.exists():
+        raise RuntimeError(f"{footfall} not found: run `make setup` first")
+    data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-serve-"))
+    port = free_port()
+    log = (data_dir / "serve.log").open("w")
+    command = [str(footfall), "serve", "--data-dir", str(data_dir), "--host", HOST, "--port", str(port)]
+    command += ["--workers", str(workers)]
+    process = _track(
+        subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    )
+    log.close()
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            info = read_info(data_dir)
+            if info is not None:
+                break
+            if process.poll() is not None:
+                raise RuntimeError(f"footfall serve exited ({process.returncode}): {_tail(data_dir / 'serve.log')}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"footfall serve did not get ready: {_tail(data_dir / 'serve.log')}")
+            time.sleep(0.1)
+        if not info.write_key or not info.collector_url.startswith(f"http://{HOST}:"):
+            raise RuntimeError(f"unexpected serve.json: {info}")
+        if not info.dynamodb_endpoint.startswith(f"http://{HOST}:"):
+            raise RuntimeError(f"serve's DynamoDB endpoint is not local: {info.dynamodb_endpoint}")
+    except BaseException:
+        discard_serve(Serve(process, data_dir, port, workers, None))
+        raise
+    return Serve(process, data_dir, port, workers, info)
+
+
+def discard_serve(serve: Serve) -> None:
+    stop_process(serve.process)
+    shutil.rmtree(serve.data_dir, ignore_errors=True)
+
+
+def _tail(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        return path.read_text()[-600:]
+    return ""
+
+
+@contextlib.contextmanager
+def moto_backend() -> Iterator[str]:
+    """A fresh embedded backend (moto + journal), as `footfall serve` starts it; yields its endpoint."""
+    data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-moto-"))
+    process = _track(
+        subprocess.Popen(
+            [sys.executable, "-m", "shared.local.backend", "--data-dir", str(data_dir), "--host", HOST, "--port", "0"],
+            cwd=ROOT,
+            env=local_env(REGION, "", TABLE),
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().split()
+        if not line or line[0] != "READY":
+            raise RuntimeError(f"the backend did not start (exit code {process.poll()})")
+        yield f"http://{HOST}:{int(line[1])}"
+    finally:
+        stop_process(process)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# --- figure 2: throughput ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    workers: int
+    clients: int
+    stats: LoadStats
+    died: str | None = None  # `footfall serve` exited during the run: its exit code and log tail
+
+    def rate(self, duration: float) -> float:
+        return self.stats.counted / duration
+
+
+def throughput(configs: list[tuple[int, int]], args: argparse.Namespace) -> tuple[list[Run], Run, Serve]:
+    """Load each (workers, clients) configuration on its own fresh stack; keeps the best one's stack running."""
+    runs: list[Run] = []
+    best: tuple[Run, Serve] | None = None
+    try:
+        for workers, clients in configs:
+            serve = start_serve(workers)
+            try:
+                corpus = build_corpus(serve.info.write_key)
+                stats = drive_collector(
+                    serve.port, serve.info.write_key, corpus, clients, Window(args.warmup, args.duration)
+                )
+            except BaseException:
+                discard_serve(serve)
+                raise
+            run = Run(workers, clients, stats)
+            if serve.process.poll() is not None:
+                run.died = f"exit code {serve.process.returncode}: {_tail(serve.data_dir / 'serve.log')}"
+            runs.append(run)
+            p50 = statistics.median(stats.latencies) * 1000 if stats.latencies else float("nan")
+            print(
+                f"  serve --workers {workers}, {clients} clients: {run.rate(args.duration):,.0f} events/s "
+                f"(p50 request {p50:.0f} ms, bad requests {stats.bad_requests}, "
+                f"events not accepted {stats.bad_events}{', SERVE DIED: ' + run.died if run.died else ''})",
+                flush=True,
+            )
+            if run.died is None and (best is None or run.rate(args.duration) > best[0].rate(args.duration)):
+                if best is not None:
+                    discard_serve(best[1])
+                best = (run, serve)
+            else:
+                discard_serve(serve)
+    except BaseException:
+        if best is not None:
+            discard_serve(best[1])
+        raise
+    if best is None:
+        raise RuntimeError("`footfall serve` died in every configuration: " + " | ".join(str(r.died) for r in runs))
+    return runs, best[0], best[1]
+
+
+def template_items(corpus: Corpus) -> list[list[dict[str, Any]]]:
+    """Serialized event items as the collector stores them, 25 a batch; each SK holds a replaceable uuid hex."""
+    received = datetime.now(UTC)
+    batches: list[list[dict[str, Any]]] = []
+    for body in corpus.decoded:
+        text = json.dumps(body)
+        marker = uuid.uuid4().hex  # real-looking ids, so compressed bodies are as large as the real ones
+        real = json.loads(text.replace(TAG, marker))
+        envelope = parse_envelope(real)
+        serialized = []
+        for raw in batch_items(real):
+            event = parse_event(raw, source_id="default", received_at=received, new_id=lambda: "", envelope=envelope)
+            item = serialize(storage_items.event_to_item(event, retention=EVENT_RETENTION))
+            item["SK"]["S"] = item["SK"]["S"].replace(marker, TAG)
+            serialized.append(item)
+        batches.extend(serialized[i : i + BATCH_WRITE_SIZE] for i in range(0, len(serialized), BATCH_WRITE_SIZE))
+    return batches
+
+
+def moto_bodies(corpus: Corpus) -> list[bytes]:
+    """BatchWriteItem request bodies (25 real-size event items each) whose SKs carry `TAG`."""
+
+    def wire(item: dict[str, Any]) -> dict[str, Any]:  # DynamoDB JSON on the wire: binary values in base64
+        return {
+            name: {"B": base64.b64encode(value["B"]).decode()} if "B" in value else value
+            for name, value in item.items()
+        }
+
+    return [
+        json.dumps(
+            {"RequestItems": {TABLE: [{"PutRequest": {"Item": wire(item)}} for item in batch]}},
+            separators=(",", ":"),
+        ).encode()
+        for batch in template_items(corpus)
+    ]
+
+
+def moto_rate(corpus: Corpus, clients: int, args: argparse.Namespace) -> LoadStats:
+    """Raw BatchWriteItem rate of a fresh embedded backend: pre-serialized bodies, SigV4-signed, keep-alive HTTP.
+
+    No boto3 in the loop (only its signer), so the figure is the backend's, not this process's client overhead.
+    """
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    bodies = moto_bodies(corpus)
+    signer = SigV4Auth(Credentials("footfall", "footfall"), "dynamodb", REGION)
+    with moto_backend() as endpoint:
+        ensure_table(make_client(endpoint_url=endpoint, region=REGION), TABLE)
+        port = int(endpoint.rsplit(":", 1)[1])
+        window = Window(args.warmup, args.duration)
+
+        def writer(index: int, stats: LoadStats) -> None:
+            connection = http.client.HTTPConnection(HOST, port, timeout=60)
+            turn = index
+            try:
+                while not window.stop_event.is_set():
+                    body = fresh_body(bodies[turn % len(bodies)])
+                    turn += clients
+                    request = AWSRequest(
+                        method="POST",
+                        url=f"{endpoint}/",
+                        data=body,
+                        headers={
+                            "Content-Type": "application/x-amz-json-1.0",
+                            "X-Amz-Target": "DynamoDB_20120810.BatchWriteItem",
+                        },
+                    )
+                    signer.add_auth(request)
+                    sent = time.perf_counter()
+                    connection.request("POST", "/", body=body, headers=dict(request.headers.items()))
+                    response = connection.getresponse()
+                    data = response.read()
+                    done = time.perf_counter()
+                    if response.status != 200:
+                        stats.bad_requests += 1
+                        stats.samples.append(f"HTTP {response.status}: {data[:200]!r}")
+                        continue
+                    unprocessed = len(json.loads(data).get("UnprocessedItems", {}).get(TABLE, []))
+                    written = BATCH_WRITE_SIZE - unprocessed
+                    stats.bad_events += unprocessed
+                    stats.accepted_total += written
+                    if window.inside(done):
+                        stats.counted += written
+                        stats.requests += 1
+                        stats.latencies.append(done - sent)
+            finally:
+                connection.close()
+
+        return run_threads(clients, window, writer)
+
+
+# --- figure 1: write units --------------------------------------------------------------------------------------
+
+
+@dataclass
+class UnitFigures:
+    events: int
+    collect: float
+    process: float
+    p95: float
+    naive_mean: float
+    mean_bytes: float
+    naive_event_mean_bytes: float
+    histogram: dict[int, int]
+    drain_seconds: float
+    journal_writes: int
+
+
+def journal_puts(data_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every item the backend stored, from its write-ahead journal: (operation, plain item)."""
+    for path in sorted(data_dir.glob(JOURNAL_PREFIX + "*")):
+        with path.open("rb") as lines:
+            for line in lines:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    break  # a line being written right now
+                operation = record["target"].rpartition(".")[2]
+                body = json.loads(record["body"])
+                if operation == "PutItem":
+                    yield operation, deserialize_wire(body["Item"])
+                elif operation == "BatchWriteItem":
+                    for requests in body["RequestItems"].values():
+                        for request in requests:
+                            if "PutRequest" in request:
+                                yield operation, deserialize_wire(request["PutRequest"]["Item"])
+                elif operation == "TransactWriteItems":
+                    for action in body["TransactItems"]:
+                        if "Put" in action:
+                            yield operation, deserialize_wire(action["Put"]["Item"])
+
+
+def wait_for_processing(serve: Serve, *, timeout: float = 180.0) -> float:
+    """Seconds the stream runner needed, after the load stopped, to catch up (its checkpoint stops moving)."""
+    checkpoint = serve.data_dir / CHECKPOINT_FILE
+    started = time.monotonic()
+    last_change, last_seen = started, None
+    while time.monotonic() - started < timeout:
+        try:
+            current = checkpoint.read_text()
+        except OSError:
+            current = None
+        if current != last_seen:
+            last_seen, last_change = current, time.monotonic()
+        elif time.monotonic() - last_change > 3.0:
+            return last_change - started
+        time.sleep(0.2)
+    raise RuntimeError("the stream runner did not catch up")
+
+
+def unit_figures(serve: Serve) -> UnitFigures:
+    """Write units of every write the backend took, by stage, per accepted event (from item sizes).
+
+    Standard writes cost `write_units(item)`, transactional ones twice that, and a profile entering (or, as a
+    merge tombstone, leaving) the keys-only customer index one more unit for the index entry.
+    """
+    drain = wait_for_processing(serve)
+    per_event: list[int] = []
+    sizes: list[int] = []
+    naive: list[float] = []
+    naive_sizes: list[int] = []
+    histogram: dict[int, int] = {}
+    stages = {"collect": 0.0, "process": 0.0}
+    profiles: dict[str, dict[str, Any]] = {}
+    writes = 0
+    for operation, item in journal_puts(serve.data_dir):
+        writes += 1
+        units = write_units(item) * (2 if operation == "TransactWriteItems" else 1)
+        entity = item.get("entity")
+        if entity == storage_items.PROFILE_ENTITY and (int(item["version"]) == 1 or "GSI1PK" not in item):
+            units += 1  # the customer-index entry is written when the profile appears (or leaves on a merge)
+        if entity == storage_items.EVENT_ENTITY:
+            per_event.append(units)
+            histogram[units] = histogram.get(units, 0) + 1
+            sizes.append(len(item["body"]))
+            naive_writes = naive_items(item, profiles)
+            naive.append(sum(write_units(w) for w in naive_writes))
+            naive_sizes.append(len(naive_writes[0]["body"].encode()))
+            stages["collect"] += units
+        elif entity == storage_items.FAILED_ENTITY:
+            stages["collect"] += units
+        elif entity in (storage_items.PROFILE_ENTITY, storage_items.LINK_ENTITY):
+            stages["process"] += units
+    if not per_event:
+        raise RuntimeError("the throughput run stored no event items")
+    return UnitFigures(
+        events=len(per_event),
+        collect=stages["collect"] / len(per_event),
+        process=stages["process"] / len(per_event),
+        p95=percentile(per_event, 0.95),
+        naive_mean=statistics.fmean(naive),
+        mean_bytes=statistics.fmean(sizes),
+        naive_event_mean_bytes=statistics.fmean(naive_sizes),
+        histogram=dict(sorted(histogram.items())),
+        drain_seconds=drain,
+        journal_writes=writes,
+    )
+
+
+def naive_items(item: dict[str, Any], profile_traits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The 'naive 3' writes for one event: JSON-string event item, de-duplication marker, profile update."""
+    payload = storage_items.decode_json(item["body"])
+    event_item = {name: value for name, value in item.items() if name != "body"}
+    event_item["body"] = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    marker = {
+        "PK": f"DEDUPE#{item['SK']}",
+        "SK": "DEDUPE",
+        "entity": "dedupe",
+        "expires_at": item.get("expires_at", 0),
+    }
+    traits = profile_traits.setdefault(item["PK"], {})
+    traits.update(payload.get("traits") or {})
+    profile = {
+        "PK": item["PK"],
+        "SK": "PROFILE",
+        "entity": "profile",
+        "first_seen": payload["timestamp"],
+        "last_seen": payload["timestamp"],
+        "last_event": payload.get("event") or payload.get("name") or payload["type"],
+        "event_count": 1 + len(traits),
+        "traits": json.dumps(traits, separators=(",", ":"), ensure_ascii=False),
+    }
+    return [event_item, marker, profile]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+# --- figure 3: import time --------------------------------------------------------------------------------------
+
+HANDLER_IMPORT = """
+import time
+started = time.perf_counter()
+import functions.collect.handler
+print(time.perf_counter() - started)
+"""
+BOTO3_IMPORT = """
+import time
+started = time.perf_counter()
+import boto3
+boto3.client("dynamodb", region_name="us-east-1")
+print(time.perf_counter() - started)
+"""
+
+
+def import_times(runs: int) -> tuple[list[float], list[float]]:
+    env = dict(os.environ)
+    env.update({"FOOTFALL_TABLE_NAME": "x", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "true"})
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+
+    def once(code: str) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"import run failed: {done.stderr[-600:]}")
+        return float(done.stdout.strip().splitlines()[-1])
+
+    handler, boto = [], []
+    for round_number in range(runs):
+        # Interleaved, alternating which goes first, so drifting machine load hits both alike.
+        if round_number % 2 == 0:
+            handler.append(once(HANDLER_IMPORT))
+            boto.append(once(BOTO3_IMPORT))
+        else:
+            boto.append(once(BOTO3_IMPORT))
+            handler.append(once(HANDLER_IMPORT))
+    return handler, boto
+
+
+# --- report -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    what: str
+    measured: str
+    baseline: str
+    ratio: str
+    target: str
+    met: str
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "nproc": str(cores),
+        "cpu": model,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "load": load,
+    }
+
+
+def render(rows: list[Row], header: dict[str, str], notes: list[str]) -> str:
+    lines = [
+        "# Footfall benchmark results",
+        "",
+        f"- date: {header['date']}",
+        f"- machine: nproc {header['nproc']}, {header['cpu']}, {header['python']} "
+        f"(load average at start: {header['load']})",
+        f"- run time: {header['elapsed']}",
+        "",
+        "| what | measured | baseline (same run) | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {r.what} | {r.measured} | {r.baseline} | {r.ratio} | {r.target} | {r.met} |" for r in rows]
+    lines += ["", "Notes:", ""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(rows: list[Row]) -> None:
+    columns = ["what", "measured", "baseline", "ratio", "target", "met"]
+    cells = [columns] + [[r.what, r.measured, r.baseline, r.ratio, r.target, r.met] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for number, row in enumerate(cells):
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        if number == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per load run (default 15)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds before each window (default 3)")
+    parser.add_argument("--workers", default="2,3", help="serve --workers values to try (default 2,3)")
+    parser.add_argument("--clients", default="4,8", help="client concurrencies to try (default 4,8)")
+    parser.add_argument("--steady-rate", type=float, default=200.0, help="events/s of the steady-load lag run")
+    parser.add_argument("--import-runs", type=int, default=7, help="fresh interpreters per import figure (default 7)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+    began = time.perf_counter()
+    header = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), **machine()}
+    configs = [(int(w), int(c)) for w in args.workers.split(",") for c in args.clients.split(",")]
+    try:
+        print("import time (fresh interpreters)...", flush=True)
+        phase = time.perf_counter()
+        handler_times, boto_times = import_times(args.import_runs)
+        print(f"  {time.perf_counter() - phase:.1f} s", flush=True)
+        print(f"throughput: {len(configs)} configurations, {args.warmup:g} s warm-up + {args.duration:g} s each...")
+        phase = time.perf_counter()
+        runs, best, best_serve = throughput(configs, args)
+        try:
+            print(f"  {time.perf_counter() - phase:.1f} s", flush=True)
+            print("processing: waiting for the stream runner, then write units from the journal...", flush=True)
+            phase = time.perf_counter()
+            units = unit_figures(best_serve)
+            print(
+                f"  {units.events:,} events, caught up {units.drain_seconds:.1f} s after the load stopped, "
+                f"{time.perf_counter() - phase:.1f} s",
+                flush=True,
+            )
+        finally:
+            discard_serve(best_serve)
+        print(f"processing lag at a steady {args.steady_rate:g} events/s for {args.duration:g} s...", flush=True)
+        phase = time.perf_counter()
+        steady_lag, steady_events = paced_lag(args.steady_rate, args.duration)
+        print(f"  caught up {steady_lag:.1f} s after the load, {time.perf_counter() - phase:.1f} s", flush=True)
+        print(f"baseline: raw moto BatchWriteItem, {best.clients} threads...", flush=True)
+        phase = time.perf_counter()
+        moto = moto_rate(build_corpus("wk_placeholder"), best.clients, args)
+        print(f"  {moto.counted / args.duration:,.0f} items/s, {time.perf_counter() - phase:.1f} s", flush=True)
+    finally:
+        stop_all()
+
+    duration = args.duration
+    moto_rate_value = moto.counted / duration
+    collector_rate = best.rate(duration)
+    handler_ms = statistics.median(handler_times) * 1000
+    boto_ms = statistics.median(boto_times) * 1000
+    errors = sum(r.stats.bad_requests for r in runs), sum(r.stats.bad_events for r in runs)
+
+    rows = [
+        Row(
+            "write units per accepted event, collect path (mean)",
+            f"{units.collect:.3f} WU",
+            f"{units.naive_mean:.3f} WU (naive 3)",
+            f"{units.collect / units.naive_mean:.3f}",
+            f"≤ {WU_TARGET:g} WU",
+            yes(units.collect <= WU_TARGET),
+        ),
+        Row(
+            "write units per accepted event, collect + process (mean)",
+            f"{units.collect + units.process:.3f} WU ({units.process:.3f} process)",
+            f"{units.naive_mean:.3f} WU (naive 3)",
+            f"{(units.collect + units.process) / units.naive_mean:.3f}",
+            f"≤ {WU_END_TO_END_TARGET:g} WU",
+            yes(units.collect + units.process <= WU_END_TO_END_TARGET),
+        ),
+        Row(
+            "event item write units, p95",
+            f"{units.p95:g} WU",
+            "—",
+            "—",
+            "— (reported)",
+            "—",
+        ),
+        Row(
+            f"processing lag at a steady {args.steady_rate:g} events/s ({steady_events:,} events)",
+            f"{steady_lag:.1f} s",
+            "—",
+            "—",
+            f"< {LAG_TARGET:g} s",
+            yes(steady_lag < LAG_TARGET),
+        ),
+        Row(
+            "processing backlog after the best throughput run: stream runner caught up after the load",
+            f"{units.drain_seconds:.1f} s",
+            "—",
+            "—",
+            "— (reported: the collector outruns processing on moto)",
+            "—",
+        ),
+        Row(
+            f"/v1/batch throughput, best (serve --workers {best.workers}, {best.clients} clients)",
+            f"{collector_rate:,.0f} events/s",
+            f"{moto_rate_value:,.0f} items/s (moto BatchWriteItem, {best.clients} threads)",
+            f"{collector_rate / moto_rate_value:.3f}",
+            f"≥ {THROUGHPUT_TARGET:,.0f} events/s",
+            yes(collector_rate >= THROUGHPUT_TARGET),
+        ),
+    ]
+    rows += [
+        Row(
+            f"/v1/batch throughput (serve --workers {r.workers}, {r.clients} clients)",
+            f"{r.rate(duration):,.0f} events/s",
+            f"{moto_rate_value:,.0f} items/s",
+            f"{r.rate(duration) / moto_rate_value:.3f}",
+            "— (tried)",
+            "—",
+        )
+        for r in runs
+        if r is not best
+    ]
+    rows += [
+        Row(
+            "load errors: bad requests / events not accepted (all runs)",
+            f"{errors[0]} / {errors[1]}",
+            "—",
+            "—",
+            "0 / 0",
+            yes(errors == (0, 0)),
+        ),
+        Row(
+            f"collect handler module import (median of {args.import_runs})",
+            f"{handler_ms:.0f} ms",
+            f"{boto_ms:.0f} ms (import boto3 + DynamoDB client)",
+            f"{handler_ms / boto_ms:.3f}",
+            f"ratio ≤ {IMPORT_RATIO_TARGET:g}",
+            yes(handler_ms / boto_ms <= IMPORT_RATIO_TARGET),
+        ),
+    ]
+    header["elapsed"] = f"{time.perf_counter() - began:.0f} s"
+    best_latency = statistics.median(best.stats.latencies) * 1000 if best.stats.latencies else float("nan")
+    notes = [
+        f"Write units: every write of the best run ({units.journal_writes:,} items, {units.events:,} events), read "
+        "from the embedded backend's write-ahead journal after the stream runner caught up, computed from item "
+        "sizes with `shared.storage.capacity.write_units` (moto's ConsumedCapacity is not real); transactional "
+        "writes (customer merges) count twice, and a new profile one more unit for its customer-index entry. "
+        "Collect = event and failed-event items; process = identity links and profiles (one profile write per "
+        f"customer per batch). Event item histogram {units.histogram}; mean compressed body "
+        f"{units.mean_bytes:.0f} B vs {units.naive_event_mean_bytes:.0f} B as a JSON string. Naive 3 = "
+        "JSON-string event item + de-duplication marker item + profile update item, per event. Reads "
+        "(de-duplication, profile reads) cost read units, not counted here.",
+        "Events: 3 of 4 bodies as analytics.js sends them from browsers (page calls, Product Viewed, Product Added "
+        "with cart_id, Order Completed with 2-3 products, identify with email/name/plan; context.page, userAgent, "
+        "userAgentData, locale, timezone, ip, UTM campaign), 1 of 4 built by the official analytics-python SDK "
+        "(identify, Order Completed, Product Added). 100 events per request, unique messageIds.",
+        f"Throughput: {args.warmup:g} s warm-up then {duration:g} s measured per configuration, each on a fresh "
+        "`footfall serve` (own data dir, embedded backend with its fsync'd journal); keep-alive http.client threads "
+        f"in this process; events counted from `accepted` answers completed in the window. Best run: "
+        f"{best.stats.requests:,} requests, median request latency {best_latency:.0f} ms.",
+        f"Baseline throughput: fresh `python -m shared.local.backend`, table from TABLE_DEFINITION, BatchWriteItem of "
+        f"{BATCH_WRITE_SIZE} event items (event_to_item on the same kind of parsed events, unique keys) as "
+        f"pre-serialized, SigV4-signed keep-alive HTTP requests from {best.clients} threads (no boto3 in the loop, so "
+        f"this is the backend's ceiling), same warm-up and window; {moto.bad_requests} failed requests, "
+        f"{moto.bad_events} items unprocessed. The collector's path costs the backend more per event than this: "
+        "a consistent BatchGetItem (de-duplication) besides the BatchWriteItems.",
+        "Import: `python -c` fresh interpreters, timed inside the child with time.perf_counter, interleaved; "
+        f"handler {', '.join(f'{t * 1000:.0f}' for t in handler_times)} ms; "
+        f"boto3 {', '.join(f'{t * 1000:.0f}' for t in boto_times)} ms.",
+    ]
+    samples = [s for r in runs for s in r.stats.samples][:3]
+    if samples:
+        notes.append("First load errors: " + "; ".join(f"`{s}`" for s in samples))
+    for r in runs:
+        if r.died:
+            notes.append(
+                f"`footfall serve --workers {r.workers}` ({r.clients} clients) died during its run: {r.died!r}"
+            )
+    print()
+    print_table(rows)
+    args.output.write_text(render(rows, header, notes))
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
