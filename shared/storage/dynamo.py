@@ -379,14 +379,18 @@ class DynamoTrackingStore:
 
     # --- plumbing -----------------------------------------------------------------------------------------------
 
-    def _batch_get(self, wanted: list[dict[str, str]], *, consistent: bool = False) -> Iterator[dict[str, Any]]:
+    def _batch_get(
+        self, wanted: list[dict[str, str]], *, consistent: bool = False, projection: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Items by key, 100 per request, retrying unprocessed keys (raises ThrottledError past the retries)."""
         for start in range(0, len(wanted), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {
-                self.table_name: {
-                    "Keys": [serialize(key) for key in wanted[start : start + BATCH_GET_LIMIT]],
-                    "ConsistentRead": consistent,
-                }
+            keys_and_options: dict[str, Any] = {
+                "Keys": [serialize(key) for key in wanted[start : start + BATCH_GET_LIMIT]],
+                "ConsistentRead": consistent,
             }
+            if projection:
+                keys_and_options["ProjectionExpression"] = projection
+            request: dict[str, Any] = {self.table_name: keys_and_options}
             attempt = 0
             while request:
                 try:
@@ -425,32 +429,9 @@ class DynamoTrackingStore:
                 return
 
     def _existing_keys(self, wanted: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        found: set[tuple[str, str]] = set()
-        for start in range(0, len(wanted), BATCH_GET_LIMIT):
-            chunk = wanted[start : start + BATCH_GET_LIMIT]
-            # Strongly consistent: a retry that follows a success must see it, or it would be stored twice.
-            request: dict[str, Any] = {
-                self.table_name: {
-                    "Keys": [{"PK": {"S": pk}, "SK": {"S": sk}} for pk, sk in chunk],
-                    "ProjectionExpression": "PK, SK",
-                    "ConsistentRead": True,
-                }
-            }
-            attempt = 0
-            while request:
-                try:
-                    response = self._call(self.client.batch_get_item, RequestItems=request)
-                except ThrottledError:
-                    response = {"UnprocessedKeys": request}
-                for raw in response.get("Responses", {}).get(self.table_name, []):
-                    found.add((raw["PK"]["S"], raw["SK"]["S"]))
-                request = response.get("UnprocessedKeys") or {}
-                if request:
-                    attempt += 1
-                    if attempt >= self.retry.attempts:
-                        raise ThrottledError("de-duplication read throttled past the retries")
-                    self.retry.pause(attempt)
-        return found
+        # Strongly consistent: a retry that follows a success must see it, or it would be stored twice.
+        found = self._batch_get([{"PK": pk, "SK": sk} for pk, sk in wanted], consistent=True, projection="PK, SK")
+        return {(item["PK"], item["SK"]) for item in found}
 
     def _batch_write(self, to_put: list[dict[str, Any]]) -> list[int]:
         """Put items in batches of 25; returns the positions that could not be stored after the retries."""
