@@ -73,6 +73,11 @@ def pixel(call: str) -> Response[Any]:
     return _response(routes.pixel(collector(), _request(), call, now=utcnow()))
 
 
+@app.get("/v1/footfall.js")
+def tracker() -> Response[Any]:
+    return _response(routes.tracker_script())
+
+
 @app.get("/v1/r")
 def click() -> Response[Any]:
     return _response(routes.click(collector(), _request(), now=utcnow(), state=_state()))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.domain import links, webhooks
@@ -210,6 +212,16 @@ def raw_for_record(request: HttpRequest) -> bytes:
     if request.body is None:
         return request.raw_query.encode("utf-8", "replace")
     return request.body.encode("utf-8", "surrogatepass") if not request.is_base64 else request.body.encode()
+
+
+@functools.cache
+def _tracker_script() -> bytes:
+    return (Path(__file__).parent / "footfall.js").read_bytes()
+
+
+def tracker_script() -> HttpReply:
+    """`GET /v1/footfall.js`: the browser tracker (cacheable; the write key goes in the page's script tag)."""
+    return HttpReply(200, _tracker_script(), {"Cache-Control": "public, max-age=300"}, "application/javascript")
 
 
 def unknown_route(request: HttpRequest) -> HttpReply:

@@ -336,7 +336,7 @@ wrong_values = {
     "timestamp": st.sampled_from(["yesterday", "2026-13-45T00:00:00Z", "0001-01-01T00:00:00+01:00", 1764417600, True]),
     "sentAt": st.sampled_from(["soon", "29/11/2026", 0]),
     "type": texts.filter(lambda t: t not in CALL_TYPES) | st.integers(),
-    "messageId": st.sampled_from(["", "  ", 7, [], {"id": 1}, False]) | st.text(min_size=257, max_size=300),
+    "messageId": st.sampled_from(["  ", 7, [], {"id": 1}, False]) | st.text(min_size=257, max_size=300),  # "" = none
 }
 broken_tracks = st.sampled_from(sorted(wrong_values)).flatmap(
     lambda key: wrong_values[key].map(lambda value: a_track(**{key: value}))

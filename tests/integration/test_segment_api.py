@@ -146,3 +146,14 @@ def test_text_plain_beacon_is_accepted(http, source, store):
     call = a_track(writeKey=write_key, userId=random_ref("beacon"))
     answer = http("POST", "/v1/track", body=json.dumps(call), headers={"Content-Type": "text/plain;charset=UTF-8"})
     assert answer.status == 200
+
+
+def test_the_browser_tracker_is_served_small_and_cacheable(http):
+    answer = http("GET", "/v1/footfall.js")
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "application/javascript"
+    assert "max-age" in answer.headers["Cache-Control"]
+    assert answer.body.startswith(b"/*! footfall.js")
+    import gzip as gzip_module
+
+    assert len(gzip_module.compress(answer.body, 9)) <= 5 * 1024
