@@ -54,19 +54,33 @@ class RequestState:
     source_id: str | None = None
 
 
+# Error codes in answers, next to the human reason: SDKs (RudderStack's) read `code` and `message`.
+ERROR_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    404: "not_found",
+    413: "payload_too_large",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def _error_fields(status: int, reason: str) -> dict[str, Any]:
+    return {"success": False, "error": reason, "code": ERROR_CODES.get(status, "error"), "message": reason}
+
+
 def report_reply(report: IngestReport) -> HttpReply:
     """200 when every valid event is stored, 503 (retry) when one was not, 400/413 when nothing was valid."""
-    body: dict[str, Any] = {
-        "success": not report.not_stored and not report.all_rejected,
-        "results": [r.to_json() for r in report.results],
-    }
+    results = {"results": [r.to_json() for r in report.results]}
     if report.not_stored:
-        body["error"] = "some events could not be stored; retry the request (stored events are de-duplicated)"
-        return HttpReply(503, body, {"Retry-After": "1"})
+        reason = "some events could not be stored; retry the request (stored events are de-duplicated)"
+        return HttpReply(503, {**_error_fields(503, reason), **results}, {"Retry-After": "1"})
     if report.all_rejected:
-        body["error"] = report.results[0].reason if len(report.results) == 1 else "every event was rejected"
-        return HttpReply(413 if report.all_too_large else 400, body)
-    return HttpReply(200, body)
+        status = 413 if report.all_too_large else 400
+        reason = report.results[0].reason if len(report.results) == 1 else "every event was rejected"
+        return HttpReply(status, {**_error_fields(status, reason or ""), **results})
+    return HttpReply(200, {"success": True, **results})
 
 
 def _json_body(request: HttpRequest) -> Any:
@@ -204,7 +218,7 @@ def error_reply(status: int, reason: str) -> HttpReply:
     headers = {"WWW-Authenticate": 'Basic realm="footfall"'} if status == 401 else {}
     if status in (429, 503):
         headers["Retry-After"] = "1"
-    return HttpReply(status, {"success": False, "error": reason}, headers)
+    return HttpReply(status, _error_fields(status, reason), headers)
 
 
 def raw_for_record(request: HttpRequest) -> bytes:
@@ -226,4 +240,4 @@ def tracker_script() -> HttpReply:
 
 def unknown_route(request: HttpRequest) -> HttpReply:
     """404 for anything else (not recorded: it is not an attempt to send an event)."""
-    return HttpReply(404, {"success": False, "error": f"no such route {request.path[:100]}"})
+    return HttpReply(404, _error_fields(404, f"no such route {request.path[:100]}"))

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +183,136 @@ def local_stack(tmp_path: Path) -> Iterator[LocalStack]:
     stack.start()
     yield stack
     stack.stop()
+
+
+@dataclass
+class Relayed:
+    """One request as the proxy received it, and the status it answered."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Header names lower-cased."""
+    body: bytes
+    status: int = 0
+    """What the proxy answered."""
+    forwarded: int | None = None
+    """What the collector answered, when the request was relayed to it."""
+
+    @property
+    def json(self) -> Any:
+        data = gzip.decompress(self.body) if self.headers.get("content-encoding") == "gzip" else self.body
+        return json.loads(data)
+
+
+class CollectorProxy:
+    """An HTTP relay on 127.0.0.1 in front of the collector: records every request, and can fail the next POSTs.
+
+    A failed POST is answered as the collector answers when storage is down (503, `Retry-After: 1`). With
+    `deliver=True` it is relayed first, so the events are stored and only the answer is lost.
+    """
+
+    _HOP_BY_HOP = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding"})
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.requests: list[Relayed] = []
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._deliver = False
+        self._retry_after = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _RelayHandler)
+        self._server.daemon_threads = True
+        self._server.proxy = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="collector-proxy", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def posts(self) -> list[Relayed]:
+        with self._lock:
+            return [r for r in self.requests if r.method == "POST"]
+
+    def fail_posts(self, count: int, *, deliver: bool = False, retry_after: bool = True) -> None:
+        with self._lock:
+            self._failures, self._deliver, self._retry_after = count, deliver, retry_after
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def relay(self, seen: Relayed) -> tuple[int, list[tuple[str, str]], bytes]:
+        with self._lock:
+            self.requests.append(seen)
+            fail = seen.method == "POST" and self._failures > 0
+            if fail:
+                self._failures -= 1
+            deliver, retry_after = self._deliver, self._retry_after
+        answer = None
+        if deliver or not fail:
+            answer = self._forward(seen)
+            seen.forwarded = answer[0]
+        if fail:
+            answer = self._storage_down(retry_after)
+        assert answer is not None
+        seen.status = answer[0]
+        return answer
+
+    def _forward(self, seen: Relayed) -> tuple[int, list[tuple[str, str]], bytes]:
+        headers = {name: value for name, value in seen.headers.items() if name not in self._HOP_BY_HOP}
+        request = urllib.request.Request(
+            self.target + seen.path, data=seen.body or None, method=seen.method, headers=headers
+        )
+        try:
+            with _opener.open(request, timeout=30) as answer:
+                return answer.status, list(answer.headers.items()), answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, list(error.headers.items()), error.read()
+
+    @staticmethod
+    def _storage_down(retry_after: bool) -> tuple[int, list[tuple[str, str]], bytes]:
+        headers = [("Content-Type", "application/json")] + ([("Retry-After", "1")] if retry_after else [])
+        return 503, headers, b'{"success":false,"error":"storage is unavailable; retry the request"}'
+
+
+class _RelayHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        seen = Relayed(
+            self.command,
+            self.path,
+            {name.lower(): value for name, value in self.headers.items()},
+            self.rfile.read(length) if length else b"",
+        )
+        status, headers, data = self.server.proxy.relay(seen)  # type: ignore[attr-defined]
+        self.send_response(status)
+        for name, value in headers:
+            if name.lower() not in CollectorProxy._HOP_BY_HOP:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def collector_proxy(local_stack: LocalStack) -> Iterator[CollectorProxy]:
+    """A recording relay to `local_stack`'s collector (see `CollectorProxy`); point an SDK at `collector_proxy.url`."""
+    assert local_stack.info is not None
+    proxy = CollectorProxy(local_stack.info.collector_url)
+    proxy.start()
+    yield proxy
+    proxy.stop()
