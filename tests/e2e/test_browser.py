@@ -138,6 +138,17 @@ def test_snippet_pixel_and_beacon_land_in_the_table_with_the_right_customer(loca
     assert page.context["campaign"] == {"source": "news", "medium": "email", "name": "nov"}
     assert page.context["page"]["path"] == "/shop.html" and page.context["library"]["name"] == "footfall.js"
     assert page.properties["title"] == "Shoe shop"
+    # and, once the stream is processed, they are one customer: the visitor, identified
+    from shared.services.customers import find_customer
+
+    def customer() -> Any:
+        found = find_customer(store, "browser-user")
+        return found if found and sum(found.profile.event_counts.values()) >= 4 else None
+
+    profile = _eventually(customer).profile
+    assert set(profile.identities) == {f"a:{anonymous_id}", "u:browser-user"}
+    assert profile.event_counts == {"$page": 1, "Product Viewed": 1, "$identify": 1, "Product Added": 1}
+    assert profile.traits == {"plan": "pro"} and profile.first_touch.campaign["name"] == "nov"
     pixel = _eventually(lambda: store.list_identity_events("a", "pixel-reader"))
     assert [e.event for e in pixel] == ["Pixel Seen"]
     assert len(local_stack.stored_message_ids()) == len(set(local_stack.stored_message_ids()))
