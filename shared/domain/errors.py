@@ -26,5 +26,9 @@ class UnknownSourceError(TrackingError):
     """A source id that does not exist."""
 
 
+class RuleDefinitionError(TrackingError):
+    """A segment rule file is wrong; the message names the file, the rule and the problem."""
+
+
 class ConfigurationError(TrackingError):
     """Settings or a source definition that cannot work."""

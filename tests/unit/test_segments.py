@@ -1,0 +1,231 @@
+"""Segment rules: every condition type at its boundaries, the starter segments on a story, rule-file errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.domain.errors import RuleDefinitionError
+from shared.domain.events import CallType, TrackingEvent
+from shared.domain.segments import Facts, evaluate, parse_rules
+
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+STARTERS = Path(__file__).resolve().parents[2] / "infra" / "segments" / "starters.json"
+
+
+def an_event(name: str, at: datetime, n: int = 0, **properties: Any) -> TrackingEvent:
+    return TrackingEvent(
+        source_id="web",
+        message_id=f"m{n}-{name}-{at.timestamp()}",
+        type=CallType.TRACK,
+        timestamp=at,
+        received_at=at,
+        user_id="u",
+        event=name,
+        properties=properties,
+    )
+
+
+def rule(condition: dict[str, Any]) -> Any:
+    (parsed,) = parse_rules({"segments": [{"id": "s", "rule": condition}]})
+    return parsed
+
+
+def member(
+    condition: dict[str, Any], events: list[TrackingEvent], traits: dict[str, Any] | None = None, now: datetime = NOW
+) -> bool:
+    return evaluate(rule(condition), Facts(traits or {}, events), now).member
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [(timedelta(days=7) - SECOND, True), (timedelta(days=7), True), (timedelta(days=7) + SECOND, False)],
+)
+def test_count_within_a_window_is_inclusive_at_the_edge(age, expected):
+    assert (
+        member({"count": {"event": "Email Opened"}, "within": "7d", "gte": 1}, [an_event("Email Opened", NOW - age)])
+        is expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("ages_in_days", "expected"), [((13, 8), True), ((6,), False), ((15,), False), ((7,), True), ((14,), True)]
+)
+def test_count_between_two_ages(ages_in_days, expected):
+    events = [an_event("Product Viewed", NOW - timedelta(days=d), n) for n, d in enumerate(ages_in_days)]
+    assert member({"count": {"event": "Product Viewed"}, "between": ["14d", "7d"], "gte": 1}, events) is expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected_value", "op"), [("sum", 600, "gte"), ("min", 100, "eq"), ("max", 500, "eq"), ("avg", 300, "eq")]
+)
+def test_sum_min_max_avg_of_a_property_with_a_filter(kind, expected_value, op):
+    events = [
+        an_event("Order Completed", NOW - timedelta(days=1), 1, revenue=100, category="shoes"),
+        an_event("Order Completed", NOW - timedelta(days=2), 2, revenue="500", category="shoes"),
+        an_event("Order Completed", NOW - timedelta(days=3), 3, revenue=9999, category="hats"),
+    ]
+    condition = {
+        kind: {"event": "Order Completed", "property": "revenue", "where": {"category": "shoes"}},
+        "within": "30d",
+        op: expected_value,
+    }
+    assert member(condition, events)
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [(timedelta(days=60) - SECOND, False), (timedelta(days=60), False), (timedelta(days=60) + SECOND, True)],
+)
+def test_last_event_before_an_age(age, expected):
+    assert (
+        member({"last": {"event": "Order Completed"}, "before": "60d"}, [an_event("Order Completed", NOW - age)])
+        is expected
+    )
+
+
+def test_recency_needs_the_event_to_exist():
+    assert not member({"last": {"event": "Order Completed"}, "before": "60d"}, [])
+
+
+@pytest.mark.parametrize(
+    ("waited", "expected"),
+    [(timedelta(hours=1) - SECOND, False), (timedelta(hours=1), True), (timedelta(hours=1) + SECOND, True)],
+)
+def test_absence_makes_a_member_from_the_deadline_on(waited, expected):
+    added = an_event("Product Added", NOW - waited, cart_id="c1")
+    condition = {
+        "absence": {
+            "did": {"event": "Product Added"},
+            "then_not": {"event": "Order Completed"},
+            "within": "1h",
+            "match": "cart_id",
+        }
+    }
+    assert member(condition, [added]) is expected
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ({"cart_id": "c1"}, False),  # the same cart was bought
+        ({"cart_id": "c2"}, True),  # another cart was bought: c1 is still abandoned
+        ({}, False),  # an order without a cart id resolves every earlier cart
+    ],
+)
+def test_absence_matches_the_awaited_event_on_properties(order, expected):
+    events = [
+        an_event("Product Added", NOW - timedelta(hours=3), 1, cart_id="c1"),
+        an_event("Order Completed", NOW - timedelta(hours=2), 2, **order),
+    ]
+    condition = {
+        "absence": {
+            "did": {"event": "Product Added"},
+            "then_not": {"event": "Order Completed"},
+            "within": "1h",
+            "match": ["cart_id"],
+        }
+    }
+    assert member(condition, events) is expected
+
+
+def test_absence_says_when_it_will_change_without_a_new_event():
+    added = an_event("Product Added", NOW - timedelta(minutes=20), cart_id="c1")
+    condition = {
+        "absence": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "1h"}
+    }
+    result = evaluate(rule(condition), Facts({}, [added]), NOW)
+    assert (result.member, result.next_change) == (False, added.timestamp + timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("condition", "traits", "expected"),
+    [
+        ({"trait": "plan", "eq": "pro"}, {"plan": "pro"}, True),
+        ({"trait": "plan", "eq": "pro"}, {"plan": "free"}, False),
+        ({"trait": "age", "gte": 18}, {"age": 18}, True),
+        ({"trait": "age", "gte": 18}, {"age": "n/a"}, False),
+        ({"trait": "email", "exists": True}, {"email": "x"}, True),
+        ({"trait": "email", "exists": True}, {}, False),
+    ],
+)
+def test_trait_conditions(condition, traits, expected):
+    assert member(condition, [], traits) is expected
+
+
+def test_all_any_not_combine():
+    views = [an_event("Product Viewed", NOW - timedelta(days=1), n) for n in range(5)]
+    browsers = {
+        "all": [
+            {"count": {"event": "Product Viewed"}, "within": "7d", "gte": 5},
+            {"not": {"count": {"event": "Order Completed"}, "within": "30d", "gte": 1}},
+        ]
+    }
+    assert member(browsers, views)
+    assert not member(browsers, [*views, an_event("Order Completed", NOW - timedelta(days=10), 9)])
+    assert member({"any": [{"trait": "vip", "eq": True}, {"count": {"event": "Product Viewed"}, "gte": 5}]}, views)
+
+
+def test_the_starter_segments_on_a_customer_story():
+    # Given the starters and a customer who browses, adds to cart, leaves, then comes back and buys big
+    rules = {r.id: r for r in parse_rules(json.loads(STARTERS.read_text()), source=str(STARTERS))}
+    start = NOW
+    story = [an_event("Product Viewed", start + timedelta(minutes=m), m) for m in range(5)]
+    story.append(an_event("Product Added", start + timedelta(minutes=6), 10, cart_id="c1"))
+
+    def segments_at(moment: datetime, events: list[TrackingEvent]) -> set[str]:
+        return {i for i, r in rules.items() if evaluate(r, Facts({}, events), moment).member}
+
+    # When / Then: at once a browser and new; one hour after the add, also a cart abandoner
+    assert segments_at(start + timedelta(minutes=7), story) == {"browsers", "new_customers"}
+    deadline = evaluate(rules["cart_abandoners"], Facts({}, story), start + timedelta(minutes=7)).next_change
+    assert deadline == start + timedelta(minutes=66)
+    assert "cart_abandoners" in segments_at(deadline, story)
+    # an order of 600 brings them out of abandoners and browsers, into heavy spenders
+    story.append(an_event("Order Completed", deadline + timedelta(minutes=5), 20, cart_id="c1", revenue=600))
+    assert segments_at(deadline + timedelta(minutes=6), story) == {"heavy_spenders", "new_customers"}
+    # two months of silence later: lapsed
+    assert segments_at(deadline + timedelta(days=62), story) == {"heavy_spenders", "lapsed"}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({}, "rules.json: expected a mapping with a 'segments' list"),
+        ({"segments": [{"id": "Bad Id", "rule": {}}]}, "rules.json: segment Bad Id: id must be"),
+        (
+            {"segments": [{"id": "a", "rule": {"trait": "x", "eq": 1}}, {"id": "a", "rule": {"trait": "x", "eq": 1}}]},
+            "rules.json: segment a: id is used twice",
+        ),
+        (
+            {"segments": [{"id": "a", "rule": {"count": {"event": "X"}, "within": "7 days", "gte": 1}}]},
+            "rules.json: segment a: rule.within: '7 days' is not a duration like 30m, 1h, 7d or 2w",
+        ),
+        (
+            {"segments": [{"id": "a", "rule": {"sum": {"event": "X"}, "gte": 1}}]},
+            "rules.json: segment a: rule.sum: 'property' (the number to sum) is required",
+        ),
+        (
+            {"segments": [{"id": "a", "rule": {"all": [{"count": {"event": "X"}}]}}]},
+            "rules.json: segment a: rule.all[0]: a comparison is required",
+        ),
+        (
+            {"segments": [{"id": "a", "rule": {"absence": {"did": {"event": "A"}, "within": "1h"}}}]},
+            "rules.json: segment a: rule.absence: 'then_not' is required",
+        ),
+        ({"segments": [{"id": "a", "rule": {"frobnicate": 1}}]}, "rules.json: segment a: rule: unknown condition"),
+        (
+            {"segments": [{"id": "a", "rule": {"count": {"event": "X"}, "between": ["7d", "14d"], "gte": 1}}]},
+            "rules.json: segment a: rule.between: the first age must be the older one",
+        ),
+    ],
+)
+def test_rule_file_errors_name_the_file_the_rule_and_the_problem(document, message):
+    with pytest.raises(RuleDefinitionError) as refused:
+        parse_rules(document, source="rules.json")
+    assert str(refused.value).startswith(message)
