@@ -27,12 +27,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 JOURNAL_PREFIX = "dynamodb.journal."
 SNAPSHOT_NAME = "dynamodb.snapshot"
 DEFAULT_COMPACT_MB = 256
+STREAM_RETENTION = timedelta(hours=24)
 MUTATING = frozenset(
     {
         "CreateTable",
@@ -129,6 +131,8 @@ class Durability:
     def _compact(self) -> None:
         from moto.dynamodb.models import dynamodb_backends
 
+        trim_streams(dynamodb_backends, datetime.now(UTC).replace(tzinfo=None))
+
         backends = {account: dict(regions) for account, regions in dynamodb_backends.items()}
         tmp = self.data_dir / (SNAPSHOT_NAME + ".tmp")
         with tmp.open("wb") as handle:
@@ -148,6 +152,36 @@ class Durability:
         self.generation += 1
         self.journal = self.journal_path(self.generation).open("ab")
         old.unlink(missing_ok=True)
+
+
+def trim_streams(backends: Any, now: datetime) -> int:
+    """Drop stream records older than 24 hours, as DynamoDB Streams does; returns how many.
+
+    Without it a long-running stack would keep every stream record in memory (and in every snapshot) for ever.
+    Sequence numbers stay what they were: the shard's first number moves up by the records dropped.
+
+    Args:
+        now: naive UTC, as moto stamps its stream records.
+    """
+    cutoff = now - STREAM_RETENTION
+    dropped = 0
+    for regions in backends.values():
+        for backend in regions.values():
+            for table in backend.tables.values():
+                shard = table.stream_shard
+                if shard is None:
+                    continue
+                old = 0
+                while (
+                    old < len(shard.items)
+                    and shard.items[old].record["dynamodb"]["ApproximateCreationDateTime"] < cutoff
+                ):
+                    old += 1
+                if old:
+                    del shard.items[:old]
+                    shard.starting_sequence_number += old
+                    dropped += old
+    return dropped
 
 
 def _restore_backends(backends: dict[str, dict[str, Any]]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import os
 import secrets
 import time
@@ -28,6 +29,7 @@ from typing import Any
 from shared.domain.failures import failed_event, new_failure_id
 from shared.local.context import LocalContext
 
+logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "stream-checkpoint.json"
 ROUTE = "stream:process"
 
@@ -116,8 +118,21 @@ class StreamRunner:
         shards = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
         delivered = 0
         for shard in shards:
+            self._forget_trimmed(shard)
             delivered += self._poll_shard(arn, shard["ShardId"])
         return delivered
+
+    def _forget_trimmed(self, shard: dict[str, Any]) -> None:
+        # A checkpoint older than the stream's retention (24 h) points at records that are gone: start from the
+        # oldest that is left, and say so loudly (the same loss happens on AWS past MaximumRecordAgeInSeconds).
+        position = self.positions.get(shard["ShardId"])
+        first = shard.get("SequenceNumberRange", {}).get("StartingSequenceNumber")
+        if position and first and int(position) + 1 < int(first):
+            logger.error(
+                "stream records were trimmed before processing", extra={"lost": int(first) - int(position) - 1}
+            )
+            del self.positions[shard["ShardId"]]
+            self.iterators.pop(shard["ShardId"], None)
 
     def _iterator(self, arn: str, shard_id: str) -> str:
         if shard_id not in self.iterators:
@@ -237,9 +252,7 @@ def main(argv: list[str] | None = None) -> None:
             if runner.poll() == 0:
                 time.sleep(args.interval)
         except Exception:  # keep the runner alive through a transient backend error; it resumes from its checkpoint
-            import logging
-
-            logging.getLogger(__name__).exception("stream poll failed")
+            logger.exception("stream poll failed")
             runner.iterators.clear()
             time.sleep(1)
 

@@ -145,3 +145,29 @@ def test_torn_last_journal_line_is_ignored(backend: Backend):
         handle.write(b'{"target":"DynamoDB_20120810.PutItem","au')  # a write that never got its fsync+answer
     client = backend.start()
     assert state(client) == before
+
+
+def test_stream_records_older_than_a_day_are_trimmed_and_a_stale_checkpoint_restarts_from_the_oldest(ddb, stream):
+    # Given 30 stream records, 10 of them two days old
+    from datetime import UTC, datetime, timedelta
+
+    from moto.dynamodb.models import dynamodb_backends
+
+    from shared.local.backend import trim_streams
+
+    for n in range(30):
+        ddb.put_item(TableName="footfall-test", Item={"PK": {"S": f"x{n}"}, "SK": {"S": "y"}})
+    table = dynamodb_backends["123456789012"]["us-east-1"].tables["footfall-test"]
+    first_before = table.stream_shard.starting_sequence_number
+    old = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=2)
+    for record in table.stream_shard.items[:10]:
+        record.record["dynamodb"]["ApproximateCreationDateTime"] = old
+    stream.positions["shardId-00000001541626099285-f35f62ef"] = str(first_before + 3)  # a checkpoint among them
+    # When the backend trims
+    dropped = trim_streams(dynamodb_backends, datetime.now(UTC).replace(tzinfo=None))
+    # Then the 10 are gone, numbering is kept, and the runner restarts from the oldest record left
+    assert dropped == 10
+    assert table.stream_shard.starting_sequence_number == first_before + 10
+    assert len(table.stream_shard.items) == 20
+    stream.drain()
+    assert stream.positions["shardId-00000001541626099285-f35f62ef"] == str(first_before + 29)
