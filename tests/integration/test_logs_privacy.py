@@ -1,0 +1,40 @@
+"""Nothing secret or personal reaches the logs, even when requests fail."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from tests.builders import a_track
+
+pytestmark = pytest.mark.integration
+
+
+def test_logs_never_contain_write_keys_or_email_addresses(http, source, ddb, capsys, caplog):
+    # Given requests carrying a write key and an e-mail address: good, bad, refused, and one hitting a storage fault
+    caplog.set_level(logging.DEBUG)
+    _, write_key = source
+    email = "secret.person@example.com"
+    identify = {"type": "identify", "userId": "u-log", "traits": {"email": email}}
+    http("POST", "/v1/batch", body=json.dumps({"batch": [identify]}), write_key=write_key)
+    http("POST", "/v1/track", body=json.dumps({"userId": "u", "traits": {"email": email}}), write_key=write_key)
+    http("POST", "/v1/track", body=json.dumps(a_track(properties={"email": email})), write_key=write_key + "x")
+    ddb.meta.events.register(
+        "before-call.dynamodb.BatchWriteItem",
+        lambda **_: (
+            AWSResponse("https://dynamodb", 400, {}, None),
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+        ),
+    )
+    answer = http("POST", "/v1/identify", body=json.dumps(identify | {"messageId": "m-2"}), write_key=write_key)
+    # When we read everything that was logged
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err + caplog.text
+    # Then
+    assert answer.status == 503  # the storage fault really happened (and was logged)
+    assert "storage" in logged.lower() or "batch write gave up" in logged
+    assert write_key not in logged
+    assert email not in logged and "secret.person" not in logged
