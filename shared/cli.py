@@ -354,6 +354,27 @@ def _change_from_record(record: dict[str, Any]) -> Any:
     return None if event is None else StreamChange(data["SequenceNumber"], event)
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from shared.services.customers import forget_customer
+
+    if not args.yes:
+        raise CliError(
+            f"this erases every event, identity and profile of {args.id!r} and refuses its future "
+            "events; run again with --yes"
+        )
+    store, _ = _store(args)
+    data = forget_customer(store, args.id, now=datetime.now(UTC))
+    _print(
+        args,
+        data,
+        lambda d: (
+            f"forgot {d['customer_id'] or args.id}: {d['deleted_items']} items deleted; "
+            f"identities {', '.join(d['identities'])} will not be stored again"
+        ),
+    )
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------------------------
 
 
@@ -424,7 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
     customers_show.add_argument("--events", type=int, default=20, help="recent events to show")
     customers_show.set_defaults(func=cmd_customers_show)
 
-    for sub in (add, listing, rotate, sign, failed_list, show, replay, customers_list, customers_show):
+    forget = commands.add_parser("forget", help="erase a customer (GDPR) and refuse their future events")
+    forget.add_argument("id", help="customer id, userId, anonymousId, or u:/a: identity")
+    forget.add_argument("--yes", action="store_true", help="really erase")
+    forget.set_defaults(func=cmd_forget)
+
+    for sub in (add, listing, rotate, sign, failed_list, show, replay, customers_list, customers_show, forget):
         _connection(sub)
         sub.add_argument("--json", action="store_true", help="machine-readable output")
     return parser

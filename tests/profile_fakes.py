@@ -24,6 +24,9 @@ class InMemoryProfileStore:
     def get_links(self, identities: Sequence[str]) -> dict[str, Link]:
         return {identity: self.links[identity] for identity in identities if identity in self.links}
 
+    def forgotten_identities(self, identities: Sequence[str]) -> set[str]:
+        return set()
+
     def link_identity(self, link: Link) -> Link:
         if link.identity in self.links:
             return self.links[link.identity]

@@ -19,6 +19,12 @@ def split_identity(key: str) -> tuple[str, str]:
     return kind, value
 
 
+def event_identities(event: TrackingEvent) -> list[str]:
+    """Every identity an event names (its userId and its anonymousId)."""
+    found = [identity_key("u", event.user_id)] if event.user_id else []
+    return found + ([identity_key("a", event.anonymous_id)] if event.anonymous_id else [])
+
+
 def primary_identity(event: TrackingEvent) -> str:
     """The identity an event is stored under (its userId when known)."""
     return identity_key(*event.identity)

@@ -15,6 +15,8 @@ class Outcome(StrEnum):
     """Already stored (same source and messageId): stored and counted once."""
     REJECTED = "rejected"
     """Invalid; kept in the failed-events store with the reason."""
+    SUPPRESSED = "suppressed"
+    """Its user or anonymous id was erased on request (`footfall forget`): not stored; do not send it again."""
     NOT_STORED = "not_stored"
     """Valid, but storage did not take it (throttled past the retries): the client should retry."""
 

@@ -111,3 +111,37 @@ def customer_detail(
             "total_stored_events": len(events),
         }
     )
+
+
+class Eraser(CustomerReader, Protocol):
+    """What erasure needs from storage."""
+
+    def forget(self, *, identities: Sequence[str], customer_ids: Sequence[str], at: str) -> int: ...
+
+
+def forget_customer(store: Eraser, reference: str, *, now: datetime) -> dict[str, Any]:
+    """Erase a customer (GDPR): every identity, event, link and profile, including customers merged into it;
+    later events for any of its identities are not stored.
+
+    A reference to no known customer (`u:`/`a:` identity, userId or anonymousId) is still suppressed, so data
+    that has not arrived yet will not be kept either.
+    """
+    found = find_customer(store, reference)
+    if found is None:
+        identities = (
+            [reference]
+            if reference[:2] in ("u:", "a:")
+            else [identity_key("u", reference), identity_key("a", reference)]
+        )
+        customers: list[str] = []
+    else:
+        profile = found.profile
+        identities = sorted(set(profile.identities) | {profile.customer_id})
+        merged_away = [link["merged"] for link in profile.links if "merged" in link]
+        customers = [profile.customer_id, *merged_away]
+    deleted = store.forget(identities=identities, customer_ids=customers, at=format_timestamp(now))
+    return {
+        "customer_id": found.profile.customer_id if found else None,
+        "identities": identities,
+        "deleted_items": deleted,
+    }

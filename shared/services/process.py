@@ -26,7 +26,15 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from shared.domain.events import CallType, TrackingEvent, format_timestamp
-from shared.domain.identity import Customer, LinkAction, identity_key, linked_identity, plan_link, primary_identity
+from shared.domain.identity import (
+    Customer,
+    LinkAction,
+    event_identities,
+    identity_key,
+    linked_identity,
+    plan_link,
+    primary_identity,
+)
 from shared.domain.profiles import CustomerProfile, apply_events, merge_profiles
 from shared.ports import ConditionFailedError, Link, StorageError, StoredProfile
 
@@ -49,6 +57,8 @@ class ProfileStore(Protocol):
     def get_links(self, identities: Sequence[str]) -> dict[str, Link]: ...
 
     def link_identity(self, link: Link) -> Link: ...
+
+    def forgotten_identities(self, identities: Sequence[str]) -> set[str]: ...
 
     def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
 
@@ -75,6 +85,8 @@ class _Batch:
     """customer id → its user id, as known so far in this batch."""
     conflicts: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
     merges: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
+    forgotten: set[str] = field(default_factory=set)
+    """Identities erased on request."""
     """Provenance of merges done in memory (the customer merged away had never been stored)."""
 
 
@@ -97,6 +109,8 @@ def process_changes(store: ProfileStore, changes: Sequence[StreamChange], *, for
         logger.warning("identity or profile read failed; the whole batch will be retried")
         return everything
     failed: list[str] = []
+    # Events of an identity erased meanwhile (stored before `forget` ran) are not folded back into anything.
+    ordered = [c for c in ordered if not batch.forgotten.intersection(event_identities(c.event))]
     linked: list[StreamChange] = []
     for position, change in enumerate(ordered):
         try:
@@ -129,6 +143,9 @@ def _read(batch: _Batch, changes: Sequence[StreamChange]) -> None:
             wanted += [identity_key("u", change.event.previous_id), identity_key("a", change.event.previous_id)]
         elif (other := linked_identity(change.event)) is not None:
             wanted.append(other)
+    batch.forgotten = batch.store.forgotten_identities(
+        [i for change in changes for i in event_identities(change.event)]
+    )
     found = batch.store.get_links(wanted)
     batch.links.update({identity: link.customer_id for identity, link in found.items()})
     batch.stored_links.update(found)

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.domain.events import TrackingEvent
 from shared.domain.failures import FailedEvent
-from shared.domain.identity import split_identity
+from shared.domain.identity import event_identities, split_identity
 from shared.domain.results import Outcome
 from shared.domain.sources import Source, hash_write_key
 from shared.ports import Link, Page, StoredProfile
@@ -142,7 +142,8 @@ class DynamoTrackingStore:
         write lands on the same key, so the event is still stored once (the stream shows it as a MODIFY).
 
         Returns:
-            One outcome per event: ACCEPTED, DUPLICATE, or NOT_STORED (throttled past the retries).
+            One outcome per event: ACCEPTED, DUPLICATE, SUPPRESSED (a forgotten identity), or NOT_STORED
+            (throttled past the retries).
 
         Raises:
             ThrottledError: the de-duplication read could not complete (nothing was written).
@@ -156,8 +157,17 @@ class DynamoTrackingStore:
                 outcomes[index] = Outcome.DUPLICATE
             else:
                 first_index[(key[0], key[1])] = index
-        for key in self._existing_keys(list(first_index)):
+        # The same read finds forgotten identities (erased on request): their events are not stored again.
+        suppression = {
+            (keys.identity_pk(*split_identity(i)), keys.FORGOTTEN_SK) for e in events for i in event_identities(e)
+        }
+        found = self._existing_keys([*first_index, *suppression])
+        forgotten = {pk for pk, sk in found if sk == keys.FORGOTTEN_SK}
+        for key in found - suppression:
             outcomes[first_index[key]] = Outcome.DUPLICATE
+        for index, event in enumerate(events):
+            if any(keys.identity_pk(*split_identity(i)) in forgotten for i in event_identities(event)):
+                outcomes[index] = Outcome.SUPPRESSED
         new = [index for index in first_index.values() if outcomes[index] is Outcome.ACCEPTED]
         put = [items.event_to_item(events[index], retention=self.event_retention) for index in new]
         for position in self._batch_write(put):
@@ -351,6 +361,45 @@ class DynamoTrackingStore:
             self._batch_write([items.link_item(link) for link in links[98:]])
         return saved_into
 
+    def forgotten_identities(self, identities: Sequence[str]) -> set[str]:
+        """Which of these identities were erased (`forget`)."""
+        wanted = [
+            {"PK": keys.identity_pk(*split_identity(i)), "SK": keys.FORGOTTEN_SK} for i in dict.fromkeys(identities)
+        ]
+        return {
+            "{}:{}".format(*keys.parse_identity_pk(item["PK"])) for item in self._batch_get(wanted, consistent=True)
+        }
+
+    def forget(self, *, identities: Sequence[str], customer_ids: Sequence[str], at: str) -> int:
+        """Erase identities and customers: suppress the identities first (so nothing new is stored), then delete
+        every item of their partitions (events, links) and the customers' profiles. Returns items deleted.
+
+        Raises:
+            ThrottledError: some items could not be written or deleted (run it again: it is idempotent).
+        """
+        marks = [
+            {"PK": keys.identity_pk(*split_identity(i)), "SK": keys.FORGOTTEN_SK, "entity": "forgotten", "at": at}
+            for i in identities
+        ]
+        if self._batch_write(marks):
+            raise ThrottledError("suppression marks could not be written")
+        doomed: list[dict[str, Any]] = []
+        for identity in identities:
+            pk = keys.identity_pk(*split_identity(identity))
+            doomed += [
+                {"PK": item["PK"], "SK": item["SK"]}
+                for item in self._query(
+                    KeyConditionExpression="PK = :pk",
+                    ExpressionAttributeValues={":pk": {"S": pk}},
+                    ProjectionExpression="PK, SK",
+                )
+                if item["SK"] != keys.FORGOTTEN_SK
+            ]
+        doomed += [{"PK": keys.customer_pk(cid), "SK": keys.PROFILE_SK} for cid in customer_ids]
+        if self._batch_write(doomed, delete=True):
+            raise ThrottledError("some items could not be deleted; run forget again")
+        return len(doomed)
+
     def list_customers(self, *, limit: int = 50, next_token: str | None = None) -> Page[StoredProfile]:
         """Customers, a page at a time (by index shard, then customer id)."""
         cursor = _decode_cursor(next_token) if next_token else {"shard": 0}
@@ -433,12 +482,13 @@ class DynamoTrackingStore:
         found = self._batch_get([{"PK": pk, "SK": sk} for pk, sk in wanted], consistent=True, projection="PK, SK")
         return {(item["PK"], item["SK"]) for item in found}
 
-    def _batch_write(self, to_put: list[dict[str, Any]]) -> list[int]:
-        """Put items in batches of 25; returns the positions that could not be stored after the retries."""
+    def _batch_write(self, to_put: list[dict[str, Any]], *, delete: bool = False) -> list[int]:
+        """Put items (or, with `delete`, delete the items of these keys) in batches of 25; returns the positions
+        that could not be written after the retries."""
         not_stored: list[int] = []
         for start in range(0, len(to_put), BATCH_WRITE_LIMIT):
             pending = {
-                (item["PK"], item["SK"]): (start + offset, {"PutRequest": {"Item": serialize(item)}})
+                (item["PK"], item["SK"]): (start + offset, _write_request(item, delete=delete))
                 for offset, item in enumerate(to_put[start : start + BATCH_WRITE_LIMIT])
             }
             attempt = 0
@@ -474,8 +524,14 @@ def _decode_cursor(token: str) -> dict[str, Any]:
     return value
 
 
+def _write_request(item: dict[str, Any], *, delete: bool) -> dict[str, Any]:
+    if delete:
+        return {"DeleteRequest": {"Key": serialize({"PK": item["PK"], "SK": item["SK"]})}}
+    return {"PutRequest": {"Item": serialize(item)}}
+
+
 def _request_key(request: dict[str, Any]) -> tuple[str, str]:
-    item = request["PutRequest"]["Item"]
+    item = request["PutRequest"]["Item"] if "PutRequest" in request else request["DeleteRequest"]["Key"]
     return item["PK"]["S"], item["SK"]["S"]
 
 

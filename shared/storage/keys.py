@@ -9,6 +9,7 @@
 | failed events of a day, newest first      | PK = `FAILED#<yyyy-mm-dd>`, SK begins_with `FAILED#`, desc.   |
 | a failed event by id `<day>.<time>.<rnd>` | PK = `FAILED#<day>`, SK = `FAILED#<time>#<rnd>`               |
 | the customer an identity belongs to       | PK = `ID#<u|a>#<id>`, SK = `CUSTOMER`                         |
+| an erased identity (no more events)       | PK = `ID#<u|a>#<id>`, SK = `FORGOTTEN`                        |
 | a customer's profile                      | PK = `CUSTOMER#<customer id>`, SK = `PROFILE`                 |
 | all customers (paged, 16 shards)          | GSI1: GSI1PK = `CUSTOMERS#<shard>`, GSI1SK = `<customer id>`  |
 
@@ -97,6 +98,8 @@ FAILED_SK_PREFIX = "FAILED#"
 
 
 LINK_SK = "CUSTOMER"
+FORGOTTEN_SK = "FORGOTTEN"
+"""In an identity's partition: the identity was erased on request; events for it are not stored again."""
 PROFILE_SK = "PROFILE"
 
 

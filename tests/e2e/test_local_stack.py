@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -12,7 +13,7 @@ import pytest
 
 from shared.domain.webhooks import sign_webhook
 from tests.builders import a_track, random_ref
-from tests.e2e.conftest import LocalStack
+from tests.e2e.conftest import FOOTFALL, LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -225,3 +226,20 @@ def test_posted_events_show_up_in_footfall_customers_show(local_stack: LocalStac
     assert len(shown["recent_events"]) == 4
     listed = local_stack.cli("customers", "list")["customers"]
     assert [c["user_id"] for c in listed] == ["carol"]
+
+
+def test_footfall_forget_needs_yes_and_then_erases(local_stack: LocalStack):
+    local_stack.post_json("/v1/track", a_track(userId="gone", event="X"), write_key=local_stack.write_key)
+    refused = subprocess.run(
+        [*FOOTFALL, "forget", "gone", "--data-dir", str(local_stack.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    erased = local_stack.cli("forget", "gone", "--yes")
+    assert "u:gone" in erased["identities"] and erased["deleted_items"] >= 1
+    assert local_stack.store().list_identity_events("u", "gone") == []
+    again = local_stack.post_json("/v1/track", a_track(userId="gone", event="Y"), write_key=local_stack.write_key)
+    assert again.json["results"][0]["status"] == "suppressed"
