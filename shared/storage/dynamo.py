@@ -372,7 +372,8 @@ class DynamoTrackingStore:
 
     def forget(self, *, identities: Sequence[str], customer_ids: Sequence[str], at: str) -> int:
         """Erase identities and customers: suppress the identities first (so nothing new is stored), then delete
-        every item of their partitions (events, links) and the customers' profiles. Returns items deleted.
+        every item of their partitions (events, links), the customers' profiles, and the failed-event records whose
+        raw input names one of the ids. Returns items deleted.
 
         Raises:
             ThrottledError: some items could not be written or deleted (run it again: it is idempotent).
@@ -396,9 +397,23 @@ class DynamoTrackingStore:
                 if item["SK"] != keys.FORGOTTEN_SK
             ]
         doomed += [{"PK": keys.customer_pk(cid), "SK": keys.PROFILE_SK} for cid in customer_ids]
+        doomed += self._failed_mentioning([split_identity(i)[1] for i in identities])
         if self._batch_write(doomed, delete=True):
             raise ThrottledError("some items could not be deleted; run forget again")
         return len(doomed)
+
+    def _failed_mentioning(self, values: Sequence[str]) -> list[dict[str, Any]]:
+        """Keys of the failed-event records (kept up to their retention) whose raw input names any of `values`."""
+        needles = [value.encode("utf-8", "surrogatepass") for value in values if value]
+        today = datetime.now(UTC).date()
+        found: list[dict[str, Any]] = []
+        for back in range(FAILED_LOOKBACK_DAYS + 1):
+            pk = keys.failed_pk((today - timedelta(days=back)).isoformat())
+            for item in self._query(KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": pk}}):
+                failure = items.item_to_failed(item)
+                if any(needle in failure.raw for needle in needles) or failure.message_id in values:
+                    found.append({"PK": item["PK"], "SK": item["SK"]})
+        return found
 
     def list_customers(self, *, limit: int = 50, next_token: str | None = None) -> Page[StoredProfile]:
         """Customers, a page at a time (by index shard, then customer id)."""

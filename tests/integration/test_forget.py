@@ -37,6 +37,9 @@ def test_forget_erases_every_item_of_a_merged_customer_and_suppresses_its_ids(dd
         assert http("POST", "/v1/batch", body=json.dumps({"batch": list(calls)}), write_key=key).status == 200
 
     send(a_track(userId="erin", event="Order Completed", properties={"revenue": 10}))
+    refused = {"type": "track", "userId": "erin", "properties": {"note": "no event name"}}
+    http("POST", "/v1/batch", body=json.dumps({"batch": [refused]}), write_key=key)  # a failed-event record
+    assert len(store.list_failed().items) == 1
     stream.drain()
     send(a_track(userId=None, anonymousId=anon, event="Product Viewed"), a_track(userId=other, event="Kept"))
     stream.drain()
@@ -51,6 +54,7 @@ def test_forget_erases_every_item_of_a_merged_customer_and_suppresses_its_ids(dd
     mentions = {(i["PK"], i["SK"]) for i in left if "erin" in readable(i) or anon in readable(i)}
     assert mentions == {("ID#u#erin", "FORGOTTEN"), (f"ID#a#{anon}", "FORGOTTEN")}
     assert summary["deleted_items"] == before - len(left) + 2
+    assert store.list_failed().items == ()  # the refused input that named Erin went too
     assert find_customer(store, "erin") is None and find_customer(store, anon) is None
     assert find_customer(store, other).profile.event_counts == {"Kept": 1}
     # And later events for either id are answered "suppressed" and not stored, nor folded into a profile
