@@ -118,7 +118,7 @@ def process_changes(store: ProfileStore, changes: Sequence[StreamChange], *, for
         except (StorageError, ValueError, KeyError, TypeError):
             # Links are decided in stream order: once one fails, the rest of the batch must wait for it.
             logger.exception("identity linking failed", extra={"sequence": change.sequence})
-            failed += everything[position:]
+            failed += [later.sequence for later in ordered[position:]]
             break
         linked.append(change)
     try:
