@@ -131,3 +131,38 @@ def test_a_batch_writes_each_profile_once_however_many_events_it_holds():
     links, profiles = 3, 3
     assert store.writes == links + profiles
     assert sorted(p.profile.event_counts["Product Viewed"] for p in store.live_profiles()) == [20, 20, 20]
+
+
+def test_a_merge_that_cannot_be_written_fails_that_record_and_the_ones_after_it():
+    # Given two stored customers, anonymous and known, and a store that throttles merges
+    from shared.ports import ThrottledError
+
+    store = InMemoryProfileStore()
+
+    def track(n: int, **ids: str) -> StreamChange:
+        return StreamChange(
+            str(n),
+            TrackingEvent(
+                source_id="web",
+                message_id=f"m{n}",
+                type=CallType.TRACK,
+                timestamp=START,
+                received_at=START,
+                event="Viewed",
+                **ids,
+            ),
+        )
+
+    assert process_changes(store, [track(1, user_id="u"), track(2, anonymous_id="a")]) == []
+
+    def throttled(**_: Any) -> Any:
+        raise ThrottledError("merges are throttled")
+
+    store.merge_customers = throttled  # type: ignore[method-assign]
+    # When a batch has an event before the merging call, the call itself, and one after it
+    failed = process_changes(
+        store, [track(3, user_id="u"), track(4, user_id="u", anonymous_id="a"), track(5, anonymous_id="a")]
+    )
+    # Then the record before is folded, and the stream is told to retry from the merging call on
+    assert failed == ["4", "5"]
+    assert store.get_profiles(["u:u"])["u:u"].profile.event_counts == {"Viewed": 2}
