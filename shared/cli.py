@@ -354,6 +354,158 @@ def _change_from_record(record: dict[str, Any]) -> Any:
     return None if event is None else StreamChange(data["SequenceNumber"], event)
 
 
+def _rule_document(path: str) -> Any:
+    text = Path(path).read_text()
+    if path.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError as exc:
+            raise CliError("YAML rule files need PyYAML (pip install pyyaml), or use JSON") from exc
+        return yaml.safe_load(text)
+    return json.loads(text)
+
+
+def _all_customer_ids(store: DynamoTrackingStore) -> list[str]:
+    ids: list[str] = []
+    token = None
+    while True:
+        page = store.list_customers(limit=500, next_token=token)
+        ids += [stored.profile.customer_id for stored in page.items]
+        token = page.next_token
+        if not token:
+            return ids
+
+
+def cmd_segments_apply(args: argparse.Namespace) -> int:
+    from shared.services.segments import apply_segments
+
+    store, _ = _store(args)
+    try:
+        document = _rule_document(args.file)
+        data = apply_segments(
+            store, document, source=args.file, now=datetime.now(UTC), customers=_all_customer_ids(store)
+        )
+    except (OSError, ValueError, TrackingError) as exc:
+        raise CliError(str(exc)) from exc
+    _print(
+        args,
+        data,
+        lambda d: (
+            "applied "
+            + ", ".join(f"{s['id']} v{s['version']}" for s in d["segments"])
+            + f"; backfill: {d['entered']} entered, {d['exited']} exited"
+        ),
+    )
+    return 0
+
+
+def cmd_segments_plan(args: argparse.Namespace) -> int:
+    from shared.services.segments import plan_segments
+
+    store, _ = _store(args)
+    try:
+        data = plan_segments(
+            store,
+            _rule_document(args.file),
+            source=args.file,
+            now=datetime.now(UTC),
+            customers=_all_customer_ids(store),
+            members=lambda sid: store.segment_members(sid),
+        )
+    except (OSError, ValueError, TrackingError) as exc:
+        raise CliError(str(exc)) from exc
+    _print(
+        args,
+        data,
+        lambda d: "\n".join(
+            f"{sid:20} +{p['enter']} -{p['exit']} (size {p['size']}) {' '.join(p['sample_enter'])}"
+            for sid, p in d.items()
+        ),
+    )
+    return 0
+
+
+def cmd_segments_list(args: argparse.Namespace) -> int:
+    store, _ = _store(args)
+    data = [
+        {
+            "id": s.id,
+            "name": s.name,
+            "version": s.version,
+            "size": sum(1 for _ in store.segment_members(s.id)),
+            "applied_at": s.applied_at,
+        }
+        for s in store.list_segments()
+    ]
+    _print(
+        args,
+        data,
+        lambda rows: (
+            "\n".join(f"{r['id']:20} {r['size']:>7} members  v{r['version']}  {r['name']}" for r in rows)
+            or "no segments"
+        ),
+    )
+    return 0
+
+
+def cmd_segments_members(args: argparse.Namespace) -> int:
+    store, _ = _store(args)
+    if args.at:
+        until = args.at.replace("Z", "+00:00")
+        try:
+            moment = datetime.fromisoformat(until)
+        except ValueError as exc:
+            raise CliError(f"--at wants an ISO time, not {args.at!r}") from exc
+        members: set[str] = set()
+        for _at, customer_id, entered in store.segment_history(args.segment, until=format_timestamp(moment)):
+            (members.add if entered else members.discard)(customer_id)
+        data = sorted(members)
+    else:
+        data = sorted(store.segment_members(args.segment))
+    _print(args, data, lambda rows: "\n".join(rows) or "no members")
+    return 0
+
+
+def cmd_segments_history(args: argparse.Namespace) -> int:
+    store, _ = _store(args)
+    data = [
+        {"at": at, "customer_id": cid, "change": "entered" if entered else "exited"}
+        for at, cid, entered in store.segment_history(args.segment)
+    ]
+    _print(
+        args,
+        data,
+        lambda rows: "\n".join(f"{r['at']}  {r['change']:8} {r['customer_id']}" for r in rows) or "no history",
+    )
+    return 0
+
+
+def cmd_segments_explain(args: argparse.Namespace) -> int:
+    from shared.services.customers import find_customer
+    from shared.services.segments import explain, rules_of
+
+    store, _ = _store(args)
+    rules = {rule.id: rule for rule in rules_of(store.list_segments())}
+    if args.segment not in rules:
+        raise CliError(f"no segment {args.segment!r}")
+    stored = find_customer(store, args.customer)
+    if stored is None:
+        raise CliError(f"no customer {args.customer!r}")
+    data = explain(store, rules[args.segment], stored, now=datetime.now(UTC))
+    _print(
+        args,
+        data,
+        lambda d: "\n".join(
+            [
+                f"{d['customer_id']} is {'in' if d['member'] else 'not in'} {d['segment']}",
+                *(f"  - {r}" for r in d["reasons"]),
+                f"next change: {d['next_change'] or 'only with a new event'}",
+            ]
+        ),
+    )
+    return 0
+
+
 def cmd_forget(args: argparse.Namespace) -> int:
     from shared.services.customers import forget_customer
 
@@ -445,12 +597,51 @@ def build_parser() -> argparse.ArgumentParser:
     customers_show.add_argument("--events", type=int, default=20, help="recent events to show")
     customers_show.set_defaults(func=cmd_customers_show)
 
+    segments = commands.add_parser("segments", help="behavioral segments: rules, members, history")
+    segment_commands = segments.add_subparsers(dest="segments_command", required=True)
+    seg_apply = segment_commands.add_parser("apply", help="store a rule file (JSON/YAML) and backfill memberships")
+    seg_apply.add_argument("file")
+    seg_apply.set_defaults(func=cmd_segments_apply)
+    seg_plan = segment_commands.add_parser("plan", help="the membership diff a rule file would make; changes nothing")
+    seg_plan.add_argument("file")
+    seg_plan.set_defaults(func=cmd_segments_plan)
+    seg_list = segment_commands.add_parser("list", help="segments with their size and rule version")
+    seg_list.set_defaults(func=cmd_segments_list)
+    seg_members = segment_commands.add_parser("members", help="who is in a segment (now, or --at a time)")
+    seg_members.add_argument("segment")
+    seg_members.add_argument("--at", help="ISO time, e.g. 2026-03-03T12:00Z")
+    seg_members.set_defaults(func=cmd_segments_members)
+    seg_history = segment_commands.add_parser("history", help="entries and exits, oldest first")
+    seg_history.add_argument("segment")
+    seg_history.set_defaults(func=cmd_segments_history)
+    seg_explain = segment_commands.add_parser("explain", help="why a customer is in or out, and when that changes")
+    seg_explain.add_argument("segment")
+    seg_explain.add_argument("customer")
+    seg_explain.set_defaults(func=cmd_segments_explain)
+
     forget = commands.add_parser("forget", help="erase a customer (GDPR) and refuse their future events")
     forget.add_argument("id", help="customer id, userId, anonymousId, or u:/a: identity")
     forget.add_argument("--yes", action="store_true", help="really erase")
     forget.set_defaults(func=cmd_forget)
 
-    for sub in (add, listing, rotate, sign, failed_list, show, replay, customers_list, customers_show, forget):
+    for sub in (
+        add,
+        listing,
+        rotate,
+        sign,
+        failed_list,
+        show,
+        replay,
+        customers_list,
+        customers_show,
+        forget,
+        seg_apply,
+        seg_plan,
+        seg_list,
+        seg_members,
+        seg_history,
+        seg_explain,
+    ):
         _connection(sub)
         sub.add_argument("--json", action="store_true", help="machine-readable output")
     return parser

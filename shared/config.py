@@ -29,6 +29,10 @@ class Settings:
     """How long a warm collector trusts a cached source or write key (`FOOTFALL_SOURCE_CACHE_SECONDS`)."""
     cors_origins: tuple[str, ...] = ("*",)
     """Origins allowed to call the API from browsers, comma-separated (`FOOTFALL_CORS_ORIGINS`)."""
+    outbox_path: str | None = None
+    """Local mode: a JSON-lines file receiving `Audience Entered/Exited` events (`FOOTFALL_OUTBOX_PATH`)."""
+    event_bus: str | None = None
+    """AWS: the EventBridge bus receiving `Audience Entered/Exited` events (`FOOTFALL_EVENT_BUS`)."""
 
     @property
     def event_retention(self) -> timedelta:
@@ -71,6 +75,8 @@ class Settings:
             event_retention_days=int(number("EVENT_RETENTION_DAYS", 400, 30)),
             failed_retention_days=int(number("FAILED_RETENTION_DAYS", 30, 1)),
             source_cache_seconds=float(number("SOURCE_CACHE_SECONDS", 30.0, 0.0, float)),
+            outbox_path=env.get(PREFIX + "OUTBOX_PATH") or None,
+            event_bus=env.get(PREFIX + "EVENT_BUS") or None,
             cors_origins=tuple(o.strip() for o in env.get(PREFIX + "CORS_ORIGINS", "*").split(",") if o.strip())
             or ("*",),
         )

@@ -45,6 +45,17 @@ class Link:
     at: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class StoredSegment:
+    """A segment definition as applied: its rule-file entry, version and when it was applied."""
+
+    id: str
+    name: str
+    version: int
+    definition: dict[str, object]
+    applied_at: str
+
+
 class StorageError(Exception):
     """The store could not do what was asked."""
 

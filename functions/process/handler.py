@@ -7,6 +7,7 @@ batch), whose failures join the same `batchItemFailures` answer.
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from typing import Any
 
@@ -18,10 +19,22 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.observability import logger, metrics
 from shared.config import Settings
+from shared.domain.segments import Due, due_minute
+from shared.ports import StorageError
+from shared.publishers import EventBridgePublisher, OutboxFile
+from shared.services.collect import utcnow
 from shared.services.process import StreamChange, process_changes
+from shared.services.segments import (
+    AUDIENCE_SOURCE,
+    MembershipChange,
+    evaluate_customers,
+    record_membership_changes,
+    rules_of,
+)
 from shared.storage import items
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 
+RULES_CACHE_SECONDS = 30.0
 settings = Settings.from_env()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 copy_config_to_registered_loggers(source_logger=logger, include={"shared", "functions"})
@@ -35,11 +48,57 @@ def store() -> DynamoTrackingStore:
     )
 
 
-def decode(record: DynamoDBRecord) -> StreamChange | None:
+def decode(record: DynamoDBRecord) -> StreamChange | MembershipChange | None:
     image = record.dynamodb
     assert image is not None and image.sequence_number is not None
-    event = items.decode_change(old=image.old_image or None, new=image.new_image or None)
+    old, new = image.old_image or None, image.new_image or None
+    membership = items.decode_membership_change(old=old, new=new)
+    if membership is not None:
+        return MembershipChange(**membership)
+    event = items.decode_change(old=old, new=new)
     return None if event is None else StreamChange(image.sequence_number, event)
+
+
+@cache
+def publisher() -> OutboxFile | EventBridgePublisher | None:
+    if settings.outbox_path:
+        return OutboxFile(settings.outbox_path)
+    return EventBridgePublisher(settings.event_bus) if settings.event_bus else None
+
+
+_rules: dict[str, Any] = {"at": 0.0, "rules": []}
+
+
+def segment_rules() -> list[Any]:
+    # Rules change rarely: read them at most every 30 s per warm container.
+    if time.monotonic() - _rules["at"] > RULES_CACHE_SECONDS:
+        _rules.update(at=time.monotonic(), rules=rules_of(store().list_segments()))
+    return list(_rules["rules"])
+
+
+def publish(audience: list[StreamChange]) -> set[str]:
+    """Hand audience events to the campaign tools; their records fail (and come again) if that fails."""
+    target = publisher()
+    if not audience or target is None:
+        return set()
+    try:
+        target.publish([change.event for change in audience])
+    except Exception:
+        logger.exception("audience events could not be published")
+        return {change.sequence for change in audience}
+    return set()
+
+
+def evaluate_segments(customer_ids: list[str]) -> None:
+    rules = segment_rules()
+    if not customer_ids or not rules:
+        return
+    try:
+        evaluate_customers(store(), customer_ids, rules, now=utcnow())
+    except StorageError:
+        # The profiles are saved; the minute sweep evaluates these customers again instead.
+        logger.warning("segment evaluation failed; scheduled for the next sweep")
+        store().put_due([Due(cid, rule.id, due_minute(utcnow())) for cid in customer_ids for rule in rules])
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -47,9 +106,19 @@ def decode(record: DynamoDBRecord) -> StreamChange | None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     with processor(records=event["Records"], handler=decode, lambda_context=context):
         results = processor.process()
-    changes = [result for status, result, _ in results if status == "success" and result is not None]
+    decoded = [(result, record) for status, result, record in results if status == "success" and result is not None]
+    changes = [result for result, _ in decoded if isinstance(result, StreamChange)]
     failed = {f["itemIdentifier"] for f in processor.response()["batchItemFailures"]}
-    failed.update(process_changes(store(), changes))
-    metrics.add_metric(name="EventsFolded", unit=MetricUnit.Count, value=len(changes))
+    memberships = [(result, record) for result, record in decoded if isinstance(result, MembershipChange)]
+    try:
+        record_membership_changes(store(), [change for change, _ in memberships])
+    except StorageError:
+        failed.update(record["dynamodb"]["SequenceNumber"] for _, record in memberships)
+    audience = [change for change in changes if change.event.source_id == AUDIENCE_SOURCE]
+    failed.update(publish(audience))
+    saved: list[str] = []
+    failed.update(process_changes(store(), [c for c in changes if c not in audience], on_saved=saved.append))
+    evaluate_segments(saved)
+    metrics.add_metric(name="EventsFolded", unit=MetricUnit.Count, value=len(changes) - len(audience))
     metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(failed))
     return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in sorted(failed, key=int)]}

@@ -16,7 +16,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -182,6 +182,34 @@ class Facts:
 
     traits: Mapping[str, Any]
     events: Sequence[TrackingEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A customer in a segment since a moment, and why."""
+
+    segment_id: str
+    customer_id: str
+    since: str
+    rule_version: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A (customer, segment) to evaluate again in a minute (an absence deadline, a window edge)."""
+
+    customer_id: str
+    segment_id: str
+    minute: str
+
+
+def due_minute(moment: datetime) -> str:
+    """The minute a moment is swept in: the first whole minute at or after it (`yyyy-mm-ddThh:mm`, UTC)."""
+    rounded = moment.replace(second=0, microsecond=0)
+    if rounded < moment:
+        rounded += timedelta(minutes=1)
+    return rounded.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
 # --- evaluation ----------------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from shared.storage.schema import TABLE_DEFINITION
 
 INFO_FILE = "serve.json"
 DEFAULT_SOURCE_FILE = "default-source.json"
+OUTBOX_FILE = "outbox.jsonl"
+STARTERS = Path(__file__).resolve().parents[2] / "infra" / "segments" / "starters.json"
 DEFAULT_TABLE = "footfall"
 DEFAULT_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "footfall", "AWS_SECRET_ACCESS_KEY": "footfall"}
@@ -57,7 +59,7 @@ def _write_private(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def local_env(region: str, endpoint: str, table: str) -> dict[str, str]:
+def local_env(region: str, endpoint: str, table: str, outbox: Path | None = None) -> dict[str, str]:
     """Environment for the local workers: the collector's settings, fake credentials, quiet Powertools."""
     env = dict(os.environ)
     for name, value in LOCAL_CREDENTIALS.items():
@@ -69,6 +71,7 @@ def local_env(region: str, endpoint: str, table: str) -> dict[str, str]:
             "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
             "FOOTFALL_TABLE_NAME": table,
             "FOOTFALL_DYNAMODB_ENDPOINT": endpoint,
+            "FOOTFALL_OUTBOX_PATH": str(outbox) if outbox else "",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": env.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
@@ -104,6 +107,15 @@ def ensure_default_source(store: DynamoTrackingStore, data_dir: Path) -> str | N
     store.put_source(source, write_keys=[write_key])
     _write_private(path, {"source_id": source.id, "write_key": write_key})
     return write_key
+
+
+def ensure_starter_segments(store: DynamoTrackingStore) -> None:
+    """Apply the starter segments (infra/segments/starters.json) when no segment is defined yet."""
+    from shared.services.segments import apply_segments
+
+    if store.list_segments() or not STARTERS.exists():
+        return
+    apply_segments(store, json.loads(STARTERS.read_text()), source=str(STARTERS), now=datetime.now(UTC), customers=[])
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -170,16 +182,19 @@ def start(
     if not _port_is_free(host, port):
         raise RuntimeError(f"port {port} on {host} is in use (another footfall serve?); pick one with --port")
     processes: list[subprocess.Popen[str]] = []
-    env = local_env(region, endpoint_url or "", table)
+    outbox = data_dir / OUTBOX_FILE
+    env = local_env(region, endpoint_url or "", table, outbox)
     try:
         if endpoint_url is None:
             backend, ready = _spawn(["shared.local.backend", "--data-dir", str(data_dir)], env)
             processes.append(backend)
             endpoint_url = f"http://127.0.0.1:{ready.split()[1]}"
-            env = local_env(region, endpoint_url, table)
+            env = local_env(region, endpoint_url, table, outbox)
         client = make_client(endpoint_url=endpoint_url, region=region)
         ensure_table(client, table)
-        write_key = ensure_default_source(DynamoTrackingStore(table, client=client), data_dir)
+        store = DynamoTrackingStore(table, client=client)
+        write_key = ensure_default_source(store, data_dir)
+        ensure_starter_segments(store)
         for _ in range(max(1, workers)):
             worker, _ready = _spawn(["shared.local.collector", "--host", host, "--port", str(port)], env)
             processes.append(worker)

@@ -7,6 +7,9 @@ store (the failed-events store, route `stream:process`, replayable with `footfal
 stream moves on. The position is checkpointed in `<data-dir>/stream-checkpoint.json` after each batch, so
 a restart resumes where it stopped (at-least-once: the handler is idempotent).
 
+It also runs the scheduler's sweep of due segment deadlines every `--sweep-seconds` (15 s), so time-based
+transitions happen well within a minute of their deadline.
+
 Run as `python -m shared.local.streams --data-dir D` with the `FOOTFALL_*` settings in the environment.
 """
 
@@ -55,9 +58,11 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
 
 
 def _matches_filter(record: dict[str, Any]) -> bool:
-    """The mapping's filter (also in the SAM template): only new event items reach the handler."""
-    entity = record["dynamodb"].get("NewImage", {}).get("entity", {})
-    return record.get("eventName") == "INSERT" and entity.get("S") == "event"
+    """The mapping's filter (also in the SAM template): new event items, and membership changes."""
+    entity = record["dynamodb"].get("NewImage", {}).get("entity", {}).get("S")
+    return (record.get("eventName") == "INSERT" and entity == "event") or (
+        record.get("eventName") in ("INSERT", "MODIFY") and entity == "membership"
+    )
 
 
 def _wire(value: Any) -> Any:
@@ -217,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between polls of an idle stream")
+    parser.add_argument("--sweep-seconds", type=float, default=15.0, help="seconds between sweeps of the due list")
     args = parser.parse_args(argv)
     from shared.local.backend import die_with_parent
 
@@ -246,9 +252,15 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint_path=args.data_dir / CHECKPOINT_FILE,
         quarantine=quarantine_into(DynamoTrackingStore(settings.table_name, client=client)),
     )
+    from functions.schedule.handler import lambda_handler as schedule_handler
+
     print("READY streams", flush=True)
+    next_sweep = 0.0
     while True:
         try:
+            if time.monotonic() >= next_sweep:  # the minute job (EventBridge on AWS), more often here
+                schedule_handler({}, LocalContext("footfall-schedule"))
+                next_sweep = time.monotonic() + args.sweep_seconds
             if runner.poll() == 0:
                 time.sleep(args.interval)
         except Exception:  # keep the runner alive through a transient backend error; it resumes from its checkpoint

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -90,12 +90,19 @@ class _Batch:
     """Provenance of merges done in memory (the customer merged away had never been stored)."""
 
 
-def process_changes(store: ProfileStore, changes: Sequence[StreamChange], *, force: bool = False) -> list[str]:
+def process_changes(
+    store: ProfileStore,
+    changes: Sequence[StreamChange],
+    *,
+    force: bool = False,
+    on_saved: Callable[[str], None] | None = None,
+) -> list[str]:
     """Fold a batch of new events into identities and profiles.
 
     Args:
         force: fold records even if their sequence number is not above the mark (replay of a record that was
             quarantined, hence never folded in).
+        on_saved: told the id of every customer whose profile this batch changed (segments are evaluated then).
 
     Returns:
         The sequence numbers of the records that failed (to report as `batchItemFailures`).
@@ -130,8 +137,12 @@ def process_changes(store: ProfileStore, changes: Sequence[StreamChange], *, for
     for change in linked:
         groups[batch.links[primary_identity(change.event)]].append(change)
     with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
-        for result in pool.map(lambda item: _fold_customer(batch, item[0], item[1], force), groups.items()):
+        for customer_id, result in zip(
+            groups, pool.map(lambda item: _fold_customer(batch, item[0], item[1], force), groups.items()), strict=True
+        ):
             failed += result
+            if on_saved is not None and len(result) < len(groups[customer_id]):
+                on_saved(customer_id)
     return sorted(failed, key=int)
 
 

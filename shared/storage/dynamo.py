@@ -23,6 +23,7 @@ from shared.domain.sources import Source, hash_write_key
 from shared.ports import Link, Page, StoredProfile
 from shared.storage import items, keys
 from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError, translate
+from shared.storage.segments import SegmentStorage
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -107,7 +108,7 @@ def make_client(
     return session.client("dynamodb", endpoint_url=endpoint_url, config=config, **credentials)
 
 
-class DynamoTrackingStore:
+class DynamoTrackingStore(SegmentStorage):
     """The tracking store on one DynamoDB table (see `shared.storage.keys` for the access patterns)."""
 
     def __init__(

@@ -305,6 +305,25 @@ def decode_change(*, old: dict[str, Any] | None, new: dict[str, Any] | None) -> 
     return item_to_event(new)
 
 
+def decode_membership_change(*, old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A membership item's change (`entered` True/False), or None when its state did not change."""
+    if not new or new.get("entity") != "membership":
+        return None
+    was_in = bool(old) and old.get("state") == "in"
+    now_in = new.get("state") == "in"
+    if was_in == now_in:
+        return None
+    return {
+        "segment_id": new["segment"],
+        "customer_id": new["customer_id"],
+        "entered": now_in,
+        "at": new["changed_at"],
+        "rule_version": int(new["rule_version"]),
+        "reason": new.get("reason", ""),
+        "identity": (new["identity_kind"], new["identity"]),
+    }
+
+
 def link_item(link: Link) -> dict[str, Any]:
     """The item saying which customer an identity belongs to (in the identity's own partition)."""
     kind, value = split_identity(link.identity)

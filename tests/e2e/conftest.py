@@ -137,6 +137,10 @@ class LocalStack:
             self.info.table, client=make_client(endpoint_url=self.info.dynamodb_endpoint, region=self.info.region)
         )
 
+    def events(self, kind: str, identifier: str) -> list[Any]:
+        """What was sent for one identity: its stored events, less the stack's own segment announcements."""
+        return [e for e in self.store().list_identity_events(kind, identifier) if e.source_id != "footfall"]
+
     def cli(self, *args: str) -> Any:
         """Run `footfall <args> --json --data-dir …` and parse its output."""
         done = subprocess.run(
@@ -150,7 +154,21 @@ class LocalStack:
         return json.loads(done.stdout)
 
     def stored_message_ids(self) -> list[str]:
-        """Message ids of every stored event (a scan: fine for tests)."""
+        """Message ids of every stored event, read when two scans in a row agree.
+
+        A paged scan is not a snapshot: items the stack writes meanwhile (segment announcements, after processing)
+        can shift pages and show an item twice, so one scan alone could report a duplicate that is not there.
+        """
+        previous = None
+        for _ in range(10):
+            current = self._scan_message_ids()
+            if current == previous:
+                return current
+            previous = current
+            time.sleep(0.5)
+        return previous or []
+
+    def _scan_message_ids(self) -> list[str]:
         store = self.store()
         ids: list[str] = []
         paginator = store.client.get_paginator("scan")
@@ -161,7 +179,7 @@ class LocalStack:
             ProjectionExpression="SK",
         ):
             ids.extend(item["SK"]["S"].split("#", 2)[2] for item in page["Items"])
-        return ids
+        return sorted(ids)
 
 
 def _wait_port_free(port: int, timeout: float = 10.0) -> None:

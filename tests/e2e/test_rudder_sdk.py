@@ -56,7 +56,7 @@ def test_rudder_sdk_calls_are_stored_once_each_with_their_message_ids(local_stac
     # Then each call is stored once, under the id the SDK gave it
     assert errors == []
     _assert_stored_once(local_stack, [message["messageId"] for message in sent])
-    by_user = local_stack.store().list_identity_events("u", user)
+    by_user = local_stack.events("u", user)
     assert sorted((e.type, e.event) for e in by_user) == [
         ("alias", None),
         ("group", None),
@@ -69,7 +69,7 @@ def test_rudder_sdk_calls_are_stored_once_each_with_their_message_ids(local_stac
     assert (group.group_id, group.traits) == (company, {"name": "Acme"})
     assert next(e for e in by_user if e.type == "alias").previous_id == anonymous
     assert next(e for e in by_user if e.event == "Order Completed").properties["revenue"] == 99.5
-    by_anonymous = local_stack.store().list_identity_events("a", anonymous)
+    by_anonymous = local_stack.events("a", anonymous)
     assert sorted((e.type, e.name or e.event) for e in by_anonymous) == [("page", "Home"), ("track", "Product Viewed")]
 
 

@@ -38,10 +38,10 @@ def test_segment_sdk_calls_are_stored_once_each_with_their_message_ids(local_sta
     stored = local_stack.stored_message_ids()
     assert sorted(m for m in stored if m in message_ids) == sorted(message_ids)
     assert len(stored) == len(set(stored))
-    by_user = local_stack.store().list_identity_events("u", user)
+    by_user = local_stack.events("u", user)
     assert {(e.type, e.event) for e in by_user} == {("identify", None), ("track", "Order Completed")}
     assert next(e for e in by_user if e.event == "Order Completed").properties["revenue"] == 99.5
-    assert [e.name for e in local_stack.store().list_identity_events("a", anonymous) if e.type == "page"] == ["Home"]
+    assert [e.name for e in local_stack.events("a", anonymous) if e.type == "page"] == ["Home"]
 
 
 @pytest.mark.parametrize("retry_after", [True, False], ids=["retry-after", "no-retry-after"])

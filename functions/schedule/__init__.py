@@ -1,0 +1,1 @@
+"""The schedule Lambda (`ScheduleFunction`): time-based segment transitions, every minute."""

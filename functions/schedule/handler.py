@@ -1,0 +1,35 @@
+"""Every minute: evaluate the (customer, segment) pairs whose deadline has come, with no new event needed."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.observability import logger, metrics
+from shared.config import Settings
+from shared.services.collect import utcnow
+from shared.services.segments import run_scheduler
+from shared.storage.dynamo import DynamoTrackingStore, make_client
+
+settings = Settings.from_env()
+copy_config_to_registered_loggers(source_logger=logger, include={"shared", "functions"})
+
+
+@cache
+def store() -> DynamoTrackingStore:
+    # Built on first use, not at import: reused while the container is warm, created after moto starts in tests.
+    return DynamoTrackingStore(
+        settings.table_name, client=make_client(endpoint_url=settings.dynamodb_endpoint, validate=False)
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = run_scheduler(store(), now=utcnow())
+    metrics.add_metric(name="SegmentsDue", unit=MetricUnit.Count, value=result["due"])
+    return result

@@ -1,0 +1,272 @@
+"""The segments service: keep memberships true, on every event and at every deadline, and answer questions.
+
+Membership is recomputed from the customer's whole state (never applied as deltas), so redelivery and
+out-of-order events cannot make it drift; a transition is written only if the stored membership says
+otherwise, conditionally, so it happens (and is announced) once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from shared.domain.events import CallType, TrackingEvent, format_timestamp
+from shared.domain.identity import split_identity
+from shared.domain.segments import Due, Evaluation, Facts, Membership, SegmentRule, due_minute, evaluate, parse_rules
+from shared.ports import Link, StoredProfile, StoredSegment
+
+logger = logging.getLogger(__name__)
+AUDIENCE_SOURCE = "footfall"
+ENTERED, EXITED = "Audience Entered", "Audience Exited"
+
+
+class SegmentStore(Protocol):
+    """What the segments service needs from storage."""
+
+    def list_segments(self) -> list[StoredSegment]: ...
+    def put_segments(self, segments: Sequence[StoredSegment]) -> None: ...
+    def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
+    def get_links(self, identities: Sequence[str]) -> dict[str, Link]: ...
+    def list_identity_events(self, kind: str, identifier: str) -> list[TrackingEvent]: ...
+    def memberships_of(self, customer_id: str) -> dict[str, Membership]: ...
+    def change_membership(
+        self, membership: Membership, *, entered: bool, at: str, identity: tuple[str, str]
+    ) -> bool: ...
+    def put_due(self, dues: Sequence[Due]) -> None: ...
+    def due_in(self, minute: str) -> list[Due]: ...
+    def delete_due(self, dues: Sequence[Due]) -> None: ...
+    def sweep_cursor(self) -> str | None: ...
+    def set_sweep_cursor(self, minute: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A customer entering or leaving a segment."""
+
+    segment_id: str
+    customer_id: str
+    entered: bool
+    reason: str
+
+
+def rules_of(segments: Iterable[StoredSegment]) -> list[SegmentRule]:
+    """Rules from stored definitions (validated when they were applied)."""
+    return parse_rules({"segments": [s.definition for s in segments]}, source="stored segments")
+
+
+def customer_facts(store: SegmentStore, profile: StoredProfile) -> Facts:
+    """A customer's traits and events (every identity's), audience events left out."""
+    events: list[TrackingEvent] = []
+    for identity in profile.profile.identities or (profile.profile.customer_id,):
+        kind, value = split_identity(identity)
+        events += [e for e in store.list_identity_events(kind, value) if e.source_id != AUDIENCE_SOURCE]
+    return Facts(traits=profile.profile.traits, events=events)
+
+
+def evaluate_customers(
+    store: SegmentStore, customer_ids: Iterable[str], rules: Sequence[SegmentRule], *, now: datetime
+) -> list[Transition]:
+    """Re-evaluate every rule for these customers; write transitions and the next due moments."""
+    if not rules:
+        return []
+    transitions: list[Transition] = []
+    dues: list[Due] = []
+    profiles = store.get_profiles(sorted(set(customer_ids)))
+    for customer_id, stored in profiles.items():
+        if stored.profile.merged_into:
+            continue
+        facts = customer_facts(store, stored)
+        current = store.memberships_of(customer_id)
+        for rule in rules:
+            result = evaluate(rule, facts, now)
+            if result.member != (rule.id in current):
+                transition = _transition(store, stored, rule, result, now)
+                if transition is not None:
+                    transitions.append(transition)
+            if result.next_change is not None:
+                dues.append(Due(customer_id, rule.id, due_minute(result.next_change)))
+    store.put_due(dues)
+    return transitions
+
+
+def _transition(
+    store: SegmentStore, stored: StoredProfile, rule: SegmentRule, result: Evaluation, now: datetime
+) -> Transition | None:
+    customer_id = stored.profile.customer_id
+    reason = "; ".join(result.reasons)
+    kind, value = split_identity(customer_id)
+    at = format_timestamp(now)
+    membership = Membership(rule.id, customer_id, at, rule.version, reason)
+    if not store.change_membership(membership, entered=result.member, at=at, identity=(kind, value)):
+        return None  # already done (a redelivery, or another evaluation got there first)
+    logger.info("segment transition", extra={"segment": rule.id, "entered": result.member})
+    return Transition(rule.id, customer_id, result.member, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """A membership item's stream record: someone entered or left a segment."""
+
+    segment_id: str
+    customer_id: str
+    entered: bool
+    at: str
+    rule_version: int
+    reason: str
+    identity: tuple[str, str]
+
+
+def audience_event(change: MembershipChange) -> TrackingEvent:
+    """The `Audience Entered`/`Audience Exited` event of a change (its message id is derived from the change)."""
+    kind, value = change.identity
+    moment = datetime.fromisoformat(change.at.replace("Z", "+00:00"))
+    direction = "in" if change.entered else "out"
+    return TrackingEvent(
+        source_id=AUDIENCE_SOURCE,
+        message_id=f"aud:{change.segment_id}:{change.customer_id}:{direction}:{change.at}",
+        type=CallType.TRACK,
+        timestamp=moment,
+        received_at=moment,
+        user_id=value if kind == "u" else None,
+        anonymous_id=value if kind == "a" else None,
+        event=ENTERED if change.entered else EXITED,
+        properties={
+            "audience_key": change.segment_id,
+            "rule_version": change.rule_version,
+            "customer_id": change.customer_id,
+            "reason": change.reason[:500],
+        },
+    )
+
+
+def record_membership_changes(store: Any, changes: Sequence[MembershipChange]) -> None:
+    """Turn membership changes into audience events (stored once each) and history items."""
+    if not changes:
+        return
+    store.put_events([audience_event(change) for change in changes])
+    for change in changes:
+        store.record_history(
+            change.segment_id,
+            change.customer_id,
+            at=change.at,
+            entered=change.entered,
+            rule_version=change.rule_version,
+        )
+
+
+def run_scheduler(store: SegmentStore, *, now: datetime, max_catch_up: timedelta = timedelta(days=1)) -> dict[str, int]:
+    """The minute job: sweep every bucket since the last sweep (at most `max_catch_up` back), then move on."""
+    cursor = store.sweep_cursor()
+    since = datetime.fromisoformat(cursor + ":00+00:00") if cursor else now - timedelta(minutes=1)
+    since = max(since, now - max_catch_up)
+    transitions, swept = sweep_due(store, now=now, since=since)
+    store.set_sweep_cursor(format_timestamp(now)[:16])
+    return {
+        "due": swept,
+        "entered": sum(t.entered for t in transitions),
+        "exited": sum(not t.entered for t in transitions),
+    }
+
+
+def sweep_due(store: SegmentStore, *, now: datetime, since: datetime) -> tuple[list[Transition], int]:
+    """Evaluate what fell due between `since` and `now` (one query per minute bucket; no scan).
+
+    Returns:
+        The transitions, and how many (customer, segment) pairs were due.
+    """
+    rules = {rule.id: rule for rule in rules_of(store.list_segments())}
+    minute = datetime.fromisoformat(due_minute(since) + ":00+00:00")
+    swept: list[Due] = []
+    transitions: list[Transition] = []
+    while minute <= now:
+        due = store.due_in(format_timestamp(minute)[:16])
+        by_customer: dict[str, list[SegmentRule]] = {}
+        for item in due:
+            if item.segment_id in rules:
+                by_customer.setdefault(item.customer_id, []).append(rules[item.segment_id])
+        for customer_id, customer_rules in by_customer.items():
+            transitions += evaluate_customers(store, [customer_id], customer_rules, now=now)
+        store.delete_due(due)
+        swept += due
+        minute += timedelta(minutes=1)
+    return transitions, len(swept)
+
+
+def apply_segments(
+    store: SegmentStore, document: Any, *, source: str, now: datetime, customers: Iterable[str]
+) -> dict[str, Any]:
+    """Validate a rule file, store its segments (a changed rule gets a new version), and backfill memberships.
+
+    Raises:
+        RuleDefinitionError: the file is wrong; nothing is stored.
+    """
+    rules = parse_rules(document, source=source)
+    existing = {s.id: s for s in store.list_segments()}
+    entries = {entry["id"]: entry for entry in document["segments"]}
+    stored: list[StoredSegment] = []
+    for rule in rules:
+        definition = {k: v for k, v in entries[rule.id].items() if k != "version"}
+        old = existing.get(rule.id)
+        version = (
+            old.version
+            if old and {k: v for k, v in old.definition.items() if k != "version"} == definition
+            else (old.version + 1 if old else 1)
+        )
+        stored.append(
+            StoredSegment(rule.id, rule.name, version, {**definition, "version": version}, format_timestamp(now))
+        )
+    store.put_segments(stored)
+    if store.sweep_cursor() is None:  # the scheduler's first sweep starts here
+        store.set_sweep_cursor(format_timestamp(now)[:16])
+    applied = rules_of(stored)
+    transitions = evaluate_customers(store, customers, applied, now=now)
+    return {
+        "segments": [{"id": s.id, "version": s.version} for s in stored],
+        "entered": sum(t.entered for t in transitions),
+        "exited": sum(not t.entered for t in transitions),
+    }
+
+
+def plan_segments(
+    store: SegmentStore, document: Any, *, source: str, now: datetime, customers: Iterable[str], members: Any
+) -> dict[str, Any]:
+    """The membership diff a rule file would make (+entered / -exited, with samples), changing nothing."""
+    rules = parse_rules(document, source=source)
+    current = {rule.id: set(members(rule.id)) for rule in rules}
+    wanted: dict[str, set[str]] = {rule.id: set() for rule in rules}
+    profiles = store.get_profiles(sorted(set(customers)))
+    for customer_id, stored in profiles.items():
+        if stored.profile.merged_into:
+            continue
+        facts = customer_facts(store, stored)
+        for rule in rules:
+            if evaluate(rule, facts, now).member:
+                wanted[rule.id].add(customer_id)
+    diff = {}
+    for rule in rules:
+        enter, leave = sorted(wanted[rule.id] - current[rule.id]), sorted(current[rule.id] - wanted[rule.id])
+        diff[rule.id] = {
+            "enter": len(enter),
+            "exit": len(leave),
+            "size": len(wanted[rule.id]),
+            "sample_enter": enter[:5],
+            "sample_exit": leave[:5],
+        }
+    return diff
+
+
+def explain(store: SegmentStore, rule: SegmentRule, stored: StoredProfile, *, now: datetime) -> dict[str, Any]:
+    """Why a customer is in or out of a segment, and when that can next change."""
+    result = evaluate(rule, customer_facts(store, stored), now)
+    member = rule.id in store.memberships_of(stored.profile.customer_id)
+    return {
+        "segment": rule.id,
+        "customer_id": stored.profile.customer_id,
+        "member": member,
+        "rule_says": result.member,
+        "reasons": list(result.reasons),
+        "next_change": format_timestamp(result.next_change) if result.next_change else None,
+    }

@@ -1,0 +1,206 @@
+"""Segment storage: rule definitions, memberships, membership history, the due list (mixed into the store).
+
+| access pattern                               | key condition                                                   |
+|----------------------------------------------|-----------------------------------------------------------------|
+| all segment definitions                      | PK = `SEGMENTS`, SK begins_with `SEGMENT#`                      |
+| a customer's memberships                     | PK = `CUSTOMER#<cid>`, SK begins_with `MEMBER#`                 |
+| a segment's members (paged)                  | GSI1: GSI1PK = `SEGMENT#<id>`                                   |
+| a segment's entries and exits, in time order | PK = `SEGHIST#<id>`, SK = `<time>#<cid>#<in|out>`               |
+| what is due in a minute                      | PK = `DUE#<yyyy-mm-ddThh:mm>`, SK = `<cid>#<segment>`           |
+
+A membership change is one conditional write of the membership item (a redelivered change finds it already
+done). Its stream record then makes the `Audience Entered`/`Audience Exited` event and the history item (both
+idempotent), and the event's own stream record publishes it: no transaction (moto copies the whole table
+for each one), nothing lost between steps, each step safe to repeat.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from shared.domain.segments import Due, Membership
+from shared.ports import StoredSegment
+from shared.storage import keys
+from shared.storage.errors import ConditionFailedError
+
+SEGMENTS_PK = "SEGMENTS"
+MEMBERSHIP_ENTITY = "membership"
+
+
+class SegmentStorage:
+    """Segment access patterns; mixed into `DynamoTrackingStore` (uses its `_call`, `_query`, `_batch_write`)."""
+
+    table_name: str
+    client: Any
+
+    # --- definitions ---------------------------------------------------------------------------------------
+
+    def put_segments(self, segments: Sequence[StoredSegment]) -> None:
+        """Store segment definitions (replacing those with the same id)."""
+        rows = [
+            {
+                "PK": SEGMENTS_PK,
+                "SK": f"SEGMENT#{s.id}",
+                "entity": "segment",
+                "id": s.id,
+                "name": s.name,
+                "version": s.version,
+                "definition": json.dumps(s.definition),
+                "applied_at": s.applied_at,
+            }
+            for s in segments
+        ]
+        if self._batch_write(rows):  # type: ignore[attr-defined]
+            raise ConditionFailedError("segment definitions could not be stored")
+
+    def list_segments(self) -> list[StoredSegment]:
+        """All segment definitions."""
+        return [
+            StoredSegment(
+                id=r["id"],
+                name=r["name"],
+                version=int(r["version"]),
+                definition=json.loads(r["definition"]),
+                applied_at=r["applied_at"],
+            )
+            for r in self._query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",  # type: ignore
+                ExpressionAttributeValues={":pk": {"S": SEGMENTS_PK}, ":sk": {"S": "SEGMENT#"}},
+            )
+        ]
+
+    # --- memberships ---------------------------------------------------------------------------------------
+
+    def memberships_of(self, customer_id: str) -> dict[str, Membership]:
+        """The segments a customer is in (strongly consistent: read to decide transitions)."""
+        found = self._query(  # type: ignore[attr-defined]
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
+            ConsistentRead=True,
+            ExpressionAttributeValues={":pk": {"S": keys.customer_pk(customer_id)}, ":sk": {"S": "MEMBER#"}},
+        )
+        return {row["segment"]: _membership(row) for row in found if row.get("state", "in") == "in"}
+
+    def segment_members(self, segment_id: str) -> Iterator[str]:
+        """Customer ids in a segment (index, eventually consistent)."""
+        for row in self._query(
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :pk",  # type: ignore
+            ExpressionAttributeValues={":pk": {"S": f"SEGMENT#{segment_id}"}},
+        ):
+            yield row["GSI1SK"]
+
+    def change_membership(self, membership: Membership, *, entered: bool, at: str, identity: tuple[str, str]) -> bool:
+        """Enter or leave a segment with one conditional write; False if it was already so (a redelivery).
+
+        The membership item is never deleted: leaving sets `state = out` and takes it out of the members index.
+        Its stream record carries the change, from which the audience event and the history are written.
+        """
+        from shared.storage.dynamo import serialize
+
+        row: dict[str, Any] = {
+            "PK": keys.customer_pk(membership.customer_id),
+            "SK": f"MEMBER#{membership.segment_id}",
+            "entity": MEMBERSHIP_ENTITY,
+            "segment": membership.segment_id,
+            "customer_id": membership.customer_id,
+            "state": "in" if entered else "out",
+            "since": membership.since,
+            "changed_at": at,
+            "rule_version": membership.rule_version,
+            "reason": membership.reason[:1000],
+            "identity_kind": identity[0],
+            "identity": identity[1],
+        }
+        if entered:
+            row |= {"GSI1PK": f"SEGMENT#{membership.segment_id}", "GSI1SK": membership.customer_id}
+        condition = "attribute_not_exists(PK) OR #state = :out" if entered else "#state = :in"
+        try:
+            self._call(
+                self.client.put_item,
+                TableName=self.table_name,
+                Item=serialize(row),  # type: ignore
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":out": {"S": "out"}} if entered else {":in": {"S": "in"}},
+            )
+        except ConditionFailedError:
+            return False
+        return True
+
+    def record_history(self, segment_id: str, customer_id: str, *, at: str, entered: bool, rule_version: int) -> None:
+        """One entry or exit in a segment's history (idempotent: keyed by time, customer and direction)."""
+        row = {
+            "PK": f"SEGHIST#{segment_id}",
+            "SK": f"{at}#{customer_id}#{'in' if entered else 'out'}",
+            "entity": "segment_history",
+            "customer_id": customer_id,
+            "rule_version": rule_version,
+        }
+        if self._batch_write([row]):  # type: ignore[attr-defined]
+            raise ConditionFailedError("segment history could not be stored")
+
+    def segment_history(self, segment_id: str, *, until: str | None = None) -> list[tuple[str, str, bool]]:
+        """(time, customer id, entered) of a segment, oldest first, up to `until` (inclusive)."""
+        condition = "PK = :pk" + (" AND SK <= :until" if until else "")
+        values = {":pk": {"S": f"SEGHIST#{segment_id}"}} | ({":until": {"S": until + "~"}} if until else {})
+        rows = self._query(
+            KeyConditionExpression=condition,  # type: ignore[attr-defined]
+            ExpressionAttributeValues=values,
+        )
+        result = []
+        for row in rows:
+            at, customer_id, direction = row["SK"].rsplit("#", 2)
+            result.append((at, customer_id, direction == "in"))
+        return result
+
+    def sweep_cursor(self) -> str | None:
+        """The last minute the scheduler swept (`yyyy-mm-ddThh:mm`)."""
+        item = self._get({"PK": "SCHEDULER", "SK": "CURSOR"}, consistent=True)  # type: ignore[attr-defined]
+        return str(item["minute"]) if item else None
+
+    def set_sweep_cursor(self, minute: str) -> None:
+        """Remember the last minute swept."""
+        self._batch_write([{"PK": "SCHEDULER", "SK": "CURSOR", "entity": "cursor", "minute": minute}])  # type: ignore
+
+    # --- the due list --------------------------------------------------------------------------------------
+
+    def put_due(self, dues: Sequence[Due]) -> None:
+        """Schedule evaluations (idempotent: one item per minute, customer and segment)."""
+        rows = [
+            {
+                "PK": f"DUE#{d.minute}",
+                "SK": f"{d.customer_id}#{d.segment_id}",
+                "entity": "due",
+                "customer_id": d.customer_id,
+                "segment": d.segment_id,
+            }
+            for d in dues
+        ]
+        if rows and self._batch_write(rows):  # type: ignore[attr-defined]
+            raise ConditionFailedError("due items could not be stored")
+
+    def due_in(self, minute: str) -> list[Due]:
+        """What is due in one minute bucket (one query: the sweep never scans)."""
+        rows = self._query(
+            KeyConditionExpression="PK = :pk",  # type: ignore[attr-defined]
+            ExpressionAttributeValues={":pk": {"S": f"DUE#{minute}"}},
+        )
+        return [Due(row["customer_id"], row["segment"], minute) for row in rows]
+
+    def delete_due(self, dues: Sequence[Due]) -> None:
+        """Forget swept items."""
+        rows = [{"PK": f"DUE#{d.minute}", "SK": f"{d.customer_id}#{d.segment_id}"} for d in dues]
+        if rows:
+            self._batch_write(rows, delete=True)  # type: ignore[attr-defined]
+
+
+def _membership(row: dict[str, Any]) -> Membership:
+    return Membership(
+        segment_id=row["segment"],
+        customer_id=row["customer_id"],
+        since=row["since"],
+        rule_version=int(row["rule_version"]),
+        reason=row.get("reason", ""),
+    )

@@ -1,0 +1,244 @@
+"""Segments on the stream and the scheduler: the starter story, redelivery, history, explain."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.local.stack import STARTERS
+from shared.publishers import OutboxFile
+from shared.services.customers import find_customer
+from shared.services.segments import apply_segments, explain, rules_of, run_scheduler
+from tests.builders import random_ref
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: Any) -> Path:
+    from functions.process import handler
+
+    path = tmp_path / "outbox.jsonl"
+    monkeypatch.setattr(handler, "publisher", lambda: OutboxFile(path))
+    handler._rules.update(at=0.0)  # rules applied by a test are seen at once
+    return path
+
+
+def audience_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def memberships(store: Any, reference: str) -> set[str]:
+    return set(store.memberships_of(find_customer(store, reference).profile.customer_id))
+
+
+def test_the_starter_segments_follow_a_customer_story_on_the_stream(http, source, store, stream, outbox):
+    # Given the starter segments and a visitor who browses and adds to cart
+    _, key = source
+    apply_segments(store, json.loads(STARTERS.read_text()), source="starters", now=datetime.now(UTC), customers=[])
+    visitor = random_ref("visitor")
+    now = datetime.now(UTC)
+    calls = [
+        {"type": "track", "anonymousId": visitor, "event": "Product Viewed", "properties": {"product_id": f"p{n}"}}
+        for n in range(5)
+    ]
+    calls.append(
+        {
+            "type": "track",
+            "anonymousId": visitor,
+            "event": "Product Added",
+            "properties": {"product_id": "p1", "cart_id": "c1"},
+        }
+    )
+    assert http("POST", "/v1/batch", body=json.dumps({"batch": calls}), write_key=key).status == 200
+    stream.drain()
+    # Then at once: a browser and a new customer, not (yet) an abandoner
+    assert memberships(store, visitor) == {"browsers", "new_customers"}
+    # When an hour passes with no event (the scheduler's clock is moved on)
+    result = run_scheduler(store, now=now + timedelta(minutes=62))
+    stream.drain()  # the Audience Entered event travels the stream to the outbox
+    # Then the deadline made them a cart abandoner, announced once in the outbox
+    assert result["entered"] == 1
+    assert memberships(store, visitor) == {"browsers", "new_customers", "cart_abandoners"}
+    entered = [line for line in audience_lines(outbox) if line["properties"]["audience_key"] == "cart_abandoners"]
+    assert [(e["event"], e["anonymousId"]) for e in entered] == [("Audience Entered", visitor)]
+    # When they come back and order for 600
+    order = {
+        "type": "track",
+        "anonymousId": visitor,
+        "event": "Order Completed",
+        "properties": {"cart_id": "c1", "revenue": 600},
+    }
+    assert http("POST", "/v1/track", body=json.dumps(order), write_key=key).status == 200
+    stream.drain()
+    stream.drain()
+    # Then they leave the abandoners and the browsers, and enter the heavy spenders
+    assert memberships(store, visitor) == {"new_customers", "heavy_spenders"}
+    changes = {(line["event"], line["properties"]["audience_key"]) for line in audience_lines(outbox)}
+    assert ("Audience Exited", "cart_abandoners") in changes and ("Audience Entered", "heavy_spenders") in changes
+    history = store.segment_history("cart_abandoners")  # (the scheduler's clock ran ahead of the order's)
+    assert sorted(entered for _, _, entered in history) == [False, True]
+
+
+def test_redelivery_never_announces_an_entry_twice(http, source, store, stream, outbox, lambda_context):
+    _, key = source
+    apply_segments(
+        store,
+        {"segments": [{"id": "viewers", "rule": {"count": {"event": "Viewed"}, "gte": 1}}]},
+        source="test",
+        now=datetime.now(UTC),
+        customers=[],
+    )
+    http("POST", "/v1/track", body=json.dumps({"userId": "rita", "event": "Viewed"}), write_key=key)
+    stream.drain()
+    stream.drain()
+    from functions.process import handler
+
+    for event in list(stream.calls) * 2:  # Lambda delivers every batch again, twice
+        handler.lambda_handler(event, lambda_context)
+    assert memberships(store, "rita") == {"viewers"}
+    # Publishing is at-least-once (a redelivered batch publishes again), but it is one entry with one messageId
+    lines = audience_lines(outbox)
+    assert {line["event"] for line in lines} == {"Audience Entered"}
+    assert len({line["messageId"] for line in lines}) == 1
+    assert len(store.segment_history("viewers")) == 1
+
+
+def test_apply_backfills_existing_customers_and_explain_says_why(http, source, store, stream, outbox):
+    _, key = source
+    for n in range(3):
+        http(
+            "POST",
+            "/v1/track",
+            body=json.dumps({"userId": "sam", "event": "Email Opened", "messageId": f"e{n}"}),
+            write_key=key,
+        )
+    stream.drain()
+    rules = {
+        "segments": [
+            {
+                "id": "openers",
+                "name": "Openers",
+                "rule": {"count": {"event": "Email Opened"}, "within": "14d", "gte": 3},
+            }
+        ]
+    }
+    summary = apply_segments(
+        store, rules, source="test", now=datetime.now(UTC), customers=[find_customer(store, "sam").profile.customer_id]
+    )
+    assert summary == {"segments": [{"id": "openers", "version": 1}], "entered": 1, "exited": 0}
+    (rule,) = rules_of(store.list_segments())
+    why = explain(store, rule, find_customer(store, "sam"), now=datetime.now(UTC))
+    assert why["member"] and why["rule_says"]
+    assert why["reasons"][0].startswith("count of Email Opened = 3")
+    assert why["next_change"] is not None  # the first open leaves the 14-day window then
+    changed = {
+        "segments": [
+            {
+                "id": "openers",
+                "name": "Openers",
+                "rule": {"count": {"event": "Email Opened"}, "within": "14d", "gte": 4},
+            }
+        ]
+    }
+    assert (
+        apply_segments(
+            store,
+            changed,
+            source="test",
+            now=datetime.now(UTC),
+            customers=[find_customer(store, "sam").profile.customer_id],
+        )["exited"]
+        == 1
+    )
+    assert store.list_segments()[0].version == 2
+
+
+RULES = {
+    "segments": [
+        {"id": "buyers", "rule": {"count": {"event": "Order Completed"}, "within": "30d", "gte": 2}},
+        {
+            "id": "big",
+            "rule": {"sum": {"event": "Order Completed", "property": "revenue"}, "within": "90d", "gte": 100},
+        },
+        {"id": "shoe_fans", "rule": {"count": {"event": "Product Viewed", "where": {"category": "shoes"}}, "gte": 2}},
+        {"id": "silent", "rule": {"last": "any", "before": "10d"}},
+        {
+            "id": "abandoners",
+            "rule": {
+                "absence": {
+                    "did": {"event": "Product Added"},
+                    "then_not": {"event": "Order Completed"},
+                    "within": "1h",
+                    "match": ["cart_id"],
+                }
+            },
+        },
+    ]
+}
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_incremental_membership_equals_evaluating_the_whole_history(
+    http, source, store, stream, outbox, lambda_context, data
+):
+    # Given the rules, and a random history arriving in random batches (with a redelivered batch)
+    from shared.domain.segments import Facts, evaluate, parse_rules
+
+    _, key = source
+    apply_segments(store, RULES, source="test", now=datetime.now(UTC), customers=[])
+    user = random_ref("prop")
+    now = datetime.now(UTC)
+    names = st.sampled_from(["Order Completed", "Product Viewed", "Product Added", "Email Opened"])
+    calls = [
+        {
+            "type": "track",
+            "userId": user,
+            "event": data.draw(names),
+            "timestamp": (
+                now - timedelta(days=data.draw(st.integers(0, 40)), minutes=data.draw(st.integers(0, 120)))
+            ).isoformat(),
+            "sentAt": None,
+            "properties": {
+                "revenue": data.draw(st.sampled_from([10, 60, 0])),
+                "category": data.draw(st.sampled_from(["shoes", "hats"])),
+                "cart_id": data.draw(st.sampled_from(["c1", "c2"])),
+            },
+        }
+        for _ in range(data.draw(st.integers(1, 8)))
+    ]
+    for call in calls:
+        call.pop("sentAt")
+    # When they arrive a few at a time, each batch processed (and one delivered twice)
+    position = 0
+    while position < len(calls):
+        size = data.draw(st.integers(1, 3))
+        body = json.dumps({"batch": calls[position : position + size]})
+        assert http("POST", "/v1/batch", body=body, write_key=key).status == 200
+        stream.drain()
+        if data.draw(st.booleans()):  # Lambda delivers the last batch again
+            from functions.process import handler
+
+            handler.lambda_handler(stream.calls[-1], lambda_context)
+        position += size
+    # Then the stored memberships equal evaluating each rule from scratch over the whole history
+    customer = find_customer(store, user)
+    events = [e for e in store.list_identity_events("u", user) if e.source_id != "footfall"]  # not the audience
+    expected = {
+        rule.id
+        for rule in parse_rules(RULES)
+        if evaluate(rule, Facts(customer.profile.traits, events), datetime.now(UTC)).member
+    }
+    assert set(store.memberships_of(customer.profile.customer_id)) == expected
