@@ -97,10 +97,13 @@ def test_process_function_consumes_the_stream_like_the_local_runner():
 
     from shared.local.streams import _matches_filter
 
-    pattern = json.loads(stream["FilterCriteria"]["Filters"][0]["Pattern"])
-    assert pattern["eventName"] == ["INSERT"]
-    entity = pattern["dynamodb"]["NewImage"]["entity"]["S"]
-    assert _matches_filter({"eventName": "INSERT", "dynamodb": {"NewImage": {"entity": {"S": entity[0]}}}})
-    assert not _matches_filter({"eventName": "MODIFY", "dynamodb": {"NewImage": {"entity": {"S": entity[0]}}}})
+    patterns = [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]]
+    for name in ("INSERT", "MODIFY", "REMOVE"):
+        for entity in ("event", "membership", "profile", "link"):
+            record = {"eventName": name, "dynamodb": {"NewImage": {"entity": {"S": entity}}}}
+            template_lets_it_in = any(
+                name in p["eventName"] and entity in p["dynamodb"]["NewImage"]["entity"]["S"] for p in patterns
+            )
+            assert template_lets_it_in == _matches_filter(record), (name, entity)
     actions = {a for statement in function["Policies"][0]["Statement"] for a in statement["Action"]}
-    assert not actions & {"dynamodb:Scan", "dynamodb:Query", "dynamodb:DeleteItem"}
+    assert not actions & {"dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:UpdateTable"}

@@ -243,3 +243,56 @@ def test_footfall_forget_needs_yes_and_then_erases(local_stack: LocalStack):
     assert local_stack.events("u", "gone") == []
     again = local_stack.post_json("/v1/track", a_track(userId="gone", event="Y"), write_key=local_stack.write_key)
     assert again.json["results"][0]["status"] == "suppressed"
+
+
+def test_a_short_window_cart_abandoner_enters_after_the_deadline_and_leaves_on_order(local_stack: LocalStack, tmp_path):
+    # Given an abandonment rule with a 5 s window (the starters use 1 h)
+    rules = tmp_path / "rules.json"
+    rules.write_text(
+        json.dumps(
+            {
+                "segments": [
+                    {
+                        "id": "quick_abandoners",
+                        "rule": {
+                            "absence": {
+                                "did": {"event": "Product Added"},
+                                "then_not": {"event": "Order Completed"},
+                                "within": "5s",
+                                "match": ["cart_id"],
+                            }
+                        },
+                    }
+                ]
+            }
+        )
+    )
+    assert local_stack.cli("segments", "apply", str(rules))["segments"] == [{"id": "quick_abandoners", "version": 1}]
+    shopper = random_ref("shopper")
+    added = {"type": "track", "anonymousId": shopper, "event": "Product Added", "properties": {"cart_id": "c7"}}
+    assert local_stack.post_json("/v1/track", added, write_key=local_stack.write_key).status == 200
+    deadline = time.monotonic() + 5
+    outbox = local_stack.data_dir / "outbox.jsonl"
+
+    def announced(event: str) -> bool:
+        lines = [json.loads(line) for line in outbox.read_text().splitlines()] if outbox.exists() else []
+        return any(e["event"] == event and e["properties"]["audience_key"] == "quick_abandoners" for e in lines)
+
+    # When nothing happens: within 60 s of the deadline they are in, and the outbox says so
+    while not announced("Audience Entered") and time.monotonic() < deadline + 60:
+        time.sleep(0.5)
+    entered_after = time.monotonic() - deadline
+    members = local_stack.cli("segments", "members", "quick_abandoners")
+    assert entered_after < 60 and len(members) == 1
+    # When they order, they leave within seconds
+    order = {"type": "track", "anonymousId": shopper, "event": "Order Completed", "properties": {"cart_id": "c7"}}
+    local_stack.post_json("/v1/track", order, write_key=local_stack.write_key)
+    ordered = time.monotonic()
+    while not announced("Audience Exited") and time.monotonic() < ordered + 30:
+        time.sleep(0.3)
+    assert time.monotonic() - ordered < 5
+    assert local_stack.cli("segments", "members", "quick_abandoners") == []
+    history = local_stack.cli("segments", "history", "quick_abandoners")
+    assert [h["change"] for h in history] == ["entered", "exited"]
+    explained = local_stack.cli("segments", "explain", "quick_abandoners", shopper)
+    assert explained["member"] is False
