@@ -31,6 +31,11 @@ class Settings:
     """Origins allowed to call the API from browsers, comma-separated (`FOOTFALL_CORS_ORIGINS`)."""
     outbox_path: str | None = None
     """Local mode: a JSON-lines file receiving `Audience Entered/Exited` events (`FOOTFALL_OUTBOX_PATH`)."""
+    outbox_webhook_url: str | None = None
+    """Optional: also POST audience events there, signed with `FOOTFALL_OUTBOX_WEBHOOK_SECRET`
+    (`FOOTFALL_OUTBOX_WEBHOOK_URL`)."""
+    outbox_webhook_secret: str | None = None
+    """The HMAC secret of the audience webhook (`FOOTFALL_OUTBOX_WEBHOOK_SECRET`)."""
     event_bus: str | None = None
     """AWS: the EventBridge bus receiving `Audience Entered/Exited` events (`FOOTFALL_EVENT_BUS`)."""
 
@@ -77,9 +82,13 @@ class Settings:
             source_cache_seconds=float(number("SOURCE_CACHE_SECONDS", 30.0, 0.0, float)),
             outbox_path=env.get(PREFIX + "OUTBOX_PATH") or None,
             event_bus=env.get(PREFIX + "EVENT_BUS") or None,
+            outbox_webhook_url=env.get(PREFIX + "OUTBOX_WEBHOOK_URL") or None,
+            outbox_webhook_secret=env.get(PREFIX + "OUTBOX_WEBHOOK_SECRET") or None,
             cors_origins=tuple(o.strip() for o in env.get(PREFIX + "CORS_ORIGINS", "*").split(",") if o.strip())
             or ("*",),
         )
+        if settings.outbox_webhook_url and not settings.outbox_webhook_secret:
+            problems.append(f"{PREFIX}OUTBOX_WEBHOOK_SECRET is required with {PREFIX}OUTBOX_WEBHOOK_URL")
         if problems:
             raise ConfigurationError("invalid settings: " + "; ".join(problems))
         return settings

@@ -30,6 +30,48 @@ class OutboxFile:
             os.fsync(handle.fileno())
 
 
+class WebhookPublisher:
+    """POSTs the events as a JSON batch to a URL, signed like inbound webhooks (HMAC-SHA256 of `timestamp.body`)."""
+
+    def __init__(self, url: str, secret: str, *, timeout: float = 5.0) -> None:
+        self.url, self.secret, self.timeout = url, secret, timeout
+
+    def publish(self, events: Sequence[TrackingEvent]) -> None:
+        """One request per call; a non-2xx answer raises, so the stream delivers the events again."""
+        import time
+        import urllib.request
+
+        from shared.domain.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook
+
+        body = json.dumps({"batch": [event.to_payload() for event in events]}, separators=(",", ":")).encode()
+        stamp = int(time.time())
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                TIMESTAMP_HEADER: str(stamp),
+                SIGNATURE_HEADER: sign_webhook(body, self.secret, stamp),
+            },
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+            if not 200 <= answer.status < 300:
+                raise RuntimeError(f"audience webhook answered {answer.status}")
+
+
+class Publishers:
+    """Several destinations at once (the local outbox file and a webhook)."""
+
+    def __init__(self, *targets: OutboxFile | WebhookPublisher | EventBridgePublisher) -> None:
+        self.targets = targets
+
+    def publish(self, events: Sequence[TrackingEvent]) -> None:
+        """Publish to each; the first failure raises (and the stream retries: consumers de-duplicate)."""
+        for target in self.targets:
+            target.publish(events)
+
+
 class EventBridgePublisher:
     """Puts the events on an EventBridge bus (source `footfall`, detail type `footfall.audience`)."""
 

@@ -21,7 +21,7 @@ from functions.observability import logger, metrics
 from shared.config import Settings
 from shared.domain.segments import Due, due_minute
 from shared.ports import StorageError
-from shared.publishers import EventBridgePublisher, OutboxFile
+from shared.publishers import EventBridgePublisher, OutboxFile, Publishers, WebhookPublisher
 from shared.services.collect import utcnow
 from shared.services.process import StreamChange, process_changes
 from shared.services.segments import (
@@ -60,10 +60,15 @@ def decode(record: DynamoDBRecord) -> StreamChange | MembershipChange | None:
 
 
 @cache
-def publisher() -> OutboxFile | EventBridgePublisher | None:
+def publisher() -> Publishers | None:
+    targets: list[OutboxFile | WebhookPublisher | EventBridgePublisher] = []
     if settings.outbox_path:
-        return OutboxFile(settings.outbox_path)
-    return EventBridgePublisher(settings.event_bus) if settings.event_bus else None
+        targets.append(OutboxFile(settings.outbox_path))
+    if settings.outbox_webhook_url and settings.outbox_webhook_secret:
+        targets.append(WebhookPublisher(settings.outbox_webhook_url, settings.outbox_webhook_secret))
+    if settings.event_bus:
+        targets.append(EventBridgePublisher(settings.event_bus))
+    return Publishers(*targets) if targets else None
 
 
 _rules: dict[str, Any] = {"at": 0.0, "rules": []}
