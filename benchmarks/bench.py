@@ -71,6 +71,8 @@ TAG = "~" * 32
 TAG_BYTES = TAG.encode()
 
 WU_END_TO_END_TARGET = 2.0
+# Written by processing besides profiles and links: segment memberships, their history, the due list.
+SEGMENT_ENTITIES = ("membership", "segment_history", "due", "cursor")
 LAG_TARGET = 5.0
 WU_TARGET = 1.0
 THROUGHPUT_TARGET = 3000.0
@@ -862,7 +864,9 @@ def unit_figures(serve: Serve) -> UnitFigures:
         entity = item.get("entity")
         if entity == storage_items.PROFILE_ENTITY and (int(item["version"]) == 1 or "GSI1PK" not in item):
             units += 1  # the customer-index entry is written when the profile appears (or leaves on a merge)
-        if entity == storage_items.EVENT_ENTITY:
+        if entity == storage_items.EVENT_ENTITY and item.get("src") == "footfall":
+            stages["process"] += units  # segment announcements (Audience Entered/Exited) are written by processing
+        elif entity == storage_items.EVENT_ENTITY:
             per_event.append(units)
             histogram[units] = histogram.get(units, 0) + 1
             sizes.append(len(item["body"]))
@@ -872,7 +876,7 @@ def unit_figures(serve: Serve) -> UnitFigures:
             stages["collect"] += units
         elif entity == storage_items.FAILED_ENTITY:
             stages["collect"] += units
-        elif entity in (storage_items.PROFILE_ENTITY, storage_items.LINK_ENTITY):
+        elif entity in (storage_items.PROFILE_ENTITY, storage_items.LINK_ENTITY, *SEGMENT_ENTITIES):
             stages["process"] += units
     if not per_event:
         raise RuntimeError("the throughput run stored no event items")
@@ -1164,8 +1168,9 @@ def main(argv: list[str] | None = None) -> int:
         "from the embedded backend's write-ahead journal after the stream runner caught up, computed from item "
         "sizes with `shared.storage.capacity.write_units` (moto's ConsumedCapacity is not real); transactional "
         "writes (customer merges) count twice, and a new profile one more unit for its customer-index entry. "
-        "Collect = event and failed-event items; process = identity links and profiles (one profile write per "
-        f"customer per batch). Event item histogram {units.histogram}; mean compressed body "
+        "Collect = event and failed-event items; process = identity links, profiles (one profile write per "
+        "customer per batch), segment memberships, history, due-list items and the Audience Entered/Exited "
+        f"events (the starter segments are on). Event item histogram {units.histogram}; mean compressed body "
         f"{units.mean_bytes:.0f} B vs {units.naive_event_mean_bytes:.0f} B as a JSON string. Naive 3 = "
         "JSON-string event item + de-duplication marker item + profile update item, per event. Reads "
         "(de-duplication, profile reads) cost read units, not counted here.",
