@@ -824,7 +824,7 @@ def journal_puts(data_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                             yield operation, deserialize_wire(action["Put"]["Item"])
 
 
-def wait_for_processing(serve: Serve, *, timeout: float = 300.0) -> float:
+def wait_for_processing(serve: Serve, *, timeout: float = 60.0) -> float:
     """Seconds, from now (the load just stopped), until processing has caught up.
 
     A marker event is posted after the load; the stream delivers records in order, so once the marker's customer
@@ -849,7 +849,7 @@ def wait_for_processing(serve: Serve, *, timeout: float = 300.0) -> float:
         if store.get_profiles([f"u:{marker}"]):
             return time.monotonic() - started
         time.sleep(0.2)
-    raise RuntimeError("processing did not catch up")
+    return math.inf  # not caught up within the timeout: reported as such
 
 
 def unit_figures(serve: Serve) -> UnitFigures:
