@@ -397,7 +397,25 @@ class DynamoTrackingStore(SegmentStorage):
                 )
                 if item["SK"] != keys.FORGOTTEN_SK
             ]
-        doomed += [{"PK": keys.customer_pk(cid), "SK": keys.PROFILE_SK} for cid in customer_ids]
+        for cid in customer_ids:  # the profile, and the segment memberships kept beside it
+            doomed += [
+                {"PK": item["PK"], "SK": item["SK"]}
+                for item in self._query(
+                    KeyConditionExpression="PK = :pk",
+                    ExpressionAttributeValues={":pk": {"S": keys.customer_pk(cid)}},
+                    ProjectionExpression="PK, SK",
+                )
+            ]
+        for segment in self.list_segments():  # and their entries in each segment's history
+            doomed += [
+                {"PK": item["PK"], "SK": item["SK"]}
+                for item in self._query(
+                    KeyConditionExpression="PK = :pk",
+                    ExpressionAttributeValues={":pk": {"S": f"SEGHIST#{segment.id}"}},
+                    ProjectionExpression="PK, SK",
+                )
+                if item["SK"].rsplit("#", 2)[1] in customer_ids
+            ]
         doomed += self._failed_mentioning([split_identity(i)[1] for i in identities])
         if self._batch_write(doomed, delete=True):
             raise ThrottledError("some items could not be deleted; run forget again")

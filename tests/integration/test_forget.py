@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.services.customers import find_customer, forget_customer
+from shared.services.segments import apply_segments
 from shared.storage.dynamo import deserialize
 from shared.storage.items import decode_json
 from tests.builders import a_track, random_ref
@@ -36,6 +37,13 @@ def test_forget_erases_every_item_of_a_merged_customer_and_suppresses_its_ids(dd
     def send(*calls: dict) -> None:
         assert http("POST", "/v1/batch", body=json.dumps({"batch": list(calls)}), write_key=key).status == 200
 
+    apply_segments(
+        store,
+        {"segments": [{"id": "buyers", "rule": {"count": {"event": "Order Completed"}, "gte": 1}}]},
+        source="test",
+        now=datetime.now(UTC),
+        customers=[],
+    )
     send(a_track(userId="erin", event="Order Completed", properties={"revenue": 10}))
     refused = {"type": "track", "userId": "erin", "properties": {"note": "no event name"}}
     http("POST", "/v1/batch", body=json.dumps({"batch": [refused]}), write_key=key)  # a failed-event record
@@ -46,6 +54,7 @@ def test_forget_erases_every_item_of_a_merged_customer_and_suppresses_its_ids(dd
     send({"type": "identify", "userId": "erin", "anonymousId": anon, "traits": {"email": "erin@example.com"}})
     stream.drain()
     assert set(find_customer(store, "erin").profile.identities) == {"u:erin", f"a:{anon}"}
+    assert store.segment_history("buyers")  # Erin is in a segment, with history
     before = len(all_items(ddb))
     # When
     summary = forget_customer(store, "erin", now=datetime.now(UTC))
@@ -55,6 +64,7 @@ def test_forget_erases_every_item_of_a_merged_customer_and_suppresses_its_ids(dd
     assert mentions == {("ID#u#erin", "FORGOTTEN"), (f"ID#a#{anon}", "FORGOTTEN")}
     assert summary["deleted_items"] == before - len(left) + 2
     assert store.list_failed().items == ()  # the refused input that named Erin went too
+    assert store.segment_history("buyers") == [] and list(store.segment_members("buyers")) == []
     assert find_customer(store, "erin") is None and find_customer(store, anon) is None
     assert find_customer(store, other).profile.event_counts == {"Kept": 1}
     # And later events for either id are answered "suppressed" and not stored, nor folded into a profile
