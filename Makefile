@@ -3,16 +3,25 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# The AWS SAM CLI (for `footfall deploy` and tests/infra) lives in its own virtualenv: its pins clash with ours.
+SAM_STAMP := $(VENV)/sam/.installed-stamp
+STACK ?= footfall
 
-.PHONY: setup demo serve test test-unit test-integration test-e2e lint format bench clean
+.PHONY: setup demo serve test test-unit test-integration test-e2e lint format bench deploy clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(SAM_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(SAM_STAMP): infra/sam-requirements.txt
+	$(PYTHON) -m venv $(VENV)/sam
+	$(VENV)/sam/bin/pip install --quiet --upgrade pip
+	$(VENV)/sam/bin/pip install --quiet -r infra/sam-requirements.txt
+	touch $(SAM_STAMP)
 
 demo: setup  ## run the local stack on the embedded backend (data in .footfall/)
 	$(VENV)/bin/footfall demo
@@ -39,6 +48,9 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+deploy: setup  ## build and deploy to AWS (needs AWS credentials): make deploy STACK=footfall REGION=eu-west-1
+	$(VENV)/bin/footfall deploy --stack $(STACK) $(if $(REGION),--region $(REGION)) $(DEPLOY_ARGS)
 
 bench: setup  ## performance figures (not a test): writes benchmarks/RESULTS.md
 	$(PY) benchmarks/bench.py

@@ -624,6 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--yes", action="store_true", help="really erase")
     forget.set_defaults(func=cmd_forget)
 
+    from shared.deploy import add_parser as add_deploy_parser  # `footfall deploy` owns its options and errors
+
+    add_deploy_parser(commands)
+
     for sub in (
         add,
         listing,
