@@ -1,0 +1,124 @@
+"""Least privilege, checked on the CloudFormation that gets deployed (the SAM template translated offline).
+
+What each handler really calls is checked against its role in tests/infra/test_packaging.py
+(`test_every_aws_call_a_handler_made_is_allowed_by_its_own_role`); these are the static rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.cfn import FUNCTIONS, ROLES, allowed, resource_ref, statements
+
+# AWS offers no resource-level permission for these: the only `Resource: "*"` a role may have.
+NO_RESOURCE_LEVEL = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+STREAM_READ = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"}
+
+
+def role_of(translated: dict[str, Any], function: str) -> dict[str, Any]:
+    reference = translated["Resources"][function]["Properties"]["Role"]
+    assert reference == {"Fn::GetAtt": [ROLES[function], "Arn"]}, function
+    return translated["Resources"][ROLES[function]]  # type: ignore[no-any-return]
+
+
+def actions(role: dict[str, Any]) -> set[str]:
+    return {action for action, _ in allowed(role)}
+
+
+def test_each_function_has_its_own_role_trusted_by_lambda_only_with_no_managed_policies(translated):
+    roles = [role_of(translated, function) for function in FUNCTIONS]  # each names its own role
+    assert [name for name, r in translated["Resources"].items() if r["Type"] == "AWS::IAM::Role"] == list(
+        ROLES.values()
+    )
+    for role in roles:
+        (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert (trust["Principal"], trust["Action"]) == ({"Service": "lambda.amazonaws.com"}, "sts:AssumeRole")
+        # AWS-managed policies (AWSLambdaBasicExecutionRole, AWSLambdaDynamoDBExecutionRole...) grant `*` resources
+        assert "ManagedPolicyArns" not in role["Properties"]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_no_wildcards_and_no_resource_star_but_where_aws_requires_it(translated, function):
+    for statement in statements(role_of(translated, function)):
+        assert statement["Effect"] == "Allow"
+        assert not {"NotAction", "NotResource", "Condition"} & set(statement)
+        assert not [a for a in statement["Action"] if "*" in a]
+        if "*" in statement["Resource"]:
+            assert statement["Resource"] == ["*"] and set(statement["Action"]) <= NO_RESOURCE_LEVEL, statement
+        else:
+            # only resources of this stack, by reference: never an ARN written by hand
+            assert all(isinstance(resource, dict) for resource in statement["Resource"]), statement
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_function_writes_logs_only_to_its_own_log_group(translated, function):
+    group = translated["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    logs = {(a, r) for a, r in allowed(role_of(translated, function)) if a.startswith("logs:")}
+    assert logs == {("logs:CreateLogStream", group), ("logs:PutLogEvents", group)}
+
+
+def test_the_collect_role_cannot_query_scan_update_or_delete(translated):
+    role = role_of(translated, "CollectFunction")
+    assert {a for a in actions(role) if a.startswith("dynamodb:")} == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+    }
+    assert not {a for a in actions(role) if a.startswith(("sqs:", "events:", "s3:", "lambda:"))}
+    assert {r for a, r in allowed(role) if a.startswith("dynamodb:")} == {"Table"}
+
+
+def test_the_process_role_reads_only_its_own_tables_stream(translated):
+    role = role_of(translated, "ProcessFunction")
+    stream = {(a, r) for a, r in allowed(role) if a in STREAM_READ}
+    assert stream == {
+        ("dynamodb:DescribeStream", "Table.StreamArn"),
+        ("dynamodb:GetRecords", "Table.StreamArn"),
+        ("dynamodb:GetShardIterator", "Table.StreamArn"),
+        ("dynamodb:ListStreams", "Table/stream/*"),
+    }
+    # and it is that stream the event source mapping reads
+    (mapping,) = [r for r in translated["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert resource_ref(mapping["Properties"]["EventSourceArn"]) == "Table.StreamArn"
+    assert mapping["Properties"]["FunctionName"] == {"Ref": "ProcessFunction"}
+
+
+def test_the_process_role_writes_profiles_and_publishes_but_never_scans_or_deletes(translated):
+    role = role_of(translated, "ProcessFunction")
+    assert {(a, r) for a, r in allowed(role) if a.startswith("dynamodb:") and a not in STREAM_READ} == {
+        ("dynamodb:GetItem", "Table"),
+        ("dynamodb:BatchGetItem", "Table"),
+        ("dynamodb:PutItem", "Table"),
+        ("dynamodb:UpdateItem", "Table"),
+        ("dynamodb:BatchWriteItem", "Table"),
+        ("dynamodb:Query", "Table"),
+        ("dynamodb:Query", "Table/index/GSI1"),
+    }
+    assert {(a, r) for a, r in allowed(role) if not a.startswith(("dynamodb:", "logs:", "xray:"))} == {
+        ("sqs:SendMessage", "ProcessDeadLetters"),
+        ("events:PutEvents", "AudienceBus"),
+    }
+
+
+def test_the_schedule_role_touches_only_the_table(translated):
+    role = role_of(translated, "ScheduleFunction")
+    assert {(a, r) for a, r in allowed(role) if not a.startswith(("logs:", "xray:"))} == {
+        ("dynamodb:GetItem", "Table"),
+        ("dynamodb:BatchGetItem", "Table"),
+        ("dynamodb:PutItem", "Table"),
+        ("dynamodb:BatchWriteItem", "Table"),
+        ("dynamodb:Query", "Table"),
+    }
+
+
+def test_a_role_granting_scan_to_collect_would_be_caught(translated):
+    # The checks above are only worth something if they fail on a bad role: give collect a Scan on purpose.
+    import copy
+
+    bad = copy.deepcopy(translated)
+    statement = bad["Resources"]["CollectRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
+    statement["Action"] = [*statement["Action"], "dynamodb:Scan"]
+    with pytest.raises(AssertionError):
+        test_the_collect_role_cannot_query_scan_update_or_delete(bad)
