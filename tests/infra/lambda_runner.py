@@ -42,6 +42,11 @@ def describe(service, operation, params):
             kinds.append(kind)
             call["tables"].append(body["TableName"])
     call["transact"] = kinds
+    requests = params.get("RequestItems", {}).values() if operation == "BatchGetItem" else []
+    call["keys_read"] = sum(len(r.get("Keys", [])) for r in requests) + (1 if operation == "GetItem" else 0)
+    call["consistent"] = all(r.get("ConsistentRead", False) for r in requests) and (
+        operation != "GetItem" or params.get("ConsistentRead", False)
+    )
     call["buses"] = sorted({entry.get("EventBusName", "default") for entry in params.get("Entries", [])})
     return call
 

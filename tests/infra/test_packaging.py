@@ -225,6 +225,16 @@ def test_collect_handler_from_its_artifact_stores_a_batch_in_moto(collected, wor
     assert [event.type for event in store.list_identity_events("u", collected["user"])] == ["identify"]
 
 
+def test_collect_reads_at_most_one_key_per_event_and_identity(collected):
+    # The de-duplication read takes each event's key and each identity's erasure mark, in one strongly consistent
+    # batch; the source lookups (two GetItems) are cached by a warm container. infra/README.md prices this.
+    batch_reads = [c for c in collected["calls"] if c["operation"] == "BatchGetItem"]
+    assert batch_reads and all(c["consistent"] for c in batch_reads)
+    # 2 events, the first with 1 identity, the second with 2 (one shared): at most 2 + 3 keys, the shared one read once
+    assert sum(c["keys_read"] for c in batch_reads) == 4
+    assert [c["operation"] for c in collected["calls"]].count("GetItem") == 2
+
+
 @pytest.fixture(scope="module")
 def processed(collected, built_functions, runtime, world, tmp_path_factory) -> list[dict[str, Any]]:
     """The process handler from its artifact, fed the table's stream until it has nothing more to say.
