@@ -1,16 +1,19 @@
 """`sam build` makes zips from which every handler imports and works: the "missing module in the zip" proof.
 
-The build is the one `footfall deploy` runs (no container). Each handler then runs in a fresh `python -I -S`
-whose only paths are its artifact directory and a directory with what the Lambda runtime provides (boto3 and
-its dependencies), with the environment the template gives it, against a moto server in another process.
+The build is the one `footfall deploy` runs (no container); `sam package`, the upload step of `sam deploy`, then
+zips it into the moto server's S3. Each handler runs from its zip, unzipped, in a fresh `python -I -S` whose only
+paths are that directory and one with what the Lambda runtime provides (boto3 and its dependencies), with the
+environment the template gives it, against that moto server (another process).
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import subprocess
 import sys
+import zipfile
 from datetime import UTC, datetime
 from importlib.util import find_spec
 from pathlib import Path
@@ -20,6 +23,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from shared import deploy
 from shared.domain.segments import Due
 from shared.domain.sources import new_source
 from shared.local.apigw import http_answer, http_api_event
@@ -34,6 +38,7 @@ from tests.infra.cfn import FUNCTIONS, REGION, ROLES, allowed, sam_template, tra
 RUNNER = Path(__file__).with_name("lambda_runner.py")
 STARTERS = Path(__file__).resolve().parents[2] / "infra" / "segments" / "starters.json"
 TABLE = "footfall-packaging"
+BUCKET = "footfall-artifacts"
 # What the Lambda Python runtime provides besides the standard library; Powertools is not among them.
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
 # What may be in a zip besides our two packages: infra/requirements.txt and its dependencies.
@@ -41,14 +46,52 @@ REQUIRED = {"aws_lambda_powertools", "jmespath", "typing_extensions"}
 
 
 @pytest.fixture(scope="module")
-def built_functions(built: Path) -> dict[str, dict[str, Any]]:
-    """Per function: its artifact directory and, from the built template translated, its handler and environment."""
+def uploaded(built: Path, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`sam package`, the upload step of `sam deploy`, into the moto server's S3; each uploaded zip, unzipped.
+
+    The handlers below run from these: what Lambda would receive, not just the build directory.
+    """
+    moto_client("s3", moto_endpoint).create_bucket(Bucket=BUCKET)
+    packaged = tmp_path_factory.mktemp("packaged") / "template.yaml"
+    env = deploy.sam_environment() | {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+    env.pop("AWS_PROFILE", None)
+    command = [deploy.find_sam(), "package", "--template-file", str(built / "template.yaml"), "--s3-bucket", BUCKET]
+    done = subprocess.run(
+        [*command, "--output-template-file", str(packaged), "--region", REGION],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    s3 = moto_client("s3", moto_endpoint)
+    zips, unzipped = {}, {}
+    for name in FUNCTIONS:
+        uri = sam_template(packaged)["Resources"][name]["Properties"]["CodeUri"]
+        key = uri.removeprefix(f"s3://{BUCKET}/")
+        zips[name] = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        target = tmp_path_factory.mktemp(name)
+        zips[name].extractall(target)
+        unzipped[name] = target
+    return {"zips": zips, "unzipped": unzipped}
+
+
+@pytest.fixture(scope="module")
+def built_functions(built: Path, uploaded: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per function: its unzipped upload and, from the built template translated, its handler and environment."""
     cfn = translate(sam_template(built / "template.yaml"))
     functions = {}
     for name in FUNCTIONS:
         properties = cfn["Resources"][name]["Properties"]
         functions[name] = {
-            "artifact": built / name,
+            "artifact": uploaded["unzipped"][name],
             "handler": properties["Handler"],
             "environment": properties["Environment"]["Variables"],
             "role": cfn["Resources"][ROLES[name]],
@@ -193,6 +236,16 @@ def test_each_artifact_holds_our_code_and_powertools_and_nothing_else_of_the_rep
         assert size < 20 * 2**20, f"{name}: {size} bytes unzipped"
     built_template = (built / "template.yaml").read_text()
     assert "CodeUri: CollectFunction" in built_template
+
+
+def test_the_uploaded_zips_hold_exactly_the_built_files_readable_by_the_lambda_runtime(built, uploaded):
+    for name in FUNCTIONS:
+        archive = uploaded["zips"][name]
+        files = {info.filename for info in archive.infolist() if not info.is_dir()}
+        built_files = {str(path.relative_to(built / name)) for path in (built / name).rglob("*") if path.is_file()}
+        assert files == built_files, name
+        # Lambda runs the code as another user: every file must be readable by all
+        assert all((info.external_attr >> 16) & 0o444 == 0o444 for info in archive.infolist()), name
 
 
 @pytest.fixture(scope="module")
