@@ -294,9 +294,12 @@ def main(argv: list[str] | None = None) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
+    from shared.local import accel
+
+    accel.install()  # a Query reads one partition, not the whole table
     args.data_dir.mkdir(parents=True, exist_ok=True)
     durability = Durability(args.data_dir, args.compact_mb * 1024 * 1024)
-    moto_app = DomainDispatcherApplication(create_backend_app)
+    moto_app = accel.direct_app(DomainDispatcherApplication(create_backend_app))
     replayed = durability.load(moto_app)
     app = JournaledApp(moto_app, durability)
     server = make_server(args.host, args.port, app, threaded=True, request_handler=_QuietHandler(MotoRequestHandler))
