@@ -80,6 +80,7 @@ def install() -> None:
         delete=Table.delete_item,
         update=DynamoDBBackend.update_item,
         serialized=DynamoHandler.serialized,
+        transact=DynamoDBBackend.transact_write_items,
     )
     signature = inspect.signature(Table.query)
 
@@ -120,6 +121,7 @@ def install() -> None:
         return 200, headers, json.dumps(_wire({k: v for k, v in result.items() if k in members}), separators=(",", ":"))
 
     Table.query = query
+    DynamoDBBackend.transact_write_items = _transact_write_items
     Table.put_item = put_item
     Table.delete_item = delete_item
     DynamoDBBackend.update_item = update_item
@@ -179,6 +181,65 @@ def direct_app(fallback: Callable[..., Iterable[bytes]]) -> Callable[..., Iterab
         return Response(response=body, status=status, headers=headers)(environ, start_response)
 
     return app
+
+
+def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+    # moto deep-copies every table a transaction touches to roll back on failure: seconds per call on a big
+    # table. Keep only what it can change (its items and the stream's length) and restore that instead.
+    from moto.dynamodb.models.table import Table
+
+    saved = _before_transaction(self, transact_items)
+    Table.__deepcopy__ = lambda table, memo: table  # the "copy" moto keeps is the table itself
+    try:
+        _INSTALLED["transact"](self, transact_items)
+    except Exception:
+        _roll_back(self, saved)
+        raise
+    finally:
+        del Table.__deepcopy__
+
+
+def _before_transaction(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, Any, Any, Any, int]]:
+    """(table, hash, range, deep copy of the item or None, stream length) for every item a transaction names."""
+    import copy
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    saved = []
+    for entry in transact_items:
+        operation = next(iter(entry.values()))
+        table = backend.tables.get(operation.get("TableName"))
+        if table is None:
+            continue
+        key = operation.get("Key") or operation.get("Item") or {}
+        if table.hash_key_attr not in key:
+            continue
+        hash_key = DynamoType(key[table.hash_key_attr])
+        range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None
+        partition = table.items.get(hash_key)
+        item = partition.get(range_key) if isinstance(partition, dict) else partition
+        stream = len(table.stream_shard.items) if table.stream_shard is not None else 0
+        saved.append((table, hash_key, range_key, copy.deepcopy(item), stream))
+    return saved
+
+
+def _roll_back(backend: Any, saved: list[tuple[Any, Any, Any, Any, int]]) -> None:
+    for table, hash_key, range_key, item, stream in reversed(saved):
+        if backend.tables.get(table.name) is not table:
+            backend.tables[table.name] = table  # moto put its "copy" (the same table) back: keep ours
+        if item is None:
+            partition = table.items.get(hash_key)
+            if isinstance(partition, dict):
+                partition.pop(range_key, None)
+            elif partition is not None:
+                table.items.pop(hash_key, None)
+        elif range_key is not None:
+            table.items[hash_key][range_key] = item
+        else:
+            table.items[hash_key] = item
+        _refile(table, (hash_key, range_key))
+        if table.stream_shard is not None:
+            del table.stream_shard.items[stream:]
 
 
 def _index_hash_attributes(table: Any) -> dict[str, list[str]]:

@@ -96,10 +96,19 @@ def _apply(client: Any, operation: tuple[Any, ...]) -> None:
         entries: list[dict[str, Any]] = [{"Put": {"TableName": TABLE, "Item": _item(k, i)}} for k, i in operation[1]]
         if operation[2]:
             entries[-1]["Put"]["ConditionExpression"] = "attribute_not_exists(PK) AND attribute_exists(PK)"
+        before, records = sorted(map(str, _everything(client))), len(_stream_records())
         try:
             client.transact_write_items(TransactItems=entries)
         except ClientError as error:
             assert error.response["Error"]["Code"] == "TransactionCanceledException"
+            assert sorted(map(str, _everything(client))) == before  # rolled back: nothing of it stays
+            assert len(_stream_records()) == records  # and nothing of it reaches the stream
+
+
+def _stream_records() -> list[Any]:
+    from moto.dynamodb.models import dynamodb_backends
+
+    return dynamodb_backends["123456789012"]["us-east-1"].get_table(TABLE).stream_shard.items
 
 
 def _everything(client: Any) -> list[dict[str, Any]]:
