@@ -8,6 +8,7 @@ batch), whose failures join the same `batchItemFailures` answer.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
@@ -19,12 +20,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.observability import logger, metrics
 from shared.config import Settings
+from shared.domain.analytics import Definitions
 from shared.domain.segments import Due, due_minute
 from shared.ports import StorageError
 from shared.publishers import EventBridgePublisher, OutboxFile, Publishers, WebhookPublisher
+from shared.services.analytics import customer_events, definitions_of, update_customers
 from shared.services.collect import utcnow
+from shared.services.overview import live_event
 from shared.services.process import StreamChange, process_changes
 from shared.services.segments import (
+    ANALYTICS_DUE,
     AUDIENCE_SOURCE,
     MembershipChange,
     evaluate_customers,
@@ -35,6 +40,7 @@ from shared.storage import items
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 
 RULES_CACHE_SECONDS = 30.0
+PARALLEL_READS = 8
 settings = Settings.from_env()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 copy_config_to_registered_loggers(source_logger=logger, include={"shared", "functions"})
@@ -71,14 +77,19 @@ def publisher() -> Publishers | None:
     return Publishers(*targets) if targets else None
 
 
-_rules: dict[str, Any] = {"at": 0.0, "rules": []}
+_rules: dict[str, Any] = {"at": 0.0, "rules": [], "definitions": Definitions()}
 
 
 def segment_rules() -> list[Any]:
-    # Rules change rarely: read them at most every 30 s per warm container.
+    # Rules and analytics definitions change rarely: read them at most every 30 s per warm container.
     if time.monotonic() - _rules["at"] > RULES_CACHE_SECONDS:
-        _rules.update(at=time.monotonic(), rules=rules_of(store().list_segments()))
+        _rules.update(at=time.monotonic(), rules=rules_of(store().list_segments()), definitions=definitions_of(store()))
     return list(_rules["rules"])
+
+
+def analytics_definitions() -> Definitions:
+    segment_rules()
+    return _rules["definitions"]
 
 
 def publish(audience: list[StreamChange]) -> set[str]:
@@ -94,16 +105,55 @@ def publish(audience: list[StreamChange]) -> set[str]:
     return set()
 
 
-def evaluate_segments(customer_ids: list[str]) -> None:
-    rules = segment_rules()
-    if not customer_ids or not rules:
+def evaluate_customers_of_batch(customer_ids: list[str]) -> None:
+    """Segments and analytics of the customers a batch changed, on one read of their events.
+
+    The profiles are saved by then: when this fails, the customers go on the due list and the minute sweep
+    evaluates them again (the batch is not retried: its records are folded).
+    """
+    if not customer_ids:
+        return
+    rules, definitions, now = segment_rules(), analytics_definitions(), utcnow()
+    try:
+        profiles = store().get_profiles(sorted(set(customer_ids)))
+        active = [p for p in profiles.values() if not p.profile.merged_into]
+        with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
+            events = dict(zip((p.profile.customer_id for p in active), pool.map(_events_of, active), strict=True))
+    except StorageError:
+        logger.warning("customers could not be read; scheduled for the next sweep")
+        store().put_due([Due(cid, ANALYTICS_DUE, due_minute(now)) for cid in customer_ids])
+        store().put_due([Due(cid, rule.id, due_minute(now)) for cid in customer_ids for rule in rules])
+        return
+    if rules:
+        try:
+            evaluate_customers(store(), customer_ids, rules, now=now, profiles=profiles, events=events)
+        except StorageError:
+            logger.warning("segment evaluation failed; scheduled for the next sweep")
+            store().put_due([Due(cid, rule.id, due_minute(now)) for cid in customer_ids for rule in rules])
+    try:
+        update_customers(store(), customer_ids, definitions, now=now, events=events)
+    except StorageError:
+        logger.warning("analytics update failed; scheduled for the next sweep")
+        store().put_due([Due(cid, ANALYTICS_DUE, due_minute(now)) for cid in customer_ids])
+
+
+def _events_of(profile: Any) -> list[Any]:
+    return customer_events(store(), profile)
+
+
+def record_feed(changes: list[StreamChange], records: list[dict[str, Any]]) -> None:
+    """The live feed and the processing status (best effort: they are views, not data)."""
+    if not changes:
         return
     try:
-        evaluate_customers(store(), customer_ids, rules, now=utcnow())
-    except StorageError:
-        # The profiles are saved; the minute sweep evaluates these customers again instead.
-        logger.warning("segment evaluation failed; scheduled for the next sweep")
-        store().put_due([Due(cid, rule.id, due_minute(utcnow())) for cid in customer_ids for rule in rules])
+        newest = max(float(r["dynamodb"].get("ApproximateCreationDateTime", 0)) for r in records)
+        store().put_live(
+            min((c.sequence for c in changes), key=int),
+            [live_event(change.event) for change in sorted(changes, key=lambda c: c.event.timestamp)],
+        )
+        store().put_status(processed_at=time.time(), lag_seconds=max(0.0, time.time() - newest) if newest else None)
+    except (StorageError, ValueError, TypeError):
+        logger.warning("live feed not updated")
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -123,7 +173,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     failed.update(publish(audience))
     saved: list[str] = []
     failed.update(process_changes(store(), [c for c in changes if c not in audience], on_saved=saved.append))
-    evaluate_segments(saved)
+    evaluate_customers_of_batch(saved)
+    record_feed([c for c in changes if c not in audience], event["Records"])
     metrics.add_metric(name="EventsFolded", unit=MetricUnit.Count, value=len(changes) - len(audience))
     metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(failed))
     return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in sorted(failed, key=int)]}

@@ -1,4 +1,5 @@
-"""Every minute: evaluate the (customer, segment) pairs whose deadline has come, with no new event needed."""
+"""Every minute: evaluate the (customer, segment) pairs whose deadline has come, with no new event needed, and
+bring up to date the analytics of customers whose update failed during processing."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.observability import logger, metrics
 from shared.config import Settings
+from shared.services.analytics import definitions_of, update_customers
 from shared.services.collect import utcnow
 from shared.services.segments import run_scheduler
 from shared.storage.dynamo import DynamoTrackingStore, make_client
@@ -30,6 +32,9 @@ def store() -> DynamoTrackingStore:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = run_scheduler(store(), now=utcnow())
+    def refresh(customer_ids: list[str]) -> None:
+        update_customers(store(), customer_ids, definitions_of(store()), now=utcnow())
+
+    result = run_scheduler(store(), now=utcnow(), refresh=refresh)
     metrics.add_metric(name="SegmentsDue", unit=MetricUnit.Count, value=result["due"])
     return result

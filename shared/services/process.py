@@ -87,6 +87,8 @@ class _Batch:
     merges: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
     forgotten: set[str] = field(default_factory=set)
     """Identities erased on request."""
+    merged_away: set[str] = field(default_factory=set)
+    """Stored customers merged into another in this batch (their analytics contribution moves)."""
     """Provenance of merges done in memory (the customer merged away had never been stored)."""
 
 
@@ -143,6 +145,9 @@ def process_changes(
             failed += result
             if on_saved is not None and len(result) < len(groups[customer_id]):
                 on_saved(customer_id)
+    for customer_id in sorted(batch.merged_away):
+        if on_saved is not None:
+            on_saved(customer_id)
     return sorted(failed, key=int)
 
 
@@ -261,6 +266,7 @@ def _merge_stored(batch: _Batch, *, into: str, away: str, event: TrackingEvent, 
             continue
         batch.profiles[away] = replace(tombstone, version=tombstone.version + 1)
         batch.stored_links.update(identities)
+        batch.merged_away.add(away)
         return
     raise StorageError(f"could not merge {away} into {into}")
 

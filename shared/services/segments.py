@@ -8,7 +8,7 @@ otherwise, conditionally, so it happens (and is announced) once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -20,6 +20,8 @@ from shared.ports import Link, StoredProfile, StoredSegment
 
 logger = logging.getLogger(__name__)
 AUDIENCE_SOURCE = "footfall"
+ANALYTICS_DUE = "$analytics"
+"""A due-list entry that names no segment: the customer's analytics counters need updating (it failed)."""
 ENTERED, EXITED = "Audience Entered", "Audience Exited"
 
 
@@ -67,18 +69,31 @@ def customer_facts(store: SegmentStore, profile: StoredProfile) -> Facts:
 
 
 def evaluate_customers(
-    store: SegmentStore, customer_ids: Iterable[str], rules: Sequence[SegmentRule], *, now: datetime
+    store: SegmentStore,
+    customer_ids: Iterable[str],
+    rules: Sequence[SegmentRule],
+    *,
+    now: datetime,
+    profiles: Mapping[str, StoredProfile] | None = None,
+    events: Mapping[str, list[TrackingEvent]] | None = None,
 ) -> list[Transition]:
-    """Re-evaluate every rule for these customers; write transitions and the next due moments."""
+    """Re-evaluate every rule for these customers; write transitions and the next due moments.
+
+    `profiles` and `events` (every identity's, audience events left out) may be given when already read.
+    """
     if not rules:
         return []
     transitions: list[Transition] = []
     dues: list[Due] = []
-    profiles = store.get_profiles(sorted(set(customer_ids)))
-    for customer_id, stored in profiles.items():
-        if stored.profile.merged_into:
+    wanted = sorted(set(customer_ids))
+    if profiles is None or any(c not in profiles for c in wanted):
+        profiles = store.get_profiles(wanted)
+    for customer_id in wanted:
+        stored = profiles.get(customer_id)
+        if stored is None or stored.profile.merged_into:
             continue
-        facts = customer_facts(store, stored)
+        known = (events or {}).get(customer_id)
+        facts = customer_facts(store, stored) if known is None else Facts(stored.profile.traits, known)
         current = store.memberships_of(customer_id)
         for rule in rules:
             result = evaluate(rule, facts, now)
@@ -157,12 +172,21 @@ def record_membership_changes(store: Any, changes: Sequence[MembershipChange]) -
         )
 
 
-def run_scheduler(store: SegmentStore, *, now: datetime, max_catch_up: timedelta = timedelta(days=1)) -> dict[str, int]:
-    """The minute job: sweep every bucket since the last sweep (at most `max_catch_up` back), then move on."""
+def run_scheduler(
+    store: SegmentStore,
+    *,
+    now: datetime,
+    max_catch_up: timedelta = timedelta(days=1),
+    refresh: Callable[[list[str]], None] | None = None,
+) -> dict[str, int]:
+    """The minute job: sweep every bucket since the last sweep (at most `max_catch_up` back), then move on.
+
+    `refresh` is handed the customers whose analytics update failed during processing (due as `$analytics`).
+    """
     cursor = store.sweep_cursor()
     since = datetime.fromisoformat(cursor + ":00+00:00") if cursor else now - timedelta(minutes=1)
     since = max(since, now - max_catch_up)
-    transitions, swept = sweep_due(store, now=now, since=since)
+    transitions, swept = sweep_due(store, now=now, since=since, refresh=refresh)
     store.set_sweep_cursor(format_timestamp(now)[:16])
     return {
         "due": swept,
@@ -171,7 +195,9 @@ def run_scheduler(store: SegmentStore, *, now: datetime, max_catch_up: timedelta
     }
 
 
-def sweep_due(store: SegmentStore, *, now: datetime, since: datetime) -> tuple[list[Transition], int]:
+def sweep_due(
+    store: SegmentStore, *, now: datetime, since: datetime, refresh: Callable[[list[str]], None] | None = None
+) -> tuple[list[Transition], int]:
     """Evaluate what fell due between `since` and `now` (one query per minute bucket; no scan).
 
     Returns:
@@ -189,6 +215,9 @@ def sweep_due(store: SegmentStore, *, now: datetime, since: datetime) -> tuple[l
                 by_customer.setdefault(item.customer_id, []).append(rules[item.segment_id])
         for customer_id, customer_rules in by_customer.items():
             transitions += evaluate_customers(store, [customer_id], customer_rules, now=now)
+        stale = sorted({item.customer_id for item in due if item.segment_id == ANALYTICS_DUE})
+        if stale and refresh is not None:
+            refresh(stale)  # raises on failure: the due items stay for the next sweep
         store.delete_due(due)
         swept += due
         minute += timedelta(minutes=1)

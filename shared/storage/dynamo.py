@@ -22,6 +22,7 @@ from shared.domain.results import Outcome
 from shared.domain.sources import Source, hash_write_key
 from shared.ports import Link, Page, StoredProfile
 from shared.storage import items, keys
+from shared.storage.analytics import AnalyticsStorage
 from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError, translate
 from shared.storage.segments import SegmentStorage
 
@@ -108,7 +109,7 @@ def make_client(
     return session.client("dynamodb", endpoint_url=endpoint_url, config=config, **credentials)
 
 
-class DynamoTrackingStore(SegmentStorage):
+class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
     """The tracking store on one DynamoDB table (see `shared.storage.keys` for the access patterns)."""
 
     def __init__(
@@ -282,6 +283,24 @@ class DynamoTrackingStore(SegmentStorage):
             day -= timedelta(days=1)
         token = _encode_token({"day": day.isoformat()}) if (today - day).days <= FAILED_LOOKBACK_DAYS else None
         return Page(tuple(found), token if len(found) >= limit else None)
+
+    def count_failed(self, day: str) -> int:
+        """How many failed events a day has (a count query: no item is returned)."""
+        count, start_key = 0, None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "KeyConditionExpression": "PK = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": keys.failed_pk(day)}},
+                "Select": "COUNT",
+            }
+            if start_key:
+                kwargs["ExclusiveStartKey"] = start_key
+            response = self._call(self.client.query, **kwargs)
+            count += int(response.get("Count", 0))
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                return count
 
     # --- customers ----------------------------------------------------------------------------------------------
 

@@ -7,17 +7,19 @@
 | a segment's members (paged)                  | GSI1: GSI1PK = `SEGMENT#<id>`                                   |
 | a segment's entries and exits, in time order | PK = `SEGHIST#<id>`, SK = `<time>#<cid>#<in|out>`               |
 | what is due in a minute                      | PK = `DUE#<yyyy-mm-ddThh:mm>`, SK = `<cid>#<segment>`           |
+| a segment's size (total; net change per day) | PK = `SEGSIZE` / `SEGSIZE#<day>`, SK = `<segment>#<shard>`      |
 
 A membership change is one conditional write of the membership item (a redelivered change finds it already
 done). Its stream record then makes the `Audience Entered`/`Audience Exited` event and the history item (both
-idempotent), and the event's own stream record publishes it: no transaction (moto copies the whole table
-for each one), nothing lost between steps, each step safe to repeat.
+idempotent), and the event's own stream record publishes it: nothing lost between steps, each step safe to
+repeat. The history item and the size counters are one transaction, so a size is counted exactly once.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from datetime import date
 from typing import Any
 
 from shared.domain.segments import Due, Membership
@@ -26,6 +28,8 @@ from shared.storage import keys
 from shared.storage.errors import ConditionFailedError
 
 SEGMENTS_PK = "SEGMENTS"
+SIZES_PK = "SEGSIZE"
+SIZE_SHARDS = 4
 MEMBERSHIP_ENTITY = "membership"
 
 
@@ -130,7 +134,10 @@ class SegmentStorage:
         return True
 
     def record_history(self, segment_id: str, customer_id: str, *, at: str, entered: bool, rule_version: int) -> None:
-        """One entry or exit in a segment's history (idempotent: keyed by time, customer and direction)."""
+        """One entry or exit in a segment's history, and ±1 on its size (today's and the total), atomically and
+        once (a repeat finds the history item and changes nothing)."""
+        from shared.storage.dynamo import serialize
+
         row = {
             "PK": f"SEGHIST#{segment_id}",
             "SK": f"{at}#{customer_id}#{'in' if entered else 'out'}",
@@ -138,8 +145,43 @@ class SegmentStorage:
             "customer_id": customer_id,
             "rule_version": rule_version,
         }
-        if self._batch_write([row]):  # type: ignore[attr-defined]
-            raise ConditionFailedError("segment history could not be stored")
+        shard = f"{segment_id}#{keys.shard_of(customer_id, SIZE_SHARDS)}"
+        change = {":d": {"N": "1" if entered else "-1"}, ":e": {"S": "counter"}}
+        sizes = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": {"PK": {"S": pk}, "SK": {"S": shard}},
+                    "UpdateExpression": "ADD net :d SET entity = :e",
+                    "ExpressionAttributeValues": change,
+                }
+            }
+            for pk in (SIZES_PK, f"{SIZES_PK}#{at[:10]}")
+        ]
+        history = {
+            "TableName": self.table_name,
+            "Item": serialize(row),
+            "ConditionExpression": "attribute_not_exists(PK)",
+        }
+        try:
+            self._call(self.client.transact_write_items, TransactItems=[{"Put": history}, *sizes])  # type: ignore[attr-defined]
+        except ConditionFailedError:
+            return  # recorded before (a redelivered membership change)
+
+    def segment_size_items(self, segments: Sequence[str], *, days: Sequence[date]) -> dict[tuple[str, str | None], int]:
+        """(segment, None) → size now, (segment, day) → that day's net change; one batch read."""
+        wanted = [
+            {"PK": pk, "SK": f"{segment}#{shard}"}
+            for segment in segments
+            for pk in (SIZES_PK, *(f"{SIZES_PK}#{day.isoformat()}" for day in days))
+            for shard in range(SIZE_SHARDS)
+        ]
+        found: dict[tuple[str, str | None], int] = {}
+        for item in self._batch_get(wanted):  # type: ignore[attr-defined]
+            segment = item["SK"].rsplit("#", 1)[0]
+            day = item["PK"].split("#", 1)[1] if "#" in item["PK"] else None
+            found[(segment, day)] = found.get((segment, day), 0) + int(item.get("net", 0))
+        return found
 
     def segment_history(self, segment_id: str, *, until: str | None = None) -> list[tuple[str, str, bool]]:
         """(time, customer id, entered) of a segment, oldest first, up to `until` (inclusive)."""

@@ -1,0 +1,231 @@
+"""Funnel journeys, retention and timing rules, and incremental counters equal to a recomputation."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.domain import analytics
+from shared.domain.analytics import AnalyticsDefinitionError, Definitions, parse_definitions
+from shared.domain.events import CallType, TrackingEvent
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+PURCHASE = {
+    "id": "purchase",
+    "window": "1d",
+    "steps": ["Product Viewed", "Product Added", {"event": "Checkout Started", "within": "1h"}, "Order Completed"],
+}
+
+
+def an_event(name: str, at: datetime, *, user: str = "c1", message: str | None = None, **props: Any) -> TrackingEvent:
+    kind = CallType.PAGE if name == "page" else CallType.TRACK
+    return TrackingEvent(
+        source_id="web",
+        message_id=message or f"{user}-{name}-{at.isoformat()}",
+        type=kind,
+        timestamp=at,
+        received_at=at,
+        user_id=user,
+        event=None if kind is CallType.PAGE else name,
+        properties=props,
+    )
+
+
+def funnel(**overrides: Any) -> analytics.Funnel:
+    return parse_definitions({"funnels": [PURCHASE | overrides]}).funnels[0]
+
+
+def steps_of(found: list[analytics.Journey]) -> list[int]:
+    return [len(j.times) for j in found]
+
+
+def test_a_journey_advances_in_order_with_other_events_between():
+    events = [
+        an_event("Product Viewed", T0),
+        an_event("page", T0 + timedelta(minutes=1)),
+        an_event("Product Added", T0 + timedelta(minutes=2)),
+        an_event("Checkout Started", T0 + timedelta(minutes=3)),
+        an_event("Order Completed", T0 + timedelta(minutes=4)),
+    ]
+    assert steps_of(analytics.journeys(funnel(), events, first_channel="web")) == [4]
+
+
+def test_strict_order_ends_a_journey_at_any_other_event():
+    events = [
+        an_event("Product Viewed", T0),
+        an_event("page", T0 + timedelta(minutes=1)),
+        an_event("Product Added", T0 + timedelta(minutes=2)),
+    ]
+    assert steps_of(analytics.journeys(funnel(order="strict"), events, first_channel="web")) == [1]
+
+
+def test_a_step_exactly_at_the_window_counts_and_one_second_later_does_not():
+    at_deadline = [an_event("Product Viewed", T0), an_event("Product Added", T0 + timedelta(days=1))]
+    late = [an_event("Product Viewed", T0), an_event("Product Added", T0 + timedelta(days=1, seconds=1))]
+    assert steps_of(analytics.journeys(funnel(), at_deadline, first_channel="web")) == [2]
+    assert steps_of(analytics.journeys(funnel(), late, first_channel="web")) == [1]
+
+
+def test_a_per_step_window_closes_the_journey_and_a_later_view_starts_a_new_one():
+    events = [
+        an_event("Product Viewed", T0),
+        an_event("Product Added", T0 + timedelta(minutes=1)),
+        an_event("Checkout Started", T0 + timedelta(hours=2)),  # more than 1 h after the cart: too late
+        an_event("Product Viewed", T0 + timedelta(hours=3)),
+    ]
+    assert steps_of(analytics.journeys(funnel(), events, first_channel="web")) == [2, 1]
+
+
+def test_a_customer_who_repeats_step_one_after_converting_starts_a_second_journey():
+    first = [an_event(n, T0 + timedelta(minutes=i)) for i, n in enumerate(["Product Viewed", "Product Added"])]
+    first += [an_event(n, T0 + timedelta(minutes=2 + i)) for i, n in enumerate(["Checkout Started", "Order Completed"])]
+    again = [
+        an_event("Product Viewed", T0 + timedelta(minutes=10)),
+        an_event("Product Viewed", T0 + timedelta(minutes=11)),
+    ]
+    assert steps_of(analytics.journeys(funnel(), first + again, first_channel="web")) == [4, 1]
+
+
+def test_property_filters_choose_which_events_are_a_step():
+    definition = funnel(steps=[{"event": "Product Viewed", "where": {"category": ["shoes", "bags"]}}, "Product Added"])
+    events = [an_event("Product Viewed", T0, category="hats"), an_event("Product Added", T0 + timedelta(seconds=5))]
+    assert analytics.journeys(definition, events, first_channel="web") == []
+    events[0] = an_event("Product Viewed", T0, category="bags")
+    assert steps_of(analytics.journeys(definition, events, first_channel="web")) == [2]
+
+
+@pytest.mark.parametrize(
+    ("document", "where"),
+    [
+        ({"funnels": [{"id": "x", "steps": []}]}, "steps"),
+        ({"funnels": [{"id": "x", "steps": [{"event": "A", "within": "1h"}]}]}, "first step"),
+        ({"funnels": [{"id": "x", "steps": ["A"], "order": "random"}]}, "order"),
+        ({"funnels": [{"id": "x", "steps": ["A"], "window": "soon"}]}, "window"),
+        ({"funnels": [{"id": "x", "steps": ["A"]}, {"id": "x", "steps": ["B"]}]}, "duplicate"),
+        ({"funnels": [], "extra": 1}, "unknown"),
+    ],
+)
+def test_definition_mistakes_are_named(document, where):
+    with pytest.raises(AnalyticsDefinitionError, match=where):
+        parse_definitions(document)
+
+
+def test_the_funnel_report_gives_conversion_drop_off_and_time_to_convert():
+    definition = funnel()
+    cells: analytics.Cells = {}
+    for customer, minutes in (("a", 10), ("b", 20), ("c", None)):
+        events = [an_event("Product Viewed", T0, user=customer)]
+        if minutes is not None:
+            events.append(an_event("Product Added", T0 + timedelta(minutes=minutes), user=customer))
+        analytics.add(cells, analytics.customer_cells(customer, events, Definitions((definition,)), now=NOW))
+    items = [(sk, counts) for (pk, sk), counts in cells.items() if pk == "FUNNEL#purchase"]
+    report = analytics.funnel_report(definition, items, T0.date(), T0.date())
+    viewed, added = report.steps[0], report.steps[1]
+    assert (viewed.customers, added.customers, added.drop_off) == (3, 2, 1)
+    assert added.from_previous == pytest.approx(2 / 3)
+    assert 10 * 60 * 0.95 <= added.median_seconds <= 10 * 60 * 1.05  # the lower of two (nearest rank), ±5 %
+    assert 20 * 60 * 0.95 <= added.p90_seconds <= 20 * 60 * 1.05
+    assert report.breakdown["web"][1].customers == 2
+    outside = analytics.funnel_report(definition, items, T0.date() + timedelta(days=1), T0.date() + timedelta(days=2))
+    assert outside.steps[0].customers == 0
+
+
+def test_retention_counts_returns_on_and_on_or_after_each_offset():
+    definitions = Definitions(return_events=("*",))
+    cells: analytics.Cells = {}
+    returns = {"a": [0, 1, 3], "b": [0, 3], "c": [0]}
+    for customer, days in returns.items():
+        events = [an_event("page", T0 + timedelta(days=d), user=customer) for d in days]
+        analytics.add(cells, analytics.customer_cells(customer, events, definitions, now=NOW))
+    items = [(sk, counts) for (pk, sk), counts in cells.items() if pk == "RETENTION#day"]
+    on = analytics.retention_report(
+        items, by="day", event="*", cumulative=False, today=T0.date() + timedelta(days=5), cohorts=7
+    )
+    after = analytics.retention_report(
+        items, by="day", event="*", cumulative=True, today=T0.date() + timedelta(days=5), cohorts=7
+    )
+    row = on.rows[0]
+    assert (row.cohort, row.size) == (T0.date(), 3)
+    assert row.percentages[:7] == [1.0, pytest.approx(1 / 3), 0.0, pytest.approx(2 / 3), 0.0, 0.0, None]
+    assert after.rows[0].percentages[:4] == [1.0, pytest.approx(2 / 3), pytest.approx(2 / 3), pytest.approx(2 / 3)]
+
+
+def test_a_customer_with_no_engagement_gets_the_populations_best_time_and_channel():
+    population = {"email": {33: 50, 10: 5}, "web": {12: 20}}
+    newcomer = analytics.recommend({}, population)
+    assert (newcomer.channel, newcomer.hour_of_week, newcomer.confidence, newcomer.events) == ("email", 33, 0.0, 0)
+    regular = analytics.recommend({"web": {"100": 40}}, population)
+    assert (regular.channel, regular.hour_of_week) == ("web", 100)
+    assert regular.confidence == pytest.approx(40 / 50)
+
+
+# --- incremental = recomputation ---------------------------------------------------------------------------------
+
+NAMES = ["Product Viewed", "Product Added", "Checkout Started", "Order Completed", "page", "Email Opened"]
+logs = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),
+        st.sampled_from(NAMES),
+        st.integers(0, 60 * 24 * 20),  # minutes after T0
+        st.integers(0, 30),  # message number: equal numbers of one customer = a duplicate delivery
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(log=logs, order=st.randoms(use_true_random=False), batch=st.integers(1, 7), strict=st.booleans())
+def test_counters_kept_from_differences_equal_a_recomputation(log, order, batch, strict):
+    # Given a definition and events arriving late, out of order, in batches, some twice
+    definitions = Definitions(
+        (funnel(window="2d", order="strict" if strict else "sequential"),), ("*", "Order Completed")
+    )
+    events = [
+        an_event(name, T0 + timedelta(minutes=minute), user=customer, message=f"{customer}-{number}")
+        for customer, name, minute, number in log
+    ]
+    arrivals = list(events)
+    order.shuffle(arrivals)
+    stored: dict[str, dict[str, TrackingEvent]] = {}  # the table: one event per message id
+    counters: analytics.Cells = {}
+    cells: dict[str, analytics.Cells] = {}
+    now = T0 + timedelta(days=21)
+    # When each batch is processed as processing does (recompute the customers it touched, add the difference)
+    for start in range(0, len(arrivals), batch):
+        touched = set()
+        for event in arrivals[start : start + batch]:
+            stored.setdefault(event.user_id, {}).setdefault(event.message_id, event)
+            touched.add(event.user_id)
+        for customer in touched:
+            new = analytics.customer_cells(customer, stored[customer].values(), definitions, now=now)
+            analytics.add(counters, analytics.difference(new, cells.get(customer, {}), now=now))
+            cells[customer] = analytics.kept(new, now=now)
+    # Then the counters equal the sum over a recomputation of every customer from the stored events
+    expected = analytics.recompute({c: list(e.values()) for c, e in stored.items()}, definitions, now=now)
+    assert _nonzero(counters) == _nonzero(expected)
+
+
+def _nonzero(cells: analytics.Cells) -> analytics.Cells:
+    return {k: {a: n for a, n in v.items() if n} for k, v in cells.items() if any(v.values())}
+
+
+def test_recomputing_a_million_events_stays_within_budget_is_a_benchmark_not_a_test():
+    # The 1M-event check path is timed by `make bench`; here only its result on a small log is checked.
+    rng = random.Random(3)
+    events = {
+        f"c{i}": [
+            an_event(rng.choice(NAMES), T0 + timedelta(minutes=rng.randint(0, 9000)), user=f"c{i}") for _ in range(5)
+        ]
+        for i in range(20)
+    }
+    total = analytics.recompute(events, Definitions((funnel(),)), now=NOW)
+    cohort_sizes = sum(v.get("n", 0) for (pk, _), v in total.items() if pk == "RETENTION#day")
+    assert cohort_sizes == 20
+    assert date.fromisoformat(next(sk for pk, sk in total if pk == "RETENTION#day").split("#")[0]) >= T0.date()
