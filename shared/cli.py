@@ -12,8 +12,8 @@ import re
 import secrets
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +85,11 @@ def _source_json(source: Source, *, with_secrets: bool = False) -> dict[str, Any
 # --- commands ---------------------------------------------------------------------------------------------------
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _start_stack(args: argparse.Namespace) -> Any:
     from shared.local import stack
 
     try:
-        running = stack.start(
+        return stack.start(
             data_dir=args.data_dir,
             host=args.host,
             port=args.port,
@@ -100,7 +100,141 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except RuntimeError as exc:
         raise CliError(str(exc)) from exc
-    return stack.run(running)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from shared.local import stack
+
+    return stack.run(_start_stack(args))
+
+
+def _tui_runner() -> Callable[[argparse.Namespace], int] | None:
+    """`tui.app.run`, when the TUI and its dependencies are installed."""
+    try:
+        from tui import app
+    except ImportError as exc:
+        print(f"footfall demo: no TUI ({exc}); the stack stays in the foreground", file=sys.stderr)
+        return None
+    runner = getattr(app, "run", None)
+    return runner if callable(runner) else None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The local stack, the traffic simulator in a background thread (history, then live), and the TUI."""
+    import contextlib
+    import threading
+
+    from shared import simulate
+    from shared.local import stack
+
+    runner = None if args.no_tui else _tui_runner()
+    running = _start_stack(args)
+    try:
+        info = running.info
+        store = DynamoTrackingStore(
+            info.table, client=make_client(endpoint_url=info.dynamodb_endpoint, region=info.region)
+        )
+        target = simulate.local_target(args.data_dir, find_source=store.get_source)
+    except (simulate.SimulatorError, StorageError) as exc:
+        running.stop()
+        raise CliError(str(exc)) from exc
+    stop = threading.Event()
+
+    def simulate_traffic(out: Callable[[str], None]) -> None:
+        try:
+            simulate.run(
+                target,
+                customers=args.customers,
+                days=args.days,
+                seed=args.seed,
+                rate=0,
+                live_rate=args.rate,
+                stop=stop,
+                out=out,
+                progress_every=10,
+            )
+        except simulate.SimulatorError as exc:
+            if not stop.is_set():  # a collector that goes away while stopping is expected
+                out(f"simulate: stopped: {exc}")
+
+    if runner is None:
+        thread = threading.Thread(target=simulate_traffic, args=(print,), name="simulate", daemon=True)
+        thread.start()
+        try:
+            return stack.run(running)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    log_path = args.data_dir / "demo.log"
+    # The TUI owns the terminal: the stack's and the simulator's output go to a log file meanwhile.
+    with log_path.open("a") as log, contextlib.redirect_stdout(log):
+
+        def to_log(line: str) -> None:
+            log.write(line + "\n")
+            log.flush()
+
+        thread = threading.Thread(target=simulate_traffic, args=(to_log,), name="simulate", daemon=True)
+        thread.start()
+        try:
+            code = runner(args)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+            running.stop()
+    print(f"footfall demo: stopped (simulator and stack output in {log_path})")
+    return int(code or 0)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """`footfall simulate`: realistic traffic through the collector (see shared/simulate.py)."""
+    import signal
+    import threading
+
+    from shared import simulate
+
+    if args.customers < 0 or args.days <= 0 or args.rate < 0 or (args.live_rate or 0) < 0:
+        raise CliError("--customers must be >= 0, --days > 0, --rate and --live-rate >= 0")
+
+    def find_source(source_id: str) -> Source | None:
+        store, _ = _store(args)
+        return store.get_source(source_id)
+
+    try:
+        target = simulate.local_target(
+            args.data_dir,
+            find_source=None if args.link_secret else find_source,
+            url=args.url,
+            write_key=args.write_key,
+            source_id=args.source,
+            link_secret=args.link_secret,
+        )
+    except simulate.SimulatorError as exc:
+        raise CliError(str(exc)) from exc
+    stop = threading.Event()
+
+    def stopping(*_: Any) -> None:
+        stop.set()  # finish the request in flight and print the figures; a second Ctrl-C interrupts at once
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, stopping)
+    signal.signal(signal.SIGTERM, stopping)
+    live_rate = (args.live_rate or args.rate or simulate.DEFAULT_LIVE_RATE) if args.live else None
+    out = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    try:
+        stats = simulate.run(
+            target,
+            customers=args.customers,
+            days=args.days,
+            seed=args.seed,
+            rate=args.rate,
+            live_rate=live_rate,
+            stop=stop,
+            out=out,
+        )
+    except simulate.SimulatorError as exc:
+        raise CliError(str(exc)) from exc
+    _print(args, stats.to_json(), lambda _: f"simulate: {'stopped' if stop.is_set() else 'done'}: {stats.line()}")
+    return 1 if stats.rejected or stats.not_stored else 0
 
 
 def cmd_sources_add(args: argparse.Namespace) -> int:
@@ -506,6 +640,189 @@ def cmd_segments_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_funnels_apply(args: argparse.Namespace) -> int:
+    from shared.services.analytics import apply_definitions
+
+    store, _ = _store(args)
+    try:
+        data = apply_definitions(store, _rule_document(args.file), source=args.file, now=datetime.now(UTC))
+    except (OSError, ValueError, TrackingError) as exc:
+        raise CliError(str(exc)) from exc
+    _print(
+        args,
+        data,
+        lambda d: (
+            f"applied funnels {', '.join(d['funnels']) or '(none)'}; retention events "
+            f"{', '.join(d['return_events'])}; recomputed {d['customers']} customers"
+        ),
+    )
+    return 0
+
+
+def cmd_funnels_list(args: argparse.Namespace) -> int:
+    from shared.services.analytics import list_funnels
+
+    store, _ = _store(args)
+    data = [funnel.definition() for funnel in list_funnels(store)]
+    _print(
+        args,
+        data,
+        lambda d: (
+            "\n".join(f"{f['id']:16} {f['name']:24} {' → '.join(s['label'] for s in f['steps'])}" for f in d)
+            or "no funnels (apply some with `footfall funnels apply FILE`)"
+        ),
+    )
+    return 0
+
+
+def _day(text: str | None, default: date) -> date:
+    try:
+        return date.fromisoformat(text) if text else default
+    except ValueError as exc:
+        raise CliError(f"not a date (YYYY-MM-DD): {text!r}") from exc
+
+
+def cmd_funnels_show(args: argparse.Namespace) -> int:
+    from shared.services import analytics
+
+    store, _ = _store(args)
+    today = datetime.now(UTC).date()
+    end = _day(args.to, today)
+    start = _day(getattr(args, "from"), end - timedelta(days=29))
+    try:
+        report = analytics.funnel_report(store, args.name, start=start, end=end, breakdown=args.breakdown is not None)
+    except KeyError as exc:
+        raise CliError(f"no funnel {args.name!r} (see `footfall funnels list`)") from exc
+    data = asdict(report)
+    if args.check:
+        data["check"] = _check(store, report, start, end)
+    _print(args, data, _funnel_text)
+    return 0 if not args.check or data["check"]["equal"] else 1
+
+
+def _check(store: Any, report: Any, start: date, end: date) -> dict[str, Any]:
+    """The report recomputed from every stored event (the brute-force path), and whether they agree."""
+    from shared.domain import analytics as rules
+    from shared.services import analytics
+
+    cells = analytics.recompute(store, now=datetime.now(UTC))
+    funnel = analytics.find_funnel(store, report.funnel_id)
+    items = [(sk, counts) for (pk, sk), counts in cells.items() if pk == f"FUNNEL#{funnel.id}"]
+    brute = rules.funnel_report(funnel, items, start, end)
+    equal = brute.steps == report.steps and (not report.breakdown or brute.breakdown == report.breakdown)
+    return {"equal": equal, "recomputed": asdict(brute)["steps"]}
+
+
+def _funnel_text(data: dict[str, Any]) -> str:
+    lines = [f"{data['name']} ({data['start']} → {data['end']}, journeys by entry day)"]
+    first = data["steps"][0]["customers"] or 1
+    for index, step in enumerate(data["steps"], start=1):
+        bar = "█" * round(30 * step["customers"] / first)
+        conversion = f"{step['from_previous']:.0%} of previous" if step["from_previous"] is not None else ""
+        took = (
+            f"median {_took(step['median_seconds'])}, p90 {_took(step['p90_seconds'])}"
+            if step["median_seconds"]
+            else ""
+        )
+        lines.append(f"{index}. {step['label']:22} {step['customers']:>7} {bar:30} {conversion:16} {took}")
+    for value, steps in sorted(data.get("breakdown", {}).items()):
+        lines.append(f"   {value:20} " + " → ".join(str(s["customers"]) for s in steps))
+    if "check" in data:
+        lines.append(
+            "check: "
+            + (
+                "equal to a recomputation from every stored event"
+                if data["check"]["equal"]
+                else "DIFFERS from a recomputation from every stored event"
+            )
+        )
+    return "\n".join(lines)
+
+
+def _took(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from shared.services import analytics
+
+    store, _ = _store(args)
+    try:
+        report = analytics.retention_report(
+            store,
+            by=args.by,
+            event=args.event,
+            cumulative=args.cumulative,
+            cohorts=args.cohorts,
+            today=datetime.now(UTC).date(),
+        )
+    except KeyError as exc:
+        raise CliError(
+            f"{args.event!r} is not a tracked return event (add it to the retention events and apply)"
+        ) from exc
+    data = asdict(report)
+
+    def text(d: dict[str, Any]) -> str:
+        head = f"{'cohort':10} {'size':>6} " + " ".join(
+            f"{o:>4}" for o in range(len(d["rows"][0]["percentages"]) if d["rows"] else 0)
+        )
+        rows = [
+            f"{r['cohort']!s:10} {r['size']:>6} "
+            + " ".join("    " if p is None else f"{p:>4.0%}" for p in r["percentages"])
+            for r in d["rows"]
+        ]
+        mode = "on or after" if d["cumulative"] else "on"
+        return "\n".join([f"returned ({d['event']}) {mode} each {d['by']}", head, *rows])
+
+    _print(args, data, text)
+    return 0
+
+
+def cmd_timing(args: argparse.Namespace) -> int:
+    from shared.services import analytics
+    from shared.services.customers import find_customer
+
+    store, _ = _store(args)
+    customer_id = None
+    if args.customer:
+        found = find_customer(store, args.customer)
+        if found is None:
+            raise CliError(f"no customer {args.customer!r}")
+        customer_id = found.profile.customer_id
+    report = analytics.timing_report(store, customer_id)
+    data = {
+        "population": {c: {str(h): n for h, n in sorted(hours.items())} for c, hours in report.population.items()},
+        "customer_id": report.customer_id,
+        "recommendation": asdict(report.recommendation) if report.recommendation else None,
+    }
+
+    def text(d: dict[str, Any]) -> str:
+        days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+        lines = ["engagement by channel (all customers):"]
+        for channel, hours in sorted(d["population"].items()):
+            best = max(hours.items(), key=lambda kv: kv[1])
+            lines.append(
+                f"  {channel:8} {sum(hours.values()):>7} events, "
+                f"busiest {days[int(best[0]) // 24]} {int(best[0]) % 24:02d}h"
+            )
+        if d["recommendation"]:
+            r = d["recommendation"]
+            lines.append(
+                f"{d['customer_id']}: best {r['channel']} on {days[r['hour_of_week'] // 24]} "
+                f"at {r['hour_of_week'] % 24:02d}:00 "
+                f"(confidence {r['confidence']:.0%}, from {r['events']} of their events)"
+            )
+        return "\n".join(lines)
+
+    _print(args, data, text)
+    return 0
+
+
 def cmd_forget(args: argparse.Namespace) -> int:
     from shared.services.customers import forget_customer
 
@@ -527,6 +844,14 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    try:
+        from tui.app import run
+    except ImportError as exc:
+        raise CliError(f"the TUI needs Textual: pip install 'footfall[tui]' ({exc})") from exc
+    return run(args)
+
+
 # --- parser -----------------------------------------------------------------------------------------------------
 
 
@@ -534,16 +859,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="footfall", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    for name, helptext in (
-        ("serve", "run the local stack"),
-        ("demo", "run the local stack (the traffic simulator and TUI come with later releases)"),
+    for name, helptext, func in (
+        ("serve", "run the local stack", cmd_serve),
+        ("demo", "the local stack + the traffic simulator (history, then live) + the TUI", cmd_demo),
     ):
         serve = commands.add_parser(name, help=helptext)
         serve.add_argument("--host", default="127.0.0.1")
         serve.add_argument("--port", type=int, default=8788)
         serve.add_argument("--workers", type=int, default=2, help="collector worker processes (default 2)")
         _connection(serve)
-        serve.set_defaults(func=cmd_serve)
+        serve.set_defaults(func=func)
+    demo = serve  # the loop's last parser
+    demo.add_argument("--customers", type=int, default=200, help="simulated customers of the history (default 200)")
+    demo.add_argument("--days", type=float, default=14, help="days of simulated history (default 14)")
+    demo.add_argument("--seed", type=int, default=1, help="same seed, same customers (re-sent events are duplicates)")
+    demo.add_argument("--rate", type=float, default=3, help="live events per second after the history (default 3)")
+    demo.add_argument("--no-tui", action="store_true", help="keep the stack in the foreground instead of the TUI")
+
+    sim = commands.add_parser(
+        "simulate", help="send realistic shop traffic (days of history, then live) through the real collector"
+    )
+    sim.add_argument("--customers", type=int, default=300, help="people arriving over the history (default 300)")
+    sim.add_argument("--days", type=float, default=14, help="days of history before now (default 14)")
+    sim.add_argument("--seed", type=int, default=1, help="same seed, same people and message ids (default 1)")
+    sim.add_argument("--rate", type=float, default=0, help="events per second; 0 = as fast as the collector answers")
+    sim.add_argument("--live", action="store_true", help="after the history, send live traffic until Ctrl-C")
+    sim.add_argument("--live-rate", type=float, help="live events per second (default: --rate, or 5 if that is 0)")
+    sim.add_argument("--url", help="collector URL (default: the local stack's)")
+    sim.add_argument("--write-key", help="write key (default: the local stack's default source)")
+    sim.add_argument("--source", help="the write key's source id, for signing click links (default: default)")
+    sim.add_argument("--link-secret", help="the source's link secret (default: read from the table)")
+    sim.add_argument("--json", action="store_true", help="print the final figures as JSON (progress to stderr)")
+    _connection(sim)
+    sim.set_defaults(func=cmd_simulate)
 
     sources = commands.add_parser("sources", help="manage sources (write keys, link and webhook secrets)")
     source_commands = sources.add_subparsers(dest="sources_command", required=True)
@@ -619,10 +967,41 @@ def build_parser() -> argparse.ArgumentParser:
     seg_explain.add_argument("customer")
     seg_explain.set_defaults(func=cmd_segments_explain)
 
+    funnels = commands.add_parser("funnels", help="funnels: definitions and reports (journeys by entry day)")
+    funnel_commands = funnels.add_subparsers(dest="funnels_command", required=True)
+    fun_apply = funnel_commands.add_parser("apply", help="store a funnels/retention file and recompute over history")
+    fun_apply.add_argument("file")
+    fun_list = funnel_commands.add_parser("list", help="defined funnels")
+    fun_show = funnel_commands.add_parser("show", help="steps, conversion, drop-off, time to convert")
+    fun_show.add_argument("name", help="funnel id")
+    fun_show.add_argument("--from", help="first entry day (YYYY-MM-DD; default 29 days before --to)")
+    fun_show.add_argument("--to", help="last entry day (default today, UTC)")
+    fun_show.add_argument("--breakdown", choices=["channel"], help="by the funnel's breakdown (channel or property)")
+    fun_show.add_argument("--check", action="store_true", help="also recompute from every stored event and compare")
+    for sub, func in ((fun_apply, cmd_funnels_apply), (fun_list, cmd_funnels_list), (fun_show, cmd_funnels_show)):
+        _connection(sub)
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(func=func)
+    retention = commands.add_parser("retention", help="cohort retention table")
+    retention.add_argument("--by", choices=["day", "week"], default="day")
+    retention.add_argument("--event", default="*", help="return event (default * = any; tracked events only)")
+    retention.add_argument("--cumulative", action="store_true", help="came back on or after each offset")
+    retention.add_argument("--cohorts", type=int, default=14, help="how many cohorts (default 14)")
+    timing = commands.add_parser("timing", help="best time and channel: population table, or one customer's")
+    timing.add_argument("--customer", help="customer id, userId, anonymousId or e-mail")
+    for sub, func in ((retention, cmd_retention), (timing, cmd_timing)):
+        _connection(sub)
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(func=func)
+
     forget = commands.add_parser("forget", help="erase a customer (GDPR) and refuse their future events")
     forget.add_argument("id", help="customer id, userId, anonymousId, or u:/a: identity")
     forget.add_argument("--yes", action="store_true", help="really erase")
     forget.set_defaults(func=cmd_forget)
+
+    tui = commands.add_parser("tui", help="the operator terminal UI: customers, segments, funnels, retention, live")
+    _connection(tui)
+    tui.set_defaults(func=cmd_tui)
 
     from shared.deploy import add_parser as add_deploy_parser  # `footfall deploy` owns its options and errors
 

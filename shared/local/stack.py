@@ -118,6 +118,17 @@ def ensure_starter_segments(store: DynamoTrackingStore) -> None:
     apply_segments(store, json.loads(STARTERS.read_text()), source=str(STARTERS), now=datetime.now(UTC), customers=[])
 
 
+def ensure_starter_analytics(store: DynamoTrackingStore) -> None:
+    """Apply the starter funnels and retention events (infra/analytics/starters.json) when none are defined."""
+    from shared.services.analytics import STARTERS as ANALYTICS_STARTERS
+    from shared.services.analytics import apply_definitions
+
+    if store.get_analytics_definitions() is not None or not ANALYTICS_STARTERS.exists():
+        return
+    document = json.loads(ANALYTICS_STARTERS.read_text())
+    apply_definitions(store, document, source=str(ANALYTICS_STARTERS), now=datetime.now(UTC))
+
+
 def _port_is_free(host: str, port: int) -> bool:
     # Workers share their port through SO_REUSEPORT, so a second `serve` must be stopped here, explicitly.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -195,6 +206,7 @@ def start(
         store = DynamoTrackingStore(table, client=client)
         write_key = ensure_default_source(store, data_dir)
         ensure_starter_segments(store)
+        ensure_starter_analytics(store)
         for _ in range(max(1, workers)):
             worker, _ready = _spawn(["shared.local.collector", "--host", host, "--port", str(port)], env)
             processes.append(worker)

@@ -1,0 +1,164 @@
+"""Analytics through the real pipeline: collector → stream → process Lambda → counters = recomputation."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.services import analytics, overview
+from shared.services.analytics import STARTERS, apply_definitions
+from shared.services.customers import find_customer
+from shared.services.segments import run_scheduler
+from tests.builders import random_ref
+
+pytestmark = pytest.mark.integration
+NAMES = ["Product Viewed", "Product Added", "Checkout Started", "Order Completed", "Email Opened"]
+
+
+def _ms(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def call(person: str, name: str, at: datetime, *, message: str, user: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "track",
+        "event": name,
+        "messageId": message,
+        "timestamp": _ms(at),  # no sentAt: the time is kept as sent (a sentAt equal to it would mean "now")
+    }
+    body["anonymousId"] = person
+    if user:
+        body["userId"] = user
+    if name == "Email Opened":
+        body["context"] = {"campaign": {"medium": "email", "name": "winter"}}
+        body["properties"] = {"campaign": "winter"}
+    return body
+
+
+def counters_equal_recomputation(store: Any) -> None:
+    expected = analytics.recompute(store, now=datetime.now(UTC))
+    found = analytics.stored_counters(store, expected)
+    assert found == {k: v for k, v in expected.items() if any(v.values())}
+
+
+@pytest.fixture
+def definitions(store: Any, stream: Any) -> None:
+    from functions.process import handler
+
+    apply_definitions(store, json.loads(STARTERS.read_text()), source="starters", now=datetime.now(UTC))
+    handler._rules.update(at=0.0)  # the definitions just applied are used at once
+
+
+def test_a_shop_day_lands_in_funnel_retention_timing_and_overview_exactly(
+    http, source, store, stream, definitions, lambda_context
+):
+    # Given visitors who browse, cart and buy (one identifies mid-way: two identities, one customer)
+    _, key = source
+    now = datetime.now(UTC).replace(microsecond=0)
+    anna, ben = random_ref("anna"), random_ref("ben")
+    calls = [
+        call(anna, "Product Viewed", now - timedelta(minutes=30), message="a1"),
+        call(anna, "Product Added", now - timedelta(minutes=29), message="a2"),
+        call(anna, "Checkout Started", now - timedelta(minutes=28), message="a3", user="anna@example.com"),
+        call(anna, "Order Completed", now - timedelta(minutes=20), message="a4", user="anna@example.com"),
+        call(ben, "Product Viewed", now - timedelta(minutes=10), message="b1"),
+        call(ben, "Email Opened", now - timedelta(minutes=9), message="b2"),
+    ]
+    assert http("POST", "/v1/batch", body=json.dumps({"batch": calls}), write_key=key).status == 200
+    stream.drain()
+    # When a late event arrives for ben, a batch is delivered again, and one event is sent twice
+    late = call(ben, "Product Added", now - timedelta(minutes=8), message="b3")
+    assert http("POST", "/v1/batch", body=json.dumps({"batch": [late, late]}), write_key=key).status == 200
+    stream.drain()
+    from functions.process import handler
+
+    for event in stream.calls:  # every batch, delivered a second time
+        handler.lambda_handler(event, lambda_context)
+    # Then the counters equal a recomputation from the stored events, and the reports say what happened
+    counters_equal_recomputation(store)
+    report = analytics.funnel_report(store, "purchase", start=now.date() - timedelta(days=1), end=now.date())
+    assert [s.customers for s in report.steps] == [2, 2, 1, 1]
+    assert report.steps[3].median_seconds is not None and 7 * 60 < report.steps[3].median_seconds < 9 * 60
+    retention = analytics.retention_report(store, by="day", today=now.date())
+    assert retention.rows[-1].size == 2 and retention.rows[-1].percentages[0] == 1.0
+    seen = overview.overview(store, now=datetime.now(UTC))
+    moments = [now - timedelta(minutes=m) for m in (30, 29, 28, 20, 10, 9, 8)]
+    assert seen.events_today == sum(m.date() == datetime.now(UTC).date() for m in moments)
+    assert sum(seen.events_per_minute) == 7  # six events and the late one, the duplicate once
+    assert dict(seen.top_events)["Product Viewed"] == 2
+    anna_id = find_customer(store, "anna@example.com").profile.customer_id
+    timing = analytics.timing_report(store, anna_id)
+    assert timing.recommendation is not None and timing.recommendation.events == 4
+    assert next(e.message_id for e in overview.recent_events(store, limit=3)) == "b3"
+
+
+def test_an_analytics_write_that_fails_is_caught_up_by_the_minute_sweep(http, source, store, stream, definitions, ddb):
+    # Given the counters' transaction fails while a batch is processed
+    _, key = source
+    now = datetime.now(UTC)
+    failures = {"left": 1}
+
+    def refuse(**_: Any) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            from botocore.awsrequest import AWSResponse
+
+            return AWSResponse("https://dynamodb", 400, {}, None), {
+                "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            }
+        return None
+
+    ddb.meta.events.register("before-call.dynamodb.TransactWriteItems", refuse)
+    person = random_ref("p")
+    events = [call(person, n, now - timedelta(minutes=5 - i), message=f"{person}-{i}") for i, n in enumerate(NAMES[:3])]
+    assert http("POST", "/v1/batch", body=json.dumps({"batch": events}), write_key=key).status == 200
+    stream.drain()
+    report = analytics.funnel_report(store, "purchase", start=now.date() - timedelta(days=1), end=now.date())
+    assert report.steps[0].customers == 0  # not counted yet
+    # When the minute sweep runs (the customer was put on the due list)
+    run_scheduler(
+        store,
+        now=datetime.now(UTC) + timedelta(minutes=1),
+        refresh=lambda ids: analytics.update_customers(
+            store, ids, analytics.definitions_of(store), now=datetime.now(UTC)
+        ),
+    )
+    # Then nothing is missing and nothing is counted twice
+    counters_equal_recomputation(store)
+    report = analytics.funnel_report(store, "purchase", start=now.date() - timedelta(days=1), end=now.date())
+    assert [s.customers for s in report.steps][:3] == [1, 1, 1]
+
+
+log = st.lists(
+    st.tuples(st.integers(0, 3), st.sampled_from(NAMES), st.integers(0, 60 * 48), st.integers(0, 12)),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=log, split=st.integers(1, 6))
+def test_random_logs_delivered_in_pieces_give_counters_equal_to_recomputation(
+    http, source, store, stream, definitions, entries, split
+):
+    # Given random events of a few people (duplicates and late arrivals included), sent in several requests
+    _, key = source
+    run = random_ref("run")
+    now = datetime.now(UTC)
+    calls = [
+        call(f"{run}-{person}", name, now - timedelta(minutes=minute), message=f"{run}-{person}-{number}")
+        for person, name, minute, number in entries
+    ]
+    for start in range(0, len(calls), split):
+        assert (
+            http("POST", "/v1/batch", body=json.dumps({"batch": calls[start : start + split]}), write_key=key).status
+            == 200
+        )
+        stream.drain()
+    # Then
+    counters_equal_recomputation(store)
