@@ -1,0 +1,296 @@
+"""Pilot tests on a moto table seeded through the real collector, stream processing and segments."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from textual.command import CommandPalette
+from textual.widgets import DataTable, Static
+
+from shared.domain.failures import failed_event, new_failure_id
+from shared.storage.dynamo import FAILED_LOOKBACK_DAYS
+from shared.storage.items import CUSTOMER_INDEX_SHARDS
+from tests.tui.conftest import Seeded
+from tests.tui.pilot import column, drive, notifications, rows, settle, text
+from tui.app import OperatorApp
+from tui.screens.customers import CustomerScreen, CustomersScreen
+from tui.screens.failed import FailedEventScreen, FailedScreen
+from tui.screens.funnels import FunnelsScreen
+from tui.screens.help import HelpScreen
+from tui.screens.live import LiveScreen
+from tui.screens.overview import OverviewScreen
+from tui.screens.retention import RetentionScreen
+from tui.screens.segments import SegmentScreen, SegmentsScreen
+from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.nav import SECTIONS, NavBar
+
+pytestmark = pytest.mark.integration
+
+SCREENS = {
+    "overview": OverviewScreen,
+    "customers": CustomersScreen,
+    "segments": SegmentsScreen,
+    "funnels": FunnelsScreen,
+    "retention": RetentionScreen,
+    "live": LiveScreen,
+    "failed": FailedScreen,
+}
+REQUEST_BUDGET = 10
+"""DynamoDB requests any one screen may make to draw itself (issue 6)."""
+
+
+def budget(mode: str) -> int:
+    # Pages are filled partition by partition. A customer page from the customer index's shards in turn: with 100k
+    # customers the first shard fills it (one Query, one BatchGet); with the five seeded here every shard is read
+    # before the page is done. Failed events likewise, one day partition at a time back 30 days: with fewer than a
+    # page of failures (the usual case) that is one Query per day. Both are the store's paging, not the screen's.
+    extra = {"customers": CUSTOMER_INDEX_SHARDS, "failed": FAILED_LOOKBACK_DAYS + 1}
+    return REQUEST_BUDGET + extra.get(mode, 0)
+
+
+def count_requests(store: Any) -> Counter[str]:
+    """Every DynamoDB request the store's client makes from now on, by operation."""
+    seen: Counter[str] = Counter()
+
+    def record(event_name: str, **_: Any) -> None:
+        seen[event_name.rsplit(".", 1)[-1]] += 1
+
+    store.client.meta.events.register("before-call.dynamodb", record)
+    return seen
+
+
+def nav_x(mode: str, width: int) -> int:
+    """Where a section's title is on the nav bar (the bar shows the brand when there is room)."""
+    titles = [f" {key} {title} " for key, _, title in SECTIONS]
+    x = len(" Footfall ") if width >= len(" Footfall ") + sum(map(len, titles)) else 0
+    for (_, section, _), title in zip(SECTIONS, titles, strict=True):
+        if section == mode:
+            return x + 2
+        x += len(title)
+    raise KeyError(mode)
+
+
+def test_every_section_by_key_click_and_palette_within_the_request_budget(pilot_app: OperatorApp, store: Any):
+    requests = count_requests(store)
+
+    async def body(pilot: Any) -> None:
+        # Keys 1-7, each screen read within the budget of requests
+        for key, mode, _ in SECTIONS:
+            requests.clear()
+            await pilot.press(key)
+            await settle(pilot)
+            assert isinstance(pilot.app.screen, SCREENS[mode])
+            assert pilot.app.screen.query_one(NavBar).active == mode
+            assert sum(requests.values()) <= budget(mode), (mode, requests)
+        # A click on the nav bar
+        await pilot.click(NavBar, offset=(nav_x("segments", pilot.app.size.width), 0))
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, SegmentsScreen)
+        # ? shows this screen's keys, Escape closes it
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, HelpScreen)
+        assert "Refresh" in text(pilot.app.screen.query_one("#help-keys", Static))
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, SegmentsScreen)
+        # : opens the command palette; "Go to Live" goes there
+        await pilot.press("colon")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, CommandPalette)
+        await pilot.press(*"go to live")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, LiveScreen)
+
+    drive(pilot_app, body)
+
+
+def test_customers_filter_look_up_by_id_and_email_and_unknown(pilot_app: OperatorApp, seeded: Seeded):
+    async def body(pilot: Any) -> None:
+        await pilot.press("2")
+        await settle(pilot)
+        table = pilot.app.screen.query_one("#customer-table", DataTable)
+        assert sorted(column(table)) == sorted(f"u:{who}" for who in ["ann", "bob", *seeded.browsers])
+        # Typing filters this page (by e-mail here); Enter opens the one match
+        await pilot.press("slash", *"ann@ex")
+        await pilot.pause()
+        assert column(table) == ["u:ann"]
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, CustomerScreen) and pilot.app.screen.customer_id == "u:ann"
+        await pilot.press("escape")
+        await pilot.pause()
+        # A user id is looked up in the table (not only on this page)
+        await pilot.press("slash", "ctrl+a", "ctrl+k", *"bob", "enter")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, CustomerScreen) and pilot.app.screen.customer_id == "u:bob"
+        await pilot.press("escape")
+        await pilot.pause()
+        # Nobody: a warning, and the list stays
+        await pilot.press("slash", "ctrl+a", "ctrl+k", *"nobody", "enter")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, CustomersScreen)
+        assert ("warning", "No customer 'nobody'") in notifications(pilot.app)
+
+    drive(pilot_app, body)
+
+
+def test_customers_page_forward_and_back(pilot_app: OperatorApp, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("tui.screens.customers.PAGE_SIZE", 2)
+
+    async def body(pilot: Any) -> None:
+        await pilot.press("2")
+        await settle(pilot)
+        table = pilot.app.screen.query_one("#customer-table", DataTable)
+        seen = [column(table)]
+        for _ in range(3):  # the third `n` is past the last page: nothing happens
+            await pilot.press("n")
+            await settle(pilot)
+            seen.append(column(table))
+        assert [len(page) for page in seen] == [2, 2, 1, 1]
+        assert len({cid for page in seen for cid in page}) == 5
+        assert "last page" in text(pilot.app.screen.query_one("#customer-status", Static))
+        await pilot.press("p")
+        await settle(pilot)
+        assert column(table) == seen[1]
+
+    drive(pilot_app, body)
+
+
+def test_customer_screen_says_why_in_a_segment_and_pages_the_timeline(
+    pilot_app: OperatorApp, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("tui.screens.customers.TIMELINE_PAGE", 2)
+
+    async def body(pilot: Any) -> None:
+        pilot.app.open_customer("u:ann")
+        await settle(pilot)
+        screen = pilot.app.screen
+        segments = text(screen.query_one("#customer-segments", Static))
+        assert "● in  cart_abandoners" in segments
+        assert "Product Added" in segments.split("cart_abandoners", 1)[1]  # the why
+        assert "○ out heavy_spenders" in segments
+        assert ["email", "ann@example.com"] in rows(screen.query_one("#customer-traits", DataTable))
+        assert column(screen.query_one("#customer-identities", DataTable)) == ["u:ann"]
+        timeline = screen.query_one("#customer-timeline", DataTable)
+        pages = [column(timeline, 2)]
+        for _ in range(2):
+            await pilot.press("n")
+            await pilot.pause()
+            pages.append(column(timeline, 2))
+        assert [len(page) for page in pages[:2]] == [2, 2]
+        assert {"Product Viewed", "Product Added", "identify"} <= {event for page in pages for event in page}
+        assert "page 3/" in text(screen.query_one("#customer-timeline-status", Static))
+
+    drive(pilot_app, body)
+
+
+def test_segment_members_history_and_drill_down_to_the_customer(
+    pilot_app: OperatorApp, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("tui.screens.segments.MEMBERS_PAGE", 2)
+
+    async def body(pilot: Any) -> None:
+        await pilot.press("3")
+        await settle(pilot)
+        table = pilot.app.screen.query_one("#segment-table", DataTable)
+        ids = column(table)
+        assert {"cart_abandoners", "heavy_spenders", "new_customers", "browsers"} <= set(ids)
+        # Open cart_abandoners with the keyboard
+        table.move_cursor(row=ids.index("cart_abandoners"))
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, SegmentScreen) and screen.segment_id == "cart_abandoners"
+        assert "absence" in text(screen.query_one("#segment-rule", Static))
+        assert [row[1:] for row in rows(screen.query_one("#segment-history", DataTable))] == [["entered", "u:ann"]]
+        members = screen.query_one("#segment-members", DataTable)
+        assert column(members) == ["u:ann"]
+        # Drill down: Enter on the member opens the customer, Escape comes back
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, CustomerScreen) and pilot.app.screen.customer_id == "u:ann"
+        await pilot.press("escape")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, SegmentsScreen)
+        # Members are paged lazily: new_customers has all five, two at a time
+        table.move_cursor(row=column(table).index("new_customers"))
+        await pilot.press("enter")
+        await settle(pilot)
+        members = pilot.app.screen.query_one("#segment-members", DataTable)
+        pages = [column(members)]
+        for _ in range(3):
+            await pilot.press("n")
+            await settle(pilot)
+            pages.append(column(members))
+        assert [len(page) for page in pages] == [2, 2, 1, 1]
+        assert len({cid for page in pages for cid in page}) == 5
+
+    drive(pilot_app, body)
+
+
+def test_failed_events_inspect_and_replay_only_after_confirmation(pilot_app: OperatorApp, store: Any):
+    # Given a refused event that would be accepted now (say, storage was down when it came)
+    received = datetime.now(UTC)
+    retry_id = new_failure_id(received, "retry")
+    store.put_failed(
+        [
+            failed_event(
+                failure_id=retry_id,
+                received_at=received,
+                route="/v1/track",
+                reason="storage unavailable",
+                status=503,
+                raw=b'{"userId": "kai", "event": "Product Viewed", "messageId": "kai-1"}',
+                source_id="web",
+                message_id="kai-1",
+            )
+        ]
+    )
+
+    async def body(pilot: Any) -> None:
+        await pilot.press("7")
+        await settle(pilot)
+        table = pilot.app.screen.query_one("#failed-table", DataTable)
+        assert len(column(table)) == 2
+        # Inspect the one refused for a missing event name: reason and raw payload
+        table.move_cursor(row=[r[1] for r in rows(table)].index("400"))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, FailedEventScreen)
+        shown = text(pilot.app.screen.query_one("#failed-event", Static))
+        assert '"userId": "zed"' in shown and "/v1/track" in shown
+        # Replay asks first; "n" changes nothing
+        await pilot.press("R")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, FailedEventScreen)
+        assert store.get_failed(pilot.app.screen.failure_id) is not None
+        # Confirmed, it is still invalid: an error notification, and it stays
+        await pilot.press("R", "y")
+        await settle(pilot)
+        assert any(sev == "error" and "still invalid" in msg for sev, msg in notifications(pilot.app))
+        assert store.get_failed(pilot.app.screen.failure_id) is not None
+        await pilot.press("escape")
+        await pilot.pause()
+        # The replayable one, from the list: confirmed, it is stored and leaves the failed events
+        table.move_cursor(row=[r[1] for r in rows(table)].index("503"))
+        await pilot.press("R")
+        await pilot.pause()
+        await pilot.click("#confirm-ok")
+        await settle(pilot)
+        assert any(f"replayed {retry_id}" in msg for _, msg in notifications(pilot.app))
+        assert store.get_failed(retry_id) is None
+        assert [e.message_id for e in store.list_identity_events("u", "kai")] == ["kai-1"]
+        assert retry_id not in [key.value for key in table.rows]
+        assert "503" not in [r[1] for r in rows(table)]
+
+    drive(pilot_app, body)
