@@ -94,14 +94,17 @@ def make_client(
     from botocore.config import Config
 
     session = boto3.session.Session(profile_name=profile, region_name=region)
-    # Account-id endpoints (botocore >= 1.44) are AWS-only hosts: other endpoints must not get them.
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 3},
-        account_id_endpoint_mode="disabled" if endpoint_url else "preferred",
-        tcp_keepalive=True,
-        max_pool_connections=32,
-        parameter_validation=validate,
-    )
+    options: dict[str, Any] = {
+        "retries": {"mode": "standard", "max_attempts": 3},
+        "tcp_keepalive": True,
+        "max_pool_connections": 32,
+        "parameter_validation": validate,
+    }
+    # Account-id endpoints (botocore >= 1.44) are AWS-only hosts: other endpoints must not get them. On AWS
+    # botocore's default is kept, so an older botocore (a Lambda runtime's) that lacks the option still works.
+    if endpoint_url and "account_id_endpoint_mode" in Config.OPTION_DEFAULTS:
+        options["account_id_endpoint_mode"] = "disabled"
+    config = Config(**options)
     credentials: dict[str, str] = {}
     if endpoint_url and session.get_credentials() is None:
         # Local endpoints (moto, DynamoDB Local) accept any credentials, but botocore insists on having some.

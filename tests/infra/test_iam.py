@@ -108,6 +108,7 @@ def test_the_schedule_role_touches_only_the_table(translated):
         ("dynamodb:GetItem", "Table"),
         ("dynamodb:BatchGetItem", "Table"),
         ("dynamodb:PutItem", "Table"),
+        ("dynamodb:UpdateItem", "Table"),
         ("dynamodb:BatchWriteItem", "Table"),
         ("dynamodb:Query", "Table"),
     }

@@ -229,3 +229,38 @@ def test_recomputing_a_million_events_stays_within_budget_is_a_benchmark_not_a_t
     cohort_sizes = sum(v.get("n", 0) for (pk, _), v in total.items() if pk == "RETENTION#day")
     assert cohort_sizes == 20
     assert date.fromisoformat(next(sk for pk, sk in total if pk == "RETENTION#day").split("#")[0]) >= T0.date()
+
+
+@settings(max_examples=150, deadline=None)
+@given(log=logs, strict=st.booleans(), filtered=st.booleans())
+def test_the_fast_check_path_counts_the_same_journeys_as_the_rule(log, strict, filtered):
+    # Given a funnel (with a property filter on a step, sometimes) and random events of a few customers
+    first: Any = {"event": "Product Viewed", "where": {"color": "red"}} if filtered else "Product Viewed"
+    definition = funnel(window="2d", order="strict" if strict else "sequential", steps=[first, *PURCHASE["steps"][1:]])
+    events = [
+        an_event(
+            name,
+            T0 + timedelta(minutes=minute),
+            user=customer,
+            message=f"{customer}-{number}",
+            color="red" if number % 2 else "blue",
+        )
+        for customer, name, minute, number in log
+    ]
+    unique = {(e.user_id, e.message_id): e for e in events}
+    by_customer: dict[str, list[TrackingEvent]] = {}
+    for event in unique.values():
+        by_customer.setdefault(event.user_id, []).append(event)
+    # When both paths count
+    cells = analytics.recompute(by_customer, Definitions((definition,), ()), now=NOW)
+    expected: dict[str, dict[int, int]] = {}
+    for (pk, sk), counts in cells.items():
+        if pk == "FUNNEL#purchase" and "#T" not in sk:
+            day = expected.setdefault(sk.split("#")[1], {})
+            for name, n in counts.items():
+                if name.startswith("s|"):
+                    day[int(name[2:])] = day.get(int(name[2:]), 0) + n
+    rows = [(e.user_id, e.timestamp.timestamp(), e.message_id, analytics.event_key(e)) for e in unique.values()]
+    found = analytics.check_funnel(definition, rows, properties={e.message_id: e.properties for e in unique.values()})
+    # Then they agree
+    assert found == expected

@@ -1,0 +1,141 @@
+"""Analytics figures for `make bench`: funnel report read cost at 10k/100k/1M events, and the check path.
+
+Read cost: the counter items processing keeps for the events (each customer's cells, summed: exactly what the
+stream writes) are put into an in-process moto table (with the embedded backend's partition indexes), then a
+30-day purchase-funnel report is read 5 times; requests are counted with a botocore hook.
+Check path: `check_funnel` over 1M raw rows (pure Python), against a baseline in the same run: sorting the
+same rows (the least any recomputation must do).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.domain import analytics
+from shared.domain.events import CallType, TrackingEvent
+from shared.services.analytics import STARTERS
+
+STEPS = ["Product Viewed", "Product Added", "Checkout Started", "Order Completed"]
+OTHER = ["page", "Email Opened", "Product Viewed"]
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+DAYS = 30
+CHECK_TARGET_SECONDS = 2.0
+READ_REQUEST_TARGET = 10
+
+
+@dataclass
+class Figures:
+    reads: dict[int, tuple[int, float, int]]
+    """events → (requests per report, median ms, counter items)."""
+    check_seconds: float
+    sort_seconds: float
+    check_events: int
+
+
+def synthetic_rows(events: int, seed: int = 11) -> Iterator[tuple[str, float, str, str]]:
+    """Shop-like rows: customers with ~10 events over 30 days, most stopping early in the funnel."""
+    rng = random.Random(seed)
+    start = (NOW - timedelta(days=DAYS)).timestamp()
+    made = 0
+    customer = 0
+    while made < events:
+        customer += 1
+        moment = start + rng.random() * DAYS * 86400
+        for _ in range(min(10, events - made)):
+            moment += rng.expovariate(1 / 900)
+            depth = rng.random()
+            name = STEPS[0 if depth < 0.55 else 1 if depth < 0.75 else 2 if depth < 0.85 else 3]
+            if rng.random() < 0.3:
+                name = rng.choice(OTHER)
+            made += 1
+            yield f"c{customer}", moment, f"m{made}", name
+
+
+def _event(row: tuple[str, float, str, str]) -> TrackingEvent:
+    customer, moment, message, name = row
+    at = datetime.fromtimestamp(moment, UTC)
+    kind = CallType.PAGE if name == "page" else CallType.TRACK
+    return TrackingEvent(
+        source_id="web",
+        message_id=message,
+        type=kind,
+        timestamp=at,
+        received_at=at,
+        user_id=customer,
+        event=None if kind is CallType.PAGE else name,
+    )
+
+
+def counter_cells(rows: list[tuple[str, float, str, str]], definitions: analytics.Definitions) -> analytics.Cells:
+    by_customer: dict[str, list[TrackingEvent]] = {}
+    for row in rows:
+        by_customer.setdefault(row[0], []).append(_event(row))
+    total: analytics.Cells = {}
+    for customer, events in by_customer.items():
+        cells = analytics.customer_cells(customer, events, definitions, now=NOW)
+        analytics.add(total, {k: v for k, v in cells.items() if k[0].startswith("FUNNEL#")})
+    return total
+
+
+def read_cost(cells: analytics.Cells, document: dict[str, Any]) -> tuple[int, float, int]:
+    import boto3
+    from moto import mock_aws
+
+    from shared.local import accel
+    from shared.services.analytics import funnel_report
+    from shared.storage.dynamo import DynamoTrackingStore
+    from shared.storage.schema import TABLE_DEFINITION
+
+    accel.install()
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled")
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(TableName="bench", **TABLE_DEFINITION)
+        store = DynamoTrackingStore("bench", client=client)
+        store.put_analytics_definitions(document)
+        for (pk, sk), counts in cells.items():
+            item = {"PK": {"S": pk}, "SK": {"S": sk}, **{a: {"N": str(n)} for a, n in counts.items()}}
+            client.put_item(TableName="bench", Item=item)
+        requests = {"n": 0}
+        client.meta.events.register("before-call.dynamodb", lambda **_: requests.__setitem__("n", requests["n"] + 1))
+        times = []
+        for _ in range(5):
+            requests["n"] = 0
+            began = time.perf_counter()
+            report = funnel_report(store, "purchase", start=(NOW - timedelta(days=DAYS)).date(), end=NOW.date())
+            times.append(time.perf_counter() - began)
+        assert report.steps[0].customers > 0
+        return requests["n"], statistics.median(times) * 1000, len(cells)
+
+
+def measure(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), check_events: int = 1_000_000) -> Figures:
+    document = json.loads(STARTERS.read_text())
+    definitions = analytics.Definitions(analytics.parse_definitions(document).funnels[:1], ())
+    reads = {}
+    for size in sizes:
+        rows = list(synthetic_rows(size))
+        reads[size] = read_cost(counter_cells(rows, definitions), document)
+        print(f"  funnel report at {size:,} events: {reads[size][0]} requests, {reads[size][1]:.1f} ms", flush=True)
+    rows = list(synthetic_rows(check_events, seed=12))
+    shuffled = rows[:]
+    random.Random(1).shuffle(shuffled)
+    began = time.perf_counter()
+    sorted(shuffled)
+    sort_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    analytics.check_funnel(definitions.funnels[0], shuffled)
+    check_seconds = time.perf_counter() - began
+    print(f"  check path over {check_events:,} events: {check_seconds:.2f} s (sort {sort_seconds:.2f} s)", flush=True)
+    return Figures(reads, check_seconds, sort_seconds, check_events)
+
+
+if __name__ == "__main__":
+    measure()
