@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import pytest
@@ -28,6 +29,17 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("FOOTFALL_DYNAMODB_ENDPOINT", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def logs_reach_caplog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a Lambda handler is imported, Powertools gives our loggers its own handler and stops propagation;
+    keep propagating in tests, so `caplog` sees every record whichever test imported a handler first."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("shared", "functions"):
+            logger = logging.getLogger(name)
+            if not logger.propagate:
+                monkeypatch.setattr(logger, "propagate", True)
 
 
 @dataclass
