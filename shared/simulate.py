@@ -734,11 +734,9 @@ def click_link(target: Target, payload: Mapping[str, Any], destination: str) -> 
         user_id=payload.get("userId"),
         anonymous_id=payload.get("anonymousId"),
         properties=payload.get("properties"),
+        message_id=payload["messageId"],
+        timestamp=payload["timestamp"],
     )
-    del params[links.SIGNATURE_PARAM]
-    params.update(messageId=payload["messageId"], timestamp=payload["timestamp"])
-    # The signature covers every parameter, these two included, so neither can be altered.
-    params[links.SIGNATURE_PARAM] = links._signature(params, target.link_secret)
     return links.click_url(target.url, params)
 
 

@@ -42,8 +42,13 @@ def click_params(
     properties: Mapping[str, Any] | None = None,
     context: Mapping[str, Any] | None = None,
     expires_at: datetime | None = None,
+    message_id: str | None = None,
+    timestamp: str | None = None,
 ) -> dict[str, str]:
     """The signed query parameters of a click link (dot-notation for properties and context).
+
+    `message_id` (one per recipient and link: a second click is then the same message, counted once) and
+    `timestamp` are signed like everything else.
 
     Raises:
         InvalidEventError: the target is not an absolute http(s) URL, or a property/context key cannot be
@@ -55,6 +60,10 @@ def click_params(
         params["userId"] = user_id
     if anonymous_id:
         params["anonymousId"] = anonymous_id
+    if message_id:
+        params["messageId"] = message_id
+    if timestamp:
+        params["timestamp"] = timestamp
     for prefix, values in (("properties", properties or {}), ("context", context or {})):
         params.update(flatten(values, prefix))
     if expires_at is not None:
