@@ -131,7 +131,7 @@ def evaluate_customers_of_batch(customer_ids: list[str]) -> None:
             logger.warning("segment evaluation failed; scheduled for the next sweep")
             store().put_due([Due(cid, rule.id, due_minute(now)) for cid in customer_ids for rule in rules])
     try:
-        update_customers(store(), customer_ids, definitions, now=now, events=events)
+        update_customers(store(), customer_ids, definitions, now=now, events=events, profiles=profiles)
     except StorageError:
         logger.warning("analytics update failed; scheduled for the next sweep")
         store().put_due([Due(cid, ANALYTICS_DUE, due_minute(now)) for cid in customer_ids])

@@ -64,6 +64,7 @@ def update_customers(
     *,
     now: datetime,
     events: Mapping[str, list[TrackingEvent]] | None = None,
+    profiles: Mapping[str, StoredProfile] | None = None,
 ) -> int:
     """Recompute these customers' cells and add the differences to the counters. Returns counter changes.
 
@@ -78,7 +79,8 @@ def update_customers(
     for _ in range(SAVE_ATTEMPTS):
         if not wanted:
             return changed
-        profiles = store.get_profiles(wanted)
+        if profiles is None or any(c not in profiles for c in wanted):
+            profiles = store.get_profiles(wanted)
         missing = [
             profiles[c] for c in wanted if c in profiles and c not in known and not profiles[c].profile.merged_into
         ]
@@ -104,6 +106,7 @@ def update_customers(
         wanted = sorted(conflicted)
         for customer_id in conflicted:
             known.pop(customer_id, None)  # another writer moved it: read everything again
+        profiles = None
     raise StorageError(f"analytics cells of {len(wanted)} customers kept changing under us")
 
 
