@@ -1,19 +1,47 @@
-"""TUI fixtures: a moto table seeded through the real collector, stream processing and segments; the app on it."""
+"""TUI fixtures: a moto table seeded through the real collector, stream processing, segments and analytics.
+
+Seeding takes seconds, so the read-only Pilot tests share one seeded table per module (`world`); tests that
+write (replay, new live events) get their own (`fresh_world`).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from shared.domain.events import format_timestamp
 from shared.local.stack import STARTERS
-from shared.services.segments import apply_segments, run_scheduler
-from tests.integration.conftest import ddb, http, source, store, stream  # noqa: F401  (fixtures)
+from shared.services.analytics import STARTERS as ANALYTICS_STARTERS
+from shared.services.analytics import apply_definitions
+from shared.services.collect import Collector
+from shared.services.segments import apply_segments
+from shared.storage.dynamo import DynamoTrackingStore, RetryPolicy
+from shared.storage.schema import TABLE_DEFINITION
+from tests.builders import a_source
+from tests.conftest import TABLE
+from tests.integration.conftest import ddb, store  # noqa: F401  (fixtures)
 from tui.app import OperatorApp, make_app
 from tui.data import StoreDataSource
+
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    "FOOTFALL_TABLE_NAME": TABLE,
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+"""What `tests.conftest.aws_credentials` sets for each test, for a fixture that outlives one test."""
 
 
 @dataclass(frozen=True)
@@ -21,51 +49,134 @@ class Seeded:
     """What the seeded table holds (ids to look for on screen)."""
 
     abandoner: str
-    """userId of a customer who added to cart and did not order: in `cart_abandoners` (via the scheduler)."""
+    """userId of a customer who added to cart 70 minutes ago and did not order: in `cart_abandoners`."""
     buyer: str
-    """userId of a customer who ordered for 600: a heavy spender."""
+    """userId of a customer who viewed, carted, checked out and ordered for 600: a heavy spender."""
     browsers: list[str]
     """userIds of customers who only viewed products."""
-    failed_ids: list[str]
-    """Failed-event ids (a track call without an event name)."""
     now: datetime
-    """The clock after the scheduler ran (an hour after the events)."""
+    """The clock for the app: just after the events."""
 
 
-def _track(user: str, event: str, message: str, **properties: Any) -> dict[str, Any]:
-    return {"type": "track", "userId": user, "event": event, "messageId": message, "properties": properties}
+@dataclass
+class World:
+    """A seeded table, and how to send more through the collector and the stream."""
+
+    store: DynamoTrackingStore
+    seeded: Seeded
+    send: Callable[[list[dict[str, Any]]], None]
+    """Ingest calls (Segment-shaped) as the collector does, then run the stream dry."""
 
 
-@pytest.fixture
-def seeded(http: Any, source: Any, store: Any, stream: Any) -> Seeded:  # noqa: F811
-    """Starter segments, a few customers' events through the collector and the stream, one refused event."""
+def _track(user: str, event: str, message: str, *, ago: timedelta | None = None, **properties: Any) -> dict[str, Any]:
+    call = {"type": "track", "userId": user, "event": event, "messageId": message, "properties": properties}
+    if ago is not None:
+        call["timestamp"] = format_timestamp(datetime.now(UTC) - ago)
+    return call
+
+
+def _stream(client: Any, table: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, path: Path) -> Callable[[], None]:
+    """The local stream runner feeding the process Lambda handler from moto's stream; returns `drain`."""
+    from botocore.config import Config
+
+    from functions.process import handler
+    from shared.local.streams import StreamRunner, quarantine_into
+
+    handler.store.cache_clear()
+    handler._rules.update(at=0.0)  # the rules and definitions of this table, read at the first batch
+    monkeypatch.setattr(handler, "make_client", lambda **_: client)
+    runner = StreamRunner(
+        client=client,
+        streams=boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled")),
+        table=TABLE,
+        region="us-east-1",
+        handler=handler.lambda_handler,
+        checkpoint_path=path / "checkpoint.json",
+        quarantine=quarantine_into(table),
+        batch_window=0,
+    )
+
+    def drain() -> None:
+        for _ in range(1000):
+            if runner.poll() == 0 and not runner.attempts:
+                return
+        raise AssertionError("the stream did not drain")
+
+    return drain
+
+
+def _seed(table: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, path: Path) -> World:
     from functions.process import handler
 
-    _, key = source
+    source, _ = a_source("web")
+    table.put_source(source)
     now = datetime.now(UTC)
-    apply_segments(store, json.loads(STARTERS.read_text()), source="starters", now=now, customers=[])
-    handler._rules.update(at=0.0)  # the process Lambda reads the rules just applied
+    apply_segments(table, json.loads(STARTERS.read_text()), source="starters", now=now, customers=[])
+    apply_definitions(table, json.loads(ANALYTICS_STARTERS.read_text()), source="starters", now=now)
+    drain = _stream(table.client, table, monkeypatch, path)
+    collector = Collector(table)
+
+    def send(calls: list[dict[str, Any]]) -> None:
+        collector.ingest(source, calls, route="/v1/batch", received_at=datetime.now(UTC))
+        drain()
+        drain()  # the audience events the first pass announced
+
+    cart_age = timedelta(minutes=70)
+    paid = {"campaign": {"source": "google", "medium": "cpc", "name": "spring"}}
     calls = [
-        _track("ann", "Product Viewed", "ann-1", product_id="p1"),
-        _track("ann", "Product Added", "ann-2", product_id="p1", cart_id="c-ann"),
+        _track("ann", "Product Viewed", "ann-1", ago=cart_age, product_id="p1"),
+        _track("ann", "Product Added", "ann-2", ago=cart_age, product_id="p1", cart_id="c-ann"),
         {"type": "identify", "userId": "ann", "messageId": "ann-3", "traits": {"email": "ann@example.com"}},
-        _track("bob", "Order Completed", "bob-1", revenue=600, cart_id="c-bob"),
-        {"type": "identify", "userId": "bob", "messageId": "bob-2", "traits": {"email": "bob@example.com"}},
+        {**_track("bob", "Product Viewed", "bob-1", product_id="p2"), "context": paid},
+        _track("bob", "Product Added", "bob-2", product_id="p2", cart_id="c-bob"),
+        _track("bob", "Checkout Started", "bob-3", cart_id="c-bob"),
+        _track("bob", "Order Completed", "bob-4", revenue=600, cart_id="c-bob"),
+        {"type": "identify", "userId": "bob", "messageId": "bob-5", "traits": {"email": "bob@example.com"}},
+        {"type": "track", "userId": "zed", "messageId": "zed-1"},  # no event name: refused, a failed event
     ]
     browsers = ["cyd", "dee", "eve"]
     calls += [_track(who, "Product Viewed", f"{who}-{n}", product_id=f"p{n}") for who in browsers for n in range(2)]
-    assert http("POST", "/v1/batch", body=json.dumps({"batch": calls}), write_key=key).status == 200
-    bad = http("POST", "/v1/track", body=json.dumps({"userId": "zed", "messageId": "zed-1"}), write_key=key)
-    assert bad.status == 400
-    stream.drain()
-    later = now + timedelta(minutes=62)
-    run_scheduler(store, now=later)  # ann's cart is an hour old: she becomes a cart abandoner
-    stream.drain()
-    failed = [f.id for f in store.list_failed(limit=10).items]
-    return Seeded(abandoner="ann", buyer="bob", browsers=browsers, failed_ids=failed, now=later)
+    handler._rules.update(at=0.0)
+    send(calls)
+    seeded = Seeded(abandoner="ann", buyer="bob", browsers=browsers, now=now + timedelta(minutes=1))
+    return World(table, seeded, send)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One seeded table for a module's read-only tests."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in FAKE_AWS.items():
+            monkeypatch.setenv(name, value)
+        from functions.process import handler  # its settings are read from the environment at import
+
+        with mock_aws():
+            client = boto3.client("dynamodb")
+            client.create_table(TableName=TABLE, **TABLE_DEFINITION)
+            table = DynamoTrackingStore(TABLE, client=client, retry=RetryPolicy(sleep=lambda _: None))
+            yield _seed(table, monkeypatch, tmp_path_factory.mktemp("stream"))
+    handler.store.cache_clear()
 
 
 @pytest.fixture
-def pilot_app(store: Any, seeded: Seeded) -> OperatorApp:  # noqa: F811
-    """The app on the seeded table, at the seeded clock, polling fast."""
-    return make_app(StoreDataSource(store, label="moto"), clock=lambda: seeded.now, poll_seconds=0.2)
+def fresh_world(store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:  # noqa: F811
+    """A seeded table of this test's own (it may write)."""
+    from functions.process import handler
+
+    yield _seed(store, monkeypatch, tmp_path)
+    handler.store.cache_clear()
+
+
+def app_on(world: World) -> OperatorApp:
+    """The app on a seeded table, at the seeded clock, polling fast."""
+    return make_app(StoreDataSource(world.store, label="moto"), clock=lambda: world.seeded.now, poll_seconds=0.2)
+
+
+@pytest.fixture
+def pilot_app(world: World) -> OperatorApp:
+    return app_on(world)
+
+
+@pytest.fixture
+def seeded(world: World) -> Seeded:
+    return world.seeded

@@ -11,9 +11,9 @@ from rich.console import Console
 from textual.app import App
 from textual.content import Content
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
-SIZE = (120, 36)
+SIZE = (100, 30)
 
 
 def drive(app: App[Any], body: Callable[[Pilot[Any]], Awaitable[None]], *, size: tuple[int, int] = SIZE) -> None:
@@ -35,6 +35,16 @@ async def settle(pilot: Pilot[Any], rounds: int = 6) -> None:
         await pilot.pause()
         if not any(worker.is_running for worker in pilot.app.workers):
             return
+
+
+async def type_into(pilot: Pilot[Any], value: str, *keys: str) -> None:
+    """Put `value` in the focused input (as typing would, one change event), then press `keys`."""
+    focused = pilot.app.focused
+    assert isinstance(focused, Input), focused
+    focused.value = value
+    await pilot.pause()
+    if keys:
+        await pilot.press(*keys)
 
 
 def rows(table: DataTable[Any]) -> list[list[str]]:

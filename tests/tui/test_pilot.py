@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from textual.command import CommandPalette
 from textual.widgets import DataTable, Static
 
-from shared.domain.failures import failed_event, new_failure_id
 from shared.storage.dynamo import FAILED_LOOKBACK_DAYS
 from shared.storage.items import CUSTOMER_INDEX_SHARDS
-from tests.tui.conftest import Seeded
-from tests.tui.pilot import column, drive, notifications, rows, settle, text
+from tests.tui.conftest import Seeded, World
+from tests.tui.pilot import column, drive, notifications, rows, settle, text, type_into
 from tui.app import OperatorApp
 from tui.screens.customers import CustomerScreen, CustomersScreen
-from tui.screens.failed import FailedEventScreen, FailedScreen
+from tui.screens.failed import FailedScreen
 from tui.screens.funnels import FunnelsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.live import LiveScreen
 from tui.screens.overview import OverviewScreen
 from tui.screens.retention import RetentionScreen
 from tui.screens.segments import SegmentScreen, SegmentsScreen
-from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.nav import SECTIONS, NavBar
 
 pytestmark = pytest.mark.integration
@@ -73,8 +70,8 @@ def nav_x(mode: str, width: int) -> int:
     raise KeyError(mode)
 
 
-def test_every_section_by_key_click_and_palette_within_the_request_budget(pilot_app: OperatorApp, store: Any):
-    requests = count_requests(store)
+def test_every_section_by_key_click_and_palette_within_the_request_budget(pilot_app: OperatorApp, world: World):
+    requests = count_requests(world.store)
 
     async def body(pilot: Any) -> None:
         # Keys 1-7, each screen read within the budget of requests
@@ -117,8 +114,8 @@ def test_customers_filter_look_up_by_id_and_email_and_unknown(pilot_app: Operato
         table = pilot.app.screen.query_one("#customer-table", DataTable)
         assert sorted(column(table)) == sorted(f"u:{who}" for who in ["ann", "bob", *seeded.browsers])
         # Typing filters this page (by e-mail here); Enter opens the one match
-        await pilot.press("slash", *"ann@ex")
-        await pilot.pause()
+        await pilot.press("slash")
+        await type_into(pilot, "ann@ex")
         assert column(table) == ["u:ann"]
         await pilot.press("enter")
         await settle(pilot)
@@ -126,13 +123,15 @@ def test_customers_filter_look_up_by_id_and_email_and_unknown(pilot_app: Operato
         await pilot.press("escape")
         await pilot.pause()
         # A user id is looked up in the table (not only on this page)
-        await pilot.press("slash", "ctrl+a", "ctrl+k", *"bob", "enter")
+        await pilot.press("slash")
+        await type_into(pilot, "bob", "enter")
         await settle(pilot)
         assert isinstance(pilot.app.screen, CustomerScreen) and pilot.app.screen.customer_id == "u:bob"
         await pilot.press("escape")
         await pilot.pause()
         # Nobody: a warning, and the list stays
-        await pilot.press("slash", "ctrl+a", "ctrl+k", *"nobody", "enter")
+        await pilot.press("slash")
+        await type_into(pilot, "nobody", "enter")
         await settle(pilot)
         assert isinstance(pilot.app.screen, CustomersScreen)
         assert ("warning", "No customer 'nobody'") in notifications(pilot.app)
@@ -235,62 +234,76 @@ def test_segment_members_history_and_drill_down_to_the_customer(
     drive(pilot_app, body)
 
 
-def test_failed_events_inspect_and_replay_only_after_confirmation(pilot_app: OperatorApp, store: Any):
-    # Given a refused event that would be accepted now (say, storage was down when it came)
-    received = datetime.now(UTC)
-    retry_id = new_failure_id(received, "retry")
-    store.put_failed(
-        [
-            failed_event(
-                failure_id=retry_id,
-                received_at=received,
-                route="/v1/track",
-                reason="storage unavailable",
-                status=503,
-                raw=b'{"userId": "kai", "event": "Product Viewed", "messageId": "kai-1"}',
-                source_id="web",
-                message_id="kai-1",
-            )
-        ]
-    )
-
+def test_overview_shows_the_stream_counters_and_opens_a_segment(pilot_app: OperatorApp, seeded: Seeded):
     async def body(pilot: Any) -> None:
-        await pilot.press("7")
-        await settle(pilot)
-        table = pilot.app.screen.query_one("#failed-table", DataTable)
-        assert len(column(table)) == 2
-        # Inspect the one refused for a missing event name: reason and raw payload
-        table.move_cursor(row=[r[1] for r in rows(table)].index("400"))
+        screen = pilot.app.screen
+        assert isinstance(screen, OverviewScreen)
+        assert sum(screen.query_one("#overview-sparkline").data) > 0
+        totals = text(screen.query_one("#overview-totals-text", Static))
+        assert "failed" in totals and int(totals.split("failed")[1].split()[0]) >= 1
+        top = {row[0]: row[1] for row in rows(screen.query_one("#overview-events", DataTable))}
+        assert top["Product Viewed"] == "8"
+        segments = {row[0]: row[1] for row in rows(screen.query_one("#overview-segments", DataTable))}
+        assert segments["cart_abandoners"] == "1" and segments["heavy_spenders"] == "1"
+        # Enter on a segment opens it
+        table = screen.query_one("#overview-segments", DataTable)
+        table.move_cursor(row=column(table).index("heavy_spenders"))
         await pilot.press("enter")
         await settle(pilot)
-        assert isinstance(pilot.app.screen, FailedEventScreen)
-        shown = text(pilot.app.screen.query_one("#failed-event", Static))
-        assert '"userId": "zed"' in shown and "/v1/track" in shown
-        # Replay asks first; "n" changes nothing
-        await pilot.press("R")
-        await pilot.pause()
-        assert isinstance(pilot.app.screen, ConfirmScreen)
-        await pilot.press("n")
+        assert isinstance(pilot.app.screen, SegmentScreen)
+        assert column(pilot.app.screen.query_one("#segment-members", DataTable)) == ["u:bob"]
+
+    drive(pilot_app, body)
+
+
+def test_funnel_steps_breakdown_and_date_range(pilot_app: OperatorApp, seeded: Seeded):
+    async def body(pilot: Any) -> None:
+        await pilot.press("4")
         await settle(pilot)
-        assert isinstance(pilot.app.screen, FailedEventScreen)
-        assert store.get_failed(pilot.app.screen.failure_id) is not None
-        # Confirmed, it is still invalid: an error notification, and it stays
-        await pilot.press("R", "y")
+        screen = pilot.app.screen
+        report = screen.query_one("#funnel-chart").report
+        assert report is not None and report.funnel_id == "purchase"
+        assert [step.customers for step in report.steps] == [5, 2, 1, 1]
+        assert "Viewed a product" in screen.query_one("#funnel-chart").render().plain
+        breakdown = rows(screen.query_one("#funnel-breakdown", DataTable))
+        assert sum(int(row[1]) for row in breakdown) == 5
+        # d switches the range: the report is read again for 14 days
+        await pilot.press("d")
         await settle(pilot)
-        assert any(sev == "error" and "still invalid" in msg for sev, msg in notifications(pilot.app))
-        assert store.get_failed(pilot.app.screen.failure_id) is not None
-        await pilot.press("escape")
-        await pilot.pause()
-        # The replayable one, from the list: confirmed, it is stored and leaves the failed events
-        table.move_cursor(row=[r[1] for r in rows(table)].index("503"))
-        await pilot.press("R")
-        await pilot.pause()
-        await pilot.click("#confirm-ok")
+        assert screen.days == 14
+        chart = screen.query_one("#funnel-chart").report
+        assert (chart.end - chart.start).days == 13
+        # The other funnel, from the list
+        await pilot.press("down")
         await settle(pilot)
-        assert any(f"replayed {retry_id}" in msg for _, msg in notifications(pilot.app))
-        assert store.get_failed(retry_id) is None
-        assert [e.message_id for e in store.list_identity_events("u", "kai")] == ["kai-1"]
-        assert retry_id not in [key.value for key in table.rows]
-        assert "503" not in [r[1] for r in rows(table)]
+        assert screen.query_one("#funnel-chart").report.funnel_id == "email_to_order"
+
+    drive(pilot_app, body)
+
+
+def test_retention_heatmap_and_toggles(pilot_app: OperatorApp, seeded: Seeded):
+    async def body(pilot: Any) -> None:
+        await pilot.press("5")
+        await settle(pilot)
+        table = pilot.app.screen.query_one("#retention-table", DataTable)
+        today = [row for row in rows(table) if row[0] == seeded.now.date().isoformat()]
+        assert today and today[0][1] == "5" and today[0][2].strip() == "100%"
+        assert [str(c.label) for c in table.columns.values()][:3] == ["Cohort", "Size", "d0"]
+        await pilot.press("b")
+        await settle(pilot)
+        assert [str(c.label) for c in table.columns.values()][2] == "w0"
+        await pilot.press("c")
+        await settle(pilot)
+        assert pilot.app.screen.cumulative and "on or after" in text(pilot.app.screen.query_one("#retention-mode"))
+
+    drive(pilot_app, body)
+
+
+def test_customer_best_time_and_channel(pilot_app: OperatorApp, seeded: Seeded):
+    async def body(pilot: Any) -> None:
+        pilot.app.open_customer("u:bob")
+        await settle(pilot)
+        timing = text(pilot.app.screen.query_one("#customer-timing", Static))
+        assert timing.startswith("best time") and "not available" not in timing
 
     drive(pilot_app, body)

@@ -9,7 +9,7 @@ from textual.widget import Widget
 from shared.domain.reports import FunnelReport
 from tui.formatting import bar, clip, count, duration, percent
 
-LABEL_WIDTH = 18
+LABEL_WIDTH = 21
 COUNT_WIDTH = 9
 
 
