@@ -247,7 +247,7 @@ class CustomerScreen(DataScreen):
                 ("  events ", "dim"),
                 count(row.events),
                 ("  30 days ", "dim"),
-                _compact(rolling),
+                pairs(rolling),
             )
         )
         self._draw_segments(view)

@@ -50,7 +50,7 @@ class HelpScreen(ModalScreen[None]):
 
     def _table(self) -> Table:
         table = Table(box=None, show_header=False, expand=True, padding=(0, 1))
-        table.add_column(style="bold cyan", no_wrap=True, width=14)
+        table.add_column(style="bold cyan", no_wrap=True, width=16)
         table.add_column()
         table.add_row(Text("This screen", "bold underline"), "")
         for key, description in self.keys or [("", "no keys of its own")]:
