@@ -65,7 +65,7 @@ def _store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str, Any
 
 
 def _print(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
-    print(json.dumps(data, indent=2) if getattr(args, "json", False) else text(data))
+    print(json.dumps(data, indent=2, default=str) if getattr(args, "json", False) else text(data))
 
 
 def _source_json(source: Source, *, with_secrets: bool = False) -> dict[str, Any]:
@@ -753,19 +753,28 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
     store, _ = _store(args)
     try:
+        report_day = datetime.now(UTC).date()
         report = analytics.retention_report(
-            store,
-            by=args.by,
-            event=args.event,
-            cumulative=args.cumulative,
-            cohorts=args.cohorts,
-            today=datetime.now(UTC).date(),
+            store, by=args.by, event=args.event, cumulative=args.cumulative, cohorts=args.cohorts, today=report_day
         )
     except KeyError as exc:
         raise CliError(
             f"{args.event!r} is not a tracked return event (add it to the retention events and apply)"
         ) from exc
     data = asdict(report)
+    if args.check:
+        from shared.domain import analytics as rules
+
+        cells = analytics.recompute(store, now=datetime.now(UTC))
+        brute = rules.retention_report(
+            [(sk, counts) for (pk, sk), counts in cells.items() if pk == f"RETENTION#{args.by}"],
+            by=args.by,
+            event=args.event,
+            cumulative=args.cumulative,
+            today=report_day,
+            cohorts=args.cohorts,
+        )
+        data["check"] = {"equal": brute == report, "recomputed": asdict(brute)["rows"]}
 
     def text(d: dict[str, Any]) -> str:
         head = f"{'cohort':10} {'size':>6} " + " ".join(
@@ -777,10 +786,17 @@ def cmd_retention(args: argparse.Namespace) -> int:
             for r in d["rows"]
         ]
         mode = "on or after" if d["cumulative"] else "on"
-        return "\n".join([f"returned ({d['event']}) {mode} each {d['by']}", head, *rows])
+        return "\n".join([f"returned ({d['event']}) {mode} each {d['by']}", head, *rows, *_check_line(d)])
 
     _print(args, data, text)
-    return 0
+    return 0 if not args.check or data["check"]["equal"] else 1
+
+
+def _check_line(data: dict[str, Any]) -> list[str]:
+    if "check" not in data:
+        return []
+    agree = "equal to" if data["check"]["equal"] else "DIFFERS from"
+    return [f"check: {agree} a recomputation from every stored event"]
 
 
 def cmd_timing(args: argparse.Namespace) -> int:
@@ -800,6 +816,12 @@ def cmd_timing(args: argparse.Namespace) -> int:
         "customer_id": report.customer_id,
         "recommendation": asdict(report.recommendation) if report.recommendation else None,
     }
+    if args.check:
+        from shared.domain import analytics as rules
+
+        cells = analytics.recompute(store, now=datetime.now(UTC))
+        population = rules.population_from(counts for (pk, _), counts in cells.items() if pk == "TIMING")
+        data["check"] = {"equal": population == report.population}
 
     def text(d: dict[str, Any]) -> str:
         days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
@@ -817,10 +839,10 @@ def cmd_timing(args: argparse.Namespace) -> int:
                 f"at {r['hour_of_week'] % 24:02d}:00 "
                 f"(confidence {r['confidence']:.0%}, from {r['events']} of their events)"
             )
-        return "\n".join(lines)
+        return "\n".join([*lines, *_check_line(d)])
 
     _print(args, data, text)
-    return 0
+    return 0 if not args.check or data["check"]["equal"] else 1
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
@@ -992,6 +1014,7 @@ def build_parser() -> argparse.ArgumentParser:
     for sub, func in ((retention, cmd_retention), (timing, cmd_timing)):
         _connection(sub)
         sub.add_argument("--json", action="store_true")
+        sub.add_argument("--check", action="store_true", help="also recompute from every stored event and compare")
         sub.set_defaults(func=func)
 
     forget = commands.add_parser("forget", help="erase a customer (GDPR) and refuse their future events")

@@ -126,3 +126,29 @@ def test_simulated_traffic_is_accepted_processed_into_one_customer_per_person_an
     # Then every event is answered duplicate and nothing new is stored
     assert (second["accepted"], second["duplicate"], second["rejected"]) == (0, routes[Route.BATCH], 0)
     assert sorted(e.payload["messageId"] for e in expected) == before == _sent_ids(local_stack)
+
+    # And the funnel, retention and timing reports equal a recomputation from every stored event
+    reports = {}
+    for command in (("funnels", "show", "purchase"), ("retention",), ("timing",)):
+        reports[command[0]] = _checked(local_stack, *command)
+    assert reports["funnels"]["steps"][0]["customers"] > 0
+    assert sum(row["size"] for row in reports["retention"]["rows"]) == len(people)
+    assert sum(sum(hours.values()) for hours in reports["timing"]["population"].values()) == len(expected)
+
+
+def _checked(local_stack: LocalStack, *command: str) -> dict[str, Any]:
+    """`footfall <command> --check --json` until it agrees (processing may still be finishing its last batch)."""
+    deadline = time.monotonic() + 30
+    while True:
+        done = subprocess.run(
+            [*FOOTFALL, *command, "--check", "--json", "--data-dir", str(local_stack.data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        data = json.loads(done.stdout) if done.stdout else {}
+        if done.returncode == 0 and data["check"]["equal"]:
+            return data
+        assert time.monotonic() < deadline, (command, done.returncode, done.stderr, data.get("check"))
+        time.sleep(1)
