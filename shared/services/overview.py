@@ -79,11 +79,11 @@ def segment_sizes(store: Any, *, now: datetime) -> list[SegmentSize]:
     sizes = []
     for segment_id in segments:
         size = totals.get((segment_id, None), 0)
-        trend = [size, size]  # [now, end of today (so far), end of yesterday, …]
-        for back in range(TREND_DAYS - 1):  # end of yesterday = today's end minus today's net, and so on back
+        trend = [size]  # [today (so far), end of yesterday, …]: yesterday's end = today's minus today's net
+        for back in range(TREND_DAYS - 1):
             day = (now - timedelta(days=back)).date()
             trend.append(trend[-1] - totals.get((segment_id, day.isoformat()), 0))
-        sizes.append(SegmentSize(segment_id, size, list(reversed(trend))[1:]))
+        sizes.append(SegmentSize(segment_id, size, list(reversed(trend))))
     return sizes
 
 
