@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 class NotAvailable(Exception):
-    """The read needs a service this version does not have yet: the screen shows a placeholder."""
+    """The read needs a service this version does not have yet (the message names it): a placeholder shows."""
 
 
 class NotFound(LookupError):
@@ -208,10 +208,10 @@ def service(module: str, name: str) -> Callable[..., Any]:
     except ModuleNotFoundError as exc:
         if exc.name != qualified:
             raise
-        raise NotAvailable(f"{qualified} is not available yet") from exc
+        raise NotAvailable(qualified) from exc
     function = getattr(found, name, None)
     if function is None:
-        raise NotAvailable(f"{qualified}.{name} is not available yet")
+        raise NotAvailable(f"{qualified}.{name}")
     return function  # type: ignore[no-any-return]
 
 

@@ -89,12 +89,12 @@ def bar(share: float, width: int) -> str:
 
 
 def spark(values: Sequence[int | float]) -> str:
-    """A one-line sparkline (`▁▃▅█`) from the smallest value to the largest (a flat line for no change)."""
+    """A one-line sparkline (`▁▃▅█`) from the smallest value to the largest (flat for no change; low for zeros)."""
     if not values:
         return ""
     low, top = min(values), max(values)
     if top == low:
-        return _SPARKS[3] * len(values)
+        return (_SPARKS[3] if top else _SPARKS[0]) * len(values)
     scale = (len(_SPARKS) - 1) / (top - low)
     return "".join(_SPARKS[round((value - low) * scale)] for value in values)
 

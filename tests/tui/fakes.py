@@ -115,7 +115,7 @@ class FakeDataSource:
 
     def _check(self, name: str) -> None:
         if name in self.unavailable:
-            raise NotAvailable(f"shared.services.{name} is not available yet")
+            raise NotAvailable(f"shared.services.{name}")
         if name in self.failing:
             raise RuntimeError(f"{name} exploded")
 

@@ -48,6 +48,7 @@ def test_bars_and_sparklines():
     assert f.bar(2.0, 2) == "██"
     assert f.spark([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
     assert f.spark([5, 5, 5]) == "▄▄▄"
+    assert f.spark([0, 0]) == "▁▁"
     assert f.spark([]) == ""
 
 

@@ -150,6 +150,7 @@ class CustomersScreen(DataScreen):
                 self.notify(f"No customer {reference!r}", severity="warning")
                 return
             customer_id = matches.pop()
+        self.customer_table.focus()  # back from the customer, keys act on the list again
         self.operator.open_customer(customer_id)
 
     @on(DataTable.RowSelected, "#customer-table")
@@ -216,7 +217,7 @@ class CustomerScreen(DataScreen):
             lambda: self.source.timing(self.customer_id),
             self.show_timing,
             unavailable=lambda reason: self.query_one("#customer-timing", Static).update(
-                Text(f"best time and channel: not available yet ({reason})", "dim italic")
+                Text(f"best time and channel: not available yet (needs {reason})", "dim italic")
             ),
         )
 

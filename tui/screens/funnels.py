@@ -67,7 +67,7 @@ class FunnelsScreen(DataScreen):
 
     def show_unavailable(self, reason: str) -> None:
         notice = self.query_one("#funnel-notice", Notice)
-        notice.update(f"Funnel reports are not available yet ({reason}).")
+        notice.update(f"Funnel reports are not available yet (they need {reason}).")
         notice.display = True
 
     def show_funnels(self, funnels: list[FunnelRef]) -> None:

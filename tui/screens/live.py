@@ -72,11 +72,13 @@ class LiveScreen(DataScreen):
 
     def show_unavailable(self, reason: str) -> None:
         notice = self.query_one("#live-notice", Notice)
-        notice.update(f"The live tail is not available yet ({reason}).")
+        notice.update(f"The live tail is not available yet (it needs {reason}).")
         notice.display = True
+        self.query_one("#live-table").display = False
 
     def add_events(self, events: list[LiveEvent]) -> None:
         self.query_one("#live-notice", Notice).display = False
+        self.query_one("#live-table").display = True
         fresh = [e for e in sorted(events, key=lambda e: (e.at, e.message_id)) if e.message_id not in self._seen_set]
         for event in fresh:
             if len(self._seen) == self._seen.maxlen:

@@ -63,11 +63,13 @@ class OverviewScreen(DataScreen):
 
     def show_unavailable(self, reason: str) -> None:
         notice = self.query_one("#overview-notice", Notice)
-        notice.update(f"Overview figures are not available yet ({reason}).")
+        notice.update(f"The overview figures are not available yet (they need {reason}).")
         notice.display = True
+        self.query_one("#overview-top").display = self.query_one("#overview-bottom").display = False
 
     def show_overview(self, overview: Overview) -> None:
         self.query_one("#overview-notice", Notice).display = False
+        self.query_one("#overview-top").display = self.query_one("#overview-bottom").display = True
         per_minute = list(overview.events_per_minute)
         self.query_one("#overview-sparkline", Sparkline).data = per_minute or [0]
         latest = per_minute[-1] if per_minute else 0

@@ -66,11 +66,13 @@ class RetentionScreen(DataScreen):
 
     def show_unavailable(self, reason: str) -> None:
         notice = self.query_one("#retention-notice", Notice)
-        notice.update(f"Retention is not available yet ({reason}).")
+        notice.update(f"Retention is not available yet (it needs {reason}).")
         notice.display = True
+        self.query_one("#retention-table").display = False
 
     def show_report(self, report: RetentionReport) -> None:
         self.query_one("#retention-notice", Notice).display = False
+        self.query_one("#retention-table").display = True
         table = self.query_one("#retention-table", DataTable)
         table.clear(columns=True)
         offsets = max((len(row.percentages) for row in report.rows), default=0)

@@ -47,6 +47,6 @@ class NavBar(Widget):
             tabs = brand + tabs
         room = width - tabs.cell_length - 2
         if self.label and room >= 8:
-            label = self.label if len(self.label) <= room else "…" + self.label[-(room - 1) :]
+            label = self.label if len(self.label) <= room else self.label[: room - 1] + "…"
             return tabs + Content(" " * (room - len(label) + 1)) + Content.styled(label, "$text-muted")
         return tabs
