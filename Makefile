@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SAM_STAMP := $(VENV)/sam/.installed-stamp
 STACK ?= footfall
 
-.PHONY: setup demo serve test test-unit test-integration test-e2e lint format bench deploy clean
+.PHONY: setup demo serve test test-unit test-integration test-e2e lint format bench load deploy clean
 
 setup: $(STAMP) $(SAM_STAMP)
 
@@ -54,6 +54,9 @@ deploy: setup  ## build and deploy to AWS (needs AWS credentials): make deploy S
 
 bench: setup  ## performance figures (not a test): writes benchmarks/RESULTS.md
 	$(PY) benchmarks/bench.py
+
+load: setup  ## load test (not a test): concurrent clients against a fresh `footfall serve`; LOAD_ARGS='--clients 16'
+	$(PY) benchmarks/load.py $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .footfall
