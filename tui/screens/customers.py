@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -270,26 +271,24 @@ class CustomerScreen(DataScreen):
         self._draw_timeline()
 
     def _draw_segments(self, view: CustomerView) -> None:
-        text = Text()
+        # Two columns, so that long reasons wrap under themselves, not under the marks.
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=5, no_wrap=True)
+        grid.add_column(ratio=1)
         if not view.segments:
-            text.append("No segments are defined.", "dim italic")
+            grid.add_row("", Text("No segments are defined.", "dim italic"))
+        now = self.now()
         for why in view.segments:
-            mark, style = ("● in ", "bold green") if why.member else ("○ out", "dim")
-            text.append(f"{mark} ", style)
-            text.append(why.segment_id, "bold" if why.member else "")
-            text.append(f"  {why.name}", "dim")
+            head = Text.assemble((why.segment_id, "bold" if why.member else ""), (f"  {why.name}", "dim"))
             if why.member != why.rule_says:
-                text.append("  (changing now)", "yellow")
-            text.append("\n")
+                head.append("  (changing now)", "yellow")
+            grid.add_row(Text("● in", "bold green") if why.member else Text("○ out", "dim"), head)
             for reason in why.reasons:
-                text.append(f"      {reason}\n", "" if why.member else "dim")
+                grid.add_row("", Text(reason, "" if why.member else "dim"))
             if why.next_change:
-                text.append(
-                    f"      next change {short_time(why.next_change)}"
-                    f" ({relative(why.next_change, self.now())}) unless a new event decides it\n",
-                    "yellow",
-                )
-        self.query_one("#customer-segments", Static).update(text)
+                when = f"next change {short_time(why.next_change)} ({relative(why.next_change, now)})"
+                grid.add_row("", Text(f"{when} unless a new event decides it", "yellow"))
+        self.query_one("#customer-segments", Static).update(grid)
 
     def _draw_timeline(self) -> None:
         if self._view is None:
