@@ -117,8 +117,10 @@ def evaluate_customers_of_batch(customer_ids: list[str]) -> None:
     try:
         profiles = store().get_profiles(sorted(set(customer_ids)))
         active = [p for p in profiles.values() if not p.profile.merged_into]
-        with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
-            events = dict(zip((p.profile.customer_id for p in active), pool.map(_events_of, active), strict=True))
+        ids = [p.profile.customer_id for p in active]
+        with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:  # every customer's reads at once
+            events = dict(zip(ids, pool.map(_events_of, active), strict=True))
+            memberships = dict(zip(ids, pool.map(store().memberships_of, ids), strict=True)) if rules else {}
     except StorageError:
         logger.warning("customers could not be read; scheduled for the next sweep")
         store().put_due([Due(cid, ANALYTICS_DUE, due_minute(now)) for cid in customer_ids])
@@ -126,7 +128,9 @@ def evaluate_customers_of_batch(customer_ids: list[str]) -> None:
         return
     if rules:
         try:
-            evaluate_customers(store(), customer_ids, rules, now=now, profiles=profiles, events=events)
+            evaluate_customers(
+                store(), customer_ids, rules, now=now, profiles=profiles, events=events, memberships=memberships
+            )
         except StorageError:
             logger.warning("segment evaluation failed; scheduled for the next sweep")
             store().put_due([Due(cid, rule.id, due_minute(now)) for cid in customer_ids for rule in rules])

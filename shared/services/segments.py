@@ -76,10 +76,12 @@ def evaluate_customers(
     now: datetime,
     profiles: Mapping[str, StoredProfile] | None = None,
     events: Mapping[str, list[TrackingEvent]] | None = None,
+    memberships: Mapping[str, dict[str, Membership]] | None = None,
 ) -> list[Transition]:
     """Re-evaluate every rule for these customers; write transitions and the next due moments.
 
-    `profiles` and `events` (every identity's, audience events left out) may be given when already read.
+    `profiles`, `events` (every identity's, audience events left out) and `memberships` may be given when
+    already read.
     """
     if not rules:
         return []
@@ -94,7 +96,8 @@ def evaluate_customers(
             continue
         known = (events or {}).get(customer_id)
         facts = customer_facts(store, stored) if known is None else Facts(stored.profile.traits, known)
-        current = store.memberships_of(customer_id)
+        known_memberships = (memberships or {}).get(customer_id)
+        current = store.memberships_of(customer_id) if known_memberships is None else known_memberships
         for rule in rules:
             result = evaluate(rule, facts, now)
             if result.member != (rule.id in current):
