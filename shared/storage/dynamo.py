@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
@@ -24,6 +24,7 @@ from shared.ports import Link, Page, StoredProfile
 from shared.storage import items, keys
 from shared.storage.analytics import AnalyticsStorage
 from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError, translate
+from shared.storage.schema import TTL_ATTRIBUTE
 from shared.storage.segments import SegmentStorage
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100
 FAILED_LOOKBACK_DAYS = 31
+FAILED_DAYS_PK = "FAILEDDAYS"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -235,7 +237,13 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
         Raises:
             ThrottledError: some could not be stored after the retries.
         """
-        not_stored = self._batch_write([items.failed_to_item(f, retention=self.failed_retention) for f in failures])
+        rows = [items.failed_to_item(f, retention=self.failed_retention) for f in failures]
+        days = {row["PK"]: row for row in rows}  # one marker per day with failures: listing skips the empty days
+        rows += [
+            {"PK": FAILED_DAYS_PK, "SK": pk.split("#", 1)[1], "entity": "failed_day", TTL_ATTRIBUTE: row[TTL_ATTRIBUTE]}
+            for pk, row in days.items()
+        ]
+        not_stored = [i for i in self._batch_write(rows) if i < len(failures)]
         if not_stored:
             raise ThrottledError(f"{len(not_stored)} failed-event records could not be stored")
 
@@ -265,7 +273,11 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
             raise StorageError("invalid page token") from exc
         start_key = cursor.get("key") if cursor else None
         found: list[FailedEvent] = []
+        marked = self._failed_days(today)
         while len(found) < limit and (today - day).days <= FAILED_LOOKBACK_DAYS:
+            if marked is not None and day.isoformat() not in marked:
+                day -= timedelta(days=1)  # no failure that day: no query
+                continue
             kwargs: dict[str, Any] = {
                 "TableName": self.table_name,
                 "KeyConditionExpression": "PK = :pk AND begins_with(SK, :sk)",
@@ -286,6 +298,19 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
             day -= timedelta(days=1)
         token = _encode_token({"day": day.isoformat()}) if (today - day).days <= FAILED_LOOKBACK_DAYS else None
         return Page(tuple(found), token if len(found) >= limit else None)
+
+    def _failed_days(self, today: date) -> set[str] | None:
+        """Days with failed events (one query), or None for a table written before days were marked."""
+        oldest = (today - timedelta(days=FAILED_LOOKBACK_DAYS)).isoformat()
+        days = {
+            item["SK"]
+            for item in self._query(
+                KeyConditionExpression="PK = :pk AND SK >= :oldest",
+                ExpressionAttributeValues={":pk": {"S": FAILED_DAYS_PK}, ":oldest": {"S": oldest}},
+                ProjectionExpression="SK",
+            )
+        }
+        return days or None
 
     def count_failed(self, day: str) -> int:
         """How many failed events a day has (a count query: no item is returned)."""

@@ -8,6 +8,7 @@
 | a source by write key                     | PK = `WRITEKEY#<sha256>`, SK = `WRITEKEY`                     |
 | failed events of a day, newest first      | PK = `FAILED#<yyyy-mm-dd>`, SK begins_with `FAILED#`, desc.   |
 | a failed event by id `<day>.<time>.<rnd>` | PK = `FAILED#<day>`, SK = `FAILED#<time>#<rnd>`               |
+| the days that have failed events          | PK = `FAILEDDAYS`, SK = `<yyyy-mm-dd>`                        |
 | the customer an identity belongs to       | PK = `ID#<u|a>#<id>`, SK = `CUSTOMER`                         |
 | an erased identity (no more events)       | PK = `ID#<u|a>#<id>`, SK = `FORGOTTEN`                        |
 | a customer's profile                      | PK = `CUSTOMER#<customer id>`, SK = `PROFILE`                 |
