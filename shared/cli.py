@@ -500,14 +500,9 @@ def _rule_document(path: str) -> Any:
 
 
 def _all_customer_ids(store: DynamoTrackingStore) -> list[str]:
-    ids: list[str] = []
-    token = None
-    while True:
-        page = store.list_customers(limit=500, next_token=token)
-        ids += [stored.profile.customer_id for stored in page.items]
-        token = page.next_token
-        if not token:
-            return ids
+    from shared.services.analytics import all_customer_ids
+
+    return list(all_customer_ids(store))
 
 
 def cmd_segments_apply(args: argparse.Namespace) -> int:

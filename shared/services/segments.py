@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from shared.domain.events import CallType, TrackingEvent, format_timestamp
 from shared.domain.identity import split_identity
 from shared.domain.segments import Due, Evaluation, Facts, Membership, SegmentRule, due_minute, evaluate, parse_rules
-from shared.ports import Link, StoredProfile, StoredSegment
+from shared.ports import Link, StorageError, StoredProfile, StoredSegment
 
 logger = logging.getLogger(__name__)
 AUDIENCE_SOURCE = "footfall"
@@ -220,7 +220,11 @@ def sweep_due(
             transitions += evaluate_customers(store, [customer_id], customer_rules, now=now)
         stale = sorted({item.customer_id for item in due if item.segment_id == ANALYTICS_DUE})
         if stale and refresh is not None:
-            refresh(stale)  # raises on failure: the due items stay for the next sweep
+            try:
+                refresh(stale)
+            except StorageError:  # try them again next minute; never hold up the sweep behind them
+                logger.warning("analytics catch-up failed; retried next minute", extra={"customers": len(stale)})
+                store.put_due([Due(c, ANALYTICS_DUE, due_minute(now + timedelta(minutes=1))) for c in stale])
         store.delete_due(due)
         swept += due
         minute += timedelta(minutes=1)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.analytics import Cells
-from shared.storage.errors import ConditionFailedError
+from shared.storage.errors import ConditionFailedError, StorageError
 
 DEFINITIONS_KEY = {"PK": "ANALYTICS", "SK": "DEFINITIONS"}
 ANALYTICS_SK = "ANALYTICS"
@@ -106,7 +106,20 @@ class AnalyticsStorage:
             read them again and retry).
         """
         conflicted: list[str] = []
-        for chunk in _chunks(changes):
+        small = []
+        for change in changes:
+            if len(change.delta) < TRANSACTION_ITEMS and all(
+                len(a) <= ATTRIBUTES_PER_UPDATE for a in change.delta.values()
+            ):
+                small.append(change)
+                continue
+            for part in _parts(change):  # too big for one transaction: in steps, each exact on its own
+                try:
+                    self._call(self.client.transact_write_items, TransactItems=self._operations([part]))  # type: ignore[attr-defined]
+                except ConditionFailedError:
+                    conflicted.append(change.previous.customer_id)
+                    break
+        for chunk in _chunks(small):
             try:
                 self._call(self.client.transact_write_items, TransactItems=self._operations(chunk))  # type: ignore[attr-defined]
             except ConditionFailedError:
@@ -219,6 +232,32 @@ class AnalyticsStorage:
     def get_status(self) -> dict[str, Any]:
         item = self._get({"PK": "STATUS", "SK": "PROCESS"})  # type: ignore[attr-defined]
         return json.loads(item["status"]) if item else {}
+
+
+def _parts(change: CellsChange) -> Iterator[CellsChange]:
+    """A change too big for one transaction, as consecutive versions: each part stores the cells it has added so
+    far (the stored cells always equal what the counters hold of this customer), the last one stores them all."""
+    keys = sorted(change.delta)
+    size = TRANSACTION_ITEMS - 1
+    previous = change.previous
+    for start in range(0, len(keys), size):
+        part = {key: change.delta[key] for key in keys[start : start + size]}
+        last = start + size >= len(keys)
+        cells = dict(previous.cells)
+        for key in part:
+            if key in change.cells:
+                cells[key] = change.cells[key]
+            else:
+                cells.pop(key, None)
+        if last:
+            cells = change.cells
+        for attributes in part.values():
+            if len(attributes) > ATTRIBUTES_PER_UPDATE:
+                raise StorageError(
+                    f"a counter update of {len(attributes)} attributes (at most {ATTRIBUTES_PER_UPDATE})"
+                )
+        yield CellsChange(previous, cells, part)
+        previous = StoredCells(previous.customer_id, previous.version + 1, cells)
 
 
 def _chunks(changes: Sequence[CellsChange]) -> Iterator[list[CellsChange]]:

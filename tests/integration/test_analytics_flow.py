@@ -162,3 +162,27 @@ def test_random_logs_delivered_in_pieces_give_counters_equal_to_recomputation(
         stream.drain()
     # Then
     counters_equal_recomputation(store)
+
+
+def test_a_customer_whose_counters_span_more_than_one_transaction_is_counted_exactly(
+    http, source, store, stream, definitions
+):
+    # Given one customer who bought on 40 different days (a funnel item per day and step: far over 100 items)
+    _, key = source
+    person = random_ref("loyal")
+    now = datetime.now(UTC)
+    calls = [
+        call(person, name, now - timedelta(days=day, minutes=10 - step), message=f"{person}-{day}-{step}")
+        for day in range(1, 41)
+        for step, name in enumerate(NAMES[:4])
+    ]
+    for start in range(0, len(calls), 100):
+        assert (
+            http("POST", "/v1/batch", body=json.dumps({"batch": calls[start : start + 100]}), write_key=key).status
+            == 200
+        )
+    stream.drain()
+    # Then the counters equal a recomputation, and every day's journey is there
+    counters_equal_recomputation(store)
+    report = analytics.funnel_report(store, "purchase", start=(now - timedelta(days=41)).date(), end=now.date())
+    assert [s.customers for s in report.steps] == [40, 40, 40, 40]
