@@ -110,6 +110,26 @@ def update_customers(
     raise StorageError(f"analytics cells of {len(wanted)} customers kept changing under us")
 
 
+def take_back(store: AnalyticsStore, customer_ids: Sequence[str]) -> None:
+    """Remove these customers' contributions from the counters (before they are erased).
+
+    Raises:
+        StorageError: could not be done (nothing was half-done for any customer).
+    """
+    wanted = list(customer_ids)
+    for _ in range(SAVE_ATTEMPTS):
+        previous = store.get_cells(wanted)
+        changes = [
+            CellsChange(stored, {}, {key: {a: -n for a, n in counts.items()} for key, counts in stored.cells.items()})
+            for stored in previous.values()
+            if stored.cells
+        ]
+        wanted = store.save_cells(changes)
+        if not wanted:
+            return
+    raise StorageError("analytics cells kept changing while they were taken back")
+
+
 def apply_definitions(store: AnalyticsStore, document: Any, *, source: str, now: datetime) -> dict[str, Any]:
     """Validate and store definitions, then recompute every customer's cells (the counters follow exactly).
 

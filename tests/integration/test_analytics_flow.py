@@ -186,3 +186,27 @@ def test_a_customer_whose_counters_span_more_than_one_transaction_is_counted_exa
     counters_equal_recomputation(store)
     report = analytics.funnel_report(store, "purchase", start=(now - timedelta(days=41)).date(), end=now.date())
     assert [s.customers for s in report.steps] == [40, 40, 40, 40]
+
+
+def test_forgetting_a_customer_takes_their_contribution_out_of_the_counters(http, source, store, stream, definitions):
+    # Given two shoppers counted in the funnel
+    from shared.services.customers import forget_customer
+
+    _, key = source
+    now = datetime.now(UTC)
+    gone, kept = random_ref("gone"), random_ref("kept")
+    calls = [
+        call(person, name, now - timedelta(minutes=20 - step), message=f"{person}-{step}", user=person)
+        for person in (gone, kept)
+        for step, name in enumerate(NAMES[:4])
+    ]
+    assert http("POST", "/v1/batch", body=json.dumps({"batch": calls}), write_key=key).status == 200
+    stream.drain()
+    report = analytics.funnel_report(store, "purchase", start=now.date() - timedelta(days=1), end=now.date())
+    assert report.steps[3].customers == 2
+    # When one of them is erased
+    forget_customer(store, gone, now=now)
+    # Then the counters equal a recomputation from what is left: only the other one
+    counters_equal_recomputation(store)
+    report = analytics.funnel_report(store, "purchase", start=now.date() - timedelta(days=1), end=now.date())
+    assert [s.customers for s in report.steps] == [1, 1, 1, 1]
