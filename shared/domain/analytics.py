@@ -10,7 +10,8 @@ contributes cells that are a pure function of that customer's stored events:
   since the previous step has passed. Bounds are inclusive (a step exactly at the deadline counts). A customer
   who comes back after converting, or after a journey closed, starts a new one: reports count journeys.
   A journey contributes to its entry day (UTC day of its step-1 event): steps reached, breakdown value, and the
-  time between consecutive steps (in ±5 % buckets, so medians and p90s are exact to the bucket).
+  time between consecutive steps (in ±10 % buckets, so medians and p90s are exact to the bucket; few buckets keep
+  the counter items small, and an update of a counter item costs write units by its size).
 - **retention**: the customer's cohort is the day (and ISO week) of their first event; for each tracked return
   event (`*` = any), the day/week offsets on which they did it, and the last such offset.
 - **timing**: engagement events per channel and hour of week (as the profile counts them).
@@ -47,7 +48,7 @@ RETENTION_OFFSETS = {"day": 31, "week": 13}
 """Offsets kept per cohort (day 0-30, week 0-12)."""
 STATS_DAYS = 2
 ANY_EVENT = "*"
-BUCKET_BASE = 1.05
+BUCKET_BASE = 1.2
 BEHAVIOUR = frozenset({CallType.TRACK, CallType.PAGE, CallType.SCREEN})
 """Calls that are something a customer did (identify, alias and group describe who they are)."""
 
@@ -259,7 +260,7 @@ def _breakdown(funnel: Funnel, event: TrackingEvent, first_channel: str) -> str:
 
 
 def bucket(seconds: float) -> int:
-    """±5 % time buckets: 0 = under a second."""
+    """±10 % time buckets (the middle of a bucket is within 10 % of any value in it): 0 = under a second."""
     return 0 if seconds < 1 else int(math.log(seconds) / math.log(BUCKET_BASE)) + 1
 
 
