@@ -26,10 +26,12 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.domain.analytics import Cells
 from shared.storage.errors import ConditionFailedError, StorageError
+
+if TYPE_CHECKING:  # the collector imports this module too: it must not pay for the analytics rules
+    from shared.domain.analytics import Cells
 
 DEFINITIONS_KEY = {"PK": "ANALYTICS", "SK": "DEFINITIONS"}
 ANALYTICS_SK = "ANALYTICS"

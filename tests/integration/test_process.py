@@ -13,6 +13,7 @@ from botocore.awsrequest import AWSResponse
 from shared.services.customers import customer_detail, find_customer
 from shared.storage import items
 from shared.storage.dynamo import serialize
+from tests.audit import audit
 from tests.builders import a_track, random_ref
 from tests.conftest import TABLE
 
@@ -114,6 +115,7 @@ def test_redelivering_the_same_batches_changes_nothing(http, source, store, stre
     # Then every profile (and its version: nothing was even written) is as before
     assert {c: store.get_profiles([f"u:r{c}"])[f"u:r{c}"] for c in range(4)} == before
     assert sum(p.profile.orders for p in before.values()) == 40
+    assert audit(store) == 4
 
 
 def test_throttled_profile_writes_are_retried_and_nothing_is_lost_or_doubled(ddb, http, source, store, stream):
@@ -139,6 +141,7 @@ def test_throttled_profile_writes_are_retried_and_nothing_is_lost_or_doubled(ddb
     assert throttled["left"] == 0
     assert sorted(find_customer(store, f"t{n}").profile.orders for n in range(3)) == [10, 10, 10]
     assert store.list_failed().items == ()
+    assert audit(store) == 3
 
 
 def test_a_poison_record_is_quarantined_and_the_records_after_it_are_processed(ddb, http, source, store, stream):
@@ -157,6 +160,7 @@ def test_a_poison_record_is_quarantined_and_the_records_after_it_are_processed(d
     assert quarantined.route == "stream:process"
     assert json.loads(quarantined.raw)["dynamodb"]["Keys"]["SK"] == {"S": "EVT#web#bad"}
     assert stream.attempts == {}
+    assert audit(store) == 2
 
 
 def test_the_runner_resumes_from_its_checkpoint(http, source, store, stream):
@@ -223,3 +227,41 @@ def test_failed_events_are_replayed_after_a_fix(http, source, store, stream, mon
     assert find_customer(store, "lucky").profile.event_counts == {"Buggy": 1}
     assert find_customer(store, "unlucky").profile.orders == 1
     assert store.list_failed().items == ()
+
+
+@pytest.mark.parametrize("crash_at", ["profile", "analytics"])
+def test_a_crash_after_a_partial_write_and_the_redelivery_end_as_a_clean_run_would(
+    http, source, store, stream, monkeypatch, crash_at
+):
+    # Given the process Lambda dying once mid-batch, after some of its writes went through
+    from functions.process import handler
+    from shared.storage.dynamo import DynamoTrackingStore
+
+    _, key = source
+    # profiles: the 3rd customer's save (two are written); analytics: after every profile of the batch is saved
+    method, crash_on = ("save_profile", 3) if crash_at == "profile" else ("save_cells", 1)
+    original, calls = getattr(DynamoTrackingStore, method), {"n": 0}
+
+    def dies_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == crash_on:
+            raise RuntimeError("the Lambda runtime died")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoTrackingStore, method, dies_once)
+    handler._rules.update(at=0.0)
+    people = [random_ref("crash") for _ in range(6)]
+    calls_sent = [
+        a_track(userId=p, event=e, properties={"revenue": 3})
+        for p in people
+        for e in ("Product Viewed", "Order Completed")
+    ]
+    send(http, key, *calls_sent)
+    # When the batch is delivered, dies, and is delivered again (the checkpoint did not move)
+    with pytest.raises(RuntimeError):
+        stream.drain()
+    stream.drain()
+    # Then everything equals a recomputation from the stored events: nothing lost, nothing counted twice
+    assert calls["n"] > crash_on
+    assert sorted(find_customer(store, p).profile.orders for p in people) == [1] * 6
+    assert audit(store) == 6
