@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.local.stack import STARTERS
+from shared.ports import StorageError
 from shared.publishers import OutboxFile
 from shared.services.customers import find_customer
 from shared.services.segments import apply_segments, explain, rules_of, run_scheduler
+from tests.audit import audit
 from tests.builders import random_ref
 
 pytestmark = pytest.mark.integration
@@ -242,3 +245,48 @@ def test_incremental_membership_equals_evaluating_the_whole_history(
         if evaluate(rule, Facts(customer.profile.traits, events), datetime.now(UTC)).member
     }
     assert set(store.memberships_of(customer.profile.customer_id)) == expected
+
+
+def test_throttled_membership_writes_are_caught_up_by_the_sweep_and_end_as_a_clean_run(
+    ddb, http, source, store, stream, outbox
+):
+    # Given DynamoDB throttling the first membership writes past every retry
+    _, key = source
+    apply_segments(
+        store,
+        {"segments": [{"id": "viewers", "rule": {"count": {"event": "Viewed"}, "gte": 1}}]},
+        source="test",
+        now=datetime.now(UTC),
+        customers=[],
+    )
+    throttled = {"left": 4}
+
+    def throttle(params: dict[str, Any], **_: Any) -> Any:
+        if b"MEMBER#" in params["body"] and throttled["left"] > 0:
+            throttled["left"] -= 1
+            return AWSResponse("https://dynamodb", 400, {}, None), {
+                "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            }
+        return None
+
+    ddb.meta.events.register("before-call.dynamodb.PutItem", throttle)
+    run_scheduler(store, now=datetime.now(UTC))  # the minute job has been running all along (its cursor is set)
+    people = [random_ref("viewer") for _ in range(3)]
+    for person in people:
+        http("POST", "/v1/track", body=json.dumps({"userId": person, "event": "Viewed"}), write_key=key)
+    stream.drain()
+    # When the minute sweep evaluates what processing could not write (a throttled run fails; the next minute's
+    # run sweeps again from the same cursor)
+    runs = 0
+    for minute in range(2, 10):
+        runs += 1
+        try:
+            run_scheduler(store, now=datetime.now(UTC) + timedelta(minutes=minute))
+            break
+        except StorageError:
+            continue
+    stream.drain()
+    # Then every membership is there, announced, and everything equals a recomputation from the stored events
+    assert throttled["left"] == 0 and runs > 1  # processing's write and the first sweeps were refused
+    assert all(memberships(store, person) == {"viewers"} for person in people)
+    assert audit(store) == 3
