@@ -7,8 +7,8 @@ from typing import Any
 
 from shared.domain.profiles import CustomerProfile, apply_events
 from shared.domain.segments import Facts, evaluate
-from shared.services.analytics import all_customer_ids, customer_events, recompute, stored_counters
-from shared.services.segments import rules_of
+from shared.services.analytics import all_customer_ids, recompute, stored_counters
+from shared.services.segments import customer_events, rules_of
 
 
 def audit(store: Any, *, now: datetime | None = None) -> int:

@@ -24,7 +24,7 @@ from shared.domain.analytics import Definitions
 from shared.domain.segments import Due, due_minute
 from shared.ports import StorageError
 from shared.publishers import EventBridgePublisher, OutboxFile, Publishers, WebhookPublisher
-from shared.services.analytics import customer_events, definitions_of, update_customers
+from shared.services.analytics import definitions_of, update_customers
 from shared.services.collect import utcnow
 from shared.services.overview import live_event
 from shared.services.process import StreamChange, process_changes
@@ -32,6 +32,7 @@ from shared.services.segments import (
     ANALYTICS_DUE,
     AUDIENCE_SOURCE,
     MembershipChange,
+    customer_events,
     evaluate_customers,
     record_membership_changes,
     rules_of,

@@ -17,14 +17,13 @@ from typing import Any, Protocol
 from shared.domain import analytics
 from shared.domain.analytics import Cells, Definitions, Funnel
 from shared.domain.events import TrackingEvent
-from shared.domain.identity import split_identity
 from shared.domain.reports import FunnelReport, RetentionReport, TimingReport
 from shared.ports import Page, StorageError, StoredProfile
+from shared.services.segments import customer_events
 from shared.storage.analytics import CellsChange, StoredCells
 
 logger = logging.getLogger(__name__)
 STARTERS = Path(__file__).resolve().parents[2] / "infra" / "analytics" / "starters.json"
-AUDIENCE_SOURCE = "footfall"
 SAVE_ATTEMPTS = 4
 PARALLEL_READS = 8
 
@@ -46,15 +45,6 @@ def definitions_of(store: AnalyticsStore) -> Definitions:
     """The applied definitions (none applied yet: no funnels, retention on any event and orders)."""
     document = store.get_analytics_definitions()
     return analytics.parse_definitions(document, source="stored definitions") if document else Definitions()
-
-
-def customer_events(store: AnalyticsStore, profile: StoredProfile) -> list[TrackingEvent]:
-    """A customer's events, every identity's, audience events left out."""
-    events: list[TrackingEvent] = []
-    for identity in profile.profile.identities or (profile.profile.customer_id,):
-        kind, value = split_identity(identity)
-        events += [e for e in store.list_identity_events(kind, value) if e.source_id != AUDIENCE_SOURCE]
-    return events
 
 
 def update_customers(

@@ -59,13 +59,18 @@ def rules_of(segments: Iterable[StoredSegment]) -> list[SegmentRule]:
     return parse_rules({"segments": [s.definition for s in segments]}, source="stored segments")
 
 
-def customer_facts(store: SegmentStore, profile: StoredProfile) -> Facts:
-    """A customer's traits and events (every identity's), audience events left out."""
+def customer_events(store: Any, profile: StoredProfile) -> list[TrackingEvent]:
+    """A customer's events, every identity's, audience events left out (what segments and analytics read)."""
     events: list[TrackingEvent] = []
     for identity in profile.profile.identities or (profile.profile.customer_id,):
         kind, value = split_identity(identity)
         events += [e for e in store.list_identity_events(kind, value) if e.source_id != AUDIENCE_SOURCE]
-    return Facts(traits=profile.profile.traits, events=events)
+    return events
+
+
+def customer_facts(store: SegmentStore, profile: StoredProfile) -> Facts:
+    """A customer's traits and events (every identity's), audience events left out."""
+    return Facts(traits=profile.profile.traits, events=customer_events(store, profile))
 
 
 def evaluate_customers(
