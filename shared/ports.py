@@ -68,6 +68,21 @@ class ConditionFailedError(StorageError):
     """A conditional write found the item in another state."""
 
 
+class RejectedWriteError(StorageError):
+    """The store refused a write for good (an item or key over a limit): retrying the same write cannot help."""
+
+
+class CorruptItemError(ValueError):
+    """A stored item cannot be decoded (written by a bug, or by an older version with a looser codec).
+
+    Not a `StorageError`: retrying cannot help, so processing quarantines the customer it belongs to.
+    """
+
+    def __init__(self, reason: str, *, customer_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.customer_id = customer_id
+
+
 class TrackingStore(Protocol):
     """Storage operations the services call."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -22,12 +23,13 @@ from functions.observability import logger, metrics
 from shared.config import Settings
 from shared.domain.analytics import Definitions
 from shared.domain.segments import Due, due_minute
-from shared.ports import StorageError
+from shared.ports import RejectedWriteError, StorageError
 from shared.publishers import EventBridgePublisher, OutboxFile, Publishers, WebhookPublisher
 from shared.services.analytics import definitions_of, update_customers
 from shared.services.collect import utcnow
 from shared.services.overview import live_event
-from shared.services.process import StreamChange, process_changes
+from shared.services.process import StreamChange, process_isolated
+from shared.services.quarantine import failure_reason, quarantine_customer, record_failures
 from shared.services.segments import (
     ANALYTICS_DUE,
     AUDIENCE_SOURCE,
@@ -55,14 +57,25 @@ def store() -> DynamoTrackingStore:
     )
 
 
-def decode(record: DynamoDBRecord) -> StreamChange | MembershipChange | None:
+@dataclass(frozen=True)
+class Undecodable:
+    """A stream record whose item cannot be decoded: quarantined (retrying cannot help)."""
+
+    sequence: str
+    reason: str
+
+
+def decode(record: DynamoDBRecord) -> StreamChange | MembershipChange | Undecodable | None:
     image = record.dynamodb
     assert image is not None and image.sequence_number is not None
-    old, new = image.old_image or None, image.new_image or None
-    membership = items.decode_membership_change(old=old, new=new)
-    if membership is not None:
-        return MembershipChange(**membership)
-    event = items.decode_change(old=old, new=new)
+    try:
+        old, new = image.old_image or None, image.new_image or None
+        membership = items.decode_membership_change(old=old, new=new)
+        if membership is not None:
+            return MembershipChange(**membership)
+        event = items.decode_change(old=old, new=new)
+    except Exception as exc:
+        return Undecodable(image.sequence_number, failure_reason(exc))
     return None if event is None else StreamChange(image.sequence_number, event)
 
 
@@ -109,11 +122,24 @@ def publish(audience: list[StreamChange]) -> set[str]:
 def evaluate_customers_of_batch(customer_ids: list[str]) -> None:
     """Segments and analytics of the customers a batch changed, on one read of their events.
 
-    The profiles are saved by then: when this fails, the customers go on the due list and the minute sweep
-    evaluates them again (the batch is not retried: its records are folded).
+    The profiles are saved by then: when this fails for now, the customers go on the due list and the minute
+    sweep evaluates them again (the batch is not retried: its records are folded). When it fails for good, the
+    customers are evaluated one at a time and the one that still fails is quarantined, not the others.
     """
     if not customer_ids:
         return
+    try:
+        _evaluate(customer_ids)
+    except Exception:
+        logger.exception("evaluation failed for good; evaluating one customer at a time")
+        for customer_id in customer_ids:
+            try:
+                _evaluate([customer_id])
+            except Exception as exc:
+                quarantine_customer(store(), customer_id, failure_reason(exc), now=utcnow())
+
+
+def _evaluate(customer_ids: list[str]) -> None:
     rules, definitions, now = segment_rules(), analytics_definitions(), utcnow()
     try:
         profiles = store().get_profiles(sorted(set(customer_ids)))
@@ -122,7 +148,9 @@ def evaluate_customers_of_batch(customer_ids: list[str]) -> None:
         with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:  # every customer's reads at once
             events = dict(zip(ids, pool.map(_events_of, active), strict=True))
             memberships = dict(zip(ids, pool.map(store().memberships_of, ids), strict=True)) if rules else {}
-    except StorageError:
+    except StorageError as exc:
+        if isinstance(exc, RejectedWriteError):
+            raise
         logger.warning("customers could not be read; scheduled for the next sweep")
         store().put_due([Due(cid, ANALYTICS_DUE, due_minute(now)) for cid in customer_ids])
         store().put_due([Due(cid, rule.id, due_minute(now)) for cid in customer_ids for rule in rules])
@@ -132,18 +160,40 @@ def evaluate_customers_of_batch(customer_ids: list[str]) -> None:
             evaluate_customers(
                 store(), customer_ids, rules, now=now, profiles=profiles, events=events, memberships=memberships
             )
-        except StorageError:
+        except StorageError as exc:
+            if isinstance(exc, RejectedWriteError):
+                raise
             logger.warning("segment evaluation failed; scheduled for the next sweep")
             store().put_due([Due(cid, rule.id, due_minute(now)) for cid in customer_ids for rule in rules])
     try:
         update_customers(store(), customer_ids, definitions, now=now, events=events, profiles=profiles)
-    except StorageError:
+    except StorageError as exc:
+        if isinstance(exc, RejectedWriteError):
+            raise
         logger.warning("analytics update failed; scheduled for the next sweep")
         store().put_due([Due(cid, ANALYTICS_DUE, due_minute(now)) for cid in customer_ids])
 
 
 def _events_of(profile: Any) -> list[Any]:
     return customer_events(store(), profile)
+
+
+def _quarantine(
+    quarantined: list[tuple[StreamChange, str]], by_sequence: dict[str, dict[str, Any]], undecodable: list[Undecodable]
+) -> set[str]:
+    """Store the quarantined records; returns those that could not be stored (they are retried instead)."""
+    now = utcnow()
+    reasons = [(change.sequence, reason) for change, reason in quarantined]
+    reasons += [(bad.sequence, f"cannot be decoded: {bad.reason}") for bad in undecodable]
+    failures = [f for sequence, reason in reasons for f in record_failures([by_sequence[sequence]], reason, now=now)]
+    try:
+        if failures:
+            store().put_failed(failures)
+    except StorageError:
+        logger.warning("quarantine records could not be stored; their records will be retried")
+        return {sequence for sequence, _ in reasons}
+    metrics.add_metric(name="RecordsQuarantined", unit=MetricUnit.Count, value=len(reasons))
+    return set()
 
 
 def record_feed(changes: list[StreamChange], records: list[dict[str, Any]]) -> None:
@@ -177,7 +227,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     audience = [change for change in changes if change.event.source_id == AUDIENCE_SOURCE]
     failed.update(publish(audience))
     saved: list[str] = []
-    failed.update(process_changes(store(), [c for c in changes if c not in audience], on_saved=saved.append))
+    by_sequence = {record["dynamodb"]["SequenceNumber"]: record for record in event["Records"]}
+    quarantined: list[tuple[StreamChange, str]] = []
+    failed.update(
+        process_isolated(
+            store(),
+            [c for c in changes if c not in audience],
+            on_saved=saved.append,
+            quarantine=lambda group, reason: quarantined.extend((change, reason) for change in group),
+        )
+    )
+    undecodable = [result for result, _ in decoded if isinstance(result, Undecodable)]
+    failed.update(_quarantine(quarantined, by_sequence, undecodable))
     evaluate_customers_of_batch(saved)
     record_feed([c for c in changes if c not in audience], event["Records"])
     metrics.add_metric(name="EventsFolded", unit=MetricUnit.Count, value=len(changes) - len(audience))

@@ -6,14 +6,23 @@ Business rules (from the Segment HTTP API spec):
 - 32 KB per event, 500 KB and 2,500 events per batch;
 - `timestamp = receivedAt - (sentAt - originalTimestamp)` when the client sent `sentAt` (clock-skew correction);
 - a missing `messageId` is assigned, so every stored event has one.
+
+Limits Footfall adds so that nothing an attacker sends can break storage or processing later:
+- ids (`userId`, `anonymousId`, `messageId`, `groupId`, `previousId`) and names at most 256 bytes of UTF-8
+  (they become parts of DynamoDB keys: sort keys hold at most 1,024 bytes);
+- JSON nested at most 32 levels deep (checked without recursion, before anything else walks the event);
+- numbers finite and within DynamoDB's range (|x| < 1e38); money (`revenue`, `total`, `price`, …, as a number
+  or a numeric string) within ±1e15.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -22,9 +31,13 @@ from shared.domain.errors import InvalidEventError, PayloadTooLargeError
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_EVENTS = 2500
-# Ids end up inside DynamoDB keys (partition key ≤ 2,048 bytes, sort key ≤ 1,024 bytes).
-MAX_ID_CHARS = 256
-MAX_NAME_CHARS = 256
+# Ids end up inside DynamoDB keys (partition key ≤ 2,048 bytes, sort key ≤ 1,024 bytes): limited in bytes.
+MAX_ID_BYTES = 256
+MAX_NAME_BYTES = 256
+MAX_DEPTH = 32
+MAX_NUMBER = 10**38  # DynamoDB's number range; our counters and profiles must be able to hold any number we accept
+MAX_MONEY = Decimal(10**15)
+MONEY_KEYS = frozenset({"revenue", "total", "price", "value", "subtotal", "tax", "shipping", "discount"})
 
 OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
 
@@ -212,6 +225,7 @@ def parse_event(
     """
     if not isinstance(raw, dict):
         raise InvalidEventError("event must be a JSON object")
+    check_json_value(raw)
     if encoded_size(raw) > MAX_EVENT_BYTES:
         raise PayloadTooLargeError(f"event is larger than {MAX_EVENT_BYTES // 1024} KB")
     envelope = envelope or BatchEnvelope()
@@ -227,10 +241,10 @@ def parse_event(
     if user_id is None and anonymous_id is None:
         raise InvalidEventError("userId or anonymousId is required", field="userId")
     # An empty messageId counts as none (as an empty userId does): one is assigned.
-    message_id = _string(raw, "messageId", MAX_ID_CHARS) if raw.get("messageId") != "" else None
+    message_id = _string(raw, "messageId", MAX_ID_BYTES) if raw.get("messageId") != "" else None
     original = parse_timestamp(raw["timestamp"], "timestamp") if raw.get("timestamp") is not None else None
     sent_at = parse_timestamp(raw["sentAt"], "sentAt") if raw.get("sentAt") is not None else envelope.sent_at
-    event = _string(raw, "event", MAX_NAME_CHARS)
+    event = _string(raw, "event", MAX_NAME_BYTES)
     group_id = _identifier(raw, "groupId")
     previous_id = _identifier(raw, "previousId")
     _require_for_type(kind, event=event, group_id=group_id, previous_id=previous_id, user_id=user_id)
@@ -246,7 +260,7 @@ def parse_event(
         original_timestamp=original,
         sent_at=sent_at,
         event=event if kind is CallType.TRACK else None,
-        name=_string(raw, "name", MAX_NAME_CHARS) if kind in (CallType.PAGE, CallType.SCREEN) else None,
+        name=_string(raw, "name", MAX_NAME_BYTES) if kind in (CallType.PAGE, CallType.SCREEN) else None,
         group_id=group_id if kind is CallType.GROUP else None,
         previous_id=previous_id if kind is CallType.ALIAS else None,
         **objects,
@@ -259,6 +273,7 @@ def parse_envelope(body: Mapping[str, Any]) -> BatchEnvelope:
     Raises:
         InvalidEventError: when one of them has the wrong type.
     """
+    check_json_value({key: body.get(key) for key in ("context", "integrations")})
     sent_at = parse_timestamp(body["sentAt"], "sentAt") if body.get("sentAt") is not None else None
     return BatchEnvelope(sent_at=sent_at, context=_object(body, "context"), integrations=_object(body, "integrations"))
 
@@ -278,6 +293,52 @@ def batch_items(body: Any) -> list[Any]:
     if len(items) > MAX_BATCH_EVENTS:
         raise PayloadTooLargeError(f"batch has {len(items)} events; the limit is {MAX_BATCH_EVENTS}")
     return items
+
+
+def json_depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether a JSON value nests deeper than `limit` objects/arrays (iterative: safe on any depth)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def check_json_value(raw: Any) -> None:
+    """Business rule: nesting and numbers within the limits in this module's docstring.
+
+    Raises:
+        InvalidEventError: naming the field and the limit.
+    """
+    if json_depth_exceeds(raw):
+        raise InvalidEventError(f"the event is nested deeper than {MAX_DEPTH} levels")
+    stack: list[Any] = [raw]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            if isinstance(value, (dict, list)):
+                stack.append(value)
+            elif isinstance(value, float) and not math.isfinite(value):
+                raise InvalidEventError(f"{key} is not a finite number", field=str(key))
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) >= MAX_NUMBER:
+                raise InvalidEventError(f"{key} is out of range (|x| < 1e38)", field=str(key))
+            elif key in MONEY_KEYS and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                _check_money(str(key), value)
+
+
+def _check_money(key: str, value: int | float | str) -> None:
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return  # not a number: not money (a "free" price label), counted as no amount
+    if not amount.is_finite() or abs(amount) > MAX_MONEY:
+        raise InvalidEventError(f"{key} is out of range (money within ±1e15)", field=key)
 
 
 def _call_type(value: Any) -> CallType:
@@ -304,8 +365,8 @@ def _identifier(raw: Mapping[str, Any], key: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidEventError(f"{key} must be a string", field=key)
     text = _encodable(str(value), key)
-    if len(text) > MAX_ID_CHARS:
-        raise InvalidEventError(f"{key} is longer than {MAX_ID_CHARS} characters", field=key)
+    if len(text.encode("utf-8")) > MAX_ID_BYTES:
+        raise InvalidEventError(f"{key} is longer than {MAX_ID_BYTES} bytes (UTF-8)", field=key)
     return text
 
 
@@ -317,9 +378,10 @@ def _string(raw: Mapping[str, Any], key: str, limit: int) -> str | None:
         raise InvalidEventError(f"{key} must be a string", field=key)
     if not value.strip():
         raise InvalidEventError(f"{key} must not be empty", field=key)
-    if len(value) > limit:
-        raise InvalidEventError(f"{key} is longer than {limit} characters", field=key)
-    return _encodable(value, key)
+    text = _encodable(value, key)
+    if len(text.encode("utf-8")) > limit:
+        raise InvalidEventError(f"{key} is longer than {limit} bytes (UTF-8)", field=key)
+    return text
 
 
 def _encodable(text: str, key: str) -> str:

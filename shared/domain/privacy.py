@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
-from shared.domain.events import TrackingEvent
+from shared.domain.events import MAX_DEPTH, TrackingEvent
 
 EMAIL_KEYS = frozenset({"email", "e-mail", "email_address", "emailaddress", "mail"})
 
@@ -16,14 +16,24 @@ def hash_email(address: str) -> str:
     return hashlib.sha256(address.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def hash_email_values(value: Any) -> Any:
-    """A JSON value with every e-mail address under an e-mail key, at any depth, replaced by its hash."""
+TOO_DEEP = "(nested too deep: dropped)"
+
+
+def hash_email_values(value: Any, *, depth: int = 0) -> Any:
+    """A JSON value with every e-mail address under an e-mail key, at any depth, replaced by its hash.
+
+    Refused input reaches here before validation, so the walk is bounded: below `MAX_DEPTH` levels a value is
+    replaced by a marker (a failed-event record must never keep an address it could not look into).
+    """
+    if depth > MAX_DEPTH and isinstance(value, (dict, list)):
+        return TOO_DEEP
     if isinstance(value, dict):
         return {
-            key: hash_email(item) if _is_email(key, item) else hash_email_values(item) for key, item in value.items()
+            key: hash_email(item) if _is_email(key, item) else hash_email_values(item, depth=depth + 1)
+            for key, item in value.items()
         }
     if isinstance(value, list):
-        return [hash_email_values(item) for item in value]
+        return [hash_email_values(item, depth=depth + 1) for item in value]
     return value
 
 

@@ -24,7 +24,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared.domain.events import CallType, TrackingEvent, format_timestamp
+from shared.domain.events import MAX_MONEY, CallType, TrackingEvent, format_timestamp
 
 ROLLING_WINDOWS = (7, 30, 90)
 BUCKET_DAYS = 91
@@ -96,7 +96,8 @@ def money(value: Any) -> Decimal | None:
         return None
     with contextlib.suppress(InvalidOperation, ValueError, TypeError):
         amount = Decimal(str(value))
-        if amount.is_finite():
+        # The collector refuses money outside ±1e15; events stored before that rule must not break a profile.
+        if amount.is_finite() and abs(amount) <= MAX_MONEY:
             return amount
     return None
 

@@ -20,7 +20,6 @@ import base64
 import json
 import logging
 import os
-import secrets
 import time
 import warnings
 from collections.abc import Callable
@@ -29,12 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.domain.failures import failed_event, new_failure_id
 from shared.local.context import LocalContext
+from shared.services.quarantine import STREAM_ROUTE, quarantine_records
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "stream-checkpoint.json"
-ROUTE = "stream:process"
+ROUTE = STREAM_ROUTE
 
 
 def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
@@ -167,7 +166,13 @@ class StreamRunner:
             self._advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"], page.get("NextShardIterator"))
             return len(records)
         event = {"Records": [lambda_record(r, arn, self.region) for r in wanted]}
-        answer = self.handler(event, LocalContext("footfall-process"))
+        try:
+            answer = self.handler(event, LocalContext("footfall-process"))
+        except Exception:
+            # As on Lambda: an invocation that raised failed every record, and retries are bounded like any other
+            # failure (then the lowest record is quarantined and the stream moves on), never forever.
+            logger.exception("the process handler raised")
+            answer = {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in wanted]}
         failures = [f["itemIdentifier"] for f in (answer or {}).get("batchItemFailures", [])]
         if not failures:
             self._advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"], page.get("NextShardIterator"))
@@ -200,19 +205,7 @@ def quarantine_into(store: Any) -> Callable[[dict[str, Any], str], None]:
     """The on-failure destination: a failed-event record holding the Lambda-shaped stream record."""
 
     def put(record: dict[str, Any], reason: str) -> None:
-        now = datetime.now(UTC)
-        store.put_failed(
-            [
-                failed_event(
-                    failure_id=new_failure_id(now, secrets.token_hex(6)),
-                    received_at=now,
-                    route=ROUTE,
-                    reason=reason,
-                    status=0,
-                    raw=json.dumps(record),
-                )
-            ]
-        )
+        quarantine_records(store, [record], reason, now=datetime.now(UTC))
 
     return put
 

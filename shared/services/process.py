@@ -11,9 +11,12 @@ A batch of stream records is processed in three steps, with a handful of request
    again and folded again).
 
 Redelivery is harmless: each profile keeps, per identity, the highest stream sequence number folded in, and
-records at or below it are skipped (stream records of one item key arrive in order). A record that cannot
-be applied stops its customer's group there: it and the later records of that customer are reported failed
-(the stream retries them), the earlier ones are saved.
+records at or below it are skipped (stream records of one item key arrive in order).
+
+Failures are contained to one customer. A transient storage failure reports the records involved failed (the
+stream retries them). A permanent one (an event that cannot be folded, a stored profile that cannot be decoded,
+a write the store refuses for good) never stops the batch: `process_isolated` hands those records to a
+quarantine (replayable once fixed) and processes everyone else.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from shared.domain.identity import (
     primary_identity,
 )
 from shared.domain.profiles import CustomerProfile, apply_events, merge_profiles
-from shared.ports import ConditionFailedError, Link, StorageError, StoredProfile
+from shared.ports import ConditionFailedError, Link, RejectedWriteError, StorageError, StoredProfile
+from shared.services.quarantine import failure_reason
 
 logger = logging.getLogger(__name__)
 SAVE_ATTEMPTS = 4
@@ -89,7 +93,8 @@ class _Batch:
     """Identities erased on request."""
     merged_away: set[str] = field(default_factory=set)
     """Stored customers merged into another in this batch (their analytics contribution moves)."""
-    """Provenance of merges done in memory (the customer merged away had never been stored)."""
+    on_poison: Callable[[StreamChange, str], None] | None = None
+    """Told of each event that cannot be folded (it is skipped); without it such an event fails its record."""
 
 
 def process_changes(
@@ -98,6 +103,7 @@ def process_changes(
     *,
     force: bool = False,
     on_saved: Callable[[str], None] | None = None,
+    on_poison: Callable[[StreamChange, str], None] | None = None,
 ) -> list[str]:
     """Fold a batch of new events into identities and profiles.
 
@@ -105,12 +111,17 @@ def process_changes(
         force: fold records even if their sequence number is not above the mark (replay of a record that was
             quarantined, hence never folded in).
         on_saved: told the id of every customer whose profile this batch changed (segments are evaluated then).
+        on_poison: told of each event that cannot be folded into its profile, which is then skipped.
 
     Returns:
-        The sequence numbers of the records that failed (to report as `batchItemFailures`).
+        The sequence numbers of the records that failed for now (to report as `batchItemFailures`).
+
+    Raises:
+        Exception: anything permanent (a profile that cannot be decoded, a write refused for good, a bug): use
+            `process_isolated` to contain it to the customer it belongs to.
     """
     ordered = sorted(changes, key=lambda change: int(change.sequence))
-    batch = _Batch(store)
+    batch = _Batch(store, on_poison=on_poison)
     everything = [change.sequence for change in ordered]
     try:
         _read(batch, ordered)
@@ -124,7 +135,9 @@ def process_changes(
     for position, change in enumerate(ordered):
         try:
             _link(batch, change.event)
-        except (StorageError, ValueError, KeyError, TypeError):
+        except StorageError as exc:
+            if isinstance(exc, RejectedWriteError):
+                raise
             # Links are decided in stream order: once one fails, the rest of the batch must wait for it.
             logger.exception("identity linking failed", extra={"sequence": change.sequence})
             failed += [later.sequence for later in ordered[position:]]
@@ -132,6 +145,8 @@ def process_changes(
         linked.append(change)
     try:
         _write_pending_links(batch)
+    except RejectedWriteError:
+        raise
     except (StorageError, _LinkRaceError):
         logger.warning("identity links could not be written; the whole batch will be retried")
         return everything
@@ -148,6 +163,44 @@ def process_changes(
     for customer_id in sorted(batch.merged_away):
         if on_saved is not None:
             on_saved(customer_id)
+    return sorted(failed, key=int)
+
+
+def process_isolated(
+    store: ProfileStore,
+    changes: Sequence[StreamChange],
+    *,
+    on_saved: Callable[[str], None] | None = None,
+    quarantine: Callable[[Sequence[StreamChange], str], None],
+) -> list[str]:
+    """`process_changes`, with any permanent failure contained to the identity whose records caused it.
+
+    The batch is first processed whole (the cheap path). If that raises, each identity's records are processed
+    on their own, and the records of an identity that still fails go to `quarantine` with the reason: they are
+    consumed, so neither the stream nor the other customers wait for them. Re-processing is safe: records
+    already folded are skipped by their sequence marks.
+
+    Returns:
+        The sequence numbers to retry (transient failures only).
+    """
+
+    def poisoned(change: StreamChange, reason: str) -> None:
+        quarantine([change], reason)
+
+    try:
+        return process_changes(store, changes, on_saved=on_saved, on_poison=poisoned)
+    except Exception:
+        logger.exception("a batch failed for good; processing it one identity at a time")
+    groups: dict[str, list[StreamChange]] = defaultdict(list)
+    for change in changes:
+        groups[primary_identity(change.event)].append(change)
+    failed: list[str] = []
+    for group in groups.values():
+        try:
+            failed += process_changes(store, group, on_saved=on_saved, on_poison=poisoned)
+        except Exception as exc:
+            logger.exception("records quarantined", extra={"records": len(group)})
+            quarantine(group, failure_reason(exc))
     return sorted(failed, key=int)
 
 
@@ -302,8 +355,7 @@ def _fold_customer(batch: _Batch, customer_id: str, changes: list[StreamChange],
         fresh = [
             c for c in changes if force or int(c.sequence) > int(stored.applied.get(primary_identity(c.event), "0"))
         ]
-        profile, good = _apply(stored.profile, [c.event for c in fresh])
-        done, failed = fresh[:good], fresh[good:]
+        profile, done, failed = _apply(stored.profile, fresh, batch.on_poison)
         if not done and not batch.conflicts.get(customer_id) and not batch.merges.get(customer_id):
             return [c.sequence for c in failed]
         profile = _with_identities(profile, batch, customer_id, done)
@@ -317,26 +369,41 @@ def _fold_customer(batch: _Batch, customer_id: str, changes: list[StreamChange],
             except StorageError:
                 return everything
             continue
+        except RejectedWriteError:
+            raise  # permanent: the caller quarantines this customer's records
         except StorageError:
             return everything
         return [c.sequence for c in failed]
     return everything
 
 
-def _apply(profile: CustomerProfile, events: list[TrackingEvent]) -> tuple[CustomerProfile, int]:
-    """Fold events; on an event that cannot be folded, fold only those before it. Returns (profile, count)."""
+def _apply(
+    profile: CustomerProfile,
+    changes: list[StreamChange],
+    on_poison: Callable[[StreamChange, str], None] | None,
+) -> tuple[CustomerProfile, list[StreamChange], list[StreamChange]]:
+    """Fold events. Returns (profile, folded, failed).
+
+    An event that cannot be folded is a poison event: with `on_poison` it is handed over and skipped (the order
+    of folding does not change a profile); without, it and the events after it fail.
+    """
     try:
-        return apply_events(profile, events), len(events)
-    except Exception:  # a poison event: find it, keep everything before it
-        for index in range(len(events)):
-            try:
-                apply_events(profile, events[: index + 1])
-            except Exception:
-                logger.exception(
-                    "event cannot be folded into a profile", extra={"message_id": events[index].message_id}
-                )
-                return (apply_events(profile, events[:index]) if index else profile), index
-        raise
+        return apply_events(profile, [c.event for c in changes]), list(changes), []
+    except Exception:  # a poison event somewhere: fold one at a time to find it
+        logger.warning("an event cannot be folded into a profile; folding one at a time")
+    done: list[StreamChange] = []
+    for position, change in enumerate(changes):
+        try:
+            folded = apply_events(profile, [change.event])
+        except Exception as exc:
+            logger.exception("event cannot be folded into a profile", extra={"sequence": change.sequence})
+            if on_poison is None:
+                return profile, done, list(changes[position:])
+            on_poison(change, failure_reason(exc))
+            continue
+        profile = folded
+        done.append(change)
+    return profile, done, []
 
 
 def _with_identities(

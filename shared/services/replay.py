@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from shared.domain.errors import TrackingError
@@ -10,10 +11,13 @@ from shared.domain.events import CallType, batch_items, parse_envelope
 from shared.domain.failures import FailedEvent
 from shared.domain.links import unique_query
 from shared.domain.pixel import pixel_payload, strict_json
-from shared.services.collect import Collector
+from shared.domain.segments import Due, due_minute
+from shared.ports import StoredSegment
+from shared.services.collect import Collector, utcnow
 from shared.services.process import ProfileStore, StreamChange, process_changes
+from shared.services.quarantine import CUSTOMER_ROUTE, STREAM_ROUTE
+from shared.services.segments import ANALYTICS_DUE, rules_of
 
-STREAM_ROUTE = "stream:process"
 _CALLS = {f"/v1/{call.value}": call for call in CallType}
 
 
@@ -25,6 +29,8 @@ class ReplayStore(ProfileStore, Protocol):
     """What replay needs from storage."""
 
     def delete_failed(self, failure_id: str) -> None: ...
+    def list_segments(self) -> list[StoredSegment]: ...
+    def put_due(self, dues: Sequence[Due]) -> None: ...
 
 
 def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decode_record: Any) -> dict[str, Any]:
@@ -36,6 +42,14 @@ def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decod
     Raises:
         ReplayError: it cannot be replayed (authentication failures never are), or it fails again.
     """
+    if failure.route == CUSTOMER_ROUTE:
+        # The next sweep evaluates the customer again (segments and analytics); if it fails again, it is back here.
+        customer_id = str(json.loads(failure.raw)["customer_id"])
+        minute = due_minute(utcnow())
+        rules = rules_of(store.list_segments())
+        store.put_due([Due(customer_id, ANALYTICS_DUE, minute), *(Due(customer_id, r.id, minute) for r in rules)])
+        store.delete_failed(failure.id)
+        return {"replayed": failure.id, "scheduled": customer_id}
     if failure.route == STREAM_ROUTE:
         change: StreamChange | None = decode_record(json.loads(failure.raw))
         if change is None:

@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared.domain.events import CallType, TrackingEvent, format_timestamp
+from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
 from shared.domain.segments import Due, Evaluation, Facts, Membership, SegmentRule, due_minute, evaluate, parse_rules
-from shared.ports import Link, StorageError, StoredProfile, StoredSegment
+from shared.ports import Link, RejectedWriteError, StorageError, StoredProfile, StoredSegment
+from shared.services.quarantine import failure_reason, quarantine_customer
 
 logger = logging.getLogger(__name__)
 AUDIENCE_SOURCE = "footfall"
@@ -42,6 +44,7 @@ class SegmentStore(Protocol):
     def delete_due(self, dues: Sequence[Due]) -> None: ...
     def sweep_cursor(self) -> str | None: ...
     def set_sweep_cursor(self, minute: str) -> None: ...
+    def put_failed(self, failures: Sequence[FailedEvent]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,19 +224,46 @@ def sweep_due(
         for item in due:
             if item.segment_id in rules:
                 by_customer.setdefault(item.customer_id, []).append(rules[item.segment_id])
+        # One customer at a time, each on its own: a customer that fails never holds up the others.
         for customer_id, customer_rules in by_customer.items():
-            transitions += evaluate_customers(store, [customer_id], customer_rules, now=now)
+            later = [Due(customer_id, rule.id, due_minute(now + timedelta(minutes=1))) for rule in customer_rules]
+            transitions += (
+                _contained(
+                    store,
+                    customer_id,
+                    lambda c=customer_id, r=customer_rules: evaluate_customers(store, [c], r, now=now),
+                    later,
+                    now=now,
+                )
+                or []
+            )
         stale = sorted({item.customer_id for item in due if item.segment_id == ANALYTICS_DUE})
-        if stale and refresh is not None:
-            try:
-                refresh(stale)
-            except StorageError:  # try them again next minute; never hold up the sweep behind them
-                logger.warning("analytics catch-up failed; retried next minute", extra={"customers": len(stale)})
-                store.put_due([Due(c, ANALYTICS_DUE, due_minute(now + timedelta(minutes=1))) for c in stale])
+        for customer_id in stale if refresh is not None else ():
+            later = [Due(customer_id, ANALYTICS_DUE, due_minute(now + timedelta(minutes=1)))]
+            _contained(store, customer_id, lambda c=customer_id: refresh([c]), later, now=now)
         store.delete_due(due)
         swept += due
         minute += timedelta(minutes=1)
     return transitions, len(swept)
+
+
+def _contained(
+    store: SegmentStore, customer_id: str, work: Callable[[], Any], later: list[Due], *, now: datetime
+) -> Any:
+    """Run one customer's work: a transient failure is tried again next minute, a permanent one quarantined."""
+    try:
+        return work()
+    except StorageError as exc:
+        if not isinstance(exc, RejectedWriteError):
+            logger.warning("a due customer failed for now; retried next minute")
+            store.put_due(later)
+            return None
+        reason = failure_reason(exc)
+    except Exception as exc:
+        reason = failure_reason(exc)
+    logger.error("a due customer is quarantined", extra={"reason": reason})
+    quarantine_customer(store, customer_id, reason, now=now)
+    return None
 
 
 def apply_segments(

@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from shared.domain.failures import FailedEvent
 from shared.domain.identity import event_identities, split_identity
 from shared.domain.results import Outcome
 from shared.domain.sources import Source, hash_write_key
-from shared.ports import Link, Page, StoredProfile
+from shared.ports import CorruptItemError, Link, Page, StoredProfile
 from shared.storage import items, keys
 from shared.storage.analytics import AnalyticsStorage
 from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError, translate
@@ -485,6 +485,7 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
         """Customers, a page at a time (by index shard, then customer id)."""
         cursor = _decode_cursor(next_token) if next_token else {"shard": 0}
         found: list[dict[str, str]] = []
+        ids: list[str] = []
         shard, start_key = int(cursor["shard"]), cursor.get("key")
         while len(found) < limit and shard < items.CUSTOMER_INDEX_SHARDS:
             kwargs: dict[str, Any] = {
@@ -498,11 +499,12 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
                 kwargs["ExclusiveStartKey"] = start_key
             response = self._call(self.client.query, **kwargs)
             found += [{"PK": raw["PK"]["S"], "SK": raw["SK"]["S"]} for raw in response.get("Items", [])]
+            ids += [raw["GSI1SK"]["S"] for raw in response.get("Items", [])]
             start_key = response.get("LastEvaluatedKey")
             if not start_key:
                 shard += 1
-        profiles = {s.profile.customer_id: s for s in map(items.item_to_profile, self._batch_get(found))}
-        ordered = tuple(profiles[key["PK"].split("#", 1)[1]] for key in found if key["PK"].split("#", 1)[1] in profiles)
+        profiles = {s.profile.customer_id: s for s in _decodable_profiles(self._batch_get(found))}
+        ordered = tuple(profiles[customer_id] for customer_id in ids if customer_id in profiles)
         more = shard < items.CUSTOMER_INDEX_SHARDS
         token = _encode_token({"shard": shard, "key": start_key}) if more else None
         return Page(ordered, token)
@@ -596,6 +598,15 @@ def _version_condition(version: int) -> tuple[str, dict[str, Any]]:
     if version == 0:
         return "attribute_not_exists(PK)", {}
     return "version = :v", {"ExpressionAttributeValues": {":v": {"N": str(version)}}}
+
+
+def _decodable_profiles(found: Iterable[dict[str, Any]]) -> Iterator[StoredProfile]:
+    # A listing shows what it can read: a corrupt profile is quarantined by processing, not a reason to fail a page.
+    for item in found:
+        try:
+            yield items.item_to_profile(item)
+        except CorruptItemError:
+            logger.warning("a stored profile cannot be decoded; left out of the listing")
 
 
 def _decode_cursor(token: str) -> dict[str, Any]:

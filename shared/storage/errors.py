@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.ports import ConditionFailedError, StorageError, ThrottledError
+from shared.ports import ConditionFailedError, RejectedWriteError, StorageError, ThrottledError
 
 THROTTLING_CODES = frozenset(
     {
@@ -17,7 +17,14 @@ THROTTLING_CODES = frozenset(
 )
 
 
-__all__ = ["THROTTLING_CODES", "ConditionFailedError", "StorageError", "ThrottledError", "translate"]
+__all__ = [
+    "THROTTLING_CODES",
+    "ConditionFailedError",
+    "RejectedWriteError",
+    "StorageError",
+    "ThrottledError",
+    "translate",
+]
 
 
 def translate(exc: ClientError | BotoCoreError) -> StorageError:
@@ -36,4 +43,9 @@ def translate(exc: ClientError | BotoCoreError) -> StorageError:
         r.get("Code") in THROTTLING_CODES | {"ThrottlingError"} for r in reasons
     ):
         return ThrottledError(code)
+    if code == "ValidationException" or (
+        code == "TransactionCanceledException" and any(r.get("Code") == "ValidationError" for r in reasons)
+    ):
+        # An item over 400 KB, a key over its byte limit, too many attributes…: the same write fails every time.
+        return RejectedWriteError(f"{code}: {exc.response.get('Error', {}).get('Message', '')[:200]}")
     return StorageError(f"{code}: {exc.response.get('Error', {}).get('Message', '')}")

@@ -19,7 +19,7 @@ from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
 from shared.domain.profiles import CustomerProfile, Touch
 from shared.domain.sources import Source, WebhookMapping
-from shared.ports import Link, StoredProfile
+from shared.ports import CorruptItemError, Link, StoredProfile
 from shared.storage import keys
 from shared.storage.schema import TTL_ATTRIBUTE
 
@@ -362,14 +362,48 @@ def _touch(data: dict[str, Any] | None) -> Touch | None:
     return None if data is None else Touch(**data)
 
 
+# Profile bodies hold user-shaped JSON (traits, properties) beside our own Decimal values, which are tagged as
+# {"$d": "12.50"}. So that no user JSON can ever look like a tag, every object key starting with "$" is written
+# with one more "$" (escaped) and read back with one less: in an escaped body the only key with a single leading
+# "$" is a tag. Bodies written before escaping (no `body_codec` attribute) are read the old way.
+_DECIMAL_TAG = "$d"
+_ESCAPED_BODY = 2
+
+
+def _escape(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {(f"${key}" if key.startswith("$") else key): _escape(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escape(item) for item in value]
+    return value
+
+
 def _money_out(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return {"$d": str(value)}
+        return {_DECIMAL_TAG: str(value)}
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def _money_in(value: dict[str, Any]) -> Any:
-    return Decimal(value["$d"]) if value.keys() == {"$d"} else value
+def _decimal(text: Any) -> Decimal:
+    try:
+        amount = Decimal(text) if isinstance(text, str) else None
+    except ArithmeticError:
+        amount = None
+    if amount is None or not amount.is_finite():
+        raise CorruptItemError("a stored number is not a finite decimal")
+    return amount
+
+
+def _money_in_escaped(value: dict[str, Any]) -> Any:
+    if value.keys() == {_DECIMAL_TAG}:
+        return _decimal(value[_DECIMAL_TAG])
+    if any(key.startswith("$") and not key.startswith("$$") for key in value):
+        raise CorruptItemError("a stored object has an unescaped key")
+    return {(key[1:] if key.startswith("$") else key): item for key, item in value.items()}
+
+
+def _money_in_legacy(value: dict[str, Any]) -> Any:
+    return _decimal(value[_DECIMAL_TAG]) if value.keys() == {_DECIMAL_TAG} else value
 
 
 def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
@@ -401,8 +435,10 @@ def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
         "PK": keys.customer_pk(profile.customer_id),
         "SK": keys.PROFILE_SK,
         "entity": PROFILE_ENTITY,
+        "customer_id": profile.customer_id,  # readable without decoding the body (a corrupt one is quarantined)
         "version": stored.version,
-        "body": encode_json(body, default=_money_out),
+        "body_codec": _ESCAPED_BODY,
+        "body": encode_json(_escape(body), default=_money_out),
     }
     if profile.merged_into is None:  # tombstones leave the customer list
         item["GSI1PK"] = keys.customers_gsi_pk(keys.shard_of(profile.customer_id, CUSTOMER_INDEX_SHARDS))
@@ -411,12 +447,25 @@ def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
 
 
 def item_to_profile(item: dict[str, Any]) -> StoredProfile:
-    """Inverse of `profile_to_item`."""
-    body = decode_json(item["body"], object_hook=_money_in)
-    applied = body.pop("applied", {})
-    body["identities"] = tuple(body.get("identities", ()))
-    body["links"] = tuple(body.get("links", ()))
-    body["first_touch"] = _touch(body.get("first_touch"))
-    body["last_touch"] = _touch(body.get("last_touch"))
-    body["revenue"] = Decimal(body["revenue"]) if not isinstance(body["revenue"], Decimal) else body["revenue"]
-    return StoredProfile(profile=CustomerProfile(**body), version=int(item["version"]), applied=applied)
+    """Inverse of `profile_to_item`.
+
+    Raises:
+        CorruptItemError: the item cannot be decoded (never another exception, whatever the item holds).
+    """
+    customer_id = item.get("customer_id")
+    hook = _money_in_escaped if item.get("body_codec") == _ESCAPED_BODY else _money_in_legacy
+    try:
+        body = decode_json(item["body"], object_hook=hook)
+        applied = body.pop("applied", {})
+        body["identities"] = tuple(body.get("identities", ()))
+        body["links"] = tuple(body.get("links", ()))
+        body["first_touch"] = _touch(body.get("first_touch"))
+        body["last_touch"] = _touch(body.get("last_touch"))
+        body["revenue"] = body["revenue"] if isinstance(body["revenue"], Decimal) else _decimal(str(body["revenue"]))
+        profile = CustomerProfile(**body)
+        customer_id = profile.customer_id
+        return StoredProfile(profile=profile, version=int(item["version"]), applied=applied)
+    except CorruptItemError as exc:
+        raise CorruptItemError(str(exc), customer_id=customer_id) from exc
+    except (ValueError, TypeError, KeyError, AttributeError, zlib.error, RecursionError) as exc:
+        raise CorruptItemError(f"profile cannot be decoded: {type(exc).__name__}", customer_id=customer_id) from exc

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.domain.errors import InvalidEventError
-from shared.domain.events import CallType
+from shared.domain.events import MONEY_KEYS, CallType
 from shared.domain.links import click_params
 from shared.domain.pixel import TRANSPARENT_GIF
 from shared.domain.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook
@@ -331,7 +331,14 @@ wrong_values = {
     | st.lists(json_leaves, max_size=2)
     | st.just("")
     | st.just({}),
-    "properties": texts | st.integers() | st.lists(json_leaves, max_size=2) | st.booleans(),
+    "properties": texts
+    | st.integers()
+    | st.lists(json_leaves, max_size=2)
+    | st.booleans()
+    # out of the documented ranges (#13): money past ±1e15, numbers past 1e38, nesting past 32 levels
+    | st.sampled_from(
+        [{"revenue": "1e999999"}, {"total": -2e15}, {"n": 1e300}, {"a": json.loads(_nested(40, "object"))}]
+    ),
     "context": texts | st.integers() | st.lists(json_leaves, max_size=2),
     "timestamp": st.sampled_from(["yesterday", "2026-13-45T00:00:00Z", "0001-01-01T00:00:00+01:00", 1764417600, True]),
     "sentAt": st.sampled_from(["soon", "29/11/2026", 0]),
@@ -351,8 +358,15 @@ missing_required = st.sampled_from(
     ]
 )
 junk_items = st.one_of(not_objects, without_identity, broken_tracks, missing_required)
+# Valid values stay within the documented limits (numbers |x| < 1e38; money keys are left out: they have their own).
+storable_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats(-1e37, 1e37) | texts,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(texts, children, max_size=4),
+    max_leaves=15,
+)
 valid_items = st.builds(
-    lambda properties: a_track(properties=properties), st.dictionaries(texts, json_values, max_size=4)
+    lambda properties: a_track(properties=properties),
+    st.dictionaries(texts.filter(lambda k: k not in MONEY_KEYS), storable_values, max_size=4),
 )
 
 

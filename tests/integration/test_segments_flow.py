@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.local.stack import STARTERS
-from shared.ports import StorageError
 from shared.publishers import OutboxFile
 from shared.services.customers import find_customer
 from shared.services.segments import apply_segments, explain, rules_of, run_scheduler
@@ -275,18 +274,15 @@ def test_throttled_membership_writes_are_caught_up_by_the_sweep_and_end_as_a_cle
     for person in people:
         http("POST", "/v1/track", body=json.dumps({"userId": person, "event": "Viewed"}), write_key=key)
     stream.drain()
-    # When the minute sweep evaluates what processing could not write (a throttled run fails; the next minute's
-    # run sweeps again from the same cursor)
-    runs = 0
+    # When the minute sweep evaluates what processing could not write (a customer still throttled is due again
+    # the next minute; the sweep itself never fails for it, so the others are not held up)
     for minute in range(2, 10):
-        runs += 1
-        try:
-            run_scheduler(store, now=datetime.now(UTC) + timedelta(minutes=minute))
+        run_scheduler(store, now=datetime.now(UTC) + timedelta(minutes=minute))
+        if all(memberships(store, person) == {"viewers"} for person in people):
             break
-        except StorageError:
-            continue
     stream.drain()
     # Then every membership is there, announced, and everything equals a recomputation from the stored events
-    assert throttled["left"] == 0 and runs > 1  # processing's write and the first sweeps were refused
+    assert throttled["left"] == 0
+    assert store.list_failed().items == ()  # throttling is transient: nobody was quarantined
     assert all(memberships(store, person) == {"viewers"} for person in people)
     assert audit(store) == 3

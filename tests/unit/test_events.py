@@ -92,8 +92,8 @@ def test_fields_that_do_not_belong_to_the_call_type_are_not_kept():
         ({"userId": "u"}, CallType.TRACK, "event is required for track", "event"),
         ({"userId": "u", "event": "   "}, CallType.TRACK, "event must not be empty", "event"),
         ({"userId": "u", "event": 5}, CallType.TRACK, "event must be a string", "event"),
-        ({"userId": "u", "event": "e" * 257}, CallType.TRACK, "event is longer than 256 characters", "event"),
-        ({"userId": "u", "name": "n" * 257}, CallType.PAGE, "name is longer than 256 characters", "name"),
+        ({"userId": "u", "event": "e" * 257}, CallType.TRACK, "event is longer than 256 bytes (UTF-8)", "event"),
+        ({"userId": "u", "name": "n" * 257}, CallType.PAGE, "name is longer than 256 bytes (UTF-8)", "name"),
         ({"userId": "u", "name": ["Home"]}, CallType.SCREEN, "name must be a string", "name"),
         ({"userId": "u"}, CallType.GROUP, "groupId is required for group", "groupId"),
         ({"userId": "u"}, CallType.ALIAS, "previousId is required for alias", "previousId"),
@@ -101,14 +101,48 @@ def test_fields_that_do_not_belong_to_the_call_type_are_not_kept():
         ({"userId": ["u"], "event": "x"}, CallType.TRACK, "userId must be a string", "userId"),
         ({"userId": {"id": 1}, "event": "x"}, CallType.TRACK, "userId must be a string", "userId"),
         ({"userId": 1.5, "event": "x"}, CallType.TRACK, "userId must be a string", "userId"),
-        ({"userId": "u" * 257, "event": "x"}, CallType.TRACK, "userId is longer than 256 characters", "userId"),
-        ({"anonymousId": "a" * 257}, CallType.PAGE, "anonymousId is longer than 256 characters", "anonymousId"),
+        ({"userId": "u" * 257, "event": "x"}, CallType.TRACK, "userId is longer than 256 bytes (UTF-8)", "userId"),
+        ({"anonymousId": "a" * 257}, CallType.PAGE, "anonymousId is longer than 256 bytes (UTF-8)", "anonymousId"),
+        # #13 attack 6: limits are in UTF-8 bytes (keys), not characters: 65 four-byte characters are 260 bytes.
+        ({"userId": "😀" * 65, "event": "x"}, CallType.TRACK, "userId is longer than 256 bytes (UTF-8)", "userId"),
+        (
+            {"userId": "u", "event": "x", "messageId": "😀" * 256},
+            CallType.TRACK,
+            "messageId is longer than 256 bytes (UTF-8)",
+            "messageId",
+        ),
+        ({"userId": "u", "event": "😀" * 65}, CallType.TRACK, "event is longer than 256 bytes (UTF-8)", "event"),
+        # #13 attack 2: numbers bounded (money within ±1e15 as a number or a numeric string; any number < 1e38).
+        (
+            {"userId": "u", "event": "Order Completed", "properties": {"revenue": "1e999999"}},
+            CallType.TRACK,
+            "revenue is out of range (money within ±1e15)",
+            "revenue",
+        ),
+        (
+            {"userId": "u", "event": "x", "properties": {"products": [{"price": 2e15}]}},
+            CallType.TRACK,
+            "price is out of range (money within ±1e15)",
+            "price",
+        ),
+        (
+            {"userId": "u", "event": "x", "properties": {"n": 1e300}},
+            CallType.TRACK,
+            "n is out of range (|x| < 1e38)",
+            "n",
+        ),
+        (
+            {"userId": "u", "event": "x", "properties": {"n": float("inf")}},
+            CallType.TRACK,
+            "n is not a finite number",
+            "n",
+        ),
         ({"userId": "u", "groupId": ["g"]}, CallType.GROUP, "groupId must be a string", "groupId"),
         ({"userId": "u", "event": "x", "messageId": 7}, CallType.TRACK, "messageId must be a string", "messageId"),
         (
             {"userId": "u", "event": "x", "messageId": "m" * 257},
             CallType.TRACK,
-            "messageId is longer than 256 characters",
+            "messageId is longer than 256 bytes (UTF-8)",
             "messageId",
         ),
         ({"userId": "u", "properties": "x"}, CallType.PAGE, "properties must be a JSON object", "properties"),
@@ -497,3 +531,27 @@ def test_payload_is_segment_shaped_camel_case_json():
 )
 def test_timestamps_are_written_as_utc_with_milliseconds(moment, text):
     assert format_timestamp(moment) == text
+
+
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_nesting_is_limited_to_32_levels_without_recursion():
+    # Given an event whose properties nest 31 levels (the event itself is level 1) and one nested 5,000 levels
+    ok = {"userId": "u", "event": "x", "properties": nested(31)}
+    deep = {"userId": "u", "event": "x", "properties": nested(5000)}
+    # Then the first is valid and the second is refused with a reason, never a RecursionError
+    assert parse(ok, call_type=CallType.TRACK).properties
+    with pytest.raises(InvalidEventError, match="nested deeper than 32 levels"):
+        parse(deep, call_type=CallType.TRACK)
+
+
+def test_money_that_is_not_a_number_is_no_amount_rather_than_a_rejection():
+    event = parse(
+        {"userId": "u", "event": "x", "properties": {"price": "free", "revenue": "12.50"}}, call_type=CallType.TRACK
+    )
+    assert event.properties == {"price": "free", "revenue": "12.50"}

@@ -1,0 +1,71 @@
+"""Quarantine: what processing cannot handle is set aside with the reason, so everyone else proceeds.
+
+Two kinds of record, both in the failed-events store (`footfall failed`, the TUI's Failed screen), both
+replayable once the cause is fixed:
+- `stream:process`: a Lambda-shaped stream record whose event cannot be processed (replay processes it again);
+- `customer:evaluate`: a customer whose segments or analytics cannot be evaluated (replay schedules the
+  customer for the next sweep).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from shared.domain.failures import FailedEvent, failed_event, new_failure_id
+
+STREAM_ROUTE = "stream:process"
+CUSTOMER_ROUTE = "customer:evaluate"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a quarantine record says about an exception: its kind and a short message (no user data beyond it)."""
+    message = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class QuarantineStore(Protocol):
+    def put_failed(self, failures: Sequence[FailedEvent]) -> None: ...
+
+
+def record_failures(records: Iterable[dict[str, Any]], reason: str, *, now: datetime) -> list[FailedEvent]:
+    """Failed-event records holding Lambda-shaped stream records."""
+    return [
+        failed_event(
+            failure_id=new_failure_id(now, secrets.token_hex(6)),
+            received_at=now,
+            route=STREAM_ROUTE,
+            reason=reason,
+            status=0,
+            raw=json.dumps(record),
+        )
+        for record in records
+    ]
+
+
+def quarantine_records(
+    store: QuarantineStore, records: Iterable[dict[str, Any]], reason: str, *, now: datetime
+) -> None:
+    """Set stream records aside (raises `StorageError` when that could not be stored: then retry them)."""
+    failures = record_failures(records, reason, now=now)
+    if failures:
+        store.put_failed(failures)
+
+
+def quarantine_customer(store: QuarantineStore, customer_id: str, reason: str, *, now: datetime) -> None:
+    """Set a customer's evaluation aside (raises `StorageError` when that could not be stored)."""
+    store.put_failed(
+        [
+            failed_event(
+                failure_id=new_failure_id(now, secrets.token_hex(6)),
+                received_at=now,
+                route=CUSTOMER_ROUTE,
+                reason=reason,
+                status=0,
+                raw=json.dumps({"customer_id": customer_id}),
+            )
+        ]
+    )
