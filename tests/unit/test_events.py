@@ -497,3 +497,10 @@ def test_payload_is_segment_shaped_camel_case_json():
 )
 def test_timestamps_are_written_as_utc_with_milliseconds(moment, text):
     assert format_timestamp(moment) == text
+
+
+def test_an_identify_without_traits_takes_them_from_context_traits_as_rudderstack_sends_them():
+    rudder = parse({"type": "identify", "userId": "u-1", "context": {"traits": {"plan": "pro"}}})
+    segment = parse({"type": "identify", "userId": "u-1", "traits": {"plan": "max"}, "context": {"traits": {"x": 1}}})
+    track = parse({"type": "track", "event": "E", "userId": "u-1", "context": {"traits": {"plan": "pro"}}})
+    assert (rudder.traits, segment.traits, track.traits) == ({"plan": "pro"}, {"plan": "max"}, {})
