@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import UTC, datetime
 
@@ -148,3 +149,39 @@ def test_an_unknown_route_is_404_with_a_hint_recorded_without_the_key_and_counte
     assert all(f.status == 404 and write_key not in f.raw.decode() for f in failed)
     assert json.loads(failed[0].raw)["writeKey"] == "{writeKey}"
     assert overview(store, now=datetime.now(UTC)).failed_today == 2
+
+
+# Segment's mobile SDKs cannot run here (analytics-swift needs iOS, analytics-kotlin Android): their uploads are
+# replayed as their HTTP clients build them: POST {apiHost}/b, Basic auth with the write key, a {batch, sentAt}
+# body, gzip-compressed by analytics-kotlin; a batch is kept and retried on 429/5xx and dropped on other 4xx.
+MOBILE_SHAPES = {
+    "analytics-swift": {"Content-Type": "application/json; charset=utf-8", "User-Agent": "analytics-ios/1.5.0"},
+    "analytics-kotlin": {"Content-Type": "text/plain", "Content-Encoding": "gzip", "User-Agent": "analytics-kotlin"},
+}
+
+
+@pytest.mark.parametrize("sdk", sorted(MOBILE_SHAPES))
+def test_mobile_sdk_uploads_to_v1_b_are_stored_once_even_when_retried(http, source, store, sdk):
+    # Given a mobile batch as the SDK uploads it
+    _, write_key = source
+    headers = MOBILE_SHAPES[sdk]
+    anonymous = random_ref("device")
+    batch = [
+        {
+            **a_track(anonymousId=anonymous, context={"library": {"name": sdk}, "device": {"type": "ios"}}),
+            "userId": None,
+        },
+        {"type": "screen", "name": "Basket", "anonymousId": anonymous, "messageId": random_ref("msg")},
+    ]
+    data = json.dumps({"batch": batch, "sentAt": "2026-11-29T10:00:02.000Z", "writeKey": write_key}).encode()
+    body = gzip.compress(data) if headers.get("Content-Encoding") == "gzip" else data
+    # When it uploads, and uploads again (the answer was lost: the SDK keeps the batch file and retries)
+    first = http("POST", "/v1/b", body=body, headers=headers, write_key=write_key)
+    retry = http("POST", "/v1/b", body=body, headers=headers, write_key=write_key)
+    # Then both are 2xx (the SDK deletes the batch), and each event is stored once
+    assert (first.status, retry.status) == (200, 200)
+    assert [r["status"] for r in retry.json["results"]] == ["duplicate", "duplicate"]
+    assert sorted(e.type for e in store.list_identity_events("a", anonymous)) == ["screen", "track"]
+    # and a batch that can never be valid is a 4xx (dropped by the SDK, not retried forever), kept as failed
+    bad = http("POST", "/v1/b", body=b"{not json", headers={"Content-Type": "text/plain"}, write_key=write_key)
+    assert bad.status == 400 and store.list_failed().items
