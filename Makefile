@@ -6,16 +6,23 @@ STAMP := $(VENV)/.installed-stamp
 # The AWS SAM CLI (for `footfall deploy` and tests/infra) lives in its own virtualenv: its pins clash with ours.
 SAM_STAMP := $(VENV)/sam/.installed-stamp
 STACK ?= footfall
+# The official JS SDKs the e2e tests run (tests/e2e/test_js_sdks.py), pinned by package-lock.json.
+SDK_DIR := tests/e2e/sdk
+SDK_STAMP := $(SDK_DIR)/node_modules/.package-lock.json
 
 .PHONY: setup demo serve test test-unit test-integration test-e2e lint format bench load deploy clean
 
-setup: $(STAMP) $(SAM_STAMP)
+setup: $(STAMP) $(SAM_STAMP) $(SDK_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(SDK_STAMP): $(SDK_DIR)/package.json $(SDK_DIR)/package-lock.json
+	cd $(SDK_DIR) && npm ci --no-audit --no-fund
+	touch $(SDK_STAMP)
 
 $(SAM_STAMP): infra/sam-requirements.txt
 	$(PYTHON) -m venv $(VENV)/sam

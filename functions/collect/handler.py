@@ -11,9 +11,10 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.collect import routes
+from functions.collect import routes, tracker_routes
 from functions.observability import logger, metrics
 from shared.config import Settings
+from shared.domain import trackers
 from shared.domain.errors import AuthenticationError, InvalidEventError, PayloadTooLargeError
 from shared.ports import StorageError
 from shared.services.collect import Collector, utcnow
@@ -24,7 +25,7 @@ app = APIGatewayHttpResolver(
     cors=CORSConfig(
         allow_origin=settings.cors_origins[0],
         extra_origins=list(settings.cors_origins[1:]),
-        allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
+        allow_headers=list(routes.CORS_ALLOW_HEADERS),
         max_age=600,
     )
 )
@@ -65,6 +66,8 @@ def _response(reply: routes.HttpReply) -> Response[Any]:
 
 @app.post("/v1/<call>")
 def segment_call(call: str) -> Response[Any]:
+    if trackers.ABBREVIATED_CALLS.get(call, call) not in trackers.SEGMENT_CALLS:
+        return not_found(LookupError(call))
     return _response(routes.segment_call(collector(), _request(), call, now=utcnow(), state=_state()))
 
 
@@ -88,9 +91,47 @@ def webhook(source_id: str) -> Response[Any]:
     return _response(routes.webhook(collector(), _request(), source_id, now=utcnow(), state=_state()))
 
 
+@app.get("/v1/projects/<write_key>/settings")
+def segment_settings(write_key: str) -> Response[Any]:
+    return _response(tracker_routes.segment_settings(collector(), _request(), write_key, state=_state()))
+
+
+@app.get("/sourceConfig")
+@app.get("/sourceConfig/")
+def rudder_source_config() -> Response[Any]:
+    return _response(tracker_routes.rudder_source_config(collector(), _request(), state=_state()))
+
+
+@app.post("/beacon/v1/batch")
+def rudder_beacon() -> Response[Any]:
+    return _response(tracker_routes.rudder_beacon(collector(), _request(), now=utcnow(), state=_state()))
+
+
+@app.get("/snowplow/<write_key>/i")
+def snowplow_pixel(write_key: str) -> Response[Any]:
+    return _response(tracker_routes.snowplow_pixel(collector(), _request(), write_key, now=utcnow()))
+
+
+@app.get("/i")
+def snowplow_pixel_without_key() -> Response[Any]:
+    return _response(tracker_routes.snowplow_pixel(collector(), _request(), None, now=utcnow()))
+
+
+@app.post("/snowplow/<write_key>/com.snowplowanalytics.snowplow/tp2")
+def snowplow_post(write_key: str) -> Response[Any]:
+    return _response(tracker_routes.snowplow_post(collector(), _request(), write_key, now=utcnow(), state=_state()))
+
+
+@app.post("/com.snowplowanalytics.snowplow/tp2")
+def snowplow_post_without_key() -> Response[Any]:
+    return _response(tracker_routes.snowplow_post(collector(), _request(), None, now=utcnow(), state=_state()))
+
+
 @app.not_found
 def not_found(_: Exception) -> Response[Any]:
-    return _response(routes.unknown_route(_request()))
+    metrics.add_metric(name="UnknownRoute", unit=MetricUnit.Count, value=1)
+    method = app.current_event.http_method
+    return _response(tracker_routes.unknown_route(collector(), _request(), method, now=utcnow()))
 
 
 def _refuse(status: int, reason: str) -> Response[Any]:

@@ -15,6 +15,7 @@ from shared.domain.errors import AuthenticationError, InvalidEventError, Trackin
 from shared.domain.events import CallType, batch_items, parse_envelope
 from shared.domain.pixel import TRANSPARENT_GIF, pixel_payload, strict_json
 from shared.domain.sources import Source
+from shared.domain.trackers import ABBREVIATED_CALLS
 from shared.domain.wire import basic_auth_user, decode_body
 from shared.ports import StorageError
 from shared.services.collect import Collector, IngestReport
@@ -22,6 +23,22 @@ from shared.services.collect import Collector, IngestReport
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# What browsers may send cross-origin: analytics.js (X-Retry-Count), RudderStack JS (AnonymousId, SentAt, Rsa-*),
+# Snowplow (SP-Anonymous). The infra template's CorsConfiguration lists the same.
+CORS_ALLOW_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Content-Encoding",
+    "X-Retry-Count",
+    "AnonymousId",
+    "SentAt",
+    "Rsa-Recovered",
+    "Rsa-Retry-Attempt",
+    "Rsa-Since-Last-Attempt",
+    "Rsa-Since-First-Attempt",
+    "Rsa-Retry-Reason",
+    "SP-Anonymous",
+)
 NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
 
 
@@ -101,7 +118,8 @@ def _authenticate(collector: Collector, write_key: Any, state: RequestState) -> 
 def segment_call(
     collector: Collector, request: HttpRequest, call: str, *, now: datetime, state: RequestState
 ) -> HttpReply:
-    """`POST /v1/{track,identify,page,screen,group,alias,batch}`."""
+    """`POST /v1/{track,identify,page,screen,group,alias,batch}`, and analytics.js's `/v1/{t,i,p,s,g,a,b}`."""
+    call = ABBREVIATED_CALLS.get(call, call)
     if call != "batch" and call not in CallType.__members__.values():
         raise InvalidEventError(f"unknown call /v1/{call[:40]}")
     header_key = basic_auth_user(request.headers.get("authorization"))
@@ -236,8 +254,3 @@ def _tracker_script() -> bytes:
 def tracker_script() -> HttpReply:
     """`GET /v1/footfall.js`: the browser tracker (cacheable; the write key goes in the page's script tag)."""
     return HttpReply(200, _tracker_script(), {"Cache-Control": "public, max-age=300"}, "application/javascript")
-
-
-def unknown_route(request: HttpRequest) -> HttpReply:
-    """404 for anything else (not recorded: it is not an attempt to send an event)."""
-    return HttpReply(404, _error_fields(404, f"no such route {request.path[:100]}"))

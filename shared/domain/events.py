@@ -235,6 +235,9 @@ def parse_event(
         inherited = getattr(envelope, key)
         if inherited:
             objects[key] = {**inherited, **objects[key]}
+    if kind is CallType.IDENTIFY and not objects["traits"] and isinstance(objects["context"].get("traits"), dict):
+        # RudderStack's SDKs send an identify's traits in context.traits only (Segment's send both).
+        objects["traits"] = dict(objects["context"]["traits"])
 
     user_id = _identifier(raw, "userId")
     anonymous_id = _identifier(raw, "anonymousId")

@@ -127,9 +127,10 @@ def test_oversize_event_and_batch_are_413(http, source, store):
     assert store.list_identity_events("u", big["userId"]) == []
 
 
-def test_unknown_call_is_refused(http, source):
+def test_unknown_call_is_refused_as_an_unknown_route(http, source):
     _, write_key = source
-    assert http("POST", "/v1/purchase", body=json.dumps(a_track()), write_key=write_key).status == 400
+    answer = http("POST", "/v1/purchase", body=json.dumps(a_track()), write_key=write_key)
+    assert answer.status == 404 and "known routes: POST /v1/{track," in answer.json["error"]
 
 
 def test_cors_preflight_allows_browsers(http):

@@ -555,3 +555,10 @@ def test_money_that_is_not_a_number_is_no_amount_rather_than_a_rejection():
         {"userId": "u", "event": "x", "properties": {"price": "free", "revenue": "12.50"}}, call_type=CallType.TRACK
     )
     assert event.properties == {"price": "free", "revenue": "12.50"}
+
+
+def test_an_identify_without_traits_takes_them_from_context_traits_as_rudderstack_sends_them():
+    rudder = parse({"type": "identify", "userId": "u-1", "context": {"traits": {"plan": "pro"}}})
+    segment = parse({"type": "identify", "userId": "u-1", "traits": {"plan": "max"}, "context": {"traits": {"x": 1}}})
+    track = parse({"type": "track", "event": "E", "userId": "u-1", "context": {"traits": {"plan": "pro"}}})
+    assert (rudder.traits, segment.traits, track.traits) == ({"plan": "pro"}, {"plan": "max"}, {})
