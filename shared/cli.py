@@ -20,7 +20,7 @@ from typing import Any
 from shared.domain import links
 from shared.domain.errors import TrackingError
 from shared.domain.events import format_timestamp
-from shared.domain.sources import Source, new_source, rotate_secret
+from shared.domain.sources import CLIENT_TRUST, TRUST_LEVELS, Source, new_source, rotate_secret
 from shared.domain.webhooks import mapping_from_dict
 from shared.ports import StorageError
 from shared.storage.dynamo import DynamoTrackingStore, make_client
@@ -75,6 +75,7 @@ def _source_json(source: Source, *, with_secrets: bool = False) -> dict[str, Any
         "created_at": format_timestamp(source.created_at),
         "write_key_prefix": source.write_key_prefix,
         "hash_emails": source.hash_emails,
+        "trust": source.trust,
         "webhook_mapping": source.webhook_mapping is not None,
     }
     if with_secrets:
@@ -253,7 +254,7 @@ def cmd_sources_add(args: argparse.Namespace) -> int:
             mapping = mapping_from_dict(json.loads(Path(args.webhook_mapping).read_text()))
         except (OSError, ValueError, TypeError, TrackingError) as exc:
             raise CliError(f"{args.webhook_mapping}: {exc}") from exc
-    source = replace(source, hash_emails=args.hash_emails, webhook_mapping=mapping)
+    source = replace(source, hash_emails=args.hash_emails, webhook_mapping=mapping, trust=args.trust)
     store.put_source(source, write_keys=[write_key])
     data = {**_source_json(source, with_secrets=True), "write_key": write_key}
     _print(
@@ -917,6 +918,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--id", help="source id (default: from the name)")
     add.add_argument("--hash-emails", action="store_true", help="store e-mail addresses only as SHA-256")
     add.add_argument("--webhook-mapping", help="JSON file mapping this source's webhook payloads to events")
+    add.add_argument(
+        "--trust",
+        choices=TRUST_LEVELS,
+        default=CLIENT_TRUST,
+        help="client (default: the key is public, in web pages and apps) or server (the key stays on your servers; "
+        "only a server source may merge two known users with alias)",
+    )
     add.set_defaults(func=cmd_sources_add)
     listing = source_commands.add_parser("list", help="list sources")
     listing.set_defaults(func=cmd_sources_list)

@@ -74,6 +74,8 @@ class TrackingEvent:
     traits: Mapping[str, Any] = field(default_factory=dict)
     context: Mapping[str, Any] = field(default_factory=dict)
     integrations: Mapping[str, Any] = field(default_factory=dict)
+    trusted: bool = False
+    """Sent with the key of a `server` source (not part of the Segment payload)."""
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -109,7 +111,7 @@ class TrackingEvent:
         return payload
 
 
-def event_from_payload(payload: Mapping[str, Any], *, source_id: str) -> TrackingEvent:
+def event_from_payload(payload: Mapping[str, Any], *, source_id: str, trusted: bool = False) -> TrackingEvent:
     """Rebuild a stored event from `TrackingEvent.to_payload` output (no validation: it was validated on entry)."""
 
     def optional_time(key: str) -> datetime | None:
@@ -131,6 +133,7 @@ def event_from_payload(payload: Mapping[str, Any], *, source_id: str) -> Trackin
         group_id=payload.get("groupId"),
         previous_id=payload.get("previousId"),
         **{key: payload.get(key) or {} for key in OBJECT_FIELDS},
+        trusted=trusted,
     )
 
 

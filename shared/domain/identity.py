@@ -60,18 +60,23 @@ def linked_identity(event: TrackingEvent) -> str | None:
     return None
 
 
-def plan_link(*, target: Customer, other: Customer | None, explicit: bool) -> LinkAction:
+def plan_link(*, target: Customer, other: Customer | None, explicit: bool, trusted: bool = False) -> LinkAction:
     """Business rule: link two identities unless that would merge two different known users.
+
+    Two different known users are merged only by an `alias` sent with a server source's key: a browser's write
+    key is public, so anyone could otherwise take over a victim's profile with one request. Otherwise the link
+    is refused and recorded as a conflict (an `identify` doing so is a shared device).
 
     Args:
         target: the customer of the call's userId.
         other: the customer the second identity belongs to, if it is known.
         explicit: an `alias` call, which merges known users on purpose.
+        trusted: the call came with the key of a `server` source.
     """
     if other is None:
         return LinkAction.ATTACH
     if other.customer_id == target.customer_id:
         return LinkAction.NONE
-    if not explicit and other.user_id and target.user_id and other.user_id != target.user_id:
+    if other.user_id and target.user_id and other.user_id != target.user_id and not (explicit and trusted):
         return LinkAction.CONFLICT
     return LinkAction.MERGE

@@ -16,6 +16,11 @@ SECRET_PREFIX = "ffs_"
 ACTIVE_SECRETS = 2
 
 
+CLIENT_TRUST = "client"
+SERVER_TRUST = "server"
+TRUST_LEVELS = (CLIENT_TRUST, SERVER_TRUST)
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """A sender of events (a website, an app, an e-mail tool, a webhook provider)."""
@@ -34,6 +39,9 @@ class Source:
     webhook_mapping: WebhookMapping | None = None
     write_key_prefix: str = ""
     """The first characters of the write key, enough for an operator to tell keys apart."""
+    trust: str = CLIENT_TRUST
+    """`client` (the default: its write key is public, in every page's source) or `server` (the key stays on
+    servers the operator runs). Only a server source may merge two different known users (an `alias`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from shared.domain.failures import FailedEvent, failed_event, new_failure_id
 from shared.domain.pixel import strict_json
 from shared.domain.privacy import hash_email_values, hash_emails
 from shared.domain.results import EventResult, Outcome
-from shared.domain.sources import Source, matches_write_key
+from shared.domain.sources import SERVER_TRUST, Source, matches_write_key
 from shared.ports import StorageError, TrackingStore
 
 logger = logging.getLogger(__name__)
@@ -147,6 +147,7 @@ class Collector:
                     self._failure(route, exc.reason, status, _raw_bytes(kept), source.id, message_id, received_at)
                 )
                 continue
+            event = replace(event, trusted=source.trust == SERVER_TRUST)
             valid.append((index, hash_emails(event) if source.hash_emails else event))
         if valid:
             outcomes = self.store.put_events([event for _, event in valid])

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.identity import identity_key, split_identity
 from shared.domain.profiles import CustomerProfile, Touch, open_cart, rolling
-from shared.ports import Link, Page, StoredProfile
+from shared.ports import CorruptItemError, Link, Page, StoredProfile
 
 RECENT_EVENTS = 20
 
@@ -126,15 +126,21 @@ def forget_customer(store: Eraser, reference: str, *, now: datetime) -> dict[str
     A reference to no known customer (`u:`/`a:` identity, userId or anonymousId) is still suppressed, so data
     that has not arrived yet will not be kept either.
     """
-    found = find_customer(store, reference)
-    if found is None:
-        identities = (
-            [reference]
-            if reference[:2] in ("u:", "a:")
-            else [identity_key("u", reference), identity_key("a", reference)]
-        )
-        customers: list[str] = []
-    else:
+    named = (
+        [reference] if reference[:2] in ("u:", "a:") else [identity_key("u", reference), identity_key("a", reference)]
+    )
+    customers: list[str] = []
+    identities = named
+    try:
+        found = find_customer(store, reference)
+    except CorruptItemError as exc:
+        # A profile that cannot be decoded must still be erasable: the identities named, the customer's own id
+        # and the customer the links point to (the links say so without the profile).
+        found = None
+        linked = store.get_links(named)
+        owner = next((link.customer_id for link in linked.values()), exc.customer_id or reference)
+        identities, customers = sorted({*named, owner}), [owner]
+    if found is not None:
         profile = found.profile
         identities = sorted(set(profile.identities) | {profile.customer_id})
         merged_away = [link["merged"] for link in profile.links if "merged" in link]
@@ -145,7 +151,7 @@ def forget_customer(store: Eraser, reference: str, *, now: datetime) -> dict[str
         take_back(store, customers)  # type: ignore[arg-type]
     deleted = store.forget(identities=identities, customer_ids=customers, at=format_timestamp(now))
     return {
-        "customer_id": found.profile.customer_id if found else None,
+        "customer_id": found.profile.customer_id if found else (customers[0] if customers else None),
         "identities": identities,
         "deleted_items": deleted,
     }

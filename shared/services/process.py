@@ -245,13 +245,15 @@ def _link(batch: _Batch, event: TrackingEvent) -> None:
         target=Customer(target, _user_id(batch, target, event)),
         other=Customer(owner, _user_id(batch, owner)) if owner else None,
         explicit=event.type is CallType.ALIAS,
+        trusted=event.trusted,
     )
     if action is LinkAction.ATTACH:
         _new_link(batch, Link(other, target, event.message_id, at))
     elif action is LinkAction.MERGE and owner is not None:
         _merge(batch, into=target, away=owner, event=event)
     elif action is LinkAction.CONFLICT:
-        batch.conflicts[target].append({"identity": other, "via": event.message_id, "at": at})
+        kind = "alias_refused" if event.type is CallType.ALIAS else "shared_device"
+        batch.conflicts[target].append({"identity": other, "via": event.message_id, "at": at, "kind": kind})
 
 
 def _other_identity(batch: _Batch, event: TrackingEvent) -> str | None:
@@ -429,8 +431,12 @@ def _with_identities(
     identities |= {identity for identity, customer in batch.links.items() if customer == customer_id}
     flags = dict(profile.flags)
     for conflict in batch.conflicts.get(customer_id, []):
-        shared = list(flags.get("shared_device", []))
-        if conflict not in shared:
-            shared.append(conflict)
-        flags["shared_device"] = shared
+        # `shared_device`: an identify linking a device another known user owns; `identity_conflict`: an alias of
+        # two known users from a client source (refused: it could be anyone holding the public key).
+        flag = "shared_device" if conflict["kind"] == "shared_device" else "identity_conflict"
+        recorded = {key: value for key, value in conflict.items() if key != "kind"}
+        shared = list(flags.get(flag, []))
+        if recorded not in shared:
+            shared.append(recorded)
+        flags[flag] = shared
     return replace(profile, identities=tuple(sorted(identities)), links=tuple(links), flags=flags)

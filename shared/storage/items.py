@@ -18,7 +18,7 @@ from shared.domain.events import TrackingEvent, event_from_payload, format_times
 from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
 from shared.domain.profiles import CustomerProfile, Touch
-from shared.domain.sources import Source, WebhookMapping
+from shared.domain.sources import CLIENT_TRUST, SERVER_TRUST, Source, WebhookMapping
 from shared.ports import CorruptItemError, Link, StoredProfile
 from shared.storage import keys
 from shared.storage.schema import TTL_ATTRIBUTE
@@ -191,6 +191,8 @@ def event_to_item(event: TrackingEvent, *, retention: timedelta | None = None) -
     label = event.event or event.name
     if label:
         item["name"] = label
+    if event.trusted:
+        item["trust"] = SERVER_TRUST  # sent with a server source's key: processing may honour its merges
     if retention is not None:
         item[TTL_ATTRIBUTE] = int((event.received_at + retention).timestamp())
     return item
@@ -198,7 +200,9 @@ def event_to_item(event: TrackingEvent, *, retention: timedelta | None = None) -
 
 def item_to_event(item: dict[str, Any]) -> TrackingEvent:
     """Inverse of `event_to_item`."""
-    return event_from_payload(decode_json(item["body"]), source_id=item["src"])
+    return event_from_payload(
+        decode_json(item["body"]), source_id=item["src"], trusted=item.get("trust") == SERVER_TRUST
+    )
 
 
 def event_key(event: TrackingEvent) -> dict[str, str]:
@@ -221,6 +225,7 @@ def source_to_item(source: Source) -> dict[str, Any]:
         "link_secrets": list(source.link_secrets),
         "webhook_secrets": list(source.webhook_secrets),
         "hash_emails": source.hash_emails,
+        "trust": source.trust,
         "webhook_mapping": json.dumps(asdict(source.webhook_mapping)) if source.webhook_mapping else "",
     }
 
@@ -237,6 +242,7 @@ def item_to_source(item: dict[str, Any]) -> Source:
         link_secrets=tuple(item.get("link_secrets", ())),
         webhook_secrets=tuple(item.get("webhook_secrets", ())),
         hash_emails=bool(item.get("hash_emails", False)),
+        trust=item.get("trust", CLIENT_TRUST),  # sources from before trust levels: public keys, like a browser's
         webhook_mapping=WebhookMapping(**mapping) if mapping else None,
     )
 

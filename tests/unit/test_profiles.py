@@ -164,15 +164,18 @@ def test_merging_two_profiles_equals_folding_all_their_events():
 
 
 @pytest.mark.parametrize(
-    ("target", "other", "explicit", "action"),
+    ("target", "other", "explicit", "trusted", "action"),
     [
-        (Customer("u:ann", "ann"), None, False, LinkAction.ATTACH),
-        (Customer("u:ann", "ann"), Customer("u:ann", "ann"), False, LinkAction.NONE),
-        (Customer("u:ann", "ann"), Customer("a:x", None), False, LinkAction.MERGE),
-        (Customer("u:ann", "ann"), Customer("u:bob", "bob"), False, LinkAction.CONFLICT),
-        (Customer("u:ann", "ann"), Customer("u:bob", "bob"), True, LinkAction.MERGE),  # alias merges on purpose
-        (Customer("u:ann", "ann"), Customer("a:y", "ann"), False, LinkAction.MERGE),
+        (Customer("u:ann", "ann"), None, False, False, LinkAction.ATTACH),
+        (Customer("u:ann", "ann"), Customer("u:ann", "ann"), False, False, LinkAction.NONE),
+        (Customer("u:ann", "ann"), Customer("a:x", None), False, False, LinkAction.MERGE),
+        (Customer("u:ann", "ann"), Customer("a:x", None), True, False, LinkAction.MERGE),  # sign-up alias from a page
+        (Customer("u:ann", "ann"), Customer("u:bob", "bob"), False, False, LinkAction.CONFLICT),  # shared device
+        (Customer("u:ann", "ann"), Customer("u:bob", "bob"), False, True, LinkAction.CONFLICT),
+        (Customer("u:ann", "ann"), Customer("u:bob", "bob"), True, False, LinkAction.CONFLICT),  # public key: refused
+        (Customer("u:ann", "ann"), Customer("u:bob", "bob"), True, True, LinkAction.MERGE),  # server alias on purpose
+        (Customer("u:ann", "ann"), Customer("a:y", "ann"), False, False, LinkAction.MERGE),
     ],
 )
-def test_plan_link(target, other, explicit, action):
-    assert plan_link(target=target, other=other, explicit=explicit) is action
+def test_plan_link(target, other, explicit, trusted, action):
+    assert plan_link(target=target, other=other, explicit=explicit, trusted=trusted) is action

@@ -1,0 +1,213 @@
+"""One request with the public write key never stops processing for anyone else (#13).
+
+Each test is an attack from the issue, sent through the collect Lambda and processed by the stream runner feeding the
+process Lambda handler, with a bystander's order in the same stream batch: the bystander is always processed, the
+attacker's input is refused at the door or quarantined with a reason, and nothing waits for retries.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from shared.services.customers import find_customer, forget_customer
+from shared.storage import items
+from shared.storage.dynamo import serialize
+from tests.builders import a_source, a_track, random_ref
+from tests.conftest import TABLE
+
+pytestmark = pytest.mark.integration
+
+
+def post(http: Any, key: str, route: str, body: dict[str, Any]) -> Any:
+    return http("POST", route, body=json.dumps(body), write_key=key)
+
+
+def bystander_order(http: Any, key: str) -> str:
+    person = random_ref("bystander")
+    answer = post(http, key, "/v1/track", a_track(userId=person, event="Order Completed", properties={"revenue": 9}))
+    assert answer.status == 200, answer.json
+    return person
+
+
+def assert_bystander_processed(store: Any, person: str) -> None:
+    found = find_customer(store, person)
+    assert found is not None, "the bystander's order was not processed"
+    assert (found.profile.orders, found.profile.revenue) == (1, Decimal(9))
+
+
+def test_a_trait_shaped_like_the_codec_tag_is_kept_as_the_user_sent_it(http, source, store, stream):
+    # Given (attack 1) an identify whose trait looks like the profile codec's Decimal tag, and a bystander's order
+    _, key = source
+    victim = random_ref("victim")
+    traits = {"plan": {"$d": "bogus"}, "$$x": 1, "nested": [{"$d": "1.5"}]}
+    assert post(http, key, "/v1/identify", {"userId": victim, "traits": traits}).status == 200
+    person = bystander_order(http, key)
+    # When
+    stream.drain()
+    # Then the trait reads back exactly as sent (not as a number, not as an error), and the bystander is processed
+    assert find_customer(store, victim).profile.traits == traits
+    assert_bystander_processed(store, person)
+    assert store.list_failed().items == ()
+    # And the victim can be erased
+    assert forget_customer(store, victim, now=items.parse_timestamp("2026-11-30T00:00:00Z", "now"))["deleted_items"]
+
+
+def test_a_profile_that_cannot_be_decoded_is_quarantined_and_everyone_else_proceeds(http, ddb, source, store, stream):
+    # Given a stored profile written by an older codec that trusted user JSON (a tag that is not a number)
+    _, key = source
+    victim = random_ref("victim")
+    assert post(http, key, "/v1/identify", {"userId": victim, "traits": {"plan": "pro"}}).status == 200
+    stream.drain()
+    item = items.profile_to_item(find_customer(store, victim))
+    item.pop("body_codec")
+    item["body"] = items.encode_json({"customer_id": f"u:{victim}", "traits": {"plan": {"$d": "bogus"}}})
+    ddb.put_item(TableName=TABLE, Item=serialize(item))
+    # When the victim and a bystander send events in the same stream batch
+    send = post(http, key, "/v1/track", a_track(userId=victim, event="Product Viewed"))
+    assert send.status == 200
+    person = bystander_order(http, key)
+    stream.drain()
+    # Then the bystander is processed on the first delivery, and the victim's record is quarantined with the reason
+    assert_bystander_processed(store, person)
+    assert stream.attempts == {}
+    (quarantined,) = store.list_failed().items
+    assert quarantined.route == "stream:process"
+    assert "CorruptItemError" in quarantined.reason
+    assert victim in json.dumps(json.loads(quarantined.raw)["dynamodb"]["Keys"])
+    # And the victim can still be erased (forget does not need to decode the profile)
+    result = forget_customer(store, victim, now=items.parse_timestamp("2026-11-30T00:00:00Z", "now"))
+    assert result["customer_id"] == f"u:{victim}" and result["deleted_items"] > 0
+    assert find_customer(store, victim) is None
+
+
+def test_an_event_that_cannot_be_folded_is_quarantined_at_once_and_the_batch_goes_on(
+    http, source, store, stream, monkeypatch
+):
+    # Given a bug that makes one customer's events unfoldable
+    import shared.services.process as process
+
+    real_apply = process.apply_events
+
+    def buggy_apply(profile: Any, events: Any) -> Any:
+        if any(e.user_id and e.user_id.startswith("poison") for e in events):
+            raise ArithmeticError("bug")
+        return real_apply(profile, events)
+
+    monkeypatch.setattr(process, "apply_events", buggy_apply)
+    _, key = source
+    poison = random_ref("poison")
+    assert post(http, key, "/v1/track", a_track(userId=poison, event="Product Viewed")).status == 200
+    person = bystander_order(http, key)
+    # When one delivery runs
+    stream.drain()
+    # Then the bystander is processed, the poison record quarantined without any retry
+    assert_bystander_processed(store, person)
+    assert stream.attempts == {}
+    (quarantined,) = store.list_failed().items
+    assert (quarantined.route, quarantined.reason) == ("stream:process", "ArithmeticError: bug")
+
+
+def test_a_customer_whose_evaluation_fails_for_good_is_quarantined_and_the_others_are_evaluated(
+    http, source, store, stream, monkeypatch
+):
+    # Given a bug in the analytics of one customer (the stored cells cannot be built for them)
+    import functions.process.handler as handler
+
+    real_update = handler.update_customers
+
+    def buggy_update(store_: Any, customer_ids: Any, *args: Any, **kwargs: Any) -> Any:
+        if any("poison" in c for c in customer_ids):
+            raise KeyError("bug")
+        return real_update(store_, customer_ids, *args, **kwargs)
+
+    monkeypatch.setattr(handler, "update_customers", buggy_update)
+    _, key = source
+    poison = random_ref("poison")
+    assert post(http, key, "/v1/track", a_track(userId=poison, event="Product Viewed")).status == 200
+    person = bystander_order(http, key)
+    # When
+    stream.drain()
+    # Then both profiles are saved, the bystander's counters are updated, the poisoned customer is quarantined
+    assert_bystander_processed(store, person)
+    assert find_customer(store, poison).profile.event_counts == {"Product Viewed": 1}
+    (quarantined,) = store.list_failed().items
+    assert quarantined.route == "customer:evaluate"
+    assert json.loads(quarantined.raw) == {"customer_id": f"u:{poison}"}
+    assert store.get_cells([f"u:{person}"])[f"u:{person}"].cells
+
+
+def test_ids_over_the_byte_limit_are_refused_per_event_and_valid_neighbours_are_kept(http, source, store, stream):
+    # Given (attack 6) a batch with a messageId and a userId of 4-byte characters past 256 bytes, and a valid event
+    _, key = source
+    person = random_ref("ok")
+    batch = [
+        a_track(userId="u", messageId="😀" * 256),
+        a_track(userId="😀" * 65),
+        a_track(userId=person, event="Order Completed", properties={"revenue": 9}, messageId=random_ref("m")),
+    ]
+    # When
+    answer = post(http, key, "/v1/batch", {"batch": batch})
+    # Then a permanent problem is never a 503 (which SDKs retry forever): the valid event is stored
+    assert answer.status == 200, answer.json
+    assert [r["status"] for r in answer.json["results"]] == ["rejected", "rejected", "accepted"]
+    assert "bytes" in answer.json["results"][0]["reason"]
+    stream.drain()
+    assert find_customer(store, person).profile.orders == 1
+
+
+def test_money_out_of_range_is_refused_with_its_reason(http, source, store, stream):
+    # Given (attack 2) an order whose revenue is a numeric string far out of any currency's range
+    _, key = source
+    answer = post(
+        http, key, "/v1/track", a_track(userId="rich", event="Order Completed", properties={"revenue": "1e999999"})
+    )
+    # Then
+    assert answer.status == 400
+    assert answer.json["error"] == "revenue is out of range (money within ±1e15)"
+    (failed,) = store.list_failed().items
+    assert failed.reason == answer.json["error"]
+
+
+def test_deep_nesting_to_a_hashing_source_is_refused_and_recorded(http, ddb, store, stream):
+    # Given (attack 7) a source that hashes e-mail addresses, and a body nested 500 levels deep
+    created, key = a_source("hashing", hash_emails=True)
+    store.put_source(created, write_keys=[key])
+    deep: Any = {"email": "ann@example.com"}
+    for _ in range(500):
+        deep = {"a": deep}
+    # When
+    answer = post(http, key, "/v1/track", a_track(userId="u", properties=deep))
+    # Then a clear 400, and the refusal is recorded (without the address it could not look into)
+    assert answer.status == 400
+    assert "nested deeper than 32 levels" in answer.json["error"]
+    (failed,) = store.list_failed().items
+    assert b"ann@example.com" not in failed.raw
+
+
+@pytest.mark.parametrize("trust", ["client", "server"])
+def test_alias_merges_two_known_users_only_from_a_server_source(http, store, stream, trust):
+    # Given (attack 4) a victim with an order, and mallory, both known users
+    created, key = a_source(f"site-{trust}", trust=trust)
+    store.put_source(created, write_keys=[key])
+    victim, mallory = random_ref("victim"), random_ref("mallory")
+    post(http, key, "/v1/track", a_track(userId=victim, event="Order Completed", properties={"revenue": 5}))
+    post(http, key, "/v1/track", a_track(userId=mallory, event="Product Viewed"))
+    stream.drain()
+    # When an alias with this source's key claims the victim's id for mallory
+    answer = post(http, key, "/v1/alias", {"userId": mallory, "previousId": victim})
+    assert answer.status == 200
+    stream.drain()
+    # Then from a client (public) key it is refused and recorded as an identity conflict; from a server key it merges
+    victim_now, mallory_now = find_customer(store, victim), find_customer(store, mallory)
+    if trust == "client":
+        assert victim_now.profile.customer_id == f"u:{victim}" and victim_now.profile.orders == 1
+        assert mallory_now.profile.orders == 0
+        (conflict,) = mallory_now.profile.flags["identity_conflict"]
+        assert conflict["identity"] == f"u:{victim}"
+    else:
+        assert victim_now.profile.customer_id == mallory_now.profile.customer_id
+        assert mallory_now.profile.orders == 1
