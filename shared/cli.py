@@ -60,8 +60,9 @@ def _store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str, Any
     region = args.region or (info.region if info and endpoint == info.dynamodb_endpoint else None)
     if endpoint:
         region = region or DEFAULT_REGION
-    client = make_client(endpoint_url=endpoint, region=region, profile=args.profile)
-    return DynamoTrackingStore(table, client=client), {"info": info}
+    credentials = info.client_credentials(endpoint) if info else None
+    client = make_client(endpoint_url=endpoint, region=region, profile=args.profile, credentials=credentials)
+    return DynamoTrackingStore(table, client=client), {"info": info, "credentials": credentials}
 
 
 def _print(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
@@ -131,9 +132,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     running = _start_stack(args)
     try:
         info = running.info
-        store = DynamoTrackingStore(
-            info.table, client=make_client(endpoint_url=info.dynamodb_endpoint, region=info.region)
-        )
+        client = make_client(endpoint_url=info.dynamodb_endpoint, region=info.region, credentials=info.credentials)
+        store = DynamoTrackingStore(info.table, client=client)
         target = simulate.local_target(args.data_dir, find_source=store.get_source)
     except (simulate.SimulatorError, StorageError) as exc:
         running.stop()

@@ -31,6 +31,7 @@ from typing import Any
 
 from shared.domain.failures import failed_event, new_failure_id
 from shared.local.context import LocalContext
+from shared.local.files import open_private
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "stream-checkpoint.json"
@@ -108,7 +109,7 @@ class StreamRunner:
 
     def _save_checkpoint(self) -> None:
         tmp = self.checkpoint_path.with_suffix(".tmp")
-        with tmp.open("w") as handle:
+        with open_private(tmp, "w") as handle:
             json.dump(self.positions, handle)
             handle.flush()
             os.fsync(handle.fileno())
