@@ -238,15 +238,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_sources_add(args: argparse.Namespace) -> int:
-    if not _SOURCE_ID.match(args.id or _slug(args.name)):
-        raise CliError("source id must be 1-63 of a-z, 0-9, '_' and '-' (use --id)")
-    store, _ = _store(args)
     source_id = args.id or _slug(args.name)
+    if not _SOURCE_ID.match(source_id):
+        raise CliError("source id must be 1-63 of a-z, 0-9, '_' and '-' (use --id)")
+    try:  # the domain refuses reserved ids before anything is read or written
+        source, write_key = new_source(
+            source_id=source_id, name=args.name, created_at=datetime.now(UTC), token=secrets.token_urlsafe
+        )
+    except TrackingError as exc:
+        raise CliError(str(exc)) from exc
+    store, _ = _store(args)
     if store.get_source(source_id) is not None:
         raise CliError(f"source {source_id!r} exists already")
-    source, write_key = new_source(
-        source_id=source_id, name=args.name, created_at=datetime.now(UTC), token=secrets.token_urlsafe
-    )
     mapping = None
     if args.webhook_mapping:
         try:

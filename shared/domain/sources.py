@@ -14,6 +14,15 @@ WRITE_KEY_PREFIX = "ffk_"
 SECRET_PREFIX = "ffs_"
 # Two secrets of a kind are valid at once: the newest signs, the older keeps verifying until it is rotated out.
 ACTIVE_SECRETS = 2
+AUDIENCE_SOURCE = "footfall"
+"""The source of the stack's own Audience Entered/Exited events."""
+RESERVED_SOURCE_IDS = frozenset({AUDIENCE_SOURCE})
+"""Ids no source may have: an event from them would pass for one of Footfall's own."""
+
+
+def is_reserved(source_id: str) -> bool:
+    """Business rule: a reserved id (the audience source's) belongs to no sender, whatever the store holds."""
+    return source_id.strip().lower() in RESERVED_SOURCE_IDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,8 @@ def new_source(*, source_id: str, name: str, created_at: datetime, token: Any) -
     """
     if not name.strip():
         raise ConfigurationError("source name must not be empty")
+    if is_reserved(source_id):
+        raise ConfigurationError(f"source id {source_id!r} is reserved for Footfall's own events")
     write_key = WRITE_KEY_PREFIX + token(24)
     source = Source(
         id=source_id,
