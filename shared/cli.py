@@ -20,7 +20,14 @@ from typing import Any
 from shared.domain import links
 from shared.domain.errors import TrackingError
 from shared.domain.events import format_timestamp
-from shared.domain.sources import Source, new_source, rotate_secret
+from shared.domain.sources import (
+    DEFAULT_KEY_GRACE,
+    WRITE_KEY_PREFIX,
+    Source,
+    new_source,
+    rotate_secret,
+    rotate_write_key,
+)
 from shared.domain.webhooks import mapping_from_dict
 from shared.ports import StorageError
 from shared.storage.dynamo import DynamoTrackingStore, make_client
@@ -307,6 +314,47 @@ def cmd_sources_rotate(args: argparse.Namespace) -> int:
             f"new {d['kind']} secret for {d['id']}: {d['secret']}\n"
             f"(the previous one keeps working until the next rotation)"
         ),
+    )
+    return 0
+
+
+def cmd_sources_rotate_key(args: argparse.Namespace) -> int:
+    store, _ = _store(args)
+    source = store.get_source(args.source)
+    if source is None:
+        raise CliError(f"no source {args.source!r}")
+    grace = _duration(args.grace)
+    write_key = WRITE_KEY_PREFIX + secrets.token_urlsafe(24)
+    now = datetime.now(UTC)
+    try:
+        rotated = rotate_write_key(source, write_key, now=now, grace=grace)
+    except TrackingError as exc:
+        raise CliError(str(exc)) from exc
+    store.put_source(rotated, write_keys=[write_key])
+    data = {"id": rotated.id, "write_key": write_key, "previous_keys_valid_until": format_timestamp(now + grace)}
+    _print(
+        args,
+        data,
+        lambda d: (
+            f"new write key for {d['id']}: {d['write_key']}\n(shown only now; the previous keys work until "
+            f"{d['previous_keys_valid_until']}, plus up to 30 s in a warm collector's cache)"
+        ),
+    )
+    return 0
+
+
+def cmd_sources_remove(args: argparse.Namespace) -> int:
+    store, _ = _store(args)
+    source = store.get_source(args.source)
+    if source is None:
+        raise CliError(f"no source {args.source!r}")
+    if not args.yes:
+        raise CliError(f"removing {source.id!r} revokes its write key and secrets: pass --yes")
+    store.remove_source(source)
+    _print(
+        args,
+        {"id": source.id, "removed": True},
+        lambda d: f"removed {d['id']}: its key, link and webhook secrets no longer work; its stored events stay",
     )
     return 0
 
@@ -927,6 +975,18 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("source")
     rotate.add_argument("--kind", choices=("link", "webhook"), required=True)
     rotate.set_defaults(func=cmd_sources_rotate)
+    rotate_key = source_commands.add_parser(
+        "rotate-key", help="new write key; the previous ones keep working for the grace period, then never"
+    )
+    rotate_key.add_argument("source")
+    rotate_key.add_argument(
+        "--grace", default=f"{int(DEFAULT_KEY_GRACE.total_seconds() // 3600)}h", help="e.g. 0s, 30m, 24h, 7d"
+    )
+    rotate_key.set_defaults(func=cmd_sources_rotate_key)
+    remove = source_commands.add_parser("remove", help="delete a source: its key and secrets stop working")
+    remove.add_argument("source")
+    remove.add_argument("--yes", action="store_true", help="really remove it")
+    remove.set_defaults(func=cmd_sources_remove)
 
     link_parser = commands.add_parser("links", help="signed click-redirect links")
     link_commands = link_parser.add_subparsers(dest="links_command", required=True)
@@ -1032,6 +1092,8 @@ def build_parser() -> argparse.ArgumentParser:
         add,
         listing,
         rotate,
+        rotate_key,
+        remove,
         sign,
         failed_list,
         show,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.errors import ConfigurationError
@@ -43,6 +43,8 @@ class Source:
     webhook_mapping: WebhookMapping | None = None
     write_key_prefix: str = ""
     """The first characters of the write key, enough for an operator to tell keys apart."""
+    write_key_expiry: tuple[tuple[str, datetime], ...] = ()
+    """(hash, valid until) of each rotated-out write key still in its grace period."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,33 @@ def rotate_secret(source: Source, kind: str, new_secret: str) -> Source:
     return replace(source, **{attribute: (new_secret, *current)[:ACTIVE_SECRETS]})
 
 
-def matches_write_key(source: Source, write_key: str) -> bool:
-    """Constant-time check of a write key against the source's hashes."""
+def matches_write_key(source: Source, write_key: str, *, now: datetime | None = None) -> bool:
+    """Constant-time check of a write key against the source's hashes (a rotated-out key only until its expiry)."""
     candidate = hash_write_key(write_key)
-    return any(hmac.compare_digest(candidate, known) for known in source.write_key_hashes)
+    expired = {known for known, until in source.write_key_expiry if now is not None and until <= now}
+    return any(hmac.compare_digest(candidate, known) for known in source.write_key_hashes if known not in expired)
+
+
+DEFAULT_KEY_GRACE = timedelta(hours=24)
+"""How long a rotated-out write key keeps working by default: a day to redeploy every site and app using it."""
+
+
+def rotate_write_key(source: Source, new_write_key: str, *, now: datetime, grace: timedelta) -> Source:
+    """Business rule: the new key works at once; every older key keeps working until `now + grace`, then never.
+
+    A key already retiring keeps its earlier expiry; a zero grace revokes the older keys at once.
+    """
+    if grace < timedelta(0):
+        raise ConfigurationError("grace must not be negative")
+    if not new_write_key.startswith(WRITE_KEY_PREFIX):
+        raise ConfigurationError(f"write keys start with {WRITE_KEY_PREFIX}")
+    expiry = dict(source.write_key_expiry)
+    for known in source.write_key_hashes:
+        expiry[known] = min(expiry.get(known, now + grace), now + grace)
+    retiring = tuple((known, until) for known, until in expiry.items() if until > now)
+    return replace(
+        source,
+        write_key_hashes=(hash_write_key(new_write_key), *(known for known, _ in retiring)),
+        write_key_expiry=retiring,
+        write_key_prefix=new_write_key[:10],
+    )

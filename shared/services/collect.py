@@ -77,7 +77,7 @@ class Collector:
         if not write_key:
             raise AuthenticationError("missing write key: send it as the Basic-auth user or as writeKey")
         source = self._cached(f"key:{write_key}", lambda: self.store.find_source_by_write_key(write_key))
-        if source is None or is_reserved(source.id) or not matches_write_key(source, write_key):
+        if source is None or is_reserved(source.id) or not matches_write_key(source, write_key, now=self.clock()):
             raise AuthenticationError("invalid write key")
         return source
 

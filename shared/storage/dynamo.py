@@ -211,6 +211,14 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
         if not_stored:
             raise ThrottledError("source could not be stored")
 
+    def remove_source(self, source: Source) -> None:
+        """Delete a source and the lookup items of its write keys (its events and failed records stay)."""
+        for key in [
+            {"PK": keys.SOURCES_PK, "SK": keys.source_sk(source.id)},
+            *({"PK": keys.write_key_pk(known), "SK": keys.WRITE_KEY_SK} for known in source.write_key_hashes),
+        ]:
+            self._call(self.client.delete_item, TableName=self.table_name, Key=serialize(key))
+
     def get_source(self, source_id: str) -> Source | None:
         """A source by id."""
         item = self._get({"PK": keys.SOURCES_PK, "SK": keys.source_sk(source_id)})

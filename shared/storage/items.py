@@ -222,6 +222,7 @@ def source_to_item(source: Source) -> dict[str, Any]:
         "webhook_secrets": list(source.webhook_secrets),
         "hash_emails": source.hash_emails,
         "webhook_mapping": json.dumps(asdict(source.webhook_mapping)) if source.webhook_mapping else "",
+        "write_key_expiry": [[known, format_timestamp(until)] for known, until in source.write_key_expiry],
     }
 
 
@@ -238,6 +239,10 @@ def item_to_source(item: dict[str, Any]) -> Source:
         webhook_secrets=tuple(item.get("webhook_secrets", ())),
         hash_emails=bool(item.get("hash_emails", False)),
         webhook_mapping=WebhookMapping(**mapping) if mapping else None,
+        write_key_expiry=tuple(
+            (str(known), parse_timestamp(until, "write_key_expiry"))
+            for known, until in item.get("write_key_expiry", ())
+        ),
     )
 
 

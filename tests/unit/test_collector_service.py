@@ -415,3 +415,18 @@ def test_footfall_sources_add_refuses_the_reserved_id(tmp_path, capsys):
     code = main(["sources", "add", "Footfall", "--data-dir", str(tmp_path)])
     assert code == 2
     assert "reserved" in capsys.readouterr().err
+
+
+def test_rotating_a_write_key_keeps_the_old_one_valid_for_the_grace_only():
+    from shared.domain.sources import matches_write_key, rotate_write_key
+
+    source, old_key = a_source("web")
+    rotated = rotate_write_key(source, "ffk_" + "n" * 32, now=NOW, grace=timedelta(hours=24))
+    assert matches_write_key(rotated, "ffk_" + "n" * 32, now=NOW + timedelta(days=30))
+    assert matches_write_key(rotated, old_key, now=NOW + timedelta(hours=23))
+    assert not matches_write_key(rotated, old_key, now=NOW + timedelta(hours=24))
+    # A second rotation with no grace revokes every older key at once
+    again = rotate_write_key(rotated, "ffk_" + "m" * 32, now=NOW, grace=timedelta(0))
+    assert not matches_write_key(again, old_key, now=NOW)
+    assert not matches_write_key(again, "ffk_" + "n" * 32, now=NOW)
+    assert again.write_key_hashes == (hash_write_key("ffk_" + "m" * 32),)
