@@ -356,7 +356,7 @@ def test_a_source_with_retiring_write_keys_round_trips():
     from shared.storage.items import item_to_source, source_to_item
     from tests.builders import a_source
 
-    source, _ = a_source("web")
     now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    source, _ = a_source("web", created_at=now)
     rotated = rotate_write_key(source, "ffk_" + "n" * 32, now=now, grace=timedelta(hours=24))
     assert item_to_source(source_to_item(rotated)) == rotated
