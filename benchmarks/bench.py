@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.domain.events import batch_items, format_timestamp, parse_envelope, parse_event  # noqa: E402
-from shared.local.backend import JOURNAL_PREFIX  # noqa: E402
+from shared.local.backend import JOURNAL_PREFIX, read_credentials  # noqa: E402
 from shared.local.stack import ensure_table, local_env, read_info  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -616,12 +616,12 @@ def _tail(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def moto_backend() -> Iterator[str]:
-    """A fresh embedded backend (moto + journal), as `footfall serve` starts it; yields its endpoint."""
+def moto_backend() -> Iterator[tuple[str, dict[str, str]]]:
+    """A fresh embedded backend (moto + journal), as `footfall serve` starts it; yields its endpoint and keys."""
     data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-moto-"))
     process = _track(
         subprocess.Popen(
-            [sys.executable, "-m", "shared.local.backend", "--data-dir", str(data_dir), "--host", HOST, "--port", "0"],
+            [sys.executable, "-m", "shared.local.backend", "--data-dir", str(data_dir), "--port", "0"],
             cwd=ROOT,
             env=local_env(REGION, "", TABLE),
             stdout=subprocess.PIPE,
@@ -634,7 +634,9 @@ def moto_backend() -> Iterator[str]:
         line = process.stdout.readline().split()
         if not line or line[0] != "READY":
             raise RuntimeError(f"the backend did not start (exit code {process.poll()})")
-        yield f"http://{HOST}:{int(line[1])}"
+        credentials = read_credentials(data_dir)
+        assert credentials is not None
+        yield f"http://{HOST}:{int(line[1])}", credentials
     finally:
         stop_process(process)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -742,9 +744,11 @@ def moto_rate(corpus: Corpus, clients: int, args: argparse.Namespace) -> LoadSta
     from botocore.credentials import Credentials
 
     bodies = moto_bodies(corpus)
-    signer = SigV4Auth(Credentials("footfall", "footfall"), "dynamodb", REGION)
-    with moto_backend() as endpoint:
-        ensure_table(make_client(endpoint_url=endpoint, region=REGION), TABLE)
+    with moto_backend() as (endpoint, credentials):
+        signer = SigV4Auth(
+            Credentials(credentials["aws_access_key_id"], credentials["aws_secret_access_key"]), "dynamodb", REGION
+        )
+        ensure_table(make_client(endpoint_url=endpoint, region=REGION, credentials=credentials), TABLE)
         port = int(endpoint.rsplit(":", 1)[1])
         window = Window(args.warmup, args.duration)
 
@@ -848,7 +852,10 @@ def wait_for_processing(serve: Serve, *, timeout: float = 60.0) -> float:
     connection.getresponse().read()
     connection.close()
     store = DynamoTrackingStore(
-        serve.info.table, client=make_client(endpoint_url=serve.info.dynamodb_endpoint, region=serve.info.region)
+        serve.info.table,
+        client=make_client(
+            endpoint_url=serve.info.dynamodb_endpoint, region=serve.info.region, credentials=serve.info.credentials
+        ),
     )
     while time.monotonic() - started < timeout:
         if store.get_profiles([f"u:{marker}"]):

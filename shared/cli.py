@@ -20,7 +20,16 @@ from typing import Any
 from shared.domain import links
 from shared.domain.errors import TrackingError
 from shared.domain.events import format_timestamp
-from shared.domain.sources import CLIENT_TRUST, TRUST_LEVELS, Source, new_source, rotate_secret
+from shared.domain.sources import (
+    CLIENT_TRUST,
+    DEFAULT_KEY_GRACE,
+    TRUST_LEVELS,
+    WRITE_KEY_PREFIX,
+    Source,
+    new_source,
+    rotate_secret,
+    rotate_write_key,
+)
 from shared.domain.webhooks import mapping_from_dict
 from shared.ports import StorageError
 from shared.storage.dynamo import DynamoTrackingStore, make_client
@@ -60,8 +69,9 @@ def _store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str, Any
     region = args.region or (info.region if info and endpoint == info.dynamodb_endpoint else None)
     if endpoint:
         region = region or DEFAULT_REGION
-    client = make_client(endpoint_url=endpoint, region=region, profile=args.profile)
-    return DynamoTrackingStore(table, client=client), {"info": info}
+    credentials = info.client_credentials(endpoint) if info else None
+    client = make_client(endpoint_url=endpoint, region=region, profile=args.profile, credentials=credentials)
+    return DynamoTrackingStore(table, client=client), {"info": info, "credentials": credentials}
 
 
 def _print(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
@@ -132,9 +142,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     running = _start_stack(args)
     try:
         info = running.info
-        store = DynamoTrackingStore(
-            info.table, client=make_client(endpoint_url=info.dynamodb_endpoint, region=info.region)
-        )
+        client = make_client(endpoint_url=info.dynamodb_endpoint, region=info.region, credentials=info.credentials)
+        store = DynamoTrackingStore(info.table, client=client)
         target = simulate.local_target(args.data_dir, find_source=store.get_source)
     except (simulate.SimulatorError, StorageError) as exc:
         running.stop()
@@ -239,15 +248,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_sources_add(args: argparse.Namespace) -> int:
-    if not _SOURCE_ID.match(args.id or _slug(args.name)):
-        raise CliError("source id must be 1-63 of a-z, 0-9, '_' and '-' (use --id)")
-    store, _ = _store(args)
     source_id = args.id or _slug(args.name)
+    if not _SOURCE_ID.match(source_id):
+        raise CliError("source id must be 1-63 of a-z, 0-9, '_' and '-' (use --id)")
+    try:  # the domain refuses reserved ids before anything is read or written
+        source, write_key = new_source(
+            source_id=source_id, name=args.name, created_at=datetime.now(UTC), token=secrets.token_urlsafe
+        )
+    except TrackingError as exc:
+        raise CliError(str(exc)) from exc
+    store, _ = _store(args)
     if store.get_source(source_id) is not None:
         raise CliError(f"source {source_id!r} exists already")
-    source, write_key = new_source(
-        source_id=source_id, name=args.name, created_at=datetime.now(UTC), token=secrets.token_urlsafe
-    )
     mapping = None
     if args.webhook_mapping:
         try:
@@ -305,6 +317,47 @@ def cmd_sources_rotate(args: argparse.Namespace) -> int:
             f"new {d['kind']} secret for {d['id']}: {d['secret']}\n"
             f"(the previous one keeps working until the next rotation)"
         ),
+    )
+    return 0
+
+
+def cmd_sources_rotate_key(args: argparse.Namespace) -> int:
+    store, _ = _store(args)
+    source = store.get_source(args.source)
+    if source is None:
+        raise CliError(f"no source {args.source!r}")
+    grace = _duration(args.grace)
+    write_key = WRITE_KEY_PREFIX + secrets.token_urlsafe(24)
+    now = datetime.now(UTC)
+    try:
+        rotated = rotate_write_key(source, write_key, now=now, grace=grace)
+    except TrackingError as exc:
+        raise CliError(str(exc)) from exc
+    store.put_source(rotated, write_keys=[write_key])
+    data = {"id": rotated.id, "write_key": write_key, "previous_keys_valid_until": format_timestamp(now + grace)}
+    _print(
+        args,
+        data,
+        lambda d: (
+            f"new write key for {d['id']}: {d['write_key']}\n(shown only now; the previous keys work until "
+            f"{d['previous_keys_valid_until']}, plus up to 30 s in a warm collector's cache)"
+        ),
+    )
+    return 0
+
+
+def cmd_sources_remove(args: argparse.Namespace) -> int:
+    store, _ = _store(args)
+    source = store.get_source(args.source)
+    if source is None:
+        raise CliError(f"no source {args.source!r}")
+    if not args.yes:
+        raise CliError(f"removing {source.id!r} revokes its write key and secrets: pass --yes")
+    store.remove_source(source)
+    _print(
+        args,
+        {"id": source.id, "removed": True},
+        lambda d: f"removed {d['id']}: its key, link and webhook secrets no longer work; its stored events stay",
     )
     return 0
 
@@ -932,6 +985,18 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("source")
     rotate.add_argument("--kind", choices=("link", "webhook"), required=True)
     rotate.set_defaults(func=cmd_sources_rotate)
+    rotate_key = source_commands.add_parser(
+        "rotate-key", help="new write key; the previous ones keep working for the grace period, then never"
+    )
+    rotate_key.add_argument("source")
+    rotate_key.add_argument(
+        "--grace", default=f"{int(DEFAULT_KEY_GRACE.total_seconds() // 3600)}h", help="e.g. 0s, 30m, 24h, 7d"
+    )
+    rotate_key.set_defaults(func=cmd_sources_rotate_key)
+    remove = source_commands.add_parser("remove", help="delete a source: its key and secrets stop working")
+    remove.add_argument("source")
+    remove.add_argument("--yes", action="store_true", help="really remove it")
+    remove.set_defaults(func=cmd_sources_remove)
 
     link_parser = commands.add_parser("links", help="signed click-redirect links")
     link_commands = link_parser.add_subparsers(dest="links_command", required=True)
@@ -1037,6 +1102,8 @@ def build_parser() -> argparse.ArgumentParser:
         add,
         listing,
         rotate,
+        rotate_key,
+        remove,
         sign,
         failed_list,
         show,

@@ -71,6 +71,12 @@ class InMemoryTrackingStore:
         """A source by id."""
         return self.sources.get(source_id)
 
+    def remove_source(self, source: Source) -> None:
+        """Delete a source and its write-key lookups."""
+        self.sources.pop(source.id, None)
+        for known in source.write_key_hashes:
+            self.write_keys.pop(known, None)
+
     def find_source_by_write_key(self, write_key: str) -> Source | None:
         """The source a write key belongs to, if the key is still one of its keys."""
         hashed = hash_write_key(write_key)

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         store, extra = _store(args)
     except BotoCoreError as exc:  # e.g. an unknown --profile
         raise CliError(str(exc)) from exc
-    check_reachable(store, profile=args.profile)
+    check_reachable(store, profile=args.profile, credentials=extra.get("credentials"))
     app = make_app(StoreDataSource(store, label=describe(store, extra.get("info"))))
     app.run()
     return app.return_code or 0

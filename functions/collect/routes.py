@@ -220,13 +220,10 @@ def webhook(
     mapping = source.webhook_mapping
     route = f"/v1/webhooks/{source.id}"
     if mapping is None:  # no mapping: the body is one Segment call or a Segment batch
-        if isinstance(payload, dict) and "batch" in payload:
-            return report_reply(
-                collector.ingest(
-                    source, batch_items(payload), route=route, received_at=now, envelope=parse_envelope(payload)
-                )
-            )
-        return report_reply(collector.ingest(source, [payload], route=route, received_at=now))
+        batch = isinstance(payload, dict) and "batch" in payload
+        raws = webhooks.with_derived_message_ids(batch_items(payload) if batch else [payload], body, request.headers)
+        envelope = parse_envelope(payload) if batch else None
+        return report_reply(collector.ingest(source, raws, route=route, received_at=now, envelope=envelope))
     raws = webhooks.map_webhook(payload, request.headers, mapping, source_id=source.id)
     return report_reply(collector.ingest(source, raws, route=route, received_at=now))
 

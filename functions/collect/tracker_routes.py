@@ -25,6 +25,7 @@ from functions.collect.routes import (
 from shared.domain import links, snowplow, trackers
 from shared.domain.errors import AuthenticationError, InvalidEventError, TrackingError
 from shared.domain.events import batch_items, parse_envelope
+from shared.domain.failures import redact_write_keys
 from shared.domain.pixel import TRANSPARENT_GIF
 from shared.services.collect import Collector
 
@@ -86,7 +87,7 @@ def snowplow_pixel(collector: Collector, request: HttpRequest, write_key: str | 
             route=route,
             reason=str(exc),
             status=200,
-            raw=trackers.redact_write_keys(request.raw_query),
+            raw=request.raw_query,
             received_at=now,
             source_id=source_id,
         )
@@ -126,14 +127,14 @@ def _json_text(value: Any) -> str:
 
 def unknown_route(collector: Collector, request: HttpRequest, method: str, *, now: datetime) -> HttpReply:
     """404 with a hint; the request is kept as a failed event (write keys redacted) so the operator sees it."""
-    path = trackers.redact_write_keys(request.path[:200])
+    path = redact_write_keys(request.path[:200].encode()).decode()
     hint = trackers.route_hint(method, path, collector_url(request))
     reason = f"no such route {method} {path}: {hint}"
     collector.record_failure(
         route=path,
         reason=reason,
         status=404,
-        raw=trackers.redact_write_keys(raw_for_record(request).decode("utf-8", "replace")),
+        raw=raw_for_record(request),
         received_at=now,
     )
     return HttpReply(404, _error_fields(404, reason))

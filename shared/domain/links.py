@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -19,6 +21,8 @@ SOURCE_PARAM = "src"
 EXPIRES_PARAM = "exp"
 DEFAULT_CLICK_EVENT = "Email Link Clicked"
 MAX_QUERY_CHARS = 8192
+TARGET_REFUSED = "url must be an absolute http(s) URL in printable ASCII with a plain host (no user info, no backslash)"
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def _canonical(params: Mapping[str, str]) -> bytes:
@@ -127,8 +131,33 @@ def verify_click(params: Mapping[str, str], secrets: Iterable[str], *, now: date
 
 
 def validate_target(target: str) -> str:
-    """A redirect target must be an absolute http(s) URL with a host and no control characters."""
+    """Business rule: a redirect target is an absolute http(s) URL in printable ASCII with a plain host.
+
+    Refused even when signed (defence in depth, so that a signed link can only go where it reads): any
+    character outside printable ASCII (controls, spaces, U+2028, fullwidth or other look-alike letters: a
+    non-ASCII host must be written in its `xn--` form, which shows what it is), a backslash (browsers read it
+    as `/`), user info (`https://bank.example@evil.example`), a port that is not a number, and a host that
+    is neither DNS labels nor an IP address.
+    """
+    refused = InvalidEventError(TARGET_REFUSED, field=TARGET_PARAM)
+    if not target.isascii() or not target.isprintable() or " " in target or "\\" in target:
+        raise refused
     parts = urlsplit(target)
-    if parts.scheme not in ("http", "https") or not parts.netloc or any(ord(c) < 32 for c in target):
-        raise InvalidEventError("url must be an absolute http(s) URL", field=TARGET_PARAM)
+    if parts.scheme not in ("http", "https") or not target.lower().startswith(parts.scheme + "://"):
+        raise refused
+    if "@" in parts.netloc or not parts.hostname or not _plain_host(parts.hostname):
+        raise refused
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise refused from None
     return target
+
+
+def _plain_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        labels = host.removesuffix(".").split(".")
+        return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)

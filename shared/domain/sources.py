@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.errors import ConfigurationError
@@ -14,6 +14,15 @@ WRITE_KEY_PREFIX = "ffk_"
 SECRET_PREFIX = "ffs_"
 # Two secrets of a kind are valid at once: the newest signs, the older keeps verifying until it is rotated out.
 ACTIVE_SECRETS = 2
+AUDIENCE_SOURCE = "footfall"
+"""The source of the stack's own Audience Entered/Exited events."""
+RESERVED_SOURCE_IDS = frozenset({AUDIENCE_SOURCE})
+"""Ids no source may have: an event from them would pass for one of Footfall's own."""
+
+
+def is_reserved(source_id: str) -> bool:
+    """Business rule: a reserved id (the audience source's) belongs to no sender, whatever the store holds."""
+    return source_id.strip().lower() in RESERVED_SOURCE_IDS
 
 
 CLIENT_TRUST = "client"
@@ -42,6 +51,8 @@ class Source:
     trust: str = CLIENT_TRUST
     """`client` (the default: its write key is public, in every page's source) or `server` (the key stays on
     servers the operator runs). Only a server source may merge two different known users (an `alias`)."""
+    write_key_expiry: tuple[tuple[str, datetime], ...] = ()
+    """(hash, valid until) of each rotated-out write key still in its grace period."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +94,8 @@ def new_source(*, source_id: str, name: str, created_at: datetime, token: Any) -
     """
     if not name.strip():
         raise ConfigurationError("source name must not be empty")
+    if is_reserved(source_id):
+        raise ConfigurationError(f"source id {source_id!r} is reserved for Footfall's own events")
     write_key = WRITE_KEY_PREFIX + token(24)
     source = Source(
         id=source_id,
@@ -105,7 +118,33 @@ def rotate_secret(source: Source, kind: str, new_secret: str) -> Source:
     return replace(source, **{attribute: (new_secret, *current)[:ACTIVE_SECRETS]})
 
 
-def matches_write_key(source: Source, write_key: str) -> bool:
-    """Constant-time check of a write key against the source's hashes."""
+def matches_write_key(source: Source, write_key: str, *, now: datetime | None = None) -> bool:
+    """Constant-time check of a write key against the source's hashes (a rotated-out key only until its expiry)."""
     candidate = hash_write_key(write_key)
-    return any(hmac.compare_digest(candidate, known) for known in source.write_key_hashes)
+    expired = {known for known, until in source.write_key_expiry if now is not None and until <= now}
+    return any(hmac.compare_digest(candidate, known) for known in source.write_key_hashes if known not in expired)
+
+
+DEFAULT_KEY_GRACE = timedelta(hours=24)
+"""How long a rotated-out write key keeps working by default: a day to redeploy every site and app using it."""
+
+
+def rotate_write_key(source: Source, new_write_key: str, *, now: datetime, grace: timedelta) -> Source:
+    """Business rule: the new key works at once; every older key keeps working until `now + grace`, then never.
+
+    A key already retiring keeps its earlier expiry; a zero grace revokes the older keys at once.
+    """
+    if grace < timedelta(0):
+        raise ConfigurationError("grace must not be negative")
+    if not new_write_key.startswith(WRITE_KEY_PREFIX):
+        raise ConfigurationError(f"write keys start with {WRITE_KEY_PREFIX}")
+    expiry = dict(source.write_key_expiry)
+    for known in source.write_key_hashes:
+        expiry[known] = min(expiry.get(known, now + grace), now + grace)
+    retiring = tuple((known, until) for known, until in expiry.items() if until > now)
+    return replace(
+        source,
+        write_key_hashes=(hash_write_key(new_write_key), *(known for known, _ in retiring)),
+        write_key_expiry=retiring,
+        write_key_prefix=new_write_key[:10],
+    )

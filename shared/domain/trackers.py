@@ -7,16 +7,11 @@ collector and nothing anywhere else: no destinations, no remote plugins, no midd
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 SEGMENT_CALLS = ("track", "identify", "page", "screen", "group", "alias", "batch")
 ABBREVIATED_CALLS = {call[0] if call != "batch" else "b": call for call in SEGMENT_CALLS}
 """analytics.js posts to `/v1/t`, `/v1/i`, `/v1/p`…; Segment's mobile SDKs post batches to `/v1/b`."""
-
-_WRITE_KEY = re.compile(r"ffk_[A-Za-z0-9_\-]+")
-_KEY_PARAM = re.compile(r"(?i)(writekey=)[^&\s\"]*")
-_KEY_JSON = re.compile(r'(?i)("writeKey"\s*:\s*")[^"]*(")')
 
 
 def segment_settings(write_key: str, *, api_host: str, protocol: str) -> dict[str, Any]:
@@ -56,13 +51,6 @@ def rudder_source_config(source_id: str, name: str) -> dict[str, Any]:
             "destinations": [],
         },
     }
-
-
-def redact_write_keys(text: str) -> str:
-    """`text` with every write key replaced by `{writeKey}` (Footfall keys, `writeKey=` parameters and fields)."""
-    text = _KEY_JSON.sub(r"\1{writeKey}\2", text)
-    text = _KEY_PARAM.sub(r"\1{writeKey}", text)
-    return _WRITE_KEY.sub("{writeKey}", text)
 
 
 def route_hint(method: str, path: str, collector_url: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.domain.sources import new_source
+from shared.local.files import UMASK, private_dir, write_private_json
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 from shared.storage.schema import TABLE_DEFINITION
 
@@ -29,6 +30,7 @@ STARTERS = Path(__file__).resolve().parents[2] / "infra" / "segments" / "starter
 DEFAULT_TABLE = "footfall"
 DEFAULT_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "footfall", "AWS_SECRET_ACCESS_KEY": "footfall"}
+"""For an endpoint of your own (`--endpoint-url`) when no credentials are set; the embedded backend has its own."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ class StackInfo:
     region: str
     write_key: str | None
     pid: int
+    credentials: dict[str, str] | None = None
+    """The embedded backend's credentials for this start (`aws_access_key_id`, `aws_secret_access_key`)."""
+
+    def client_credentials(self, endpoint: str | None) -> dict[str, str] | None:
+        """The credentials to talk to `endpoint`: the backend's own when it is this stack's embedded backend."""
+        return self.credentials if endpoint == self.dynamodb_endpoint else None
 
 
 def read_info(data_dir: Path) -> StackInfo | None:
@@ -51,17 +59,25 @@ def read_info(data_dir: Path) -> StackInfo | None:
         return None
 
 
-def _write_private(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    tmp.replace(path)
+def local_env(
+    region: str,
+    endpoint: str,
+    table: str,
+    outbox: Path | None = None,
+    credentials: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Environment for the local workers: the collector's settings, credentials, quiet Powertools.
 
-
-def local_env(region: str, endpoint: str, table: str, outbox: Path | None = None) -> dict[str, str]:
-    """Environment for the local workers: the collector's settings, fake credentials, quiet Powertools."""
+    Args:
+        credentials: the embedded backend's (they replace any in the environment); without them, fake ones
+            unless the environment has some (an endpoint of your own may want real ones).
+    """
     env = dict(os.environ)
+    if credentials is not None:
+        env.pop("AWS_SESSION_TOKEN", None)
+        env.pop("AWS_PROFILE", None)
+        env["AWS_ACCESS_KEY_ID"] = credentials["aws_access_key_id"]
+        env["AWS_SECRET_ACCESS_KEY"] = credentials["aws_secret_access_key"]
     for name, value in LOCAL_CREDENTIALS.items():
         env.setdefault(name, value)
     env.update(
@@ -105,7 +121,7 @@ def ensure_default_source(store: DynamoTrackingStore, data_dir: Path) -> str | N
         source_id="default", name="Default", created_at=datetime.now(UTC), token=secrets.token_urlsafe
     )
     store.put_source(source, write_keys=[write_key])
-    _write_private(path, {"source_id": source.id, "write_key": write_key})
+    write_private_json(path, {"source_id": source.id, "write_key": write_key})
     return write_key
 
 
@@ -188,20 +204,31 @@ def start(
     workers: int = 2,
 ) -> Stack:
     """Start the backend (unless `endpoint_url`), the table, the default source, the collector workers and the
-    stream runner (which feeds the process handler)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    stream runner (which feeds the process handler).
+
+    The data directory is made (or narrowed to) 0700 with its files 0600, and this process and its children
+    create files 0600 from here on (umask 077).
+    """
+    os.umask(UMASK)
+    private_dir(data_dir)
     if not _port_is_free(host, port):
         raise RuntimeError(f"port {port} on {host} is in use (another footfall serve?); pick one with --port")
     processes: list[subprocess.Popen[str]] = []
     outbox = data_dir / OUTBOX_FILE
     env = local_env(region, endpoint_url or "", table, outbox)
+    credentials = None
     try:
         if endpoint_url is None:
+            from shared.local.backend import read_credentials
+
             backend, ready = _spawn(["shared.local.backend", "--data-dir", str(data_dir)], env)
             processes.append(backend)
             endpoint_url = f"http://127.0.0.1:{ready.split()[1]}"
-            env = local_env(region, endpoint_url, table, outbox)
-        client = make_client(endpoint_url=endpoint_url, region=region)
+            credentials = read_credentials(data_dir)
+            if credentials is None:
+                raise RuntimeError(f"the backend wrote no credentials in {data_dir}")
+            env = local_env(region, endpoint_url, table, outbox, credentials)
+        client = make_client(endpoint_url=endpoint_url, region=region, credentials=credentials)
         ensure_table(client, table)
         store = DynamoTrackingStore(table, client=client)
         write_key = ensure_default_source(store, data_dir)
@@ -222,8 +249,9 @@ def start(
         region=region,
         write_key=write_key,
         pid=os.getpid(),
+        credentials=credentials,
     )
-    _write_private(data_dir / INFO_FILE, asdict(info))
+    write_private_json(data_dir / INFO_FILE, asdict(info))
     return Stack(info, processes)
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.local.context import LocalContext
+from shared.local.files import open_private
 from shared.services.quarantine import STREAM_ROUTE, quarantine_records
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class StreamRunner:
 
     def _save_checkpoint(self) -> None:
         tmp = self.checkpoint_path.with_suffix(".tmp")
-        with tmp.open("w") as handle:
+        with open_private(tmp, "w") as handle:
             json.dump(self.positions, handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -18,7 +18,7 @@ from shared.domain.failures import FailedEvent, failed_event, new_failure_id
 from shared.domain.pixel import strict_json
 from shared.domain.privacy import hash_email_values, hash_emails
 from shared.domain.results import EventResult, Outcome
-from shared.domain.sources import SERVER_TRUST, Source, matches_write_key
+from shared.domain.sources import SERVER_TRUST, Source, is_reserved, matches_write_key
 from shared.ports import StorageError, TrackingStore
 
 logger = logging.getLogger(__name__)
@@ -72,17 +72,19 @@ class Collector:
         """The source a write key belongs to.
 
         Raises:
-            AuthenticationError: missing, unknown or revoked key.
+            AuthenticationError: missing, unknown or revoked key, or the key of a source with a reserved id.
         """
         if not write_key:
             raise AuthenticationError("missing write key: send it as the Basic-auth user or as writeKey")
         source = self._cached(f"key:{write_key}", lambda: self.store.find_source_by_write_key(write_key))
-        if source is None or not matches_write_key(source, write_key):
+        if source is None or is_reserved(source.id) or not matches_write_key(source, write_key, now=self.clock()):
             raise AuthenticationError("invalid write key")
         return source
 
     def source(self, source_id: str, *, fresh: bool = False) -> Source | None:
-        """A source by id (cached like write keys; `fresh` reads through the cache)."""
+        """A source by id (cached like write keys; `fresh` reads through the cache); never a reserved id's."""
+        if is_reserved(source_id):
+            return None
         return self._cached(f"id:{source_id}", lambda: self.store.get_source(source_id), fresh=fresh)
 
     def _cached(self, key: str, load: Callable[[], Source | None], *, fresh: bool = False) -> Source | None:

@@ -17,11 +17,11 @@ from shared.domain.events import CallType, TrackingEvent, format_timestamp
 from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
 from shared.domain.segments import Due, Evaluation, Facts, Membership, SegmentRule, due_minute, evaluate, parse_rules
+from shared.domain.sources import AUDIENCE_SOURCE
 from shared.ports import Link, RejectedWriteError, StorageError, StoredProfile, StoredSegment
 from shared.services.quarantine import failure_reason, quarantine_customer
 
 logger = logging.getLogger(__name__)
-AUDIENCE_SOURCE = "footfall"
 ANALYTICS_DUE = "$analytics"
 """A due-list entry that names no segment: the customer's analytics counters need updating (it failed)."""
 ENTERED, EXITED = "Audience Entered", "Audience Exited"

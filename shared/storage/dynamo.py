@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -84,13 +84,20 @@ class RetryPolicy:
 
 
 def make_client(
-    *, endpoint_url: str | None = None, region: str | None = None, profile: str | None = None, validate: bool = True
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    validate: bool = True,
+    credentials: Mapping[str, str] | None = None,
 ) -> DynamoDBClient:
     """A DynamoDB client; with `endpoint_url` it talks to moto, DynamoDB Local, LocalStack or Alternator.
 
     Args:
         validate: botocore's client-side parameter validation; the Lambdas turn it off (about a tenth of the
             collector's CPU), since their requests are built by this module, whose tests run with it on.
+        credentials: `aws_access_key_id` and `aws_secret_access_key` to use instead of the session's (the
+            embedded backend's, read from the local stack's data directory).
     """
     import boto3
     from botocore.config import Config
@@ -107,11 +114,11 @@ def make_client(
     if endpoint_url and "account_id_endpoint_mode" in Config.OPTION_DEFAULTS:
         options["account_id_endpoint_mode"] = "disabled"
     config = Config(**options)
-    credentials: dict[str, str] = {}
-    if endpoint_url and session.get_credentials() is None:
+    keys = dict(credentials or {})
+    if endpoint_url and not keys and session.get_credentials() is None:
         # Local endpoints (moto, DynamoDB Local) accept any credentials, but botocore insists on having some.
-        credentials = {"aws_access_key_id": "footfall", "aws_secret_access_key": "footfall"}
-    return session.client("dynamodb", endpoint_url=endpoint_url, config=config, **credentials)
+        keys = {"aws_access_key_id": "footfall", "aws_secret_access_key": "footfall"}
+    return session.client("dynamodb", endpoint_url=endpoint_url, config=config, **keys)
 
 
 class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
@@ -203,6 +210,14 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
         not_stored = self._batch_write([items.source_to_item(source), *lookups])
         if not_stored:
             raise ThrottledError("source could not be stored")
+
+    def remove_source(self, source: Source) -> None:
+        """Delete a source and the lookup items of its write keys (its events and failed records stay)."""
+        for key in [
+            {"PK": keys.SOURCES_PK, "SK": keys.source_sk(source.id)},
+            *({"PK": keys.write_key_pk(known), "SK": keys.WRITE_KEY_SK} for known in source.write_key_hashes),
+        ]:
+            self._call(self.client.delete_item, TableName=self.table_name, Key=serialize(key))
 
     def get_source(self, source_id: str) -> Source | None:
         """A source by id."""

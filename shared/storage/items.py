@@ -227,6 +227,7 @@ def source_to_item(source: Source) -> dict[str, Any]:
         "hash_emails": source.hash_emails,
         "trust": source.trust,
         "webhook_mapping": json.dumps(asdict(source.webhook_mapping)) if source.webhook_mapping else "",
+        "write_key_expiry": [[known, format_timestamp(until)] for known, until in source.write_key_expiry],
     }
 
 
@@ -244,6 +245,10 @@ def item_to_source(item: dict[str, Any]) -> Source:
         hash_emails=bool(item.get("hash_emails", False)),
         trust=item.get("trust", CLIENT_TRUST),  # sources from before trust levels: public keys, like a browser's
         webhook_mapping=WebhookMapping(**mapping) if mapping else None,
+        write_key_expiry=tuple(
+            (str(known), parse_timestamp(until, "write_key_expiry"))
+            for known, until in item.get("write_key_expiry", ())
+        ),
     )
 
 

@@ -77,6 +77,12 @@ def write_key_pk(write_key_hash: str) -> str:
     return f"WRITEKEY#{write_key_hash}"
 
 
+SECRET_PARTITIONS = (SOURCES_PK, write_key_pk("*"))
+"""Partition keys (IAM `dynamodb:LeadingKeys` patterns) of the items holding source secrets: write-key hashes,
+link and webhook secrets. Only the collect role (and operators) may read them; infra/template.yaml denies them
+to the process and schedule roles, and tests/infra/test_iam.py checks that the two lists agree."""
+
+
 def failed_key(failure_id: str) -> tuple[str, str]:
     """`(PK, SK)` of a failed event from its id (`shared.domain.failures.new_failure_id`).
 

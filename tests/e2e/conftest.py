@@ -134,7 +134,10 @@ class LocalStack:
     def store(self) -> DynamoTrackingStore:
         assert self.info is not None
         return DynamoTrackingStore(
-            self.info.table, client=make_client(endpoint_url=self.info.dynamodb_endpoint, region=self.info.region)
+            self.info.table,
+            client=make_client(
+                endpoint_url=self.info.dynamodb_endpoint, region=self.info.region, credentials=self.info.credentials
+            ),
         )
 
     def events(self, kind: str, identifier: str) -> list[Any]:

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from shared.storage.keys import SECRET_PARTITIONS
 from tests.infra.cfn import FUNCTIONS, ROLES, allowed, resource_ref, statements
 
 # AWS offers no resource-level permission for these: the only `Resource: "*"` a role may have.
 NO_RESOURCE_LEVEL = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+SECRETS_CONDITION = {"ForAnyValue:StringLike": {"dynamodb:LeadingKeys": list(SECRET_PARTITIONS)}}
 STREAM_READ = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"}
 
 
@@ -42,6 +44,9 @@ def test_each_function_has_its_own_role_trusted_by_lambda_only_with_no_managed_p
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_no_wildcards_and_no_resource_star_but_where_aws_requires_it(translated, function):
     for statement in statements(role_of(translated, function)):
+        if statement["Effect"] == "Deny":  # only the secrets' deny, checked below
+            assert statement["Condition"] == SECRETS_CONDITION, statement
+            continue
         assert statement["Effect"] == "Allow"
         assert not {"NotAction", "NotResource", "Condition"} & set(statement)
         assert not [a for a in statement["Action"] if "*" in a]
@@ -59,7 +64,7 @@ def test_each_function_writes_logs_only_to_its_own_log_group(translated, functio
     assert logs == {("logs:CreateLogStream", group), ("logs:PutLogEvents", group)}
 
 
-def test_the_collect_role_cannot_query_scan_update_or_delete(translated):
+def test_the_collect_role_cannot_query_scan_or_update_and_can_delete_only_through_batch_write(translated):
     role = role_of(translated, "CollectFunction")
     assert {a for a in actions(role) if a.startswith("dynamodb:")} == {
         "dynamodb:GetItem",
@@ -85,7 +90,9 @@ def test_the_process_role_reads_only_its_own_tables_stream(translated):
     assert mapping["Properties"]["FunctionName"] == {"Ref": "ProcessFunction"}
 
 
-def test_the_process_role_writes_profiles_and_publishes_but_never_scans_or_deletes(translated):
+def test_the_process_role_writes_profiles_and_publishes_never_scans_and_can_delete_only_through_batch_write(
+    translated,
+):
     role = role_of(translated, "ProcessFunction")
     assert {(a, r) for a, r in allowed(role) if a.startswith("dynamodb:") and a not in STREAM_READ} == {
         ("dynamodb:GetItem", "Table"),
@@ -122,4 +129,38 @@ def test_a_role_granting_scan_to_collect_would_be_caught(translated):
     statement = bad["Resources"]["CollectRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
     statement["Action"] = [*statement["Action"], "dynamodb:Scan"]
     with pytest.raises(AssertionError):
-        test_the_collect_role_cannot_query_scan_update_or_delete(bad)
+        test_the_collect_role_cannot_query_scan_or_update_and_can_delete_only_through_batch_write(bad)
+
+
+def denied_secrets(role: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (action, resource_ref(resource))
+        for statement in statements(role)
+        if statement["Effect"] == "Deny" and statement.get("Condition") == SECRETS_CONDITION
+        for action in statement["Action"]
+        for resource in statement["Resource"]
+    }
+
+
+@pytest.mark.parametrize("function", ["ProcessFunction", "ScheduleFunction"])
+def test_process_and_schedule_roles_cannot_read_or_write_source_secrets(translated, function):
+    # Every table action the role is allowed is denied on the partitions holding write-key hashes and secrets
+    role = role_of(translated, function)
+    on_table = {(a, r) for a, r in allowed(role) if r == "Table" and a.startswith("dynamodb:")}
+    assert on_table and on_table <= denied_secrets(role)
+    # and the table has no index those items could be read through by these roles (only GSI1, by its own key)
+    assert {r for a, r in allowed(role) if r.startswith("Table/index/")} <= {"Table/index/GSI1"}
+
+
+def test_the_collect_role_keeps_its_access_to_sources(translated):
+    assert denied_secrets(role_of(translated, "CollectFunction")) == set()
+
+
+def test_a_process_role_without_the_secrets_deny_would_be_caught(translated):
+    import copy
+
+    bad = copy.deepcopy(translated)
+    policy = bad["Resources"]["ProcessRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    policy["Statement"] = [s for s in policy["Statement"] if s["Effect"] != "Deny"]
+    with pytest.raises(AssertionError):
+        test_process_and_schedule_roles_cannot_read_or_write_source_secrets(bad, "ProcessFunction")

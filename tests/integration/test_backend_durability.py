@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,41 +10,10 @@ from typing import Any
 import pytest
 
 from shared.local.backend import JOURNAL_PREFIX, SNAPSHOT_NAME
-from shared.storage.dynamo import make_client
 from shared.storage.schema import TABLE_DEFINITION
+from tests.integration.local_backend import Backend
 
 pytestmark = pytest.mark.integration
-
-
-class Backend:
-    def __init__(self, data_dir: Path, compact_mb: int) -> None:
-        self.data_dir, self.compact_mb = data_dir, compact_mb
-        self.process: subprocess.Popen[str] | None = None
-        self.replayed = 0
-
-    def start(self) -> Any:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shared.local.backend",
-                "--data-dir",
-                str(self.data_dir),
-                "--compact-mb",
-                str(self.compact_mb),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        ready = self.process.stdout.readline().split()
-        assert ready[0] == "READY", ready
-        self.replayed = int(ready[2].split("=")[1])
-        return make_client(endpoint_url=f"http://127.0.0.1:{ready[1]}", region="us-east-1")
-
-    def stop(self, sig: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        self.process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -75,23 +42,15 @@ def write(client: Any, start: int, count: int) -> None:
     )
 
 
-def state(client: Any) -> tuple[int, int, list[str]]:
+def state(backend: Backend, client: Any) -> tuple[int, int, list[str]]:
     pages = client.get_paginator("scan").paginate(TableName="t", Select="COUNT", ConsistentRead=True)
     items = sum(page["Count"] for page in pages)
     counter = int(client.get_item(TableName="t", Key={"PK": {"S": "counter"}, "SK": {"S": "x"}})["Item"]["n"]["N"])
-    return items, counter, _stream_sequence_numbers(client)
+    return items, counter, _stream_sequence_numbers(backend, client)
 
 
-def _stream_sequence_numbers(client: Any) -> list[str]:
-    import boto3
-    from botocore.config import Config
-
-    streams = boto3.client(
-        "dynamodbstreams",
-        endpoint_url=client.meta.endpoint_url,
-        region_name="us-east-1",
-        config=Config(account_id_endpoint_mode="disabled"),
-    )
+def _stream_sequence_numbers(backend: Backend, client: Any) -> list[str]:
+    streams = backend.streams_client()
     arn = client.describe_table(TableName="t")["Table"]["LatestStreamArn"]
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
@@ -112,13 +71,13 @@ def test_kill_9_after_compactions_loses_nothing_and_counts_nothing_twice(backend
     client.create_table(TableName="t", **TABLE_DEFINITION)
     for round_number in range(4):
         write(client, round_number * 300, 300)
-    before = state(client)
+    before = state(backend, client)
     assert (backend.data_dir / SNAPSHOT_NAME).exists()
     # When
     backend.stop(signal.SIGKILL)
     client = backend.start()
     # Then: same items, the ADD counter applied exactly once per call, stream records and numbers preserved
-    assert state(client) == before
+    assert state(backend, client) == before
     assert before[:2] == (1201, 4)
     assert len(list(backend.data_dir.glob(JOURNAL_PREFIX + "*"))) == 1
 
@@ -127,24 +86,24 @@ def test_clean_stop_leaves_a_snapshot_so_the_restart_replays_nothing(backend: Ba
     client = backend.start()
     client.create_table(TableName="t", **TABLE_DEFINITION)
     write(client, 0, 50)
-    before = state(client)
+    before = state(backend, client)
     backend.stop(signal.SIGTERM)
     client = backend.start()
     assert backend.replayed == 0
-    assert state(client) == before
+    assert state(backend, client) == before
 
 
 def test_torn_last_journal_line_is_ignored(backend: Backend):
     client = backend.start()
     client.create_table(TableName="t", **TABLE_DEFINITION)
     write(client, 0, 25)
-    before = state(client)
+    before = state(backend, client)
     backend.stop(signal.SIGKILL)
     (journal,) = backend.data_dir.glob(JOURNAL_PREFIX + "*")
     with journal.open("ab") as handle:
         handle.write(b'{"target":"DynamoDB_20120810.PutItem","au')  # a write that never got its fsync+answer
     client = backend.start()
-    assert state(client) == before
+    assert state(backend, client) == before
 
 
 def test_stream_records_older_than_a_day_are_trimmed_and_a_stale_checkpoint_restarts_from_the_oldest(ddb, stream):

@@ -282,7 +282,8 @@ def test_unsigned_or_forged_link_never_redirects(http, source, data):
 
 
 hosts = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z]{2,6}){1,2}", fullmatch=True)
-paths = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF, exclude_characters="#"), max_size=30)
+# Targets Footfall signs are printable ASCII (non-ASCII is percent-encoded first): see links.validate_target.
+paths = st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="#\\"), max_size=30)
 targets = st.builds(
     lambda scheme, host, path: f"{scheme}://{host}/{path}", st.sampled_from(["http", "https"]), hosts, paths
 )

@@ -50,3 +50,32 @@ def test_logs_never_contain_write_keys_or_email_addresses(http, source, ddb, cap
     assert "storage" in logged.lower() or "batch write gave up" in logged
     assert write_key not in logged
     assert email not in logged and "secret.person" not in logged
+
+
+def test_failed_records_never_hold_a_write_key(http, source, ddb, store):
+    # Given refused requests carrying the write key every way a client can send it
+    import base64
+    from urllib.parse import quote, unquote
+
+    _, write_key = source
+    invalid = {"event": "No One"}  # neither userId nor anonymousId: refused and recorded
+    data = quote(base64.b64encode(json.dumps(invalid | {"writeKey": write_key}).encode()).decode())
+    http("GET", "/v1/pixel/track", query=f"writeKey={write_key}&event=x")
+    http("GET", "/v1/pixel/track", query=f"data={data}")
+    http("GET", "/v1/pixel/track", query=f"write%4Bey={write_key}&event=x")
+    http("POST", "/v1/track", body=json.dumps(invalid | {"writeKey": write_key}))
+    http("POST", "/v1/batch", body=json.dumps({"writeKey": write_key, "batch": [invalid | {"writeKey": write_key}]}))
+    http("POST", "/v1/track", body=json.dumps(invalid), write_key=write_key)
+    http("POST", "/v1/track", body=json.dumps(invalid | {"writeKey": write_key + "x"}))  # a wrong key: 401
+    http("POST", "/v1/track", body='{"writeKey": "' + write_key + '", "userId": ')  # not even JSON
+    # When we read every failed record and every stored byte
+    failures = store.list_failed(limit=100).items
+    stored = repr(ddb.scan(TableName=store.table_name)["Items"])
+    # Then each request was recorded, and the key is nowhere
+    assert len(failures) >= 8
+    for failure in failures:
+        assert write_key.encode() not in failure.raw, failure
+        assert write_key not in failure.raw.decode("utf-8", "replace")
+        if failure.raw.startswith(b"data="):  # the pixel's base64 JSON, decoded
+            assert write_key.encode() not in base64.b64decode(unquote(failure.raw.decode()[5:]))
+    assert write_key not in stored

@@ -147,7 +147,7 @@ def test_an_unknown_route_is_404_with_a_hint_recorded_without_the_key_and_counte
     failed = store.list_failed().items
     assert sorted(f.route for f in failed) == ["/t", "/v1/tracks"]
     assert all(f.status == 404 and write_key not in f.raw.decode() for f in failed)
-    assert json.loads(failed[0].raw)["writeKey"] == "{writeKey}"
+    assert json.loads(failed[0].raw)["writeKey"] == "[redacted]"
     assert overview(store, now=datetime.now(UTC)).failed_today == 2
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from shared.domain.errors import AuthenticationError
+from shared.domain.errors import AuthenticationError, ConfigurationError
 from shared.domain.events import CallType
 from shared.domain.results import Outcome
-from shared.domain.sources import Source, hash_write_key
+from shared.domain.sources import AUDIENCE_SOURCE, Source, hash_write_key
 from shared.ports import StorageError, ThrottledError
 from shared.services.collect import Collector
 from tests.builders import a_source, a_track
@@ -391,3 +391,42 @@ def test_a_hashing_source_keeps_no_raw_address_even_nested_or_in_refused_input()
     everything = repr(stored.to_payload()) + "".join(f.raw.decode() for f in store.failed)
     assert len(store.failed) == 2
     assert "@" not in everything
+
+
+@pytest.mark.parametrize("source_id", ["footfall", "Footfall", " footfall "])
+def test_the_reserved_audience_source_id_cannot_be_created(source_id: str):
+    with pytest.raises(ConfigurationError, match="reserved"):
+        a_source(source_id)
+
+
+def test_a_stored_source_with_the_reserved_id_is_refused_by_every_request(collector, store):
+    # Given a source stored under the audience source's id (made before ids were checked, or by hand)
+    source, write_key = a_source("web")
+    store.put_source(replace(source, id=AUDIENCE_SOURCE), write_keys=[write_key])
+    # Then its write key authenticates nothing, and webhooks and links cannot find it
+    with pytest.raises(AuthenticationError):
+        collector.authenticate(write_key)
+    assert collector.source(AUDIENCE_SOURCE) is None
+
+
+def test_footfall_sources_add_refuses_the_reserved_id(tmp_path, capsys):
+    from shared.cli import main
+
+    code = main(["sources", "add", "Footfall", "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert "reserved" in capsys.readouterr().err
+
+
+def test_rotating_a_write_key_keeps_the_old_one_valid_for_the_grace_only():
+    from shared.domain.sources import matches_write_key, rotate_write_key
+
+    source, old_key = a_source("web")
+    rotated = rotate_write_key(source, "ffk_" + "n" * 32, now=NOW, grace=timedelta(hours=24))
+    assert matches_write_key(rotated, "ffk_" + "n" * 32, now=NOW + timedelta(days=30))
+    assert matches_write_key(rotated, old_key, now=NOW + timedelta(hours=23))
+    assert not matches_write_key(rotated, old_key, now=NOW + timedelta(hours=24))
+    # A second rotation with no grace revokes every older key at once
+    again = rotate_write_key(rotated, "ffk_" + "m" * 32, now=NOW, grace=timedelta(0))
+    assert not matches_write_key(again, old_key, now=NOW)
+    assert not matches_write_key(again, "ffk_" + "n" * 32, now=NOW)
+    assert again.write_key_hashes == (hash_write_key("ffk_" + "m" * 32),)

@@ -159,13 +159,29 @@ HOSTILE_TARGETS = [
     "https://shop.example/\x00",
     "",
 ]
+DECEPTIVE_TARGETS = [
+    "https:\\\\evil.example/",  # browsers read a backslash as a slash
+    "https://shop.example\\@evil.example/",
+    "https://shop.example@evil.example/",  # user info: the host is evil.example
+    "https://user:pass@shop.example/",
+    "https://shop.example/\u2028next",
+    "https://\uff45\uff56\uff49\uff4c.example/",  # fullwidth "evil"
+    "https://\u0430pple.com/",  # Cyrillic a
+    "https://shop.example:99999/",
+    "https://shop.example:80x/",
+    "https://shop%2eexample/",
+    "https://shop_example.com/",
+    "https:/evil.example/",
+    "http:evil.example",
+    "wss://shop.example/",
+]
 
 
 @pytest.mark.parametrize("target", HOSTILE_TARGETS)
 def test_non_http_target_cannot_be_signed(target):
     with pytest.raises(InvalidEventError) as refused:
         signed(target=target)
-    assert (refused.value.reason, refused.value.field) == ("url must be an absolute http(s) URL", "url")
+    assert (refused.value.reason, refused.value.field) == (links.TARGET_REFUSED, "url")
 
 
 @pytest.mark.parametrize("target", HOSTILE_TARGETS)
@@ -177,7 +193,21 @@ def test_non_http_target_is_refused_even_with_a_valid_signature(target, monkeypa
     # When / Then
     with pytest.raises(InvalidEventError) as refused:
         verify_click(params, [SECRET], now=NOW)
-    assert refused.value.reason == "url must be an absolute http(s) URL"
+    assert refused.value.reason == links.TARGET_REFUSED
+
+
+@pytest.mark.parametrize("target", DECEPTIVE_TARGETS)
+def test_a_deceptive_target_is_refused_even_with_a_valid_signature(target, monkeypatch):
+    # Given a link to a look-alike or smuggled host, signed with the source's secret
+    monkeypatch.setattr(links, "validate_target", lambda target: target)
+    params = signed(target=target)
+    monkeypatch.undo()
+    # When / Then: neither signed now nor redirected
+    with pytest.raises(InvalidEventError):
+        signed(target=target)
+    with pytest.raises(InvalidEventError) as refused:
+        verify_click(params, [SECRET], now=NOW)
+    assert refused.value.reason == links.TARGET_REFUSED
 
 
 @pytest.mark.parametrize(
@@ -201,7 +231,17 @@ def test_dotted_property_keys_are_signed_as_nesting():
     assert verify_click(params, [SECRET], now=NOW) == TARGET
 
 
-@pytest.mark.parametrize("target", ["http://shop.example", "HTTPS://Shop.Example/a?b=c", "https://[2001:db8::1]:8443/"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://shop.example",
+        "HTTPS://Shop.Example/a?b=c",
+        "https://[2001:db8::1]:8443/",
+        "https://xn--80ak6aa92e.com/",
+        "https://shop.example./a%20b?q=%E2%9C%93#top",
+        "http://127.0.0.1:8080/",
+    ],
+)
 def test_absolute_http_targets_can_be_signed(target):
     assert verify_click(signed(target=target), [SECRET], now=NOW) == target
 

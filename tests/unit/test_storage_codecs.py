@@ -347,3 +347,16 @@ def test_write_units_round_up_per_started_kilobyte(padding, units):
 
 def test_empty_item_still_costs_one_write_unit():
     assert write_units({}) == 1
+
+
+def test_a_source_with_retiring_write_keys_round_trips():
+    from datetime import UTC, datetime, timedelta
+
+    from shared.domain.sources import rotate_write_key
+    from shared.storage.items import item_to_source, source_to_item
+    from tests.builders import a_source
+
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    source, _ = a_source("web", created_at=now)
+    rotated = rotate_write_key(source, "ffk_" + "n" * 32, now=now, grace=timedelta(hours=24))
+    assert item_to_source(source_to_item(rotated)) == rotated

@@ -6,7 +6,6 @@ import pytest
 
 from shared.domain.trackers import (
     ABBREVIATED_CALLS,
-    redact_write_keys,
     route_hint,
     rudder_source_config,
     segment_settings,
@@ -44,18 +43,6 @@ def test_rudder_source_config_has_no_destinations():
     config = rudder_source_config("web", "Website")
     assert config["source"]["destinations"] == [] and config["source"]["enabled"] is True
     assert config["source"]["id"] == "web" and isinstance(config["source"]["config"], dict)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("/snowplow/ffk_AbC-12_x/i", "/snowplow/{writeKey}/i"),
-        ("e=pv&writeKey=secret&x=1", "e=pv&writeKey={writeKey}&x=1"),
-        ('{"writeKey": "secret", "a": 1}', '{"writeKey": "{writeKey}", "a": 1}'),
-    ],
-)
-def test_write_keys_are_redacted(text, expected):
-    assert redact_write_keys(text) == expected
 
 
 @pytest.mark.parametrize(
