@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.storage import keys
 from shared.storage.errors import ConditionFailedError, StorageError
 
 if TYPE_CHECKING:  # the collector imports this module too: it must not pay for the analytics rules
@@ -88,9 +89,10 @@ class AnalyticsStorage:
     # --- per-customer cells ----------------------------------------------------------------------------------------
 
     def get_cells(self, customer_ids: Sequence[str]) -> dict[str, StoredCells]:
-        wanted = [{"PK": f"CUSTOMER#{cid}", "SK": ANALYTICS_SK} for cid in dict.fromkeys(customer_ids)]
+        wanted = [{"PK": keys.customer_pk(cid), "SK": ANALYTICS_SK} for cid in dict.fromkeys(customer_ids)]
+        by_key = {keys.customer_pk(cid): cid for cid in customer_ids}
         found = {
-            item["PK"].split("#", 1)[1]: item
+            by_key[item["PK"]]: item
             for item in self._batch_get(wanted, consistent=True)  # type: ignore[attr-defined]
         }
         return {
@@ -135,7 +137,7 @@ class AnalyticsStorage:
         for change in chunk:
             previous = change.previous
             row = {
-                "PK": f"CUSTOMER#{previous.customer_id}",
+                "PK": keys.customer_pk(previous.customer_id),
                 "SK": ANALYTICS_SK,
                 "entity": "analytics_cells",
                 "version": previous.version + 1,

@@ -474,9 +474,9 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
                 for item in self._query(
                     KeyConditionExpression="PK = :pk",
                     ExpressionAttributeValues={":pk": {"S": f"SEGHIST#{segment.id}"}},
-                    ProjectionExpression="PK, SK",
+                    ProjectionExpression="PK, SK, customer_id",
                 )
-                if item["SK"].rsplit("#", 2)[1] in customer_ids
+                if item.get("customer_id") in customer_ids  # the attribute, never the key: ids may contain "#"
             ]
         doomed += self._failed_mentioning([split_identity(i)[1] for i in identities])
         if self._batch_write(doomed, delete=True):

@@ -342,6 +342,7 @@ def link_item(link: Link) -> dict[str, Any]:
         "PK": keys.identity_pk(kind, value),
         "SK": keys.LINK_SK,
         "entity": LINK_ENTITY,
+        "identity": link.identity,  # read back from here, never from the key
         "customer_id": link.customer_id,
         "via": link.via,
         "at": link.at,
@@ -350,10 +351,12 @@ def link_item(link: Link) -> dict[str, Any]:
 
 def item_to_link(item: dict[str, Any]) -> Link:
     """Inverse of `link_item`."""
-    kind, value = keys.parse_identity_pk(item["PK"])
-    return Link(
-        identity=f"{kind}:{value}", customer_id=item["customer_id"], via=item.get("via", ""), at=item.get("at", "")
-    )
+    if "identity" in item:
+        identity = str(item["identity"])
+    else:  # links written before the attribute: the key's id part is everything after `ID#<kind>#`
+        kind, value = keys.parse_identity_pk(item["PK"])
+        identity = f"{kind}:{value}"
+    return Link(identity=identity, customer_id=item["customer_id"], via=item.get("via", ""), at=item.get("at", ""))
 
 
 def _touch_json(touch: Touch | None) -> dict[str, Any] | None:

@@ -142,7 +142,9 @@ class SegmentStorage:
             "PK": f"SEGHIST#{segment_id}",
             "SK": f"{at}#{customer_id}#{'in' if entered else 'out'}",
             "entity": "segment_history",
-            "customer_id": customer_id,
+            "customer_id": customer_id,  # read back from here, never from the key (ids may contain "#")
+            "at": at,
+            "entered": entered,
             "rule_version": rule_version,
         }
         shard = f"{segment_id}#{keys.shard_of(customer_id, SIZE_SHARDS)}"
@@ -191,11 +193,7 @@ class SegmentStorage:
             KeyConditionExpression=condition,  # type: ignore[attr-defined]
             ExpressionAttributeValues=values,
         )
-        result = []
-        for row in rows:
-            at, customer_id, direction = row["SK"].rsplit("#", 2)
-            result.append((at, customer_id, direction == "in"))
-        return result
+        return [_history_entry(row) for row in rows]
 
     def sweep_cursor(self) -> str | None:
         """The last minute the scheduler swept (`yyyy-mm-ddThh:mm`)."""
@@ -236,6 +234,14 @@ class SegmentStorage:
         rows = [{"PK": f"DUE#{d.minute}", "SK": f"{d.customer_id}#{d.segment_id}"} for d in dues]
         if rows:
             self._batch_write(rows, delete=True)  # type: ignore[attr-defined]
+
+
+def _history_entry(row: dict[str, Any]) -> tuple[str, str, bool]:
+    # The customer id is an attribute of the item; entries written before `at`/`entered` were attributes have
+    # them only in the key, whose first part (a timestamp) and last part (in/out) hold no "#".
+    at = row.get("at") or row["SK"].split("#", 1)[0]
+    entered = row["entered"] if "entered" in row else row["SK"].endswith("#in")
+    return str(at), str(row["customer_id"]), bool(entered)
 
 
 def _membership(row: dict[str, Any]) -> Membership:

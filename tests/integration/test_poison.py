@@ -211,3 +211,50 @@ def test_alias_merges_two_known_users_only_from_a_server_source(http, store, str
     else:
         assert victim_now.profile.customer_id == mallory_now.profile.customer_id
         assert mallory_now.profile.orders == 1
+
+
+AWKWARD_IDS = ["mallory#u:victim", "a:b#c:d#in", "ünï#😀", "é" * 128]  # the last is exactly 256 bytes of UTF-8
+
+
+def test_ids_with_separators_unicode_and_maximum_length_go_through_every_item_type(http, source, store, stream):
+    # Given (attack 5) users whose ids hold key separators, unicode, or the maximum length, and a plain victim
+    from datetime import UTC, datetime
+
+    from shared.services.segments import apply_segments
+
+    _, key = source
+    apply_segments(
+        store,
+        {
+            "segments": [
+                {"id": "buyers", "rule": {"count": {"event": "Order Completed"}, "gte": 1}},
+                {"id": "recent", "rule": {"count": {"event": "Product Viewed"}, "within": "1h", "gte": 1}},
+            ]
+        },
+        source="test",
+        now=datetime.now(UTC),
+        customers=[],
+    )
+    people = [*AWKWARD_IDS, "victim"]
+    for person in people:
+        for event in ("Product Viewed", "Order Completed"):
+            answer = post(http, key, "/v1/track", a_track(userId=person, event=event, properties={"revenue": 2}))
+            assert answer.status == 200, answer.json
+        assert post(http, key, "/v1/identify", {"userId": person, "traits": {"name": person}}).status == 200
+    # When
+    stream.drain()
+    stream.drain()  # membership changes → history
+    # Then every item type reads back the exact id: profiles, links, memberships, history, cells
+    for person in people:
+        customer = find_customer(store, f"u:{person}")  # a userId may itself start with "a:": name the kind
+        assert (customer.profile.user_id, customer.profile.traits["name"]) == (person, person)
+        assert customer.profile.customer_id == f"u:{person}"
+        assert set(store.memberships_of(f"u:{person}")) == {"buyers", "recent"}
+        assert store.get_cells([f"u:{person}"])[f"u:{person}"].cells
+    history = store.segment_history("buyers")
+    assert sorted(customer for _, customer, entered in history if entered) == sorted(f"u:{p}" for p in people)
+    # And forgetting mallory#u:victim erases mallory's history entry, and the victim's stays
+    forget_customer(store, "u:mallory#u:victim", now=datetime.now(UTC))
+    left = {customer for _, customer, _ in store.segment_history("buyers")}
+    assert "u:mallory#u:victim" not in left and "u:victim" in left
+    assert find_customer(store, "victim").profile.orders == 1
