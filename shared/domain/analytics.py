@@ -18,6 +18,13 @@ contributes cells that are a pure function of that customer's stored events:
 - **overview**: events per day, per event name and per minute, for the days within `STATS_DAYS` of processing
   time (older cells are frozen: a late event older than that is not added to the overview, nothing else).
 
+Bounded cardinality: names and values are chosen by whoever holds the public write key, so no counter item may
+grow with them. Events are counted by name when the name is *catalogued* (Segment's e-commerce, e-mail and
+lifecycle spec names, the `$page`/`$identify`… calls, every name the applied definitions use, and the
+definitions' `overview.events`); every other name is summed in `(other)`. A property breakdown keeps the values
+its funnel lists in `breakdown_values` (at most 50) and sums the rest in `(other)`. So the figures are exact for
+catalogued names and listed values, the rest summed in `(other)`; an item holds at most a few hundred attributes.
+
 Processing recomputes a changed customer's cells and adds the difference to the counters (so late and
 out-of-order events land exactly where a recomputation would put them); `recompute` is the separate check
 path: every stored event, grouped by customer, summed in memory.
@@ -51,6 +58,29 @@ ANY_EVENT = "*"
 BUCKET_BASE = 1.2
 BEHAVIOUR = frozenset({CallType.TRACK, CallType.PAGE, CallType.SCREEN})
 """Calls that are something a customer did (identify, alias and group describe who they are)."""
+OTHER = "(other)"
+"""Where names and values that are not catalogued (or listed) are summed."""
+MAX_BREAKDOWN_VALUES = 50
+MAX_OVERVIEW_EVENTS = 100
+SPEC_EVENTS = frozenset(
+    {
+        # Segment e-commerce spec v2
+        "Products Searched", "Product List Viewed", "Product List Filtered", "Promotion Viewed", "Promotion Clicked",
+        "Product Clicked", "Product Viewed", "Product Added", "Product Removed", "Cart Viewed", "Checkout Started",
+        "Checkout Step Viewed", "Checkout Step Completed", "Payment Info Entered", "Order Updated", "Order Completed",
+        "Order Refunded", "Order Cancelled", "Coupon Entered", "Coupon Applied", "Coupon Denied", "Coupon Removed",
+        "Product Added to Wishlist", "Product Removed from Wishlist", "Wishlist Product Added to Cart",
+        "Product Shared", "Cart Shared", "Product Reviewed",
+        # e-mail spec
+        "Email Bounced", "Email Delivered", "Email Link Clicked", "Email Marked as Spam", "Email Opened",
+        "Unsubscribed",
+        # lifecycle
+        "Signed Up", "Signed In", "Signed Out", "Account Created", "Account Deleted", "Trial Started", "Trial Ended",
+        # calls that are not `track`
+        *(f"${call}" for call in CallType if call is not CallType.TRACK),
+    }
+)  # fmt: skip
+"""Event names counted by name without being configured."""
 
 
 class AnalyticsDefinitionError(TrackingError):
@@ -83,6 +113,8 @@ class Funnel:
     strict: bool = False
     breakdown: str = "channel"
     """`channel` (the customer's first-touch channel) or `property:<name>` (of the step-1 event)."""
+    breakdown_values: tuple[str, ...] = ()
+    """The values of a property breakdown counted by name (the rest are summed in `(other)`)."""
 
     def definition(self) -> dict[str, Any]:
         """The funnel as a file entry (how it is stored)."""
@@ -92,6 +124,7 @@ class Funnel:
             "window": f"{int(self.window.total_seconds())}s",
             "order": "strict" if self.strict else "sequential",
             "breakdown": self.breakdown,
+            **({"breakdown_values": list(self.breakdown_values)} if self.breakdown_values else {}),
             "steps": [
                 {
                     "event": s.event,
@@ -108,6 +141,13 @@ class Funnel:
 class Definitions:
     funnels: tuple[Funnel, ...] = ()
     return_events: tuple[str, ...] = (ANY_EVENT, "Order Completed")
+    overview_events: tuple[str, ...] = ()
+    """Custom event names the overview counts by name (beside the spec's and those the definitions use)."""
+
+    def catalogued(self) -> frozenset[str]:
+        """Every event name counted by name in the overview."""
+        used = {step.event for funnel in self.funnels for step in funnel.steps}
+        return SPEC_EVENTS | used | (set(self.return_events) - {ANY_EVENT}) | set(self.overview_events)
 
 
 @dataclass(slots=True)
@@ -128,7 +168,7 @@ def parse_definitions(document: Any, *, source: str = "<definitions>") -> Defini
     """
     if not isinstance(document, Mapping):
         raise AnalyticsDefinitionError(f"{source}: expected an object with `funnels` and/or `retention`")
-    unknown = set(document) - {"funnels", "retention"}
+    unknown = set(document) - {"funnels", "retention", "overview"}
     if unknown:
         raise AnalyticsDefinitionError(f"{source}: unknown keys {sorted(unknown)}")
     entries = document.get("funnels", [])
@@ -142,13 +182,17 @@ def parse_definitions(document: Any, *, source: str = "<definitions>") -> Defini
     events = retention.get("events", [ANY_EVENT, "Order Completed"]) if isinstance(retention, Mapping) else None
     if not isinstance(events, list) or not all(isinstance(e, str) and e for e in events):
         raise AnalyticsDefinitionError(f"{source}.retention.events: expected a list of event names (`*` = any)")
-    return Definitions(tuple(funnels), tuple(dict.fromkeys([ANY_EVENT, *events])))
+    overview = document.get("overview", {})
+    if not isinstance(overview, Mapping) or set(overview) - {"events"}:
+        raise AnalyticsDefinitionError(f"{source}.overview: expected {{events: [names]}}")
+    custom = _names(overview.get("events", []), f"{source}.overview.events", MAX_OVERVIEW_EVENTS)
+    return Definitions(tuple(funnels), tuple(dict.fromkeys([ANY_EVENT, *events])), custom)
 
 
 def parse_funnel(data: Any, where: str) -> Funnel:
     if not isinstance(data, Mapping):
         raise AnalyticsDefinitionError(f"{where}: expected an object")
-    allowed = {"id", "name", "steps", "window", "order", "breakdown", "description"}
+    allowed = {"id", "name", "steps", "window", "order", "breakdown", "breakdown_values", "description"}
     if set(data) - allowed:
         raise AnalyticsDefinitionError(f"{where}: unknown keys {sorted(set(data) - allowed)}")
     funnel_id = data.get("id")
@@ -165,6 +209,9 @@ def parse_funnel(data: Any, where: str) -> Funnel:
         breakdown == "channel" or (breakdown.startswith("property:") and len(breakdown) > 9)
     ):
         raise AnalyticsDefinitionError(f"{where}.breakdown: `channel` or `property:<name>`")
+    values = _names(data.get("breakdown_values", []), f"{where}.breakdown_values", MAX_BREAKDOWN_VALUES)
+    if values and breakdown == "channel":
+        raise AnalyticsDefinitionError(f"{where}.breakdown_values: only for a `property:<name>` breakdown")
     return Funnel(
         id=funnel_id,
         name=str(data.get("name") or funnel_id),
@@ -172,7 +219,14 @@ def parse_funnel(data: Any, where: str) -> Funnel:
         window=parse_duration(data.get("window", "14d"), f"{where}.window"),
         strict=order == "strict",
         breakdown=breakdown,
+        breakdown_values=values,
     )
+
+
+def _names(value: Any, where: str, limit: int) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value) or len(value) > limit:
+        raise AnalyticsDefinitionError(f"{where}: a list of at most {limit} non-empty strings")
+    return tuple(dict.fromkeys(value))
 
 
 def _step(data: Any, where: str, *, first: bool) -> Step:
@@ -256,7 +310,9 @@ def _breakdown(funnel: Funnel, event: TrackingEvent, first_channel: str) -> str:
     if funnel.breakdown == "channel":
         return first_channel
     value = _text(event.properties.get(funnel.breakdown.split(":", 1)[1]))
-    return value[:64] or "(none)"
+    if not value:
+        return "(none)"
+    return value if value in funnel.breakdown_values else OTHER
 
 
 def bucket(seconds: float) -> int:
@@ -291,13 +347,15 @@ def customer_cells(
         channel = channel_of(event)
         cells[("TIMING", f"{channel}#{shard}")][f"h|{channel}|{hour_of_week(event)}"] += 1
     horizon = (now - timedelta(days=STATS_DAYS)).date().isoformat()
+    catalogued = definitions.catalogued()
     for event in everything:
         day = event.timestamp.date().isoformat()
         if day >= horizon:
             hour = cells[(f"STATS#{day}", f"H{event.timestamp.strftime('%H')}#{shard}")]
             hour["n"] += 1
             hour[f"m|{event.timestamp.strftime('%H%M')}"] += 1
-            cells[(f"STATS#{day}", f"E#{shard}")][f"e|{event_key(event)}"] += 1
+            name = event_key(event)
+            cells[(f"STATS#{day}", f"E#{shard}")][f"e|{name if name in catalogued else OTHER}"] += 1
     return {key: dict(attributes) for key, attributes in cells.items()}
 
 

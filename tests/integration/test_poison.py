@@ -258,3 +258,25 @@ def test_ids_with_separators_unicode_and_maximum_length_go_through_every_item_ty
     left = {customer for _, customer, _ in store.segment_history("buyers")}
     assert "u:mallory#u:victim" not in left and "u:victim" in left
     assert find_customer(store, "victim").profile.orders == 1
+
+
+def test_a_batch_of_made_up_event_names_does_not_stop_anyone_being_counted(http, source, store, stream):
+    # Given (attack 3) one /v1/batch with 260 distinct event names for one user, and an honest order in it
+    from datetime import UTC, datetime
+
+    from shared.services.overview import overview
+
+    _, key = source
+    person = random_ref("honest")
+    junk = [a_track(userId="spammer", event=f"made-up-{n}") for n in range(260)]
+    honest = a_track(userId=person, event="Order Completed", properties={"revenue": 9})
+    answer = post(http, key, "/v1/batch", {"batch": [*junk[:130], honest, *junk[130:]]})
+    assert answer.status == 200
+    # When
+    stream.drain()
+    # Then everyone is counted: the made-up names in `(other)`, the order by name; nobody was quarantined
+    assert_bystander_processed(store, person)
+    assert store.list_failed().items == ()
+    top = dict(overview(store, now=datetime.now(UTC)).top_events)
+    assert (top["Order Completed"], top["(other)"]) == (1, 260)
+    assert len(top) == 2

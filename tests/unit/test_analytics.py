@@ -264,3 +264,51 @@ def test_the_fast_check_path_counts_the_same_journeys_as_the_rule(log, strict, f
     found = analytics.check_funnel(definition, rows, properties={e.message_id: e.properties for e in unique.values()})
     # Then they agree
     assert found == expected
+
+
+# --- bounded cardinality (#13 attack 3) ------------------------------------------------------------------------------
+
+
+def test_event_names_nobody_catalogued_are_summed_in_other_so_a_counter_item_cannot_grow():
+    # Given one customer sending 300 distinct made-up event names and one order, today
+    today = NOW - timedelta(hours=1)
+    events = [an_event(f"junk-{n}", today + timedelta(seconds=n)) for n in range(300)]
+    events.append(an_event("Order Completed", today))
+    definitions = parse_definitions({"overview": {"events": ["junk-7"]}})
+    # When
+    cells = analytics.customer_cells("c1", events, definitions, now=NOW)
+    # Then the names item holds the catalogued names, the configured one and `(other)`, whatever was sent
+    (names,) = [attrs for (pk, sk), attrs in cells.items() if pk.startswith("STATS#") and sk.startswith("E#")]
+    assert names == {"e|Order Completed": 1, "e|junk-7": 1, "e|(other)": 299}
+
+
+def test_a_property_breakdown_counts_listed_values_by_name_and_sums_the_rest():
+    # Given a funnel broken down by campaign, listing one campaign
+    definitions = parse_definitions(
+        {"funnels": [PURCHASE | {"breakdown": "property:campaign", "breakdown_values": ["nov"]}]}
+    )
+    shoppers = [("a", "nov"), ("b", "attacker-chosen-1"), ("c", "attacker-chosen-2"), ("d", None)]
+    # When
+    breakdowns = set()
+    for user, campaign in shoppers:
+        props = {"campaign": campaign} if campaign else {}
+        cells = analytics.customer_cells(
+            user, [an_event("Product Viewed", T0, user=user, **props)], definitions, now=NOW
+        )
+        breakdowns |= {a.split("|")[1] for attrs in cells.values() for a in attrs if a.startswith("b|")}
+    # Then
+    assert breakdowns == {"nov", "(other)", "(none)"}
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ({"overview": {"events": "x"}}, "overview.events"),
+        ({"overview": {"events": [f"e{n}" for n in range(101)]}}, "at most 100"),
+        ({"funnels": [PURCHASE | {"breakdown_values": ["a"]}]}, "only for a `property:<name>` breakdown"),
+        ({"funnels": [PURCHASE | {"breakdown": "property:c", "breakdown_values": ["v"] * 2 + [""]}]}, "non-empty"),
+    ],
+)
+def test_bounds_are_checked_when_definitions_are_applied(document, problem):
+    with pytest.raises(AnalyticsDefinitionError, match=problem):
+        parse_definitions(document)
