@@ -280,3 +280,67 @@ def test_a_batch_of_made_up_event_names_does_not_stop_anyone_being_counted(http,
     top = dict(overview(store, now=datetime.now(UTC)).top_events)
     assert (top["Order Completed"], top["(other)"]) == (1, 260)
     assert len(top) == 2
+
+
+# --- property-based: any input, through collect → stream → process → scheduler ---------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+awkward_text = st.sampled_from(["", "#", "u:x", "a:y#z", "$d", "😀" * 70, "é" * 128, "\u2028", "1e999999"]) | st.text(
+    max_size=12
+)
+scalars = st.none() | st.booleans() | st.integers(-(2**80), 2**80) | st.floats() | awkward_text
+values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(awkward_text, children, max_size=3),
+    max_leaves=12,
+)
+hostile_calls = st.fixed_dictionaries(
+    {"type": st.sampled_from(["track", "identify", "page", "screen", "group", "alias"])},
+    optional={
+        "userId": awkward_text | st.sampled_from(["victim", "mallory"]),
+        "anonymousId": awkward_text,
+        "previousId": awkward_text | st.sampled_from(["victim", "mallory"]),
+        "groupId": awkward_text,
+        "event": awkward_text | st.sampled_from(["Order Completed", "Product Added", "Email Opened"]),
+        "messageId": awkward_text,
+        "traits": st.dictionaries(awkward_text, values, max_size=3) | values,
+        "properties": st.fixed_dictionaries(
+            {}, optional={"revenue": values, "total": values, "price": values, "cart_id": values}
+        )
+        | st.dictionaries(awkward_text, values, max_size=3),
+        "context": st.dictionaries(st.sampled_from(["campaign", "page", "traits", "app"]), values, max_size=2),
+        "timestamp": st.sampled_from(["2026-11-30T10:00:00Z", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "x"]),
+    },
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(calls=st.lists(hostile_calls, min_size=1, max_size=6))
+def test_any_batch_leaves_the_pipeline_running_and_the_bystander_processed(http, source, store, stream, calls):
+    # Given a batch of hostile calls with a bystander's order in the middle
+    from datetime import UTC, datetime, timedelta
+
+    from shared.services.segments import run_scheduler
+
+    _, key = source
+    person = random_ref("bystander")
+    honest = a_track(userId=person, event="Order Completed", properties={"revenue": 9})
+    batch = [*calls[: len(calls) // 2], honest, *calls[len(calls) // 2 :]]
+    # When it is collected, processed, and the minute job runs
+    answer = post(http, key, "/v1/batch", {"batch": batch})
+    stream.drain()
+    run_scheduler(store, now=datetime.now(UTC) + timedelta(minutes=1))
+    # Then the collector answered below 500 with a reason for every refusal, nothing is stuck in the stream,
+    # the bystander is processed, and every quarantined record says why
+    assert answer.status == 200, answer.json
+    assert all(r["reason"] for r in answer.json["results"] if r["status"] == "rejected")
+    assert stream.attempts == {}
+    assert find_customer(store, f"u:{person}").profile.orders == 1
+    assert all(f.reason for f in store.list_failed(limit=100).items)
