@@ -218,11 +218,19 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=lambda raw: base64.b64encode(raw).decode())
 
 
-def entity_of(*items: Mapping[str, Any] | None) -> str:
-    """The `entity` of the first item that has one, else the first item's partition key prefix."""
+def entity_of(*items: Mapping[str, Any] | None, qualify: Mapping[str, str] | None = None) -> str:
+    """The `entity` of the first item that has one, else the first item's partition key prefix.
+
+    Args:
+        qualify: entity → attribute whose value splits it (`{"event": "src"}` bills `event/<source>` apart).
+    """
     for item in items:
         if item and "S" in item.get("entity", {}):
-            return str(item["entity"]["S"])
+            entity = str(item["entity"]["S"])
+            attribute = (qualify or {}).get(entity)
+            if attribute and "S" in item.get(attribute, {}):
+                return f"{entity}/{item[attribute]['S']}"
+            return entity
     for item in items:
         if item and "S" in item.get("PK", {}):
             return "pk:" + item["PK"]["S"].split("#", 1)[0]
@@ -380,9 +388,16 @@ class Pending:
 class Meter:
     """Bills requests (wire JSON in, wire JSON out) into a `Ledger`."""
 
-    def __init__(self, reader: BackendReader | None = None, *, schema: Schema | None = None) -> None:
+    def __init__(
+        self,
+        reader: BackendReader | None = None,
+        *,
+        schema: Schema | None = None,
+        qualify: Mapping[str, str] | None = None,
+    ) -> None:
         self.schema = schema or Schema.from_definition(TABLE_DEFINITION)
         self.reader = reader
+        self.qualify = dict(qualify or {})
         self.ledger = Ledger()
         self.lock = threading.Lock()
         """Taken by the proxy around a write's before-read, the write and its after-read."""
@@ -546,7 +561,7 @@ class Meter:
             after = None
         else:
             after = after_images.get(key)
-        entity = entity_of(after, before, body.get("Item"), body.get("Key"))
+        entity = entity_of(after, before, body.get("Item"), body.get("Key"), qualify=self.qualify)
         if failed:
             units = write_units(item_size(before))  # a false condition bills the existing item, minimum 1
         elif kind == "ConditionCheck":
@@ -589,7 +604,7 @@ class Meter:
                 found = self.reader.get_items(params["TableName"], [params["Key"]])
                 item = found.get(self.schema.key_of(params["Key"]))
             units = read_units(item_size(item), consistent=bool(params.get("ConsistentRead")))
-            self._add_reads([(entity_of(item, params["Key"]), 1 if item else 0, units)])
+            self._add_reads([(entity_of(item, params["Key"], qualify=self.qualify), 1 if item else 0, units)])
         elif operation == "BatchGetItem":
             self._bill_batch_get(params, answer)
         elif operation == "TransactGetItems":
@@ -599,7 +614,13 @@ class Meter:
                 item = (response or {}).get("Item")
                 if item is not None and _projected(action["Get"]) and self.reader is not None:
                     item = self.reader.get_items(action["Get"]["TableName"], [key]).get(self.schema.key_of(key))
-                bills.append((entity_of(item, key), 1 if item else 0, 2 * read_units(item_size(item), consistent=True)))
+                bills.append(
+                    (
+                        entity_of(item, key, qualify=self.qualify),
+                        1 if item else 0,
+                        2 * read_units(item_size(item), consistent=True),
+                    )
+                )
             self._add_reads(bills)
         else:
             self._bill_query(seen, answer)
@@ -619,7 +640,7 @@ class Meter:
             for key in keys:
                 item = full.get(self.schema.key_of(key))
                 units = read_units(item_size(item), consistent=consistent)
-                bills.append((entity_of(item, key), 1 if item else 0, units))
+                bills.append((entity_of(item, key, qualify=self.qualify), 1 if item else 0, units))
         self._add_reads(bills)
 
     def _bill_query(self, seen: Pending, answer: Mapping[str, Any]) -> None:
@@ -636,7 +657,7 @@ class Meter:
         total = read_units(sum(item_size(i) for i in items), consistent=consistent)
         sizes: dict[str, tuple[int, int]] = {}
         for item in items:
-            entity = entity_of(item)
+            entity = entity_of(item, qualify=self.qualify)
             count, size = sizes.get(entity, (0, 0))
             sizes[entity] = (count + 1, size + item_size(item))
         if not sizes:
@@ -772,12 +793,20 @@ def _needs_replay(operation: str, params: Mapping[str, Any]) -> bool:
     return False
 
 
-def start_proxy(upstream: str, *, host: str = "127.0.0.1", port: int = 0, region: str = "us-east-1") -> MeteringProxy:
+def start_proxy(
+    upstream: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    region: str = "us-east-1",
+    qualify: Mapping[str, str] | None = None,
+) -> MeteringProxy:
     """A metering proxy in front of `upstream`, serving in a daemon thread (`shutdown()` stops it)."""
     from shared.storage.dynamo import make_client
 
     schema = Schema.from_definition(TABLE_DEFINITION)
-    meter = Meter(BackendReader(make_client(endpoint_url=upstream, region=region), schema), schema=schema)
+    reader = BackendReader(make_client(endpoint_url=upstream, region=region), schema)
+    meter = Meter(reader, schema=schema, qualify=qualify)
     proxy = MeteringProxy((host, port), upstream, meter)
     threading.Thread(target=proxy.serve_forever, daemon=True, name="metering-proxy").start()
     return proxy
@@ -806,8 +835,10 @@ def main(argv: list[str] | None = None) -> None:
     proxy.add_argument("--host", default="127.0.0.1")
     proxy.add_argument("--port", type=int, default=0)
     proxy.add_argument("--region", default="us-east-1")
+    proxy.add_argument("--qualify", action="append", default=[], metavar="ENTITY=ATTRIBUTE")
     args = parser.parse_args(argv)
-    server = start_proxy(args.upstream, host=args.host, port=args.port, region=args.region)
+    qualify = dict(pair.split("=", 1) for pair in args.qualify)
+    server = start_proxy(args.upstream, host=args.host, port=args.port, region=args.region, qualify=qualify)
     print(f"READY {server.server_address[1]}", flush=True)
     threading.Event().wait()
 
