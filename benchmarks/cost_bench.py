@@ -356,10 +356,12 @@ def ledger_table(workload: Workload) -> list[str]:
             f"| {line.reads:,} | {line.ru / events:.3f} |"
         )
     ledger = workload.ledger
+    writes = sum(x.writes for x in ledger.entities.values())
+    index_writes = sum(x.index_writes for x in ledger.entities.values())
+    reads = sum(x.reads for x in ledger.entities.values())
     lines.append(
-        f"| **total** | {sum(x.writes for x in ledger.entities.values()):,} "
-        f"| {sum(x.index_writes for x in ledger.entities.values()):,} | {ledger.wu:,.0f} | **{ledger.wu / events:.3f}** "
-        f"| {sum(x.reads for x in ledger.entities.values()):,} | **{ledger.ru / events:.3f}** |"
+        f"| **total** | {writes:,} | {index_writes:,} | {ledger.wu:,.0f} | **{ledger.wu / events:.3f}** "
+        f"| {reads:,} | **{ledger.ru / events:.3f}** |"
     )
     failed = sum(x.failed_conditions for x in ledger.entities.values())
     lines += [
