@@ -939,7 +939,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost-customers", type=int, default=60, help="customers of the bulk history (default 60)")
     parser.add_argument("--live-rate", type=float, default=50.0, help="events/s of the live workloads (default 50)")
     parser.add_argument("--live-seconds", type=float, default=20.0, help="seconds of each live workload (default 20)")
-    parser.add_argument("--worst-visits", type=int, default=200, help="visits at once, worst case (default 200)")
+    parser.add_argument("--worst-visits", type=int, default=1000, help="visits at once, worst case (default 1000)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)
 

@@ -9,13 +9,15 @@ invocation a second. Traffic comes from `shared.simulate` (the demo's simulator,
 - bulk: `generate` — N customers over 14 days of history, sent as fast as the collector answers;
 - live: then, on the same stack, `live` traffic at a steady rate (a third of visits are the history's customers
   coming back);
-- worst: on a fresh stack, `live` traffic of mostly new visitors, many visits at once (little for processing to
-  coalesce), at the same rate.
+- worst: on a fresh stack, `live` traffic with no history and a thousand visits at once, so that nearly every
+  event is a new visitor's (little for processing to coalesce), at the same rate.
 
 After the traffic a marker event is sent; processing has caught up when the marker's profile exists and the stream
 holds no record after the runner's checkpoint (nothing queued, no invocation in flight). Within the timeout the
 workload is billed; otherwise it is FAILED, not a number. The ledger is reset once the stack is up, so setup
 (table, default source, starter segments) is not billed; the marker is an accepted event and counted as one.
+Events per workload = the event items the collector stored (the ledger's `event/<source>` writes), checked equal to
+what the collector's answers account for (accepted batch events + recorded opens and clicks + the marker).
 """
 
 from __future__ import annotations
@@ -64,7 +66,10 @@ class Workload:
     name: str
     description: str
     events: int
-    """Accepted events, the marker included."""
+    """Event items the collector stored (from the ledger), the marker included: every batch event answered
+    `accepted`, and every e-mail open (pixel) and click (redirect) recorded."""
+    answered: int
+    """What the collector's answers account for: accepted + opens + clicks + the marker (`events` must agree)."""
     send_seconds: float
     lag: float | None
     """Seconds after the traffic until processing had caught up; None: not within the timeout (FAILED)."""
@@ -147,10 +152,16 @@ class MeteredStack:
         marker_ok = self._send_marker()
         lag = self._caught_up(sent, timeout) if marker_ok else None
         ledger = metering.fetch_ledger(self.proxy)
+        stored = sum(
+            line.writes - line.failed_conditions
+            for entity, line in ledger.entities.items()
+            if entity.startswith("event/") and entity != PROCESSING_EVENTS
+        )
         return Workload(
             name=name,
             description=description,
-            events=stats.accepted + int(marker_ok),
+            events=stored,
+            answered=stats.accepted + stats.opens + stats.clicks + int(marker_ok),
             send_seconds=sent - started,
             lag=lag,
             ledger=ledger,
@@ -338,7 +349,8 @@ def ledger_table(workload: Workload) -> list[str]:
     lines = [
         f"#### {workload.name}: {workload.description}",
         "",
-        f"{workload.events:,} events accepted (marker included), sent in {workload.send_seconds:.0f} s; "
+        f"{workload.events:,} events stored (batch events accepted, e-mail opens and clicks recorded, the marker), "
+        f"sent in {workload.send_seconds:.0f} s; "
         + (
             f"processing caught up {workload.lag:.1f} s after the traffic."
             if workload.caught_up
@@ -384,6 +396,11 @@ def problems(workloads: list[Workload]) -> list[str]:
             found.append(f"{workload.name}: operations the meter cannot bill: {workload.ledger.unknown}")
         if workload.rejected:
             found.append(f"{workload.name}: {workload.rejected} events not accepted")
+        if workload.events != workload.answered:
+            found.append(
+                f"{workload.name}: {workload.events} event items stored, but the answers account for "
+                f"{workload.answered} (accepted + opens + clicks + marker)"
+            )
     return found
 
 
