@@ -20,7 +20,7 @@ the same run, and the ratio is reported next to the absolute figure.
    over HTTP, and the `--check` path (`recompute`) (`tui_bench.py`).
 
 Default scale (about 10 minutes on a shared 2-core machine): throughput 10 s per configuration; bulk history of
-60 customers (~1,500 events); live and worst case 20 s at 50 events/s; TUI 2,500 customers x 10 events + one
+60 customers (~1,400 events); live 20 s and worst case 10 s at 50 events/s; TUI 2,500 customers x 10 events + one
 heavy customer. Exit status 1 when any workload's processing did not catch up (reported FAILED, not a number).
 
 Every process started here listens on 127.0.0.1 only and is stopped before the script exits.
@@ -940,6 +940,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live-rate", type=float, default=50.0, help="events/s of the live workloads (default 50)")
     parser.add_argument("--live-seconds", type=float, default=20.0, help="seconds of each live workload (default 20)")
     parser.add_argument("--worst-visits", type=int, default=1000, help="visits at once, worst case (default 1000)")
+    parser.add_argument("--worst-seconds", type=float, default=10.0, help="seconds of the worst case (default 10)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)
 
@@ -972,6 +973,7 @@ def main(argv: list[str] | None = None) -> int:
             rate=args.live_rate,
             seconds=args.live_seconds,
             worst_concurrent=args.worst_visits,
+            worst_seconds=args.worst_seconds,
         )
         print(f"  {time.perf_counter() - phase:.1f} s", flush=True)
         print(f"processing lag at a steady {args.steady_rate:g} events/s for {args.duration:g} s...", flush=True)

@@ -284,7 +284,9 @@ def _timed(seconds: float) -> threading.Event:
     return stop
 
 
-def measure(*, customers: int, rate: float, seconds: float, worst_concurrent: int, seed: int = 11) -> list[Workload]:
+def measure(
+    *, customers: int, rate: float, seconds: float, worst_concurrent: int, worst_seconds: float, seed: int = 11
+) -> list[Workload]:
     """The three workloads (bulk and live on one stack, worst on a fresh one)."""
     now = datetime.now(UTC)
     run = str(int(time.time()))
@@ -319,16 +321,16 @@ def measure(*, customers: int, rate: float, seconds: float, worst_concurrent: in
             stack.measure(
                 "worst",
                 f"mostly new visitors: live traffic with no history, {worst_concurrent} visits at once, "
-                f"{rate:g} events/s for {seconds:g} s",
+                f"{rate:g} events/s for {worst_seconds:g} s",
                 lambda target: simulate.send(
                     simulate.live(
                         seed + 1, customers=0, clock=lambda: datetime.now(UTC), run=run, concurrent=worst_concurrent
                     ),
                     target,
                     rate=rate,
-                    stop=_timed(seconds),
+                    stop=_timed(worst_seconds),
                 ),
-                timeout=120,
+                timeout=300,
             )
         )
         print(f"  worst: {_line(results[-1])}", flush=True)
@@ -407,5 +409,5 @@ def problems(workloads: list[Workload]) -> list[str]:
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     scale = {"customers": int(os.environ.get("CUSTOMERS", "100")), "rate": 50.0, "seconds": 20.0}
-    for result in measure(**scale, worst_concurrent=200):
+    for result in measure(**scale, worst_concurrent=1000, worst_seconds=10.0):
         print("\n".join(ledger_table(result)))
