@@ -963,8 +963,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             discard_serve(best_serve)
         print(
-            f"write and read units (metering proxy): bulk {args.cost_customers} customers x 14 days, live and "
-            f"worst {args.live_rate:g} events/s x {args.live_seconds:g} s...",
+            f"write and read units (metering proxy): bulk {args.cost_customers} customers x 14 days, live "
+            f"{args.live_seconds:g} s and worst {args.worst_seconds:g} s at {args.live_rate:g} events/s...",
             flush=True,
         )
         phase = time.perf_counter()
@@ -984,7 +984,7 @@ def main(argv: list[str] | None = None) -> int:
         phase = time.perf_counter()
         moto = moto_rate(build_corpus("wk_placeholder"), best.clients, args)
         print(f"  {moto.counted / args.duration:,.0f} items/s, {time.perf_counter() - phase:.1f} s", flush=True)
-        print("analytics: funnel report read cost at 10k/100k/1M events, and the 1M-event check path...", flush=True)
+        print("analytics: funnel report read cost at 10k/100k/1M events...", flush=True)
         phase = time.perf_counter()
         figures = analytics_bench.measure()
         print(f"  {time.perf_counter() - phase:.1f} s", flush=True)
