@@ -902,6 +902,7 @@ def render(rows: list[Row], header: dict[str, str], notes: list[str], ledgers: l
         f"- machine: nproc {header['nproc']}, {header['cpu']}, {header['python']} "
         f"(load average at start: {header['load']})",
         f"- run time: {header['elapsed']}",
+        f"- scale: {header['scale']}",
         "",
         "| what | measured | baseline (same run) | ratio | target | met |",
         "|---|---|---|---|---|---|",
@@ -1062,6 +1063,13 @@ def main(argv: list[str] | None = None) -> int:
     rows += analytics_rows(figures)
     rows += tui_rows(screens, tui_info)
     header["elapsed"] = f"{time.perf_counter() - began:.0f} s"
+    header["scale"] = (
+        f"throughput {args.warmup:g} + {args.duration:g} s per configuration (workers {args.workers}, clients "
+        f"{args.clients}); steady lag {args.steady_rate:g} events/s for {args.duration:g} s; bulk history "
+        f"{args.cost_customers} customers x 14 days; live {args.live_rate:g} events/s for {args.live_seconds:g} s; "
+        f"worst {args.worst_visits} visits at once, {args.live_rate:g} events/s for {args.worst_seconds:g} s; "
+        f"TUI {args.tui_customers:,} customers x 10 events + a heavy merged customer"
+    )
     best_latency = statistics.median(best.stats.latencies) * 1000 if best.stats.latencies else float("nan")
     notes = [
         "Write and read units (benchmarks/cost_bench.py, benchmarks/meter.py): each workload runs a fresh embedded "
