@@ -1,10 +1,10 @@
-"""Analytics figures for `make bench`: funnel report read cost at 10k/100k/1M events, and the check path.
+"""Analytics figures for `make bench`: funnel report read cost at 10k/100k/1M events.
 
 Read cost: the counter items processing keeps for the events (each customer's cells, summed: exactly what the
 stream writes) are put into an in-process moto table (with the embedded backend's partition indexes), then a
 30-day purchase-funnel report is read 5 times; requests are counted with a botocore hook.
-Check path: `check_funnel` over 1M raw rows (pure Python), against a baseline in the same run: sorting the
-same rows (the least any recomputation must do).
+The check path (`footfall funnels show --check` runs `services.analytics.recompute` over the stored events) is
+measured by `tui_bench.py`, on its table of stored events.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ STEPS = ["Product Viewed", "Product Added", "Checkout Started", "Order Completed
 OTHER = ["page", "Email Opened", "Product Viewed"]
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 DAYS = 30
-CHECK_TARGET_SECONDS = 2.0
 READ_REQUEST_TARGET = 10
 
 
@@ -35,9 +34,6 @@ READ_REQUEST_TARGET = 10
 class Figures:
     reads: dict[int, tuple[int, float, int]]
     """events → (requests per report, median ms, counter items)."""
-    check_seconds: float
-    sort_seconds: float
-    check_events: int
 
 
 def synthetic_rows(events: int, seed: int = 11) -> Iterator[tuple[str, float, str, str]]:
@@ -116,7 +112,7 @@ def read_cost(cells: analytics.Cells, document: dict[str, Any]) -> tuple[int, fl
         return requests["n"], statistics.median(times) * 1000, len(cells)
 
 
-def measure(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), check_events: int = 1_000_000) -> Figures:
+def measure(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)) -> Figures:
     document = json.loads(STARTERS.read_text())
     definitions = analytics.Definitions(analytics.parse_definitions(document).funnels[:1], ())
     reads = {}
@@ -124,17 +120,7 @@ def measure(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), check_events:
         rows = list(synthetic_rows(size))
         reads[size] = read_cost(counter_cells(rows, definitions), document)
         print(f"  funnel report at {size:,} events: {reads[size][0]} requests, {reads[size][1]:.1f} ms", flush=True)
-    rows = list(synthetic_rows(check_events, seed=12))
-    shuffled = rows[:]
-    random.Random(1).shuffle(shuffled)
-    began = time.perf_counter()
-    sorted(shuffled)
-    sort_seconds = time.perf_counter() - began
-    began = time.perf_counter()
-    analytics.check_funnel(definitions.funnels[0], shuffled)
-    check_seconds = time.perf_counter() - began
-    print(f"  check path over {check_events:,} events: {check_seconds:.2f} s (sort {sort_seconds:.2f} s)", flush=True)
-    return Figures(reads, check_seconds, sort_seconds, check_events)
+    return Figures(reads)
 
 
 if __name__ == "__main__":

@@ -4,16 +4,24 @@ Run with `make bench` (`.venv/bin/python benchmarks/bench.py`). It prints a tabl
 `benchmarks/RESULTS.md`. The machine is shared and noisy, so every figure is set against a baseline measured in
 the same run, and the ratio is reported next to the absolute figure.
 
-1. Write units per accepted event, computed (with `shared.storage.capacity.write_units`) from the event items that
-   the throughput run below actually stored, scanned back through the local stack's DynamoDB endpoint (a
-   time-bounded random sample of parallel-scan segments: moto serializes about 1 ms per item). Baseline:
-   the same events stored naively, as an uncompressed JSON-string event item + a de-duplication marker item + a
-   profile update ("naive 3").
+1. Write and read units per event, billed as AWS bills them (`benchmarks/meter.py`, a metering proxy in front of
+   the backend that every process of `footfall serve` goes through), per entity, on the workloads users run
+   (`benchmarks/cost_bench.py`): 14 days of simulated history in bulk, live traffic at a steady rate, and mostly
+   new visitors. A workload whose processing did not catch up is reported FAILED and the bench exits non-zero.
+   Baseline: "naive 3", the same events' own event-item units + a de-duplication marker + a profile update each.
 2. `/v1/batch` throughput of `footfall serve` (real HTTP, keep-alive clients, 100 events a request, every event
    must come back `accepted`). Baseline: moto's raw BatchWriteItem rate (25 items a call, items of the size of
    real event items) on a fresh embedded backend, from as many client threads, for as long.
 3. Import time of the collect Lambda's handler module against `import boto3` + one DynamoDB client, each in a
    fresh interpreter, interleaved, medians.
+
+4. Funnel report read cost at 10k/100k/1M events (`analytics_bench.py`).
+5. Each TUI screen's reads (requests, ms, read units) on realistic data, in-process and through `footfall serve`
+   over HTTP, and the `--check` path (`recompute`) (`tui_bench.py`).
+
+Default scale (about 10 minutes on a shared 2-core machine): throughput 10 s per configuration; bulk history of
+60 customers (~1,400 events); live 20 s and worst case 10 s at 50 events/s; TUI 2,500 customers x 10 events + one
+heavy customer. Exit status 1 when any workload's processing did not catch up (reported FAILED, not a number).
 
 Every process started here listens on 127.0.0.1 only and is stopped before the script exits.
 """
@@ -50,16 +58,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.domain.events import batch_items, format_timestamp, parse_envelope, parse_event  # noqa: E402
-from shared.local.backend import JOURNAL_PREFIX, read_credentials  # noqa: E402
+from shared.local.backend import read_credentials  # noqa: E402
 from shared.local.stack import ensure_table, local_env, read_info  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import analytics_bench  # noqa: E402
+import cost_bench  # noqa: E402
 import tui_bench  # noqa: E402
 
 from shared.storage import items as storage_items  # noqa: E402
-from shared.storage.capacity import write_units  # noqa: E402
-from shared.storage.dynamo import DynamoTrackingStore, deserialize_wire, make_client, serialize  # noqa: E402
+from shared.storage.dynamo import DynamoTrackingStore, make_client, serialize  # noqa: E402
 
 HOST = "127.0.0.1"  # the only address this script ever talks to
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -74,11 +82,7 @@ EVENT_RETENTION = timedelta(days=400)  # the collector's default (`FOOTFALL_EVEN
 TAG = "~" * 32
 TAG_BYTES = TAG.encode()
 
-WU_END_TO_END_TARGET = 2.0
-# Written by processing besides profiles and links: segment memberships, their history, the due list.
-SEGMENT_ENTITIES = ("membership", "segment_history", "due", "cursor")
 LAG_TARGET = 5.0
-WU_TARGET = 1.0
 THROUGHPUT_TARGET = 3000.0
 IMPORT_RATIO_TARGET = 1.3
 
@@ -792,45 +796,7 @@ def moto_rate(corpus: Corpus, clients: int, args: argparse.Namespace) -> LoadSta
         return run_threads(clients, window, writer)
 
 
-# --- figure 1: write units --------------------------------------------------------------------------------------
-
-
-@dataclass
-class UnitFigures:
-    events: int
-    collect: float
-    process: float
-    p95: float
-    naive_mean: float
-    mean_bytes: float
-    naive_event_mean_bytes: float
-    histogram: dict[int, int]
-    drain_seconds: float
-    journal_writes: int
-
-
-def journal_puts(data_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every item the backend stored, from its write-ahead journal: (operation, plain item)."""
-    for path in sorted(data_dir.glob(JOURNAL_PREFIX + "*")):
-        with path.open("rb") as lines:
-            for line in lines:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    break  # a line being written right now
-                operation = record["target"].rpartition(".")[2]
-                body = json.loads(record["body"])
-                if operation == "PutItem":
-                    yield operation, deserialize_wire(body["Item"])
-                elif operation == "BatchWriteItem":
-                    for requests in body["RequestItems"].values():
-                        for request in requests:
-                            if "PutRequest" in request:
-                                yield operation, deserialize_wire(request["PutRequest"]["Item"])
-                elif operation == "TransactWriteItems":
-                    for action in body["TransactItems"]:
-                        if "Put" in action:
-                            yield operation, deserialize_wire(action["Put"]["Item"])
+# --- processing catch-up (throughput and steady-load runs) ----------------------------------------------------
 
 
 def wait_for_processing(serve: Serve, *, timeout: float = 60.0) -> float:
@@ -862,88 +828,6 @@ def wait_for_processing(serve: Serve, *, timeout: float = 60.0) -> float:
             return time.monotonic() - started
         time.sleep(0.2)
     return math.inf  # not caught up within the timeout: reported as such
-
-
-def unit_figures(serve: Serve) -> UnitFigures:
-    """Write units of every write the backend took, by stage, per accepted event (from item sizes).
-
-    Standard writes cost `write_units(item)`, transactional ones twice that, and a profile entering (or, as a
-    merge tombstone, leaving) the keys-only customer index one more unit for the index entry.
-    """
-    drain = wait_for_processing(serve)
-    per_event: list[int] = []
-    sizes: list[int] = []
-    naive: list[float] = []
-    naive_sizes: list[int] = []
-    histogram: dict[int, int] = {}
-    stages = {"collect": 0.0, "process": 0.0}
-    profiles: dict[str, dict[str, Any]] = {}
-    writes = 0
-    for operation, item in journal_puts(serve.data_dir):
-        writes += 1
-        units = write_units(item) * (2 if operation == "TransactWriteItems" else 1)
-        entity = item.get("entity")
-        if entity == storage_items.PROFILE_ENTITY and (int(item["version"]) == 1 or "GSI1PK" not in item):
-            units += 1  # the customer-index entry is written when the profile appears (or leaves on a merge)
-        if entity == storage_items.EVENT_ENTITY and item.get("src") == "footfall":
-            stages["process"] += units  # segment announcements (Audience Entered/Exited) are written by processing
-        elif entity == storage_items.EVENT_ENTITY:
-            per_event.append(units)
-            histogram[units] = histogram.get(units, 0) + 1
-            sizes.append(len(item["body"]))
-            naive_writes = naive_items(item, profiles)
-            naive.append(sum(write_units(w) for w in naive_writes))
-            naive_sizes.append(len(naive_writes[0]["body"].encode()))
-            stages["collect"] += units
-        elif entity == storage_items.FAILED_ENTITY:
-            stages["collect"] += units
-        elif entity in (storage_items.PROFILE_ENTITY, storage_items.LINK_ENTITY, *SEGMENT_ENTITIES):
-            stages["process"] += units
-    if not per_event:
-        raise RuntimeError("the throughput run stored no event items")
-    return UnitFigures(
-        events=len(per_event),
-        collect=stages["collect"] / len(per_event),
-        process=stages["process"] / len(per_event),
-        p95=percentile(per_event, 0.95),
-        naive_mean=statistics.fmean(naive),
-        mean_bytes=statistics.fmean(sizes),
-        naive_event_mean_bytes=statistics.fmean(naive_sizes),
-        histogram=dict(sorted(histogram.items())),
-        drain_seconds=drain,
-        journal_writes=writes,
-    )
-
-
-def naive_items(item: dict[str, Any], profile_traits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The 'naive 3' writes for one event: JSON-string event item, de-duplication marker, profile update."""
-    payload = storage_items.decode_json(item["body"])
-    event_item = {name: value for name, value in item.items() if name != "body"}
-    event_item["body"] = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    marker = {
-        "PK": f"DEDUPE#{item['SK']}",
-        "SK": "DEDUPE",
-        "entity": "dedupe",
-        "expires_at": item.get("expires_at", 0),
-    }
-    traits = profile_traits.setdefault(item["PK"], {})
-    traits.update(payload.get("traits") or {})
-    profile = {
-        "PK": item["PK"],
-        "SK": "PROFILE",
-        "entity": "profile",
-        "first_seen": payload["timestamp"],
-        "last_seen": payload["timestamp"],
-        "last_event": payload.get("event") or payload.get("name") or payload["type"],
-        "event_count": 1 + len(traits),
-        "traits": json.dumps(traits, separators=(",", ":"), ensure_ascii=False),
-    }
-    return [event_item, marker, profile]
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 # --- figure 3: import time --------------------------------------------------------------------------------------
@@ -1018,7 +902,7 @@ def machine() -> dict[str, str]:
     }
 
 
-def render(rows: list[Row], header: dict[str, str], notes: list[str]) -> str:
+def render(rows: list[Row], header: dict[str, str], notes: list[str], ledgers: list[str]) -> str:
     lines = [
         "# Footfall benchmark results",
         "",
@@ -1026,13 +910,15 @@ def render(rows: list[Row], header: dict[str, str], notes: list[str]) -> str:
         f"- machine: nproc {header['nproc']}, {header['cpu']}, {header['python']} "
         f"(load average at start: {header['load']})",
         f"- run time: {header['elapsed']}",
+        f"- scale: {header['scale']}",
         "",
         "| what | measured | baseline (same run) | ratio | target | met |",
         "|---|---|---|---|---|---|",
     ]
     lines += [f"| {r.what} | {r.measured} | {r.baseline} | {r.ratio} | {r.target} | {r.met} |" for r in rows]
     lines += ["", "Notes:", ""] + [f"- {note}" for note in notes]
-    return "\n".join(lines) + "\n"
+    lines += ["", "### Per-entity ledgers (write and read units, billed as AWS bills them)", "", *ledgers]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def print_table(rows: list[Row]) -> None:
@@ -1051,14 +937,19 @@ def yes(flag: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per load run (default 15)")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per load run (default 10)")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds before each window (default 3)")
-    parser.add_argument("--workers", default="2,3", help="serve --workers values to try (default 2,3)")
-    parser.add_argument("--clients", default="4,8", help="client concurrencies to try (default 4,8)")
+    parser.add_argument("--workers", default="2", help="serve --workers values to try (default 2)")
+    parser.add_argument("--clients", default="4", help="client concurrencies to try (default 4)")
     parser.add_argument("--steady-rate", type=float, default=200.0, help="events/s of the steady-load lag run")
-    parser.add_argument("--import-runs", type=int, default=7, help="fresh interpreters per import figure (default 7)")
+    parser.add_argument("--import-runs", type=int, default=5, help="fresh interpreters per import figure (default 5)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
-    parser.add_argument("--tui-customers", type=int, default=100_000, help="customers (x10 events) for TUI reads")
+    parser.add_argument("--tui-customers", type=int, default=2_500, help="customers (x10 events) for TUI reads")
+    parser.add_argument("--cost-customers", type=int, default=60, help="customers of the bulk history (default 60)")
+    parser.add_argument("--live-rate", type=float, default=50.0, help="events/s of the live workloads (default 50)")
+    parser.add_argument("--live-seconds", type=float, default=20.0, help="seconds of each live workload (default 20)")
+    parser.add_argument("--worst-visits", type=int, default=1000, help="visits at once, worst case (default 1000)")
+    parser.add_argument("--worst-seconds", type=float, default=10.0, help="seconds of the worst case (default 10)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)
 
@@ -1075,16 +966,25 @@ def main(argv: list[str] | None = None) -> int:
         runs, best, best_serve = throughput(configs, args)
         try:
             print(f"  {time.perf_counter() - phase:.1f} s", flush=True)
-            print("processing: waiting for the stream runner, then write units from the journal...", flush=True)
-            phase = time.perf_counter()
-            units = unit_figures(best_serve)
-            print(
-                f"  {units.events:,} events, caught up {units.drain_seconds:.1f} s after the load stopped, "
-                f"{time.perf_counter() - phase:.1f} s",
-                flush=True,
-            )
+            print("processing: waiting for the stream runner to catch up after the best run...", flush=True)
+            drain = wait_for_processing(best_serve, timeout=45)
+            print(f"  caught up {drain:.1f} s after the load stopped", flush=True)
         finally:
             discard_serve(best_serve)
+        print(
+            f"write and read units (metering proxy): bulk {args.cost_customers} customers x 14 days, live "
+            f"{args.live_seconds:g} s and worst {args.worst_seconds:g} s at {args.live_rate:g} events/s...",
+            flush=True,
+        )
+        phase = time.perf_counter()
+        workloads = cost_bench.measure(
+            customers=args.cost_customers,
+            rate=args.live_rate,
+            seconds=args.live_seconds,
+            worst_concurrent=args.worst_visits,
+            worst_seconds=args.worst_seconds,
+        )
+        print(f"  {time.perf_counter() - phase:.1f} s", flush=True)
         print(f"processing lag at a steady {args.steady_rate:g} events/s for {args.duration:g} s...", flush=True)
         phase = time.perf_counter()
         steady_lag, steady_events = paced_lag(args.steady_rate, args.duration)
@@ -1093,11 +993,11 @@ def main(argv: list[str] | None = None) -> int:
         phase = time.perf_counter()
         moto = moto_rate(build_corpus("wk_placeholder"), best.clients, args)
         print(f"  {moto.counted / args.duration:,.0f} items/s, {time.perf_counter() - phase:.1f} s", flush=True)
-        print("analytics: funnel report read cost at 10k/100k/1M events, and the 1M-event check path...", flush=True)
+        print("analytics: funnel report read cost at 10k/100k/1M events...", flush=True)
         phase = time.perf_counter()
         figures = analytics_bench.measure()
         print(f"  {time.perf_counter() - phase:.1f} s", flush=True)
-        print(f"TUI screens at {args.tui_customers:,} customers / {args.tui_customers * 10:,} events...", flush=True)
+        print(f"TUI screens at {args.tui_customers:,} customers x 10 events + a heavy one...", flush=True)
         phase = time.perf_counter()
         screens, tui_info = tui_bench.measure(args.tui_customers)
         print(f"  {time.perf_counter() - phase:.1f} s", flush=True)
@@ -1111,34 +1011,11 @@ def main(argv: list[str] | None = None) -> int:
     boto_ms = statistics.median(boto_times) * 1000
     errors = sum(r.stats.bad_requests for r in runs), sum(r.stats.bad_events for r in runs)
 
-    rows = [
-        Row(
-            "write units per accepted event, collect path (mean)",
-            f"{units.collect:.3f} WU",
-            f"{units.naive_mean:.3f} WU (naive 3)",
-            f"{units.collect / units.naive_mean:.3f}",
-            f"≤ {WU_TARGET:g} WU",
-            yes(units.collect <= WU_TARGET),
-        ),
-        Row(
-            "write units per accepted event, collect + process (mean)",
-            f"{units.collect + units.process:.3f} WU ({units.process:.3f} process)",
-            f"{units.naive_mean:.3f} WU (naive 3)",
-            f"{(units.collect + units.process) / units.naive_mean:.3f}",
-            f"≤ {WU_END_TO_END_TARGET:g} WU",
-            yes(units.collect + units.process <= WU_END_TO_END_TARGET),
-        ),
-        Row(
-            "event item write units, p95",
-            f"{units.p95:g} WU",
-            "—",
-            "—",
-            "— (reported)",
-            "—",
-        ),
+    rows = cost_rows(workloads)
+    rows += [
         Row(
             f"processing lag at a steady {args.steady_rate:g} events/s ({steady_events:,} events)",
-            f"{steady_lag:.1f} s",
+            seconds_or_failed(steady_lag),
             "—",
             "—",
             f"< {LAG_TARGET:g} s",
@@ -1146,7 +1023,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         Row(
             "processing backlog after the best throughput run: stream runner caught up after the load",
-            f"{units.drain_seconds:.1f} s",
+            seconds_or_failed(drain),
             "—",
             "—",
             "— (reported: the collector outruns processing on moto)",
@@ -1192,30 +1069,27 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ]
     rows += analytics_rows(figures)
-    rows += [
-        Row(
-            f"TUI screen `{f.screen}`: reads at {args.tui_customers:,} customers, {args.tui_customers * 10:,} events",
-            f"{f.requests} requests, {f.ms:.0f} ms",
-            "—",
-            "—",
-            f"≤ {tui_bench.SCREEN_REQUEST_TARGET} requests, ≤ {tui_bench.SCREEN_MS_TARGET:g} ms",
-            yes(f.requests <= tui_bench.SCREEN_REQUEST_TARGET and f.ms <= tui_bench.SCREEN_MS_TARGET),
-        )
-        for f in screens
-    ]
+    rows += tui_rows(screens, tui_info)
     header["elapsed"] = f"{time.perf_counter() - began:.0f} s"
+    header["scale"] = (
+        f"throughput {args.warmup:g} + {args.duration:g} s per configuration (workers {args.workers}, clients "
+        f"{args.clients}); steady lag {args.steady_rate:g} events/s for {args.duration:g} s; bulk history "
+        f"{args.cost_customers} customers x 14 days; live {args.live_rate:g} events/s for {args.live_seconds:g} s; "
+        f"worst {args.worst_visits} visits at once, {args.live_rate:g} events/s for {args.worst_seconds:g} s; "
+        f"TUI {args.tui_customers:,} customers x 10 events + a heavy merged customer"
+    )
     best_latency = statistics.median(best.stats.latencies) * 1000 if best.stats.latencies else float("nan")
     notes = [
-        f"Write units: every write of the best run ({units.journal_writes:,} items, {units.events:,} events), read "
-        "from the embedded backend's write-ahead journal after the stream runner caught up, computed from item "
-        "sizes with `shared.storage.capacity.write_units` (moto's ConsumedCapacity is not real); transactional "
-        "writes (customer merges) count twice, and a new profile one more unit for its customer-index entry. "
-        "Collect = event and failed-event items; process = identity links, profiles (one profile write per "
-        "customer per batch), segment memberships, history, due-list items and the Audience Entered/Exited "
-        f"events (the starter segments are on). Event item histogram {units.histogram}; mean compressed body "
-        f"{units.mean_bytes:.0f} B vs {units.naive_event_mean_bytes:.0f} B as a JSON string. Naive 3 = "
-        "JSON-string event item + de-duplication marker item + profile update item, per event. Reads "
-        "(de-duplication, profile reads) cost read units, not counted here.",
+        "Write and read units (benchmarks/cost_bench.py, benchmarks/meter.py): each workload runs a fresh embedded "
+        "backend with the metering proxy in front of it and `footfall serve --endpoint-url <proxy>`, so every "
+        "request of the collector workers, the stream runner and the scheduler is billed as AWS bills it (item "
+        "size per 1 KB written / 4 KB read, the larger of before and after, transaction actions 2x, index entries, "
+        "deletes, failed conditions; the rules and their sources are in meter.py's docstring). The stream runner "
+        f"batches like the template's mapping (BatchSize 1000, {cost_bench.BATCH_WINDOW:g} s window). Events come "
+        "from shared/simulate.py. Per-entity ledgers below the table; `event/default` are the collector's event "
+        "items, `event/footfall` the Audience Entered/Exited events processing writes, `pk:ID`/`pk:CUSTOMER` reads "
+        "of items that did not exist (de-duplication and first-profile lookups). Naive 3 = each event's own event "
+        "item units + 1 de-duplication marker + 1 profile update.",
         "Events: 3 of 4 bodies as analytics.js sends them from browsers (page calls, Product Viewed, Product Added "
         "with cart_id, Order Completed with 2-3 products, identify with email/name/plan; context.page, userAgent, "
         "userAgentData, locale, timezone, ip, UTM campaign), 1 of 4 built by the official analytics-python SDK "
@@ -1239,15 +1113,24 @@ def main(argv: list[str] | None = None) -> int:
         "10k/100k/1M synthetic shop events over 30 days (each customer's cells, summed) are put into an in-process "
         "moto table with the embedded backend's partition indexes; a 30-day report is read 5 times (requests "
         "counted with a botocore hook: the definitions GetItem and one Query; median latency shown, moto's "
-        "in-process cost included). Check path: `check_funnel` over 1M shuffled raw rows; baseline: sorting them."
+        "in-process cost included)."
     )
+    check = tui_info["check"]
     notes.append(
-        f"TUI (benchmarks/tui_bench.py): {tui_info['items']:,} items put straight into an in-process moto table "
-        f"(event items, profiles folded from the events, links, {tui_info['counter_items']:,} counter items from "
-        "every customer's analytics cells, the starter segments with memberships for 2% of the customers, live "
-        "feed, a failed event) in "
-        f"{tui_info['fill_seconds']:.0f} s; each screen's data-source reads (what it calls when it opens) timed, "
-        "median of 3, in-process (no HTTP), requests counted with a botocore hook; rendering is not included."
+        f"TUI (benchmarks/tui_bench.py): {tui_info['items']:,} items in a table made from TABLE_DEFINITION (stream "
+        f"enabled) in an in-process moto, in {tui_info['fill_seconds']:.0f} s: {check.customers:,} customers, "
+        f"{check.events:,} events (one heavy merged customer with {len(tui_bench.HEAVY_IDENTITIES)} identities and "
+        f"{len(tui_bench.HEAVY_IDENTITIES) * tui_bench.HEAVY_EVENTS_EACH:,} events, plus its merged tombstone), "
+        f"profiles folded by processing's code, links, {tui_info['counter_items']:,} counter items; every customer "
+        "evaluated against the starter segments through the product's write path "
+        f"({tui_info['transitions']:,} entries: memberships, due list, audience events, history, sizes "
+        f"{tui_info['segment_sizes']}); {tui_bench.FAILED_EVENTS} failed events; {tui_bench.LIVE_ITEMS} live "
+        "items. Each screen's data-source reads (what it calls when it opens) timed, median of 3, requests counted "
+        "with a botocore hook, read units from one metered pass (benchmarks/meter.py); in-process, then through "
+        "`footfall serve` over HTTP on the same data (saved as the embedded backend's snapshot; serve started in "
+        f"{tui_info.get('serve_start_seconds', 0):.0f} s). Rendering is not included. Check path: "
+        "`services.analytics.recompute` (what `funnels show --check` and `retention --check` run) on that table; "
+        "baseline: its pure part (`domain.analytics.recompute`) on the same events already in memory."
     )
     samples = [s for r in runs for s in r.stats.samples][:3]
     if samples:
@@ -1257,11 +1140,104 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(
                 f"`footfall serve --workers {r.workers}` ({r.clients} clients) died during its run: {r.died!r}"
             )
+    ledgers = [line for workload in workloads for line in cost_bench.ledger_table(workload)]
     print()
     print_table(rows)
-    args.output.write_text(render(rows, header, notes))
+    args.output.write_text(render(rows, header, notes, ledgers))
     print(f"\nwritten to {args.output}")
-    return 0
+    failures = cost_bench.problems(workloads)
+    failures += [
+        f"{what}: processing did not catch up"
+        for what, lag in (("steady load", steady_lag), ("best run", drain))
+        if math.isinf(lag)
+    ]
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def tui_rows(screens: list[tui_bench.ScreenFigure], info: dict[str, Any]) -> list[Row]:
+    check = info["check"]
+    scale = f"{check.customers:,} customers, {check.events:,} events"
+    rows = [
+        Row(
+            f"TUI screen `{f.screen}` ({f.path}): reads at {scale}",
+            f"{f.requests} requests, {f.ms:.0f} ms, {f.ru:.1f} RU",
+            "—",
+            "—",
+            f"≤ {tui_bench.SCREEN_REQUEST_TARGET} requests, < {tui_bench.SCREEN_MS_TARGET:g} ms",
+            yes(f.requests <= tui_bench.SCREEN_REQUEST_TARGET and f.ms < tui_bench.SCREEN_MS_TARGET),
+        )
+        for f in screens
+    ]
+    rows.append(
+        Row(
+            f"check path (`--check`: services.analytics.recompute) at {scale}",
+            f"{check.seconds:.1f} s, {check.requests:,} requests",
+            f"{check.baseline_seconds:.2f} s (domain recompute, events in memory)",
+            f"{check.seconds / check.baseline_seconds:.1f}",
+            f"≤ {tui_bench.CHECK_TARGET_SECONDS:g} s",
+            yes(check.seconds <= tui_bench.CHECK_TARGET_SECONDS),
+        )
+    )
+    return rows
+
+
+def seconds_or_failed(seconds: float) -> str:
+    return "FAILED (did not catch up)" if math.isinf(seconds) else f"{seconds:.1f} s"
+
+
+def cost_rows(workloads: list[cost_bench.Workload]) -> list[Row]:
+    """Write and read units per event of each workload, against the design's targets; FAILED when not caught up."""
+    rows = []
+    for workload in workloads:
+        events = f"{workload.events:,} events"
+        naive = _naive(workload)
+        target = cost_bench.TARGETS[workload.name]
+        if not workload.caught_up:
+            rows.append(Row(f"WU per event, {workload.name} ({events})", "FAILED", "—", "—", f"≤ {target:g}", "no"))
+            continue
+        rows.append(
+            Row(
+                f"WU per event end-to-end, {workload.name} ({events}, caught up {workload.lag:.1f} s after)",
+                f"{workload.wu:.2f} WU",
+                f"{naive:.2f} WU (naive 3)",
+                f"{workload.wu / naive:.2f}",
+                f"≤ {target:g} WU",
+                yes(workload.wu <= target),
+            )
+        )
+        rows.append(
+            Row(
+                f"WU per accepted event, collect path, {workload.name}",
+                f"{workload.collect_wu:.2f} WU",
+                f"{naive:.2f} WU (naive 3)",
+                f"{workload.collect_wu / naive:.2f}",
+                f"≤ {cost_bench.TARGETS['collect']:g} WU",
+                yes(workload.collect_wu <= cost_bench.TARGETS["collect"]),
+            )
+        )
+        rows.append(
+            Row(
+                f"RU per event end-to-end, {workload.name}",
+                f"{workload.ru:.2f} RU",
+                "—",
+                "—",
+                f"≤ {cost_bench.TARGETS['reads']:g} RU",
+                yes(workload.ru <= cost_bench.TARGETS["reads"]),
+            )
+        )
+    return rows
+
+
+def _naive(workload: cost_bench.Workload) -> float:
+    """Naive 3 for the same events: their own event-item units, a de-duplication marker and a profile update each."""
+    events = sum(
+        line.total_wu
+        for name, line in workload.ledger.entities.items()
+        if name.startswith("event/") and name != cost_bench.PROCESSING_EVENTS
+    )
+    return events / max(workload.events, 1) + 2
 
 
 def analytics_rows(figures: analytics_bench.Figures) -> list[Row]:
@@ -1277,16 +1253,6 @@ def analytics_rows(figures: analytics_bench.Figures) -> list[Row]:
         )
         for events, (requests, ms, items) in sorted(figures.reads.items())
     ]
-    rows.append(
-        Row(
-            f"check path: 4-step funnel recomputed over {figures.check_events:,} raw events (pure Python)",
-            f"{figures.check_seconds:.2f} s",
-            f"{figures.sort_seconds:.2f} s (sorting the same rows)",
-            f"{figures.check_seconds / figures.sort_seconds:.2f}",
-            f"≤ {analytics_bench.CHECK_TARGET_SECONDS:g} s",
-            yes(figures.check_seconds <= analytics_bench.CHECK_TARGET_SECONDS),
-        )
-    )
     return rows
 
 

@@ -1,36 +1,66 @@
-"""TUI figures for `make bench`: DynamoDB requests and time for each screen's reads at 100k customers, 1M events.
+"""TUI figures for `make bench`: DynamoDB requests, read units and time of each screen's reads, on realistic data,
+in-process and through `footfall serve` over HTTP; and the `--check` path the product runs (`recompute`).
 
-The table (moto in-process, with the embedded backend's partition indexes, as `footfall serve` runs it) is filled
-with what the pipeline leaves behind for synthetic shop traffic: every event item, every customer's profile
-(folded from their events by the same code as processing), each customer's analytics cells summed into the
-counters, the starter segments with a membership and its history for a share of the customers, a live feed and
-some failed events. Each screen's data-source reads (`tui.data.StoreDataSource`, what the screen calls when it
-opens) are then timed (median of 3) and their requests counted with a botocore hook.
+The table is created from `TABLE_DEFINITION` (stream included) in an in-process moto, and filled with what the
+pipeline leaves behind for synthetic shop traffic:
+- every event item, every customer's profile folded from their events by processing's own code, their identity
+  links, each customer's analytics cells summed into the counter items (straight into moto's table model: fast);
+- a heavy merged customer: three identities (two devices, then a login) with thousands of events, and the
+  tombstone of the profile merged into it;
+- segment memberships of *every* customer under the starter rules, written by the product's own path
+  (`evaluate_customers` → conditional membership writes and the due list; `record_membership_changes` → audience
+  events, history items and size counters): segment sizes and history in the thousands;
+- hundreds of failed events over the last days; a full live feed (more live items than the screen reads).
+The fill's own stream records are dropped once it is done (as if processed), so `footfall serve` starts idle.
+
+Each screen's data-source reads (`tui.data.StoreDataSource`, what the screen calls when it opens) are timed (median
+of 3) with requests counted by a botocore hook; one more pass through `benchmarks/meter.py` bills their read units.
+Then the moto state is saved as the embedded backend's snapshot in a fresh data dir, `footfall serve` is started on
+it, and the same reads are timed through its DynamoDB endpoint over HTTP (as `footfall tui` runs them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pickle
 import random
+import shutil
+import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from shared.domain import analytics
-from shared.domain.events import CallType, TrackingEvent
+from shared.domain.events import CallType, TrackingEvent, format_timestamp
 from shared.domain.failures import FailedEvent, new_failure_id
+from shared.domain.identity import split_identity
 from shared.domain.profiles import CustomerProfile, apply_events
 from shared.local.stack import STARTERS as SEGMENT_STARTERS
 from shared.ports import Link, StoredProfile
 from shared.services.analytics import STARTERS as ANALYTICS_STARTERS
 
+ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["page", "Product Viewed", "Product Viewed", "Product Added", "Checkout Started", "Order Completed"]
 SCREEN_REQUEST_TARGET = 10
-SCREEN_MS_TARGET = 500.0
+SCREEN_MS_TARGET = 200.0
+"""DESIGN.md: any TUI screen < 200 ms locally through the real data source."""
+CHECK_TARGET_SECONDS = 2.0
+TABLE = "footfall"
+HEAVY = "u:heavy"
+HEAVY_IDENTITIES = ("u:heavy", "a:heavy-phone", "a:heavy-laptop")
+HEAVY_EVENTS_EACH = 1_000
+FAILED_EVENTS = 400
+LIVE_ITEMS = 40
+CHUNK = 1_000
 
 
 @dataclass
@@ -38,25 +68,29 @@ class ScreenFigure:
     screen: str
     requests: int
     ms: float
+    ru: float = 0.0
+    path: str = "in-process"
 
 
-def _events(customer: int, rng: random.Random, now: datetime, count: int) -> list[TrackingEvent]:
+def _events(identity: str, rng: random.Random, now: datetime, count: int, tag: str) -> list[TrackingEvent]:
+    kind, value = split_identity(identity)
     moment = now - timedelta(days=rng.random() * 30)
     events = []
     for index in range(count):
         moment += timedelta(seconds=rng.expovariate(1 / 600))
         name = rng.choice(NAMES)
-        kind = CallType.PAGE if name == "page" else CallType.TRACK
-        properties = {"revenue": 40 + index} if name == "Order Completed" else {"product_id": f"p{index % 7}"}
+        call = CallType.PAGE if name == "page" else CallType.TRACK
+        properties = {"revenue": 40 + index % 90} if name == "Order Completed" else {"product_id": f"p{index % 7}"}
         events.append(
             TrackingEvent(
                 source_id="web",
-                message_id=f"m{customer}-{index}",
-                type=kind,
+                message_id=f"m{tag}-{index}",
+                type=call,
                 timestamp=min(moment, now),
                 received_at=min(moment, now),
-                user_id=f"c{customer}",
-                event=None if kind is CallType.PAGE else name,
+                user_id=value if kind == "u" else None,
+                anonymous_id=value if kind == "a" else None,
+                event=None if call is CallType.PAGE else name,
                 properties=properties,
                 traits={},
             )
@@ -64,25 +98,52 @@ def _events(customer: int, rng: random.Random, now: datetime, count: int) -> lis
     return events
 
 
-def fill(table: Any, customers: int, events_each: int, now: datetime) -> dict[str, Any]:
-    """Put what the pipeline would have stored for this traffic straight into moto's table."""
+@dataclass
+class Filled:
+    info: dict[str, Any]
+    by_customer: dict[str, list[TrackingEvent]]
+    """Every customer's events (the check path's input, for its in-memory baseline)."""
+
+
+def fill(table: Any, store: Any, customers: int, events_each: int, now: datetime) -> Filled:
+    """Put what the pipeline would have stored for this traffic into moto's table (see the module docstring)."""
+    from shared.services.segments import evaluate_customers, rules_of
     from shared.storage import items
     from shared.storage.dynamo import serialize
 
     rng = random.Random(5)
     document = json.loads(ANALYTICS_STARTERS.read_text())
+    store.put_analytics_definitions(document)
     definitions = analytics.parse_definitions(document)
+    rules = rules_of(store.list_segments())
     counters: analytics.Cells = {}
+    by_customer: dict[str, list[TrackingEvent]] = {}
     put = table.put_item
-    for number in range(customers):
-        events = _events(number, rng, now, events_each)
-        customer_id = f"u:c{number}"
-        for event in events:
-            put(serialize(items.event_to_item(event)))
-        profile = apply_events(CustomerProfile(customer_id=customer_id, identities=(customer_id,)), events)
-        put(serialize(items.profile_to_item(StoredProfile(profile, version=1))))
-        put(serialize(items.link_item(Link(customer_id, customer_id, events[0].message_id, now.isoformat()))))
-        analytics.add(counters, analytics.customer_cells(customer_id, events, definitions, now=now))
+    people = [(f"u:c{n}", (f"u:c{n}",)) for n in range(customers)] + [(HEAVY, HEAVY_IDENTITIES)]
+    transitions = 0
+    for start in range(0, len(people), CHUNK):
+        chunk: dict[str, StoredProfile] = {}
+        for customer_id, identities in people[start : start + CHUNK]:
+            heavy = customer_id == HEAVY
+            events = []
+            for identity in identities:
+                count = HEAVY_EVENTS_EACH if heavy else events_each
+                events += _events(identity, rng, now, count, tag=identity)
+            events.sort(key=lambda e: e.timestamp)
+            for event in events:
+                put(serialize(items.event_to_item(event)))
+            profile = apply_events(CustomerProfile(customer_id=customer_id, identities=identities), events)
+            stored = StoredProfile(profile, version=1)
+            put(serialize(items.profile_to_item(stored)))
+            for identity in identities:
+                put(serialize(items.link_item(Link(identity, customer_id, events[0].message_id, now.isoformat()))))
+            analytics.add(counters, analytics.customer_cells(customer_id, events, definitions, now=now))
+            by_customer[customer_id] = events
+            chunk[customer_id] = stored
+        transitions += _memberships(store, chunk, by_customer, rules, now, evaluate_customers)
+    # the profile merged into the heavy customer: a tombstone pointing at it
+    merged = CustomerProfile(customer_id=HEAVY_IDENTITIES[2], identities=(HEAVY_IDENTITIES[2],), merged_into=HEAVY)
+    put(serialize(items.profile_to_item(StoredProfile(merged, version=2))))
     for (pk, sk), counts in counters.items():
         put(
             {
@@ -92,10 +153,161 @@ def fill(table: Any, customers: int, events_each: int, now: datetime) -> dict[st
                 **{a: {"N": str(n)} for a, n in counts.items()},
             }
         )
-    return {"document": document, "counter_items": len(counters)}
+    _failed_and_live(store, now)
+    return Filled({"counter_items": len(counters), "transitions": transitions}, by_customer)
 
 
-def measure(customers: int = 100_000, events_each: int = 10) -> tuple[list[ScreenFigure], dict[str, Any]]:
+def _memberships(
+    store: Any,
+    chunk: dict[str, StoredProfile],
+    by_customer: dict[str, list[TrackingEvent]],
+    rules: list[Any],
+    now: datetime,
+    evaluate_customers: Callable[..., Any],
+) -> int:
+    """Every rule on every customer of the chunk, written as processing writes it (memberships, due list, audience
+    events, history, sizes)."""
+    from shared.services.segments import MembershipChange, record_membership_changes
+
+    versions = {rule.id: rule.version for rule in rules}
+    found = evaluate_customers(
+        store,
+        list(chunk),
+        rules,
+        now=now,
+        profiles=chunk,
+        events={c: by_customer[c] for c in chunk},
+        memberships={c: {} for c in chunk},
+    )
+    at = format_timestamp(now)
+    changes = [
+        MembershipChange(
+            t.segment_id, t.customer_id, t.entered, at, versions[t.segment_id], t.reason, split_identity(t.customer_id)
+        )
+        for t in found
+    ]
+    record_membership_changes(store, changes)
+    return len(changes)
+
+
+def _failed_and_live(store: Any, now: datetime) -> None:
+    failures = [
+        FailedEvent(
+            new_failure_id(now - timedelta(hours=number * 0.25), f"b{number:05d}"),
+            now - timedelta(hours=number * 0.25),
+            "POST /v1/batch",
+            "properties.revenue: not a number",
+            400,
+            json.dumps({"type": "track", "event": "Order Completed", "properties": {"revenue": "n/a"}}).encode(),
+        )
+        for number in range(FAILED_EVENTS)
+    ]
+    store.put_failed(failures)
+    for number in range(LIVE_ITEMS):
+        feed = [
+            {
+                "at": (now - timedelta(seconds=number * 50 + index)).isoformat(),
+                "event": NAMES[index % len(NAMES)],
+                "customer": f"u:c{index}",
+                "source": "web",
+                "channel": "web",
+                "message_id": f"live-{number}-{index}",
+            }
+            for index in range(50)
+        ]
+        store.put_live(f"{number:06d}", feed, now=now.timestamp() - number)
+
+
+def screens(source: Any, segment: str, now: datetime) -> dict[str, Callable[[], Any]]:
+    return {
+        "Overview": lambda: source.overview(now=now),
+        "Customers": lambda: source.customers(limit=50),
+        "Customer detail": lambda: (source.customer("u:c7", now=now), source.timing("u:c7")),
+        "Customer detail (heavy merged)": lambda: (source.customer(HEAVY, now=now), source.timing(HEAVY)),
+        "Segments": lambda: source.segments(now=now),
+        "Segment detail": lambda: (source.segment(segment, now=now), _first(source.segment_members(segment), 50)),
+        "Funnels": lambda: (
+            source.funnels(),
+            source.funnel("purchase", start=(now - timedelta(days=29)).date(), end=now.date()),
+        ),
+        "Retention": lambda: source.retention(by="day", cumulative=False, today=now.date()),
+        "Live": lambda: source.live(limit=100),
+        "Failed": lambda: source.failed(limit=50, now=now),
+    }
+
+
+def time_screens(
+    client: Any, side_client: Any, source: Any, segment: str, now: datetime, path: str
+) -> list[ScreenFigure]:
+    """Median of 3 timed reads per screen (requests counted), then one metered read for its read units."""
+    from meter import Meter
+
+    requests = {"n": 0}
+
+    def count(**_: Any) -> None:
+        requests["n"] += 1
+
+    client.meta.events.register("before-call.dynamodb", count)
+    figures = []
+    for name, read in screens(source, segment, now).items():
+        times, counts = [], []
+        for _ in range(3):
+            requests["n"] = 0
+            started = time.perf_counter()
+            read()
+            times.append(time.perf_counter() - started)
+            counts.append(requests["n"])
+        figures.append(ScreenFigure(name, max(counts), statistics.median(times) * 1000, path=path))
+    client.meta.events.unregister("before-call.dynamodb", count)
+    meter = Meter.for_client(client, side_client)
+    for figure, read in zip(figures, screens(source, segment, now).values(), strict=True):
+        meter.reset()
+        read()
+        figure.ru = meter.snapshot().ru
+        print(
+            f"  {path:10} {figure.screen:31} {figure.requests:>4} requests {figure.ms:8.1f} ms {figure.ru:8.1f} RU",
+            flush=True,
+        )
+    return figures
+
+
+@dataclass
+class CheckFigure:
+    seconds: float
+    requests: int
+    baseline_seconds: float
+    customers: int
+    events: int
+
+
+def time_check(client: Any, store: Any, filled: Filled, now: datetime) -> CheckFigure:
+    """`services.analytics.recompute` (what `--check` runs) against its pure part on the same events in memory."""
+    from shared.services import analytics as analytics_service
+
+    requests = {"n": 0}
+
+    def count(**_: Any) -> None:
+        requests["n"] += 1
+
+    client.meta.events.register("before-call.dynamodb", count)
+    started = time.perf_counter()
+    analytics_service.recompute(store, now=now)
+    seconds = time.perf_counter() - started
+    client.meta.events.unregister("before-call.dynamodb", count)
+    definitions = analytics_service.definitions_of(store)
+    started = time.perf_counter()
+    analytics.recompute(filled.by_customer, definitions, now=now)
+    baseline = time.perf_counter() - started
+    events = sum(len(v) for v in filled.by_customer.values())
+    print(
+        f"  check path: recompute {seconds:.1f} s, {requests['n']:,} requests; in memory {baseline:.2f} s", flush=True
+    )
+    return CheckFigure(seconds, requests["n"], baseline, len(filled.by_customer), events)
+
+
+def measure(
+    customers: int = 20_000, events_each: int = 10, *, http: bool = True
+) -> tuple[list[ScreenFigure], dict[str, Any]]:
     import boto3
     from moto import mock_aws
     from moto.dynamodb.models import dynamodb_backends
@@ -111,63 +323,87 @@ def measure(customers: int = 100_000, events_each: int = 10) -> tuple[list[Scree
     now = datetime.now(UTC).replace(microsecond=0)
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        definition = {k: v for k, v in TABLE_DEFINITION.items() if k != "StreamSpecification"}  # no stream: faster
-        client.create_table(TableName="tui", **definition)
-        table = dynamodb_backends["123456789012"]["us-east-1"].get_table("tui")
+        client.create_table(TableName=TABLE, **TABLE_DEFINITION)
+        backend = dynamodb_backends["123456789012"]["us-east-1"]
+        table = backend.get_table(TABLE)
+        store = DynamoTrackingStore(TABLE, client=client)
+        apply_segments(store, json.loads(SEGMENT_STARTERS.read_text()), source="starters", now=now, customers=[])
         began = time.perf_counter()
-        info = fill(table, customers, events_each, now)
-        store = DynamoTrackingStore("tui", client=client)
-        store.put_analytics_definitions(info["document"])
-        starters = json.loads(SEGMENT_STARTERS.read_text())
-        apply_segments(
-            store, starters, source="starters", now=now, customers=[f"u:c{n}" for n in range(0, customers, 50)]
-        )
-        store.put_live(
-            "1",
-            [
-                {
-                    "at": now.isoformat(),
-                    "event": "page",
-                    "customer": "u:c1",
-                    "source": "web",
-                    "channel": "web",
-                    "message_id": "x",
-                }
-            ],
-        )
-        store.put_failed([FailedEvent(new_failure_id(now, "bench"), now, "POST /v1/track", "bad json", 400, b"{")])
+        filled = fill(table, store, customers, events_each, now)
+        info = dict(filled.info)
         info["fill_seconds"] = time.perf_counter() - began
+        table.stream_shard.items.clear()  # the fill's records: as if processed already
         info["items"] = sum(len(p) if isinstance(p, dict) else 1 for p in table.items.values())
+        info["stream"] = table.stream_specification
         source = StoreDataSource(store)
-        segment = store.list_segments()[0].id
-        screens: dict[str, Callable[[], Any]] = {
-            "Overview": lambda: source.overview(now=now),
-            "Customers": lambda: source.customers(limit=50),
-            "Customer detail": lambda: (source.customer("u:c7", now=now), source.timing("u:c7")),
-            "Segments": lambda: source.segments(now=now),
-            "Segment detail": lambda: (source.segment(segment, now=now), _first(source.segment_members(segment), 50)),
-            "Funnels": lambda: (
-                source.funnels(),
-                source.funnel("purchase", start=(now - timedelta(days=29)).date(), end=now.date()),
-            ),
-            "Retention": lambda: source.retention(by="day", cumulative=False, today=now.date()),
-            "Live": lambda: source.live(limit=100),
-            "Failed": lambda: source.failed(limit=50, now=now),
-        }
-        requests = {"n": 0}
-        client.meta.events.register("before-call.dynamodb", lambda **_: requests.__setitem__("n", requests["n"] + 1))
-        figures = []
-        for name, read in screens.items():
-            times, counts = [], []
-            for _ in range(3):
-                requests["n"] = 0
-                started = time.perf_counter()
-                read()
-                times.append(time.perf_counter() - started)
-                counts.append(requests["n"])
-            figures.append(ScreenFigure(name, max(counts), statistics.median(times) * 1000))
-            print(f"  {name:16} {max(counts):>3} requests  {statistics.median(times) * 1000:7.1f} ms", flush=True)
-        return figures, info
+        sizes = {row.segment_id: row.size or 0 for row in source.segments(now=now)}
+        segment = max(sizes, key=lambda s: sizes[s])
+        info["segment"] = (segment, sizes[segment])
+        info["segment_sizes"] = sizes
+        side = boto3.client("dynamodb", region_name="us-east-1")
+        figures = time_screens(client, side, source, segment, now, "in-process")
+        info["check"] = time_check(client, store, filled, now)
+        if http:
+            figures += _over_http(backend, segment, now, info)
+    return figures, info
+
+
+def _over_http(backend: Any, segment: str, now: datetime, info: dict[str, Any]) -> list[ScreenFigure]:
+    """Save the state as the embedded backend's snapshot, start `footfall serve` on it, read through its endpoint."""
+    import boto3
+    from botocore.config import Config
+
+    from shared.local.backend import SNAPSHOT_NAME
+    from shared.local.stack import read_info
+    from shared.storage.dynamo import DynamoTrackingStore, make_client
+    from tui.data import StoreDataSource
+
+    data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-tui-"))
+    started = time.perf_counter()
+    with (data_dir / SNAPSHOT_NAME).open("wb") as handle:
+        pickle.dump(
+            {"generation": 1, "backends": {"123456789012": {"us-east-1": backend}}},
+            handle,
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    footfall = Path(sys.executable).parent / "footfall"
+    log = (data_dir / "serve.log").open("w")
+    process = subprocess.Popen(
+        [str(footfall), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while (stack := read_info(data_dir)) is None:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"footfall serve did not start: {(data_dir / 'serve.log').read_text()[-600:]}")
+            time.sleep(0.2)
+        info["serve_start_seconds"] = time.perf_counter() - started
+        client = make_client(endpoint_url=stack.dynamodb_endpoint, region=stack.region)
+        side = boto3.client(
+            "dynamodb",
+            endpoint_url=stack.dynamodb_endpoint,
+            region_name=stack.region,
+            aws_access_key_id="footfall",
+            aws_secret_access_key="footfall",
+            config=Config(account_id_endpoint_mode="disabled"),
+        )
+        source = StoreDataSource(DynamoTrackingStore(stack.table, client=client))
+        return time_screens(client, side, source, segment, now, "HTTP")
+    finally:
+        with contextlib.suppress(Exception):
+            process.terminate()
+            process.wait(timeout=30)
+        if process.poll() is None:
+            process.kill()
+        log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _first(values: Any, count: int) -> list[Any]:
@@ -180,6 +416,5 @@ def _first(values: Any, count: int) -> list[Any]:
 
 
 if __name__ == "__main__":
-    import sys
-
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     measure(int(sys.argv[1]) if len(sys.argv) > 1 else 2_000)

@@ -651,10 +651,13 @@ def cmd_segments_members(args: argparse.Namespace) -> int:
 
 def cmd_segments_history(args: argparse.Namespace) -> int:
     store, _ = _store(args)
-    data = [
-        {"at": at, "customer_id": cid, "change": "entered" if entered else "exited"}
-        for at, cid, entered in store.segment_history(args.segment)
-    ]
+    # `--last N` reads only the N latest (one newest-first Query); the whole history only when asked for it.
+    rows = (
+        store.recent_segment_history(args.segment, limit=args.last)
+        if args.last is not None
+        else store.segment_history(args.segment)
+    )
+    data = [{"at": at, "customer_id": cid, "change": "entered" if entered else "exited"} for at, cid, entered in rows]
     _print(
         args,
         data,
@@ -1051,6 +1054,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg_members.set_defaults(func=cmd_segments_members)
     seg_history = segment_commands.add_parser("history", help="entries and exits, oldest first")
     seg_history.add_argument("segment")
+    seg_history.add_argument("--last", type=int, metavar="N", help="only the N latest, newest first")
     seg_history.set_defaults(func=cmd_segments_history)
     seg_explain = segment_commands.add_parser("explain", help="why a customer is in or out, and when that changes")
     seg_explain.add_argument("segment")

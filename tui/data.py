@@ -24,7 +24,7 @@ from shared.domain.reports import (
     SegmentSize,
     TimingReport,
 )
-from shared.ports import Page, StoredProfile, StoredSegment
+from shared.ports import Page, StoredProfile
 
 if TYPE_CHECKING:
     from shared.storage.dynamo import DynamoTrackingStore
@@ -147,42 +147,8 @@ class DataSource(Protocol):
     def customer(self, customer_id: str, *, now: datetime) -> CustomerView: ...
     def timing(self, customer_id: str) -> TimingReport: ...
     def customer_rows(self, customer_ids: Sequence[str]) -> list[CustomerRow]: ...
-    def segments(self, *, now: datetime) -> list[SegmentRow]:
-        return [self._segment_row(segment, sizes) for segment, sizes in self._segments_and_sizes(now)]
-
-    def segment(self, segment_id: str, *, now: datetime) -> SegmentView:
-        found = [(segment, sizes) for segment, sizes in self._segments_and_sizes(now) if segment.id == segment_id]
-        if not found:
-            raise NotFound(f"no segment {segment_id!r}")
-        segment, sizes = found[0]
-        history = self.store.segment_history(segment_id)[-HISTORY_SHOWN:]
-        return SegmentView(
-            row=self._segment_row(segment, sizes),
-            definition=dict(segment.definition),
-            history=tuple(HistoryEntry(at, cid, entered) for at, cid, entered in reversed(history)),
-        )
-
-    def _segments_and_sizes(self, now: datetime) -> list[tuple[StoredSegment, dict[str, SegmentSize]]]:
-        try:
-            found: list[SegmentSize] = service("overview", "segment_sizes")(self.store, now=now)
-            sizes = {size.segment_id: size for size in found}
-        except NotAvailable:
-            sizes = {}
-        return [(segment, sizes) for segment in sorted(self.store.list_segments(), key=lambda s: s.id)]
-
-    @staticmethod
-    def _segment_row(segment: StoredSegment, sizes: dict[str, SegmentSize]) -> SegmentRow:
-        size = sizes.get(segment.id)
-        return SegmentRow(
-            segment_id=segment.id,
-            name=segment.name,
-            description=str(segment.definition.get("description", "")),
-            version=segment.version,
-            applied_at=segment.applied_at,
-            size=size.size if size else None,
-            trend=tuple(size.trend) if size else (),
-        )
-
+    def segments(self, *, now: datetime) -> list[SegmentRow]: ...
+    def segment(self, segment_id: str, *, now: datetime) -> SegmentView: ...
     def segment_members(self, segment_id: str) -> Iterator[str]: ...
     def funnels(self) -> list[FunnelRef]: ...
     def funnel(self, funnel_id: str, *, start: date, end: date) -> FunnelReport: ...
@@ -368,11 +334,11 @@ class StoreDataSource:
         if segment_id not in rows:
             raise NotFound(f"no segment {segment_id!r}")
         definition = next(s.definition for s in self.store.list_segments() if s.id == segment_id)
-        history = self.store.segment_history(segment_id)[-HISTORY_SHOWN:]
+        history = self.store.recent_segment_history(segment_id, limit=HISTORY_SHOWN)  # newest first
         return SegmentView(
             row=rows[segment_id],
             definition=dict(definition),
-            history=tuple(HistoryEntry(at, cid, entered) for at, cid, entered in reversed(history)),
+            history=tuple(HistoryEntry(at, cid, entered) for at, cid, entered in history),
         )
 
     def segment_members(self, segment_id: str) -> Iterator[str]:

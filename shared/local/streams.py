@@ -217,6 +217,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between polls of an idle stream")
     parser.add_argument("--sweep-seconds", type=float, default=15.0, help="seconds between sweeps of the due list")
+    parser.add_argument(
+        "--batch-window",
+        type=float,
+        # The bench sets 1 s, the template's MaximumBatchingWindowInSeconds, to batch as Lambda would on AWS.
+        default=float(os.environ.get("FOOTFALL_STREAM_BATCH_WINDOW") or StreamRunner.batch_window),
+        help="seconds to let a partial batch fill (default 0.5, or FOOTFALL_STREAM_BATCH_WINDOW)",
+    )
     args = parser.parse_args(argv)
     from shared.local.backend import die_with_parent
 
@@ -245,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         handler=lambda_handler,
         checkpoint_path=args.data_dir / CHECKPOINT_FILE,
         quarantine=quarantine_into(DynamoTrackingStore(settings.table_name, client=client)),
+        batch_window=args.batch_window,
     )
     from functions.schedule.handler import lambda_handler as schedule_handler
 

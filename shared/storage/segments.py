@@ -195,6 +195,32 @@ class SegmentStorage:
         )
         return [_history_entry(row) for row in rows]
 
+    def recent_segment_history(self, segment_id: str, *, limit: int) -> list[tuple[str, str, bool]]:
+        """The `limit` latest (time, customer id, entered) of a segment, newest first.
+
+        One Query (newest first, `Limit`), so its cost does not grow with the history's length.
+        """
+        values = {":pk": {"S": f"SEGHIST#{segment_id}"}}
+        result: list[tuple[str, str, bool]] = []
+        start: dict[str, Any] | None = None
+        while len(result) < limit:
+            page = self._call(  # type: ignore[attr-defined]
+                self.client.query,
+                TableName=self.table_name,
+                KeyConditionExpression="PK = :pk",
+                ExpressionAttributeValues=values,
+                ScanIndexForward=False,
+                Limit=limit - len(result),
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            for raw in page.get("Items", []):
+                at, customer_id, direction = raw["SK"]["S"].rsplit("#", 2)
+                result.append((at, customer_id, direction == "in"))
+            start = page.get("LastEvaluatedKey")
+            if not start:  # (a page stops short of `Limit` only at 1 MB, or at the end)
+                break
+        return result
+
     def sweep_cursor(self) -> str | None:
         """The last minute the scheduler swept (`yyyy-mm-ddThh:mm`)."""
         item = self._get({"PK": "SCHEDULER", "SK": "CURSOR"}, consistent=True)  # type: ignore[attr-defined]

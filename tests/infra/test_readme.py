@@ -1,4 +1,4 @@
-"""infra/README.md stays honest: every test it names exists, and its cost table follows the measured write units."""
+"""The READMEs stay honest: every test infra/README.md names exists; cost figures follow benchmarks/RESULTS.md."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "infra" / "README.md"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 WRITE_PRICE = 0.625  # USD per million write request units, the price the README states
+READ_PRICE = 0.125  # USD per million read request units
 
 
 def test_every_test_named_here_exists():
@@ -21,33 +22,53 @@ def test_every_test_named_here_exists():
             assert re.search(rf"^def {test}\(", source.read_text(), re.MULTILINE), f"{path}::{test}"
 
 
-def measured(row: str) -> tuple[float, float | None]:
-    """Write units per event from a RESULTS.md row: the total, and the process share when given."""
-    match = re.search(rf"^\| {re.escape(row)} \| ([\d.]+) WU(?: \(([\d.]+) process\))? \|", RESULTS.read_text(), re.M)
-    assert match, row
-    return float(match[1]), float(match[2]) if match[2] else None
+WORKLOADS = {
+    "bulk": "14 days of history in bulk",
+    "live": "live traffic",
+    "worst": "mostly new visitors",
+}
+"""RESULTS.md's workload → the words the README's cost table names it by."""
 
 
-def stated(row: str) -> tuple[float, float]:
-    """Write units per event and dollars per million events from a row of the README's cost table."""
+def measured(prefix: str) -> float:
+    """Units per event of the RESULTS.md row starting with `prefix` (a FAILED row has none: the test fails)."""
+    match = re.search(rf"^\| {re.escape(prefix)}[^|]*\| ([\d.]+) (?:WU|RU) \|", RESULTS.read_text(), re.M)
+    assert match, f"no measured figure for {prefix!r} in RESULTS.md (FAILED, or not run)"
+    return float(match[1])
+
+
+def stated(row: str, unit: str) -> tuple[float, float]:
+    """Units per event and dollars per million events from a row of the README's cost table."""
     match = re.search(
-        rf"^\| {re.escape(row)} \| ([\d.]+) write units? per event[^|]*\| \$([\d.]+)", README.read_text(), re.M
+        rf"^\| {re.escape(row)} \| ([\d.]+) {unit} units? per event[^|]*\| \$([\d.]+)", README.read_text(), re.M
     )
     assert match, row
     return float(match[1]), float(match[2])
 
 
-def test_the_cost_table_uses_the_measured_write_units_and_the_stated_price():
-    assert f"${WRITE_PRICE} per million write request units" in README.read_text()
-    collect, _ = measured("write units per accepted event, collect path (mean)")
-    total, process = measured("write units per accepted event, collect + process (mean)")
-    assert process is not None
-    for row, units in (
-        ("DynamoDB writes, collect", collect),
-        ("DynamoDB writes, process", process),
-        ("DynamoDB writes, collect + process", total),
-    ):
-        written, dollars = stated(row)
+def test_the_cost_table_uses_the_measured_units_and_the_stated_prices():
+    text = " ".join(README.read_text().split())  # prices may be wrapped across lines
+    assert f"${WRITE_PRICE} per million write request units" in text
+    assert f"${READ_PRICE} per million read request units" in text
+    rows = [("DynamoDB writes, collect", "write", WRITE_PRICE, measured("WU per accepted event, collect path, bulk"))]
+    for workload, words in WORKLOADS.items():
+        rows.append(
+            (f"DynamoDB writes, {words}", "write", WRITE_PRICE, measured(f"WU per event end-to-end, {workload} ("))
+        )
+        rows.append((f"DynamoDB reads, {words}", "read", READ_PRICE, measured(f"RU per event end-to-end, {workload}")))
+    for row, unit, price, units in rows:
+        written, dollars = stated(row, unit)
         # a re-run of `make bench` may move the figures a little; more than that and this table must be redone
-        assert abs(written - units) <= 0.05, (row, written, units)
-        assert abs(dollars - written * WRITE_PRICE) <= 0.005 + 1e-9, (row, dollars)  # to the cent
+        assert abs(written - units) <= 0.05 * max(1.0, units), (row, written, units)
+        assert abs(dollars - written * price) <= 0.005 + 1e-9, (row, dollars)  # to the cent
+
+
+def test_the_main_readme_states_the_measured_figures():
+    text = (ROOT / "README.md").read_text()
+    for workload, words in WORKLOADS.items():
+        units = measured(f"WU per event end-to-end, {workload} (")
+        match = re.search(
+            rf"^\| write units per event end-to-end, {re.escape(words)}[^|]*\| \*\*([\d.]+)\*\*", text, re.M
+        )
+        assert match, words
+        assert abs(float(match[1]) - units) <= 0.05 * max(1.0, units), (words, match[1], units)

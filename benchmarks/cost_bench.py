@@ -1,0 +1,413 @@
+"""What the workloads users run cost on DynamoDB, billed as AWS bills it, per entity (part of `make bench`).
+
+Each workload runs the whole local pipeline: a fresh embedded backend, the metering proxy of `benchmarks/meter.py`
+in front of it, and `footfall serve --endpoint-url <proxy>` (collector workers, stream runner, scheduler: every
+DynamoDB call they make goes through the proxy). The stream runner batches as the event source mapping in
+`infra/template.yaml` does (BatchSize 1000, MaximumBatchingWindowInSeconds 1): at a steady rate, about one
+invocation a second. Traffic comes from `shared.simulate` (the demo's simulator, the same corpus and wire formats):
+
+- bulk: `generate` — N customers over 14 days of history, sent as fast as the collector answers;
+- live: then, on the same stack, `live` traffic at a steady rate (a third of visits are the history's customers
+  coming back);
+- worst: on a fresh stack, `live` traffic with no history and a thousand visits at once, so that nearly every
+  event is a new visitor's (little for processing to coalesce), at the same rate.
+
+After the traffic a marker event is sent; processing has caught up when the marker's profile exists and the stream
+holds no record after the runner's checkpoint (nothing queued, no invocation in flight). Within the timeout the
+workload is billed; otherwise it is FAILED, not a number. The ledger is reset once the stack is up, so setup
+(table, default source, starter segments) is not billed; the marker is an accepted event and counted as one.
+Events per workload = the event items the collector stored (the ledger's `event/<source>` writes), checked equal to
+what the collector's answers account for (accepted batch events + recorded opens and clicks + the marker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import meter as metering
+
+from shared import simulate
+from shared.local.stack import local_env, read_info
+from shared.local.streams import CHECKPOINT_FILE
+from shared.storage.dynamo import DynamoTrackingStore, make_client
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+TABLE = "footfall"
+BATCH_WINDOW = 1.0
+"""Seconds, as MaximumBatchingWindowInSeconds in infra/template.yaml."""
+QUALIFY = {"event": "src"}
+"""Bill event items by source: `event/footfall` are the Audience Entered/Exited events processing writes."""
+PROCESSING_EVENTS = "event/footfall"
+COLLECT_ENTITIES = ("failed", "failed_day")
+"""Besides `event/<source>`: what the collector writes."""
+
+TARGETS = {"collect": 1.0, "bulk": 1.5, "live": 2.0, "worst": 4.0, "reads": 2.0}
+"""WU per event from DESIGN.md ("Numbers to reach"); `worst` is the issue's bound for mostly new visitors."""
+
+
+@dataclass
+class Workload:
+    name: str
+    description: str
+    events: int
+    """Event items the collector stored (from the ledger), the marker included: every batch event answered
+    `accepted`, and every e-mail open (pixel) and click (redirect) recorded."""
+    answered: int
+    """What the collector's answers account for: accepted + opens + clicks + the marker (`events` must agree)."""
+    send_seconds: float
+    lag: float | None
+    """Seconds after the traffic until processing had caught up; None: not within the timeout (FAILED)."""
+    ledger: metering.Ledger
+    rejected: int = 0
+
+    @property
+    def caught_up(self) -> bool:
+        return self.lag is not None
+
+    @property
+    def wu(self) -> float:
+        return self.ledger.wu / self.events
+
+    @property
+    def ru(self) -> float:
+        return self.ledger.ru / self.events
+
+    @property
+    def collect_wu(self) -> float:
+        lines = [
+            line
+            for name, line in self.ledger.entities.items()
+            if (name.startswith("event/") and name != PROCESSING_EVENTS) or name in COLLECT_ENTITIES
+        ]
+        return sum(line.total_wu for line in lines) / self.events
+
+
+# --- processes ------------------------------------------------------------------------------------------------------
+
+
+def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log.open("w"), stdin=subprocess.DEVNULL, text=True
+    )
+
+
+def _ready_port(process: subprocess.Popen[str], what: str) -> int:
+    assert process.stdout is not None
+    words = process.stdout.readline().split()
+    if not words or words[0] != "READY":
+        raise RuntimeError(f"{what} did not start (exit code {process.poll()})")
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # keep draining: a full pipe must not block it
+    return int(words[1])
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@dataclass
+class MeteredStack:
+    data_dir: Path
+    backend: str
+    """The embedded backend's endpoint (unmetered: only the bench's own checks use it)."""
+    proxy: str
+    """The metering proxy's endpoint (what the pipeline uses)."""
+    target: simulate.Target
+    store: DynamoTrackingStore
+    """On the backend directly: the bench's checks are not billed."""
+    streams: Any
+
+    def reset(self) -> None:
+        metering.fetch_ledger(self.proxy, reset=True)
+
+    def measure(
+        self, name: str, description: str, traffic: Callable[[simulate.Target], simulate.Stats], *, timeout: float
+    ) -> Workload:
+        """Reset the ledger, run the traffic, wait for processing, and bill it."""
+        self.reset()
+        started = time.monotonic()
+        stats = traffic(self.target)
+        sent = time.monotonic()
+        marker_ok = self._send_marker()
+        lag = self._caught_up(sent, timeout) if marker_ok else None
+        ledger = metering.fetch_ledger(self.proxy)
+        stored = sum(
+            line.writes - line.failed_conditions
+            for entity, line in ledger.entities.items()
+            if entity.startswith("event/") and entity != PROCESSING_EVENTS
+        )
+        return Workload(
+            name=name,
+            description=description,
+            events=stored,
+            answered=stats.accepted + stats.opens + stats.clicks + int(marker_ok),
+            send_seconds=sent - started,
+            lag=lag,
+            ledger=ledger,
+            rejected=stats.rejected + stats.not_stored,
+        )
+
+    def _send_marker(self) -> bool:
+        self.marker = f"bench-marker-{uuid.uuid4().hex[:10]}"
+        event = simulate.SimEvent(
+            at=datetime.now(UTC),
+            route=simulate.Route.BATCH,
+            payload={"type": "track", "userId": self.marker, "event": "Bench Marker", "messageId": uuid.uuid4().hex},
+            person=self.marker,
+        )
+        stats = simulate.send([event], self.target)
+        return stats.accepted == 1
+
+    def _caught_up(self, since: float, timeout: float) -> float | None:
+        while time.monotonic() - since < timeout:
+            if self.store.get_profiles([f"u:{self.marker}"]) and self._stream_drained():
+                return time.monotonic() - since
+            time.sleep(0.5)
+        return None
+
+    def _stream_drained(self) -> bool:
+        try:
+            positions = json.loads((self.data_dir / CHECKPOINT_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        arn = self.store.client.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+        for shard in self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+            position = positions.get(shard["ShardId"])
+            kwargs = (
+                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": position}
+                if position
+                else {"ShardIteratorType": "TRIM_HORIZON"}
+            )
+            iterator = self.streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], **kwargs)
+            if self.streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1)["Records"]:
+                return False
+        return True
+
+
+@contextlib.contextmanager
+def metered_stack(workers: int = 2) -> Iterator[MeteredStack]:
+    """Backend + metering proxy + `footfall serve --endpoint-url <proxy>`, all fresh; stopped on exit."""
+    import boto3
+    from botocore.config import Config
+
+    data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-cost-"))
+    env = local_env(REGION, "", TABLE)
+    env["FOOTFALL_STREAM_BATCH_WINDOW"] = str(BATCH_WINDOW)
+    processes: list[subprocess.Popen[Any]] = []
+    try:
+        backend = _spawn(
+            [sys.executable, "-m", "shared.local.backend", "--data-dir", str(data_dir / "backend"), "--port", "0"],
+            env,
+            data_dir / "backend.log",
+        )
+        processes.append(backend)
+        backend_url = f"http://{HOST}:{_ready_port(backend, 'the backend')}"
+        command = [sys.executable, str(ROOT / "benchmarks" / "meter.py"), "proxy", "--upstream", backend_url]
+        command += [f"--qualify={entity}={attribute}" for entity, attribute in QUALIFY.items()]
+        proxy = _spawn(command, env, data_dir / "proxy.log")
+        processes.append(proxy)
+        proxy_url = f"http://{HOST}:{_ready_port(proxy, 'the metering proxy')}"
+        footfall = Path(sys.executable).parent / "footfall"
+        serve_dir = data_dir / "serve"
+        port = _free_port()
+        command = [str(footfall), "serve", "--data-dir", str(serve_dir), "--host", HOST, "--port", str(port)]
+        command += ["--workers", str(workers), "--endpoint-url", proxy_url, "--table", TABLE, "--region", REGION]
+        serve = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=(data_dir / "serve.log").open("w"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        processes.append(serve)
+        deadline = time.monotonic() + 90
+        while read_info(serve_dir) is None:
+            if serve.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"footfall serve did not start: {(data_dir / 'serve.log').read_text()[-600:]}")
+            time.sleep(0.1)
+        store = DynamoTrackingStore(TABLE, client=make_client(endpoint_url=backend_url, region=REGION))
+        streams = boto3.client(
+            "dynamodbstreams",
+            endpoint_url=backend_url,
+            region_name=REGION,
+            aws_access_key_id="footfall",
+            aws_secret_access_key="footfall",
+            config=Config(account_id_endpoint_mode="disabled"),
+        )
+        target = simulate.local_target(serve_dir, find_source=store.get_source)
+        yield MeteredStack(serve_dir, backend_url, proxy_url, target, store, streams)
+    finally:
+        for process in reversed(processes):
+            with contextlib.suppress(Exception):
+                _stop(process)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+# --- the workloads --------------------------------------------------------------------------------------------------
+
+
+def _timed(seconds: float) -> threading.Event:
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.daemon = True
+    timer.start()
+    return stop
+
+
+def measure(
+    *, customers: int, rate: float, seconds: float, worst_concurrent: int, worst_seconds: float, seed: int = 11
+) -> list[Workload]:
+    """The three workloads (bulk and live on one stack, worst on a fresh one)."""
+    now = datetime.now(UTC)
+    run = str(int(time.time()))
+    results = []
+    with metered_stack() as stack:
+        results.append(
+            stack.measure(
+                "bulk",
+                f"14 days of history: {customers:,} simulated customers, sent as fast as the collector answers",
+                lambda target: simulate.send(simulate.generate(customers, 14, seed, now), target),
+                timeout=600,
+            )
+        )
+        print(f"  bulk: {_line(results[-1])}", flush=True)
+        results.append(
+            stack.measure(
+                "live",
+                f"live traffic at {rate:g} events/s for {seconds:g} s on top of that history "
+                "(simulate.live, 6 visits at once)",
+                lambda target: simulate.send(
+                    simulate.live(seed, customers=customers, clock=lambda: datetime.now(UTC), run=run),
+                    target,
+                    rate=rate,
+                    stop=_timed(seconds),
+                ),
+                timeout=120,
+            )
+        )
+        print(f"  live: {_line(results[-1])}", flush=True)
+    with metered_stack() as stack:
+        results.append(
+            stack.measure(
+                "worst",
+                f"mostly new visitors: live traffic with no history, {worst_concurrent} visits at once, "
+                f"{rate:g} events/s for {worst_seconds:g} s",
+                lambda target: simulate.send(
+                    simulate.live(
+                        seed + 1, customers=0, clock=lambda: datetime.now(UTC), run=run, concurrent=worst_concurrent
+                    ),
+                    target,
+                    rate=rate,
+                    stop=_timed(worst_seconds),
+                ),
+                timeout=300,
+            )
+        )
+        print(f"  worst: {_line(results[-1])}", flush=True)
+    return results
+
+
+def _line(workload: Workload) -> str:
+    if not workload.caught_up:
+        return f"{workload.events:,} events, FAILED: processing did not catch up"
+    return (
+        f"{workload.events:,} events in {workload.send_seconds:.0f} s, caught up {workload.lag:.1f} s later: "
+        f"{workload.wu:.2f} WU/event ({workload.collect_wu:.2f} collect), {workload.ru:.2f} RU/event"
+    )
+
+
+def ledger_table(workload: Workload) -> list[str]:
+    """Markdown: entity · item writes · index writes · WU · WU/event · RU/event."""
+    lines = [
+        f"#### {workload.name}: {workload.description}",
+        "",
+        f"{workload.events:,} events stored (batch events accepted, e-mail opens and clicks recorded, the marker), "
+        f"sent in {workload.send_seconds:.0f} s; "
+        + (
+            f"processing caught up {workload.lag:.1f} s after the traffic."
+            if workload.caught_up
+            else "**FAILED**: processing did not catch up within the timeout; the figures below are not a result."
+        ),
+        "",
+        "| entity | item writes | index writes | WU | WU/event | reads | RU/event |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    events = max(workload.events, 1)
+    rows = sorted(workload.ledger.entities.items(), key=lambda pair: (-pair[1].total_wu, -pair[1].ru, pair[0]))
+    for name, line in rows:
+        lines.append(
+            f"| {name} | {line.writes:,} | {line.index_writes:,} | {line.total_wu:,.0f} | {line.total_wu / events:.3f} "
+            f"| {line.reads:,} | {line.ru / events:.3f} |"
+        )
+    ledger = workload.ledger
+    writes = sum(x.writes for x in ledger.entities.values())
+    index_writes = sum(x.index_writes for x in ledger.entities.values())
+    reads = sum(x.reads for x in ledger.entities.values())
+    lines.append(
+        f"| **total** | {writes:,} | {index_writes:,} | {ledger.wu:,.0f} | **{ledger.wu / events:.3f}** "
+        f"| {reads:,} | **{ledger.ru / events:.3f}** |"
+    )
+    failed = sum(x.failed_conditions for x in ledger.entities.values())
+    lines += [
+        "",
+        f"Requests: {json.dumps(dict(sorted(ledger.operations.items())))}; failed conditions billed: {failed:,}; "
+        f"rejected (not billed): {json.dumps(ledger.rejected)}; unknown operations: {json.dumps(ledger.unknown)}; "
+        f"replayed reads that disagreed: {ledger.replay_mismatches}.",
+        "",
+    ]
+    return lines
+
+
+def problems(workloads: list[Workload]) -> list[str]:
+    """Why the run cannot be reported as figures (empty when it can)."""
+    found = []
+    for workload in workloads:
+        if not workload.caught_up:
+            found.append(f"{workload.name}: processing did not catch up")
+        if workload.ledger.unknown:
+            found.append(f"{workload.name}: operations the meter cannot bill: {workload.ledger.unknown}")
+        if workload.rejected:
+            found.append(f"{workload.name}: {workload.rejected} events not accepted")
+        if workload.events != workload.answered:
+            found.append(
+                f"{workload.name}: {workload.events} event items stored, but the answers account for "
+                f"{workload.answered} (accepted + opens + clicks + marker)"
+            )
+    return found
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    scale = {"customers": int(os.environ.get("CUSTOMERS", "100")), "rate": 50.0, "seconds": 20.0}
+    for result in measure(**scale, worst_concurrent=1000, worst_seconds=10.0):
+        print("\n".join(ledger_table(result)))
