@@ -41,6 +41,7 @@ from typing import Any
 import meter as metering
 
 from shared import simulate
+from shared.local.backend import read_credentials
 from shared.local.stack import local_env, read_info
 from shared.local.streams import CHECKPOINT_FILE
 from shared.storage.dynamo import DynamoTrackingStore, make_client
@@ -223,6 +224,11 @@ def metered_stack(workers: int = 2) -> Iterator[MeteredStack]:
         )
         processes.append(backend)
         backend_url = f"http://{HOST}:{_ready_port(backend, 'the backend')}"
+        # The backend answers only requests signed with the key it made at start: every client here uses it.
+        credentials = read_credentials(data_dir / "backend")
+        assert credentials is not None, "the backend wrote no credentials"
+        env = local_env(REGION, "", TABLE, credentials=credentials)
+        env["FOOTFALL_STREAM_BATCH_WINDOW"] = str(BATCH_WINDOW)
         command = [sys.executable, str(ROOT / "benchmarks" / "meter.py"), "proxy", "--upstream", backend_url]
         command += [f"--qualify={entity}={attribute}" for entity, attribute in QUALIFY.items()]
         proxy = _spawn(command, env, data_dir / "proxy.log")
@@ -247,13 +253,14 @@ def metered_stack(workers: int = 2) -> Iterator[MeteredStack]:
             if serve.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"footfall serve did not start: {(data_dir / 'serve.log').read_text()[-600:]}")
             time.sleep(0.1)
-        store = DynamoTrackingStore(TABLE, client=make_client(endpoint_url=backend_url, region=REGION))
+        store = DynamoTrackingStore(
+            TABLE, client=make_client(endpoint_url=backend_url, region=REGION, credentials=credentials)
+        )
         streams = boto3.client(
             "dynamodbstreams",
             endpoint_url=backend_url,
             region_name=REGION,
-            aws_access_key_id="footfall",
-            aws_secret_access_key="footfall",
+            **credentials,
             config=Config(account_id_endpoint_mode="disabled"),
         )
         target = simulate.local_target(serve_dir, find_source=store.get_source)

@@ -385,13 +385,13 @@ def _over_http(backend: Any, segment: str, now: datetime, info: dict[str, Any]) 
                 raise RuntimeError(f"footfall serve did not start: {(data_dir / 'serve.log').read_text()[-600:]}")
             time.sleep(0.2)
         info["serve_start_seconds"] = time.perf_counter() - started
-        client = make_client(endpoint_url=stack.dynamodb_endpoint, region=stack.region)
+        assert stack.credentials is not None, "footfall serve wrote no backend credentials"
+        client = make_client(endpoint_url=stack.dynamodb_endpoint, region=stack.region, credentials=stack.credentials)
         side = boto3.client(
             "dynamodb",
             endpoint_url=stack.dynamodb_endpoint,
             region_name=stack.region,
-            aws_access_key_id="footfall",
-            aws_secret_access_key="footfall",
+            **stack.credentials,
             config=Config(account_id_endpoint_mode="disabled"),
         )
         source = StoreDataSource(DynamoTrackingStore(stack.table, client=client))
