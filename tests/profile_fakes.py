@@ -15,6 +15,7 @@ from shared.storage import items
 
 class InMemoryProfileStore:
     def __init__(self) -> None:
+        self.conflicts_noted: list[tuple[str, str, str]] = []
         self.links: dict[str, Link] = {}
         self.profiles: dict[str, dict[str, Any]] = {}
         self.writes = 0
@@ -50,6 +51,9 @@ class InMemoryProfileStore:
         self.profiles[stored.profile.customer_id] = items.profile_to_item(saved)
         self.writes += 1
         return saved
+
+    def note_conflict(self, identity: str, customer_id: str, event: Any) -> None:
+        self.conflicts_noted.append((identity, customer_id, event.message_id))
 
     def merge_customers(self, *, into: StoredProfile, away: StoredProfile, links: Sequence[Link]) -> StoredProfile:
         self._check(into)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, unquote_plus
+from urllib.parse import parse_qsl, quote, unquote_plus
 
 MAX_RAW_BYTES = 64 * 1024
 WRITE_KEY_FIELD = "writeKey"
@@ -143,3 +146,97 @@ def _redact_base64_json(value: str) -> str | None:
     if redacted is None or redacted == decoded:
         return None
     return base64.b64encode(redacted).decode("ascii")
+
+
+# Fields that name an identity, in Segment calls and in the trackers' own shapes (Snowplow's `uid`/`duid`).
+_USER_FIELDS = frozenset({"userId", "user_id", "uid"})
+_ANONYMOUS_FIELDS = frozenset({"anonymousId", "anonymous_id", "duid"})
+_EITHER_FIELDS = frozenset({"previousId", "previous_id"})
+_MAX_INFLATED = 1024 * 1024
+
+
+def identities_in(raw: bytes, *, decode_more: Callable[[Any], Iterable[str]] | None = None) -> set[str]:
+    """Business rule: the identities (`u:…`/`a:…`) a refused input names, however the request encoded them.
+
+    The raw input is read as the collector would have: a gzip body inflated, a base64 body decoded, a JSON body
+    parsed, a query string percent-decoded, a pixel's base64 `data` decoded. Every identity field at any depth
+    counts (a `previousId` as either kind). `decode_more` finds identities in parsed JSON that this module
+    cannot read (stored items inside a quarantined stream record). Used to index failed records by identity,
+    so `forget` finds them whatever the encoding.
+    """
+    found: set[str] = set()
+    pending: list[tuple[bytes, int]] = [(raw, 0)]
+    while pending:
+        data, depth = pending.pop()
+        if depth > 4:
+            continue
+        if data[:2] == b"\x1f\x8b":
+            with contextlib.suppress(zlib.error, EOFError):
+                pending.append((zlib.decompressobj(wbits=47).decompress(data, _MAX_INFLATED), depth + 1))
+            continue
+        try:
+            parsed = json.loads(data)
+        except (ValueError, RecursionError):
+            parsed = None
+        if isinstance(parsed, (dict, list)):
+            found |= _json_identities(parsed)
+            if decode_more is not None:
+                found |= set(decode_more(parsed))
+            continue
+        text = data.decode("utf-8", "replace").strip()
+        if text[:1] in ("{", "["):  # JSON cut short or broken: its identity members still name someone
+            found |= _members_in_text(text)
+        elif "=" in text.rstrip("=") or "&" in text:
+            for name, value in parse_qsl(text, keep_blank_values=False):
+                if name == "data":
+                    pending.append((_lenient_base64(value), depth + 1))
+                else:
+                    found |= _field_identities(name, value)
+        elif text:
+            pending.append((_lenient_base64(text), depth + 1))
+    return found
+
+
+_MEMBER = re.compile(r'"(userId|user_id|anonymousId|anonymous_id|previousId|previous_id)"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def _members_in_text(text: str) -> set[str]:
+    found: set[str] = set()
+    for name, quoted in _MEMBER.findall(text):
+        with contextlib.suppress(ValueError):
+            found |= _field_identities(name, json.loads(quoted))
+    return found
+
+
+def _lenient_base64(text: str) -> bytes:
+    cleaned = text.strip().replace(" ", "+").replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _field_identities(name: str, value: Any) -> set[str]:
+    if not isinstance(value, str) or not value:
+        return set()
+    if name in _USER_FIELDS:
+        return {f"u:{value}"}
+    if name in _ANONYMOUS_FIELDS:
+        return {f"a:{value}"}
+    if name in _EITHER_FIELDS:
+        return {f"u:{value}", f"a:{value}"}
+    return set()
+
+
+def _json_identities(value: Any) -> set[str]:
+    found: set[str] = set()
+    stack = [value]
+    while stack:  # iterative: refused input may nest deeper than the stack allows
+        node = stack.pop()
+        if isinstance(node, dict):
+            for name, item in node.items():
+                found |= _field_identities(name, item)
+                stack.append(item)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found

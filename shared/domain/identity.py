@@ -25,6 +25,14 @@ def event_identities(event: TrackingEvent) -> list[str]:
     return found + ([identity_key("a", event.anonymous_id)] if event.anonymous_id else [])
 
 
+def named_identities(event: TrackingEvent) -> list[str]:
+    """Every identity an event names or would link: its own, and an alias's `previousId` as either kind."""
+    found = event_identities(event)
+    if event.type is CallType.ALIAS and event.previous_id:
+        found += [identity_key("u", event.previous_id), identity_key("a", event.previous_id)]
+    return found
+
+
 def primary_identity(event: TrackingEvent) -> str:
     """The identity an event is stored under (its userId when known)."""
     return identity_key(*event.identity)

@@ -32,9 +32,9 @@ from shared.domain.events import CallType, TrackingEvent, format_timestamp
 from shared.domain.identity import (
     Customer,
     LinkAction,
-    event_identities,
     identity_key,
     linked_identity,
+    named_identities,
     plan_link,
     primary_identity,
 )
@@ -70,6 +70,8 @@ class ProfileStore(Protocol):
 
     def merge_customers(self, *, into: StoredProfile, away: StoredProfile, links: Sequence[Link]) -> StoredProfile: ...
 
+    def note_conflict(self, identity: str, customer_id: str, event: TrackingEvent) -> None: ...
+
 
 class _LinkRaceError(Exception):
     """Another writer linked an identity differently meanwhile: the batch is retried with fresh links."""
@@ -88,6 +90,8 @@ class _Batch:
     users: dict[str, str | None] = field(default_factory=dict)
     """customer id → its user id, as known so far in this batch."""
     conflicts: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
+    conflict_events: list[tuple[str, str, TrackingEvent]] = field(default_factory=list)
+    """(identity named, customer flagged, event): indexed before the flags are saved, so forget finds them."""
     merges: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
     forgotten: set[str] = field(default_factory=set)
     """Identities erased on request."""
@@ -130,7 +134,8 @@ def process_changes(
         return everything
     failed: list[str] = []
     # Events of an identity erased meanwhile (stored before `forget` ran) are not folded back into anything.
-    ordered = [c for c in ordered if not batch.forgotten.intersection(event_identities(c.event))]
+    # An alias naming an erased id as its previousId is skipped too: it would link the erased id again.
+    ordered = [c for c in ordered if not batch.forgotten.intersection(named_identities(c.event))]
     linked: list[StreamChange] = []
     for position, change in enumerate(ordered):
         try:
@@ -213,7 +218,7 @@ def _read(batch: _Batch, changes: Sequence[StreamChange]) -> None:
         elif (other := linked_identity(change.event)) is not None:
             wanted.append(other)
     batch.forgotten = batch.store.forgotten_identities(
-        [i for change in changes for i in event_identities(change.event)]
+        [i for change in changes for i in named_identities(change.event)]
     )
     found = batch.store.get_links(wanted)
     batch.links.update({identity: link.customer_id for identity, link in found.items()})
@@ -254,6 +259,7 @@ def _link(batch: _Batch, event: TrackingEvent) -> None:
     elif action is LinkAction.CONFLICT:
         kind = "alias_refused" if event.type is CallType.ALIAS else "shared_device"
         batch.conflicts[target].append({"identity": other, "via": event.message_id, "at": at, "kind": kind})
+        batch.conflict_events.append((other, target, event))
 
 
 def _other_identity(batch: _Batch, event: TrackingEvent) -> str | None:
@@ -327,6 +333,8 @@ def _merge_stored(batch: _Batch, *, into: str, away: str, event: TrackingEvent, 
 
 
 def _write_pending_links(batch: _Batch) -> None:
+    for identity, customer_id, event in batch.conflict_events:
+        batch.store.note_conflict(identity, customer_id, event)
     links = list(batch.pending.values())
     if not links:
         return

@@ -17,12 +17,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.domain.events import TrackingEvent
 from shared.domain.failures import FailedEvent
-from shared.domain.identity import event_identities, split_identity
+from shared.domain.identity import named_identities, split_identity
 from shared.domain.results import Outcome
 from shared.domain.sources import Source, hash_write_key
 from shared.ports import CorruptItemError, Link, Page, StoredProfile
 from shared.storage import items, keys
 from shared.storage.analytics import AnalyticsStorage
+from shared.storage.erasure import FAILED_LOOKBACK_DAYS, ErasureStorage, failed_index_rows, suppression_keys
 from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError, translate
 from shared.storage.schema import TTL_ATTRIBUTE
 from shared.storage.segments import SegmentStorage
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100
-FAILED_LOOKBACK_DAYS = 31
 FAILED_DAYS_PK = "FAILEDDAYS"
 
 _serializer = TypeSerializer()
@@ -121,7 +121,7 @@ def make_client(
     return session.client("dynamodb", endpoint_url=endpoint_url, config=config, **keys)
 
 
-class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
+class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
     """The tracking store on one DynamoDB table (see `shared.storage.keys` for the access patterns)."""
 
     def __init__(
@@ -171,16 +171,15 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
                 outcomes[index] = Outcome.DUPLICATE
             else:
                 first_index[(key[0], key[1])] = index
-        # The same read finds forgotten identities (erased on request): their events are not stored again.
-        suppression = {
-            (keys.identity_pk(*split_identity(i)), keys.FORGOTTEN_SK) for e in events for i in event_identities(e)
-        }
+        # The same read finds forgotten identities (erased on request): their events are not stored again, and an
+        # alias naming one as its previousId is not stored either (it would link the erased id again).
+        suppression = {key: i for e in events for i in named_identities(e) for key in suppression_keys(i)}
         found = self._existing_keys([*first_index, *suppression])
-        forgotten = {pk for pk, sk in found if sk == keys.FORGOTTEN_SK}
-        for key in found - suppression:
+        forgotten = {suppression[key] for key in found if key in suppression}
+        for key in found - suppression.keys():
             outcomes[first_index[key]] = Outcome.DUPLICATE
         for index, event in enumerate(events):
-            if any(keys.identity_pk(*split_identity(i)) in forgotten for i in event_identities(event)):
+            if forgotten.intersection(named_identities(event)):
                 outcomes[index] = Outcome.SUPPRESSED
         new = [index for index in first_index.values() if outcomes[index] is Outcome.ACCEPTED]
         put = [items.event_to_item(events[index], retention=self.event_retention) for index in new]
@@ -252,12 +251,18 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
         Raises:
             ThrottledError: some could not be stored after the retries.
         """
-        rows = [items.failed_to_item(f, retention=self.failed_retention) for f in failures]
+        rows = [items.failed_to_item(f, retention=self.failed_retention) | {"indexed": True} for f in failures]
+        # Indexed by the identities the input names (decoded: gzip, base64, %-escapes), so forget finds them.
+        index = [
+            row for failure, record in zip(failures, rows, strict=True) for row in failed_index_rows(failure, record)
+        ]
         days = {row["PK"]: row for row in rows}  # one marker per day with failures: listing skips the empty days
         rows += [
             {"PK": FAILED_DAYS_PK, "SK": pk.split("#", 1)[1], "entity": "failed_day", TTL_ATTRIBUTE: row[TTL_ATTRIBUTE]}
             for pk, row in days.items()
         ]
+        if self._batch_write(index):  # before the records: a record is never kept unindexed
+            raise ThrottledError("failed-event records could not be indexed")
         not_stored = [i for i in self._batch_write(rows) if i < len(failures)]
         if not_stored:
             raise ThrottledError(f"{len(not_stored)} failed-event records could not be stored")
@@ -423,78 +428,6 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage):
         if links[98:]:
             self._batch_write([items.link_item(link) for link in links[98:]])
         return saved_into
-
-    def forgotten_identities(self, identities: Sequence[str]) -> set[str]:
-        """Which of these identities were erased (`forget`)."""
-        wanted = [
-            {"PK": keys.identity_pk(*split_identity(i)), "SK": keys.FORGOTTEN_SK} for i in dict.fromkeys(identities)
-        ]
-        return {
-            "{}:{}".format(*keys.parse_identity_pk(item["PK"])) for item in self._batch_get(wanted, consistent=True)
-        }
-
-    def forget(self, *, identities: Sequence[str], customer_ids: Sequence[str], at: str) -> int:
-        """Erase identities and customers: suppress the identities first (so nothing new is stored), then delete
-        every item of their partitions (events, links), the customers' profiles, and the failed-event records whose
-        raw input names one of the ids. Returns items deleted.
-
-        Raises:
-            ThrottledError: some items could not be written or deleted (run it again: it is idempotent).
-        """
-        marks = [
-            {"PK": keys.identity_pk(*split_identity(i)), "SK": keys.FORGOTTEN_SK, "entity": "forgotten", "at": at}
-            for i in identities
-        ]
-        if self._batch_write(marks):
-            raise ThrottledError("suppression marks could not be written")
-        doomed: list[dict[str, Any]] = []
-        for identity in identities:
-            pk = keys.identity_pk(*split_identity(identity))
-            doomed += [
-                {"PK": item["PK"], "SK": item["SK"]}
-                for item in self._query(
-                    KeyConditionExpression="PK = :pk",
-                    ExpressionAttributeValues={":pk": {"S": pk}},
-                    ProjectionExpression="PK, SK",
-                )
-                if item["SK"] != keys.FORGOTTEN_SK
-            ]
-        for cid in customer_ids:  # the profile, and the segment memberships kept beside it
-            doomed += [
-                {"PK": item["PK"], "SK": item["SK"]}
-                for item in self._query(
-                    KeyConditionExpression="PK = :pk",
-                    ExpressionAttributeValues={":pk": {"S": keys.customer_pk(cid)}},
-                    ProjectionExpression="PK, SK",
-                )
-            ]
-        for segment in self.list_segments():  # and their entries in each segment's history
-            doomed += [
-                {"PK": item["PK"], "SK": item["SK"]}
-                for item in self._query(
-                    KeyConditionExpression="PK = :pk",
-                    ExpressionAttributeValues={":pk": {"S": f"SEGHIST#{segment.id}"}},
-                    ProjectionExpression="PK, SK, customer_id",
-                )
-                if item.get("customer_id") in customer_ids  # the attribute, never the key: ids may contain "#"
-            ]
-        doomed += self._failed_mentioning([split_identity(i)[1] for i in identities])
-        if self._batch_write(doomed, delete=True):
-            raise ThrottledError("some items could not be deleted; run forget again")
-        return len(doomed)
-
-    def _failed_mentioning(self, values: Sequence[str]) -> list[dict[str, Any]]:
-        """Keys of the failed-event records (kept up to their retention) whose raw input names any of `values`."""
-        needles = [value.encode("utf-8", "surrogatepass") for value in values if value]
-        today = datetime.now(UTC).date()
-        found: list[dict[str, Any]] = []
-        for back in range(FAILED_LOOKBACK_DAYS + 1):
-            pk = keys.failed_pk((today - timedelta(days=back)).isoformat())
-            for item in self._query(KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": pk}}):
-                failure = items.item_to_failed(item)
-                if any(needle in failure.raw for needle in needles) or failure.message_id in values:
-                    found.append({"PK": item["PK"], "SK": item["SK"]})
-        return found
 
     def list_customers(self, *, limit: int = 50, next_token: str | None = None) -> Page[StoredProfile]:
         """Customers, a page at a time (by index shard, then customer id)."""

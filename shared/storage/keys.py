@@ -10,7 +10,8 @@
 | a failed event by id `<day>.<time>.<rnd>` | PK = `FAILED#<day>`, SK = `FAILED#<time>#<rnd>`               |
 | the days that have failed events          | PK = `FAILEDDAYS`, SK = `<yyyy-mm-dd>`                        |
 | the customer an identity belongs to       | PK = `ID#<u|a>#<id>`, SK = `CUSTOMER`                         |
-| an erased identity (no more events)       | PK = `ID#<u|a>#<id>`, SK = `FORGOTTEN`                        |
+| an erased identity (no more events)       | PK = `IDH#<identity hash>`, SK = `FORGOTTEN` (before: `ID#…`) |
+| items elsewhere that name an identity      | PK = `IDH#<identity hash>`, SK = `NAMED#…` (`storage.erasure`)|
 | a customer's profile                      | PK = `CUSTOMER#<customer id>`, SK = `PROFILE`                 |
 | all customers (paged, 16 shards)          | GSI1: GSI1PK = `CUSTOMERS#<shard>`, GSI1SK = `<customer id>`  |
 
@@ -25,6 +26,7 @@ attributes, so storing an event writes no index.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from datetime import datetime
 
@@ -108,6 +110,21 @@ LINK_SK = "CUSTOMER"
 FORGOTTEN_SK = "FORGOTTEN"
 """In an identity's partition: the identity was erased on request; events for it are not stored again."""
 PROFILE_SK = "PROFILE"
+
+
+IDENTITY_HASH_SALT = b"footfall/identity/v1\x00"
+NAMED_SK_PREFIX = "NAMED#"
+
+
+def identity_hash(identity: str) -> str:
+    """SHA-256 of an identity key (`u:…`/`a:…`), salted with a constant: what is kept of an erased identity."""
+    return hashlib.sha256(IDENTITY_HASH_SALT + identity.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def identity_hash_pk(identity: str) -> str:
+    """Partition of an identity known by its hash only: its suppression mark and the index of items naming it
+    (any length of id fits: the key is the hash)."""
+    return f"IDH#{identity_hash(identity)}"
 
 
 def customer_pk(customer_id: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from shared.domain.segments import Due, Membership
 from shared.ports import StoredSegment
 from shared.storage import keys
+from shared.storage.erasure import due_index_rows
 from shared.storage.errors import ConditionFailedError
 
 SEGMENTS_PK = "SEGMENTS"
@@ -244,6 +245,7 @@ class SegmentStorage:
             }
             for d in dues
         ]
+        rows += [due_index_rows(d.customer_id, d.minute, d.segment_id) for d in dues]  # how forget finds them
         if rows and self._batch_write(rows):  # type: ignore[attr-defined]
             raise ConditionFailedError("due items could not be stored")
 
@@ -258,6 +260,7 @@ class SegmentStorage:
     def delete_due(self, dues: Sequence[Due]) -> None:
         """Forget swept items."""
         rows = [{"PK": f"DUE#{d.minute}", "SK": f"{d.customer_id}#{d.segment_id}"} for d in dues]
+        rows += [due_index_rows(d.customer_id, d.minute, d.segment_id) for d in dues]
         if rows:
             self._batch_write(rows, delete=True)  # type: ignore[attr-defined]
 

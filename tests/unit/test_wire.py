@@ -178,3 +178,25 @@ def test_write_key_is_the_user_of_a_basic_authorization_header(header, user):
 def test_a_gzip_body_of_several_members_is_read_whole():
     body = gzip.compress(b'{"batch":[') + gzip.compress(b"]}")
     assert decode_body(base64.b64encode(body).decode(), is_base64=True, content_encoding="gzip") == b'{"batch":[]}'
+
+
+def test_identities_in_refused_input_are_found_whatever_the_encoding():
+    import base64
+    import gzip
+    import json
+    from urllib.parse import quote
+
+    from shared.domain.failures import identities_in
+
+    uid = "Erin Ü+1@Example.com"
+    broken = json.dumps({"batch": [{"userId": uid, "anonymousId": "dev/1"}]})[:-3].encode()
+    data = base64.urlsafe_b64encode(json.dumps({"previousId": uid}).encode()).decode().rstrip("=")
+    cases = {
+        "gzip body, base64 as API Gateway passes it": base64.b64encode(gzip.compress(broken)),
+        "pixel data": f"data={data}&event=x".encode(),
+        "percent-encoded pixel query": f"userId={quote(uid, safe='')}".encode(),
+    }
+    assert identities_in(cases["gzip body, base64 as API Gateway passes it"]) == {f"u:{uid}", "a:dev/1"}
+    assert identities_in(cases["pixel data"]) == {f"u:{uid}", f"a:{uid}"}
+    assert identities_in(cases["percent-encoded pixel query"]) == {f"u:{uid}"}
+    assert identities_in(b"[" * 100_000) == set()
