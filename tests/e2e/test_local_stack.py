@@ -12,9 +12,9 @@ import urllib.parse
 import pytest
 
 from shared.domain.webhooks import sign_webhook
-from tests.audit import audit
 from tests.builders import a_track, random_ref
 from tests.e2e.conftest import FOOTFALL, LocalStack
+from tests.oracle import audit
 
 pytestmark = pytest.mark.e2e
 
@@ -138,7 +138,7 @@ def test_bad_requests_get_clear_4xx_answers(local_stack: LocalStack):
 
 def test_every_acknowledged_event_survives_kill_9_under_load(local_stack: LocalStack):
     # Given clients posting batches while the server is killed
-    acknowledged: list[str] = []
+    acknowledged: dict[str, str] = {}  # messageId → userId
     lock = threading.Lock()
     stop = threading.Event()
 
@@ -151,7 +151,7 @@ def test_every_acknowledged_event_survives_kill_9_under_load(local_stack: LocalS
                 return  # the server died mid-request: not acknowledged
             if answer.status == 200:
                 with lock:
-                    acknowledged.extend(e["messageId"] for e in batch)
+                    acknowledged.update((e["messageId"], e["userId"]) for e in batch)
 
     threads = [threading.Thread(target=client) for _ in range(4)]
     for thread in threads:
@@ -179,12 +179,15 @@ def test_every_acknowledged_event_survives_kill_9_under_load(local_stack: LocalS
     # Evaluations cut short by the kill or the restart converge through the due list (the 15 s sweep)
     while True:
         try:
-            assert audit(store) >= len(acknowledged)  # one customer per acknowledged event (each a new user)
+            report = audit(store)
             break
         except AssertionError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(5)
+    # And every acknowledged customer (each event a new user) has a live profile of its own
+    missing = {user for user in acknowledged.values() if report.customer_of(f"u:{user}") is None}
+    assert not missing, f"{len(missing)} acknowledged customers have no profile, e.g. {sorted(missing)[:3]}"
 
 
 def test_cli_lists_sources_and_failed_events_as_json(local_stack: LocalStack):
