@@ -229,3 +229,46 @@ def test_rule_file_errors_name_the_file_the_rule_and_the_problem(document, messa
     with pytest.raises(RuleDefinitionError) as refused:
         parse_rules(document, source="rules.json")
     assert str(refused.value).startswith(message)
+
+
+@pytest.mark.parametrize("which", ["first", "last"])
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [(timedelta(days=7) - SECOND, True), (timedelta(days=7), True), (timedelta(days=7) + SECOND, False)],
+)
+def test_first_and_last_within_an_age_are_inclusive_at_the_edge(which, age, expected):
+    # Given the first and last matching events both exactly `age` old (the one event)
+    events = [an_event("Product Viewed", NOW - age)]
+    # Then
+    assert member({which: {"event": "Product Viewed"}, "within": "7d"}, events) is expected
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"count": {"event": "Email Opened"}, "within": "7d", "gte": 1},
+        {"last": {"event": "Email Opened"}, "within": "7d"},
+        {"first": {"event": "Email Opened"}, "within": "7d"},
+    ],
+)
+def test_an_event_leaving_a_window_is_the_next_change_right_after_the_edge(condition):
+    # Given an event 2 days old in a 7-day window
+    opened = an_event("Email Opened", NOW - timedelta(days=2))
+    # When
+    result = evaluate(rule(condition), Facts({}, [opened]), NOW)
+    # Then it is a member until the edge (inclusive) and the scheduler must look right after it, not later
+    leaves = opened.timestamp + timedelta(days=7)
+    assert (result.member, result.next_change) == (True, leaves + timedelta(microseconds=1))
+    assert evaluate(rule(condition), Facts({}, [opened]), leaves).member
+    assert not evaluate(rule(condition), Facts({}, [opened]), result.next_change).member
+
+
+def test_a_new_customer_leaves_new_customers_seven_days_after_the_first_event_without_any_new_one():
+    # Given the starter and a customer first seen now, back every day since
+    rules = {r.id: r for r in parse_rules(json.loads(STARTERS.read_text()), source=str(STARTERS))}
+    events = [an_event("Product Viewed", NOW + timedelta(days=d), d) for d in range(5)]
+    # When evaluated after their last event
+    result = evaluate(rules["new_customers"], Facts({}, events), NOW + timedelta(days=4, hours=1))
+    # Then they are new until 7 days after the first event, and that is when the scheduler looks again
+    assert (result.member, result.next_change) == (True, NOW + timedelta(days=7, microseconds=1))
+    assert not evaluate(rules["new_customers"], Facts({}, events), result.next_change).member
