@@ -69,6 +69,7 @@ def test_anonymous_browsing_then_identify_then_purchase_is_one_customer_with_the
     assert detail["computed"]["open_cart"] == []
     # provenance: the identify call that linked the two identities is on record
     assert [(link["attached"], link["via"]) for link in profile.links] == [(f"u:{user}", "login-1")]
+    assert audit(store).customers[profile.customer_id] == {f"u:{user}", f"a:{anon}"}
 
 
 def test_a_shared_device_never_merges_two_known_users(http, source, store, stream):
@@ -97,6 +98,11 @@ def test_a_shared_device_never_merges_two_known_users(http, source, store, strea
     assert ann.profile.orders == 0 and bob.profile.orders == 1
     (conflict,) = bob.profile.flags["shared_device"]
     assert (conflict["identity"], conflict["via"]) == (f"a:{device}", "bob-login")
+    report = audit(store)
+    assert (report.customer_of("u:ann"), report.customer_of("u:bob")) == (
+        ann.profile.customer_id,
+        bob.profile.customer_id,
+    )
 
 
 def test_redelivering_the_same_batches_changes_nothing(http, source, store, stream, lambda_context):
