@@ -87,7 +87,7 @@ class TrackingStore(Protocol):
     """Storage operations the services call."""
 
     def put_events(self, events: Sequence[TrackingEvent]) -> list[Outcome]:
-        """Store events once per (source, messageId); one outcome per event."""
+        """Store events once per (identity, source, messageId); one outcome per event."""
         ...
 
     def put_failed(self, failures: Sequence[FailedEvent]) -> None:

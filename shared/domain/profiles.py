@@ -368,15 +368,27 @@ class _Working:
         self.daily = {day: counts for day, counts in self.daily.items() if day > oldest}
         carts: dict[str, dict[str, Any]] = {}
         for cart_id, cart in self.carts.items():
-            products = {
-                pid: {**p, "removed": p["removed"] if (p.get("removed") or "") > oldest else None}
-                for pid, p in cart["products"].items()
-                if max(p["added"], p.get("removed") or "") > oldest  # a removal that came before its add counts
-            }
+            products = {pid: kept for pid, p in cart["products"].items() if (kept := _prune_product(p, oldest))}
             ordered = cart.get("ordered") if (cart.get("ordered") or "") > oldest else None
             if products or ordered:
                 carts[cart_id] = {"ordered": ordered, "products": products}
         self.carts = carts
+
+
+def _prune_product(product: Mapping[str, Any], oldest: str) -> dict[str, Any] | None:
+    """A cart entry with its add and its removal each forgotten once older than the horizon (None: nothing left).
+
+    Both are cleared the same way, so the entry does not depend on whether the old add was pruned before or after
+    a later removal arrived. A removal alone is kept: its add may still arrive (out of order) and must not open.
+    """
+    added = product["added"] if product["added"] > oldest else ""
+    removed = product.get("removed") if (product.get("removed") or "") > oldest else None
+    if not added and removed is None:
+        return None
+    kept: dict[str, Any] = {"added": added, "removed": removed}
+    if added and "item" in product:
+        kept["item"] = product["item"]
+    return kept
 
 
 def _add_counts(into: dict[str, Any], counts: Mapping[str, Any]) -> None:

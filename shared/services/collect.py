@@ -120,7 +120,7 @@ class Collector:
         """Validate and store the events of one request.
 
         Invalid events are recorded in the failed-events store and answered as rejected; valid ones are stored
-        once per (source, messageId).
+        once per (identity, source, messageId).
 
         Raises:
             StorageError: the store failed in a way retries did not fix (the client must retry the request).

@@ -149,7 +149,7 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
     # --- events -------------------------------------------------------------------------------------------------
 
     def put_events(self, events: Sequence[TrackingEvent]) -> list[Outcome]:
-        """Store events exactly once per (source, messageId).
+        """Store events exactly once per (identity, source, messageId), within one call too.
 
         A strongly consistent batch read finds the ones already stored; the rest are written in batches of 25
         with bounded, jittered retries. Two deliveries racing within milliseconds may both write: the second

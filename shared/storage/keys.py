@@ -51,7 +51,7 @@ def parse_identity_pk(pk: str) -> tuple[str, str]:
 
 
 def event_sk(source_id: str, message_id: str) -> str:
-    """Sort key of an event: unique per (source, messageId), which is the de-duplication key."""
+    """Sort key of an event: with the identity partition, the de-duplication key (identity, source, messageId)."""
     return f"EVT#{source_id}#{message_id}"
 
 

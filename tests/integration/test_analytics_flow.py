@@ -15,9 +15,24 @@ from shared.services.analytics import STARTERS, apply_definitions
 from shared.services.customers import find_customer
 from shared.services.segments import run_scheduler
 from tests.builders import random_ref
+from tests.oracle import audit
 
 pytestmark = pytest.mark.integration
 NAMES = ["Product Viewed", "Product Added", "Checkout Started", "Order Completed", "Email Opened"]
+NOW = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
+"""The frozen clock of this module: yesterday at noon, so "the last 30 minutes" is always one day (cohort, overview)."""
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every handler reads `NOW` as the time (the collector's receivedAt, processing, the minute sweep)."""
+    from functions.collect import handler as collect
+    from functions.process import handler as process
+    from functions.schedule import handler as schedule
+    from shared.services import collect as collect_service
+
+    for module in (collect, process, schedule, collect_service):
+        monkeypatch.setattr(module, "utcnow", lambda: NOW)
 
 
 def _ms(moment: datetime) -> str:
@@ -41,16 +56,15 @@ def call(person: str, name: str, at: datetime, *, message: str, user: str | None
 
 
 def counters_equal_recomputation(store: Any) -> None:
-    expected = analytics.recompute(store, now=datetime.now(UTC))
-    found = analytics.stored_counters(store, expected)
-    assert found == {k: v for k, v in expected.items() if any(v.values())}
+    """Every counter item in the table (and every profile and membership) equals the independent oracle's."""
+    audit(store, now=NOW)
 
 
 @pytest.fixture
 def definitions(store: Any, stream: Any) -> None:
     from functions.process import handler
 
-    apply_definitions(store, json.loads(STARTERS.read_text()), source="starters", now=datetime.now(UTC))
+    apply_definitions(store, json.loads(STARTERS.read_text()), source="starters", now=NOW)
     handler._rules.update(at=0.0)  # the definitions just applied are used at once
 
 
@@ -59,7 +73,7 @@ def test_a_shop_day_lands_in_funnel_retention_timing_and_overview_exactly(
 ):
     # Given visitors who browse, cart and buy (one identifies mid-way: two identities, one customer)
     _, key = source
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = NOW.replace(microsecond=0)
     anna, ben = random_ref("anna"), random_ref("ben")
     calls = [
         call(anna, "Product Viewed", now - timedelta(minutes=30), message="a1"),
@@ -86,9 +100,8 @@ def test_a_shop_day_lands_in_funnel_retention_timing_and_overview_exactly(
     assert report.steps[3].median_seconds is not None and 7 * 60 < report.steps[3].median_seconds < 9 * 60
     retention = analytics.retention_report(store, by="day", today=now.date())
     assert retention.rows[-1].size == 2 and retention.rows[-1].percentages[0] == 1.0
-    seen = overview.overview(store, now=datetime.now(UTC))
-    moments = [now - timedelta(minutes=m) for m in (30, 29, 28, 20, 10, 9, 8)]
-    assert seen.events_today == sum(m.date() == datetime.now(UTC).date() for m in moments)
+    seen = overview.overview(store, now=NOW)
+    assert seen.events_today == 7  # the frozen clock keeps the last 30 minutes in one day
     assert sum(seen.events_per_minute) == 7  # six events and the late one, the duplicate once
     assert dict(seen.top_events)["Product Viewed"] == 2
     anna_id = find_customer(store, "anna@example.com").profile.customer_id
@@ -100,7 +113,7 @@ def test_a_shop_day_lands_in_funnel_retention_timing_and_overview_exactly(
 def test_an_analytics_write_that_fails_is_caught_up_by_the_minute_sweep(http, source, store, stream, definitions, ddb):
     # Given the counters' transaction fails while a batch is processed
     _, key = source
-    now = datetime.now(UTC)
+    now = NOW
     failures = {"left": 1}
 
     def refuse(**_: Any) -> Any:
@@ -123,10 +136,8 @@ def test_an_analytics_write_that_fails_is_caught_up_by_the_minute_sweep(http, so
     # When the minute sweep runs (the customer was put on the due list)
     run_scheduler(
         store,
-        now=datetime.now(UTC) + timedelta(minutes=1),
-        refresh=lambda ids: analytics.update_customers(
-            store, ids, analytics.definitions_of(store), now=datetime.now(UTC)
-        ),
+        now=NOW + timedelta(minutes=1),
+        refresh=lambda ids: analytics.update_customers(store, ids, analytics.definitions_of(store), now=NOW),
     )
     # Then nothing is missing and nothing is counted twice
     counters_equal_recomputation(store)
@@ -149,7 +160,7 @@ def test_random_logs_delivered_in_pieces_give_counters_equal_to_recomputation(
     # Given random events of a few people (duplicates and late arrivals included), sent in several requests
     _, key = source
     run = random_ref("run")
-    now = datetime.now(UTC)
+    now = NOW
     calls = [
         call(f"{run}-{person}", name, now - timedelta(minutes=minute), message=f"{run}-{person}-{number}")
         for person, name, minute, number in entries
@@ -170,7 +181,7 @@ def test_a_customer_whose_counters_span_more_than_one_transaction_is_counted_exa
     # Given one customer who bought on 40 different days (a funnel item per day and step: far over 100 items)
     _, key = source
     person = random_ref("loyal")
-    now = datetime.now(UTC)
+    now = NOW
     calls = [
         call(person, name, now - timedelta(days=day, minutes=10 - step), message=f"{person}-{day}-{step}")
         for day in range(1, 41)
@@ -193,7 +204,7 @@ def test_forgetting_a_customer_takes_their_contribution_out_of_the_counters(http
     from shared.services.customers import forget_customer
 
     _, key = source
-    now = datetime.now(UTC)
+    now = NOW
     gone, kept = random_ref("gone"), random_ref("kept")
     calls = [
         call(person, name, now - timedelta(minutes=20 - step), message=f"{person}-{step}", user=person)

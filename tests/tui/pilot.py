@@ -35,6 +35,8 @@ async def settle(pilot: Pilot[Any], rounds: int = 6) -> None:
         await pilot.pause()
         if not any(worker.is_running for worker in pilot.app.workers):
             return
+    running = [worker.name or repr(worker) for worker in pilot.app.workers if worker.is_running]
+    raise AssertionError(f"the app did not settle in {rounds} rounds: {running} still running")
 
 
 async def type_into(pilot: Pilot[Any], value: str, *keys: str) -> None:

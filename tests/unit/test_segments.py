@@ -229,3 +229,119 @@ def test_rule_file_errors_name_the_file_the_rule_and_the_problem(document, messa
     with pytest.raises(RuleDefinitionError) as refused:
         parse_rules(document, source="rules.json")
     assert str(refused.value).startswith(message)
+
+
+@pytest.mark.parametrize("which", ["first", "last"])
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [(timedelta(days=7) - SECOND, True), (timedelta(days=7), True), (timedelta(days=7) + SECOND, False)],
+)
+def test_first_and_last_within_an_age_are_inclusive_at_the_edge(which, age, expected):
+    # Given the first and last matching events both exactly `age` old (the one event)
+    events = [an_event("Product Viewed", NOW - age)]
+    # Then
+    assert member({which: {"event": "Product Viewed"}, "within": "7d"}, events) is expected
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"count": {"event": "Email Opened"}, "within": "7d", "gte": 1},
+        {"last": {"event": "Email Opened"}, "within": "7d"},
+        {"first": {"event": "Email Opened"}, "within": "7d"},
+    ],
+)
+def test_an_event_leaving_a_window_is_the_next_change_right_after_the_edge(condition):
+    # Given an event 2 days old in a 7-day window
+    opened = an_event("Email Opened", NOW - timedelta(days=2))
+    # When
+    result = evaluate(rule(condition), Facts({}, [opened]), NOW)
+    # Then it is a member until the edge (inclusive) and the scheduler must look right after it, not later
+    leaves = opened.timestamp + timedelta(days=7)
+    assert (result.member, result.next_change) == (True, leaves + timedelta(microseconds=1))
+    assert evaluate(rule(condition), Facts({}, [opened]), leaves).member
+    assert not evaluate(rule(condition), Facts({}, [opened]), result.next_change).member
+
+
+def test_a_new_customer_leaves_new_customers_seven_days_after_the_first_event_without_any_new_one():
+    # Given the starter and a customer first seen now, back every day since
+    rules = {r.id: r for r in parse_rules(json.loads(STARTERS.read_text()), source=str(STARTERS))}
+    events = [an_event("Product Viewed", NOW + timedelta(days=d), d) for d in range(5)]
+    # When evaluated after their last event
+    result = evaluate(rules["new_customers"], Facts({}, events), NOW + timedelta(days=4, hours=1))
+    # Then they are new until 7 days after the first event, and that is when the scheduler looks again
+    assert (result.member, result.next_change) == (True, NOW + timedelta(days=7, microseconds=1))
+    assert not evaluate(rules["new_customers"], Facts({}, events), result.next_change).member
+
+
+MICRO = timedelta(microseconds=1)
+ABANDON = {
+    "absence": {
+        "did": {"event": "Product Added"},
+        "then_not": {"event": "Order Completed"},
+        "within": "1h",
+        "match": ["cart_id"],
+        "lookback": "7d",
+    }
+}
+
+
+@pytest.mark.parametrize(("which", "expected"), [("first", False), ("last", True)])
+def test_first_and_last_read_the_earliest_and_the_latest_matching_event(which, expected):
+    events = [
+        an_event("Product Viewed", NOW - timedelta(days=10), 1),
+        an_event("Product Viewed", NOW - timedelta(days=1), 2),
+    ]
+    assert member({which: {"event": "Product Viewed"}, "within": "7d"}, events) is expected
+
+
+def test_an_event_at_now_counts_for_recency():
+    assert member({"last": {"event": "Product Viewed"}, "within": "1h"}, [an_event("Product Viewed", NOW)])
+
+
+def test_last_before_an_age_changes_right_after_the_age():
+    ordered = an_event("Order Completed", NOW - timedelta(days=1))
+    result = evaluate(rule({"last": {"event": "Order Completed"}, "before": "60d"}), Facts({}, [ordered]), NOW)
+    assert (result.member, result.next_change) == (False, ordered.timestamp + timedelta(days=60) + MICRO)
+
+
+def test_a_change_that_is_now_is_not_upcoming():
+    # Given the last open, which left its window exactly now
+    opened = an_event("Email Opened", NOW - timedelta(days=7) - MICRO)
+    result = evaluate(rule({"last": {"event": "Email Opened"}, "within": "7d"}), Facts({}, [opened]), NOW)
+    assert (result.member, result.next_change) == (False, None)
+
+
+def test_recency_reads_only_the_matching_events():
+    events = [an_event("Order Completed", NOW - timedelta(days=10), 1), an_event("Product Viewed", NOW, 2)]
+    assert not member({"last": {"event": "Order Completed"}, "within": "7d"}, events)
+
+
+@pytest.mark.parametrize(("amounts", "expected"), [((200, 299), False), ((200, 300), True)])
+def test_a_sum_starts_from_zero(amounts, expected):
+    orders = [an_event("Order Completed", NOW - timedelta(days=1), n, revenue=a) for n, a in enumerate(amounts)]
+    assert member({"sum": {"event": "Order Completed", "property": "revenue"}, "gte": 500}, orders) is expected
+
+
+@pytest.mark.parametrize(("age", "expected"), [(timedelta(days=7), True), (timedelta(days=7) + MICRO, False)])
+def test_an_abandonment_counts_up_to_its_lookback_inclusive(age, expected):
+    added = an_event("Product Added", NOW - age, cart_id="c1")
+    result = evaluate(rule(ABANDON), Facts({}, [added]), NOW)
+    assert result.member is expected
+    if expected:  # and it is let go right after the lookback
+        assert result.next_change == added.timestamp + timedelta(days=7) + MICRO
+
+
+def test_an_order_at_the_same_moment_as_the_add_resolves_it():
+    events = [an_event("Product Added", NOW - timedelta(hours=2), 1, cart_id="c1")]
+    events.append(an_event("Order Completed", NOW - timedelta(hours=2), 2, cart_id="c1"))
+    assert not member(ABANDON, events)
+
+
+def test_one_resolved_abandonment_does_not_hide_a_later_open_one():
+    events = [
+        an_event("Product Added", NOW - timedelta(hours=5), 1, cart_id="c1"),
+        an_event("Order Completed", NOW - timedelta(hours=4), 2, cart_id="c1"),
+        an_event("Product Added", NOW - timedelta(hours=3), 3, cart_id="c2"),
+    ]
+    assert member(ABANDON, events)

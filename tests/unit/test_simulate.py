@@ -344,10 +344,16 @@ def test_send_paces_events_at_the_rate_and_stops_when_asked(fake_collector, hist
     # Then it took about 0.3 s
     assert 0.28 <= time.monotonic() - started < 2
     assert stats.sent == 30
-    # And a stop request ends an endless stream, sending what was batched
+    # And a stop request ends an endless stream, sending what was batched: stop is asked once 10 events were drawn
     stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
     endless = live(7, customers=0, clock=lambda: datetime.now(UTC), run="stop")
-    stats = send(endless, target, rate=50, stop=stop)
-    assert 5 <= stats.sent <= 25
+
+    def until_stopped() -> Iterator[Any]:
+        for drawn, event in enumerate(endless, start=1):
+            if drawn == 10:
+                stop.set()
+            yield event
+
+    stats = send(until_stopped(), target, rate=50, stop=stop)
+    assert stats.sent == 10  # the stop is seen before the next event is drawn
     assert stats.accepted + stats.opens + stats.clicks == stats.sent

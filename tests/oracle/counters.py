@@ -1,0 +1,161 @@
+"""The analytics counters (funnels, retention, timing, overview) from raw events, per the README's Analytics."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from tests.oracle.profiles import channel, hour_of_week
+from tests.oracle.raw import Event
+from tests.oracle.rules import duration
+
+SHARDS = 4
+BEHAVIOUR = {"track", "page", "screen"}
+"""What a customer did (identify/alias/group say who they are): funnels and named return events read these."""
+OVERVIEW_DAYS = 2
+RETENTION = {"day": 31, "week": 13}
+
+Counters = dict[tuple[str, str], dict[str, int]]
+
+
+def shard(customer_id: str, shards: int = SHARDS) -> int:
+    return zlib.crc32(customer_id.encode("utf-8", "surrogatepass")) % shards
+
+
+def time_bucket(seconds: float) -> int:
+    """The ±10 % bucket of a time between steps: 0 under a second, then powers of 1.2."""
+    return 0 if seconds < 1 else int(math.log(seconds) / math.log(1.2)) + 1
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def customer_counters(
+    customer_id: str, events: Sequence[Event], document: Mapping[str, Any], now: datetime
+) -> Counters:
+    """What one customer adds to every counter."""
+    out: Counters = defaultdict(lambda: defaultdict(int))
+    ordered = sorted(events, key=Event.order_key)
+    if not ordered:
+        return {}
+    part = str(shard(customer_id))
+    behaviour = [e for e in ordered if e.type in BEHAVIOUR]
+    for funnel in document.get("funnels", []):
+        for entry, times, label in _journeys(funnel, behaviour, channel(ordered[0])):
+            day = f"DAY#{entry.date().isoformat()}"
+            for step in range(1, len(times) + 1):
+                out[(f"FUNNEL#{funnel['id']}", f"{day}#{part}")][f"s|{step}"] += 1
+                out[(f"FUNNEL#{funnel['id']}", f"{day}#{part}")][f"b|{label}|{step}"] += 1
+                if step > 1:
+                    took = (times[step - 1] - times[step - 2]).total_seconds()
+                    out[(f"FUNNEL#{funnel['id']}", f"{day}#T{step}#{part}")][f"t|{step}|{time_bucket(took)}"] += 1
+    returns = (document.get("retention") or {}).get("events", ["*", "Order Completed"])
+    first = ordered[0].at.date()
+    for by, limit in RETENTION.items():
+        cohort = _period(first, by)
+        item = out[(f"RETENTION#{by}", f"{cohort.isoformat()}#{part}")]
+        item["n"] += 1
+        for name in returns:
+            offsets = {
+                _offset(cohort, e.at.date(), by)
+                for e in ordered
+                if name == "*" or (e.type in BEHAVIOUR and e.name == name)
+            }
+            offsets = {o for o in offsets if o < limit}
+            for offset in offsets:
+                item[f"on|{name}|{offset}"] += 1
+            if offsets:
+                item[f"last|{name}|{max(offsets)}"] += 1
+    for event in ordered:
+        out[("TIMING", f"{channel(event)}#{part}")][f"h|{channel(event)}|{hour_of_week(event)}"] += 1
+        day = event.at.date().isoformat()
+        hour = out[(f"STATS#{day}", f"H{event.at:%H}#{part}")]
+        hour["n"] += 1
+        hour[f"m|{event.at:%H%M}"] += 1
+        out[(f"STATS#{day}", f"E#{part}")][f"e|{event.name}"] += 1
+    return out
+
+
+def _period(day: date, by: str) -> date:
+    return day - timedelta(days=day.weekday()) if by == "week" else day
+
+
+def _offset(cohort: date, day: date, by: str) -> int:
+    days = (_period(day, by) - cohort).days
+    return days // 7 if by == "week" else days
+
+
+def _step_matches(step: Mapping[str, Any], event: Event) -> bool:
+    if event.name != step["event"]:
+        return False
+    return all(
+        _text(event.properties.get(k)) in {str(v) for v in accepted} for k, accepted in step.get("where", {}).items()
+    )
+
+
+def _journeys(
+    funnel: Mapping[str, Any], events: Sequence[Event], first_channel: str
+) -> list[tuple[datetime, list[datetime], str]]:
+    """README: a journey starts at a step-1 event when none is open, advances on the next step's event (strict:
+    any other event ends it), and closes when complete or when the window since its start, or the next step's
+    own `within` since the previous step, has passed (bounds inclusive)."""
+    steps = funnel["steps"]
+    window = duration(funnel.get("window", "14d"))
+    strict = funnel.get("order") == "strict"
+    breakdown = funnel.get("breakdown", "channel")
+    found: list[tuple[datetime, list[datetime], str]] = []
+    open_: tuple[datetime, list[datetime], str] | None = None
+    for event in events:
+        if open_ is not None:
+            entry, times, _ = open_
+            nxt = steps[len(times)]
+            deadline = entry + window
+            if nxt.get("within"):
+                deadline = min(deadline, times[-1] + duration(nxt["within"]))
+            if event.at > deadline:
+                found.append(open_)
+                open_ = None
+        if open_ is not None:
+            if _step_matches(steps[len(open_[1])], event):
+                open_[1].append(event.at)
+                if len(open_[1]) == len(steps):
+                    found.append(open_)
+                    open_ = None
+                continue
+            if not strict:
+                continue
+            found.append(open_)
+            open_ = None
+        if _step_matches(steps[0], event):
+            label = (
+                first_channel
+                if breakdown == "channel"
+                else (_text(event.properties.get(breakdown.split(":", 1)[1]))[:64] or "(none)")
+            )
+            open_ = (event.at, [event.at], label)
+            if len(steps) == 1:
+                found.append(open_)
+                open_ = None
+    if open_ is not None:
+        found.append(open_)
+    return found
+
+
+def add(total: Counters, more: Counters) -> None:
+    for key, attributes in more.items():
+        for name, n in attributes.items():
+            if n:
+                total.setdefault(key, {})
+                total[key][name] = total[key].get(name, 0) + n
+
+
+def overview_horizon(now: datetime) -> str:
+    """Overview day counters stop changing once their day is more than two days before now."""
+    return f"STATS#{(now - timedelta(days=OVERVIEW_DAYS)).date().isoformat()}"
