@@ -290,7 +290,13 @@ from hypothesis import strategies as st  # noqa: E402
 awkward_text = st.sampled_from(["", "#", "u:x", "a:y#z", "$d", "😀" * 70, "é" * 128, "\u2028", "1e999999"]) | st.text(
     max_size=12
 )
-scalars = st.none() | st.booleans() | st.integers(-(2**80), 2**80) | st.floats() | awkward_text
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**80), 2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | awkward_text
+)
 values = st.recursive(
     scalars,
     lambda children: st.lists(children, max_size=3) | st.dictionaries(awkward_text, children, max_size=3),

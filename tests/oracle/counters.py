@@ -20,6 +20,67 @@ OVERVIEW_DAYS = 2
 RETENTION = {"day": 31, "week": 13}
 
 Counters = dict[tuple[str, str], dict[str, int]]
+OTHER = "(other)"
+# README (Analytics, bounded cardinality): the names counted by name without configuration.
+SPEC_NAMES = {
+    *[
+        "Products Searched",
+        "Product List Viewed",
+        "Product List Filtered",
+        "Promotion Viewed",
+        "Promotion Clicked",
+        "Product Clicked",
+        "Product Viewed",
+        "Product Added",
+        "Product Removed",
+        "Cart Viewed",
+        "Checkout Started",
+        "Checkout Step Viewed",
+        "Checkout Step Completed",
+        "Payment Info Entered",
+        "Order Updated",
+        "Order Completed",
+        "Order Refunded",
+        "Order Cancelled",
+        "Coupon Entered",
+        "Coupon Applied",
+        "Coupon Denied",
+        "Coupon Removed",
+        "Product Added to Wishlist",
+        "Product Removed from Wishlist",
+        "Wishlist Product Added to Cart",
+        "Product Shared",
+        "Cart Shared",
+        "Product Reviewed",
+        "Email Bounced",
+        "Email Delivered",
+        "Email Link Clicked",
+        "Email Marked as Spam",
+        "Email Opened",
+        "Unsubscribed",
+        "Signed Up",
+        "Signed In",
+        "Signed Out",
+        "Account Created",
+        "Account Deleted",
+        "Trial Started",
+        "Trial Ended",
+        "$identify",
+        "$page",
+        "$screen",
+        "$group",
+        "$alias",
+    ]
+}
+
+
+def catalogued(document: Mapping[str, Any]) -> set[str]:
+    """Event names the overview counts by name: the spec's, every name the definitions use, `overview.events`."""
+    names = set(SPEC_NAMES)
+    for funnel in document.get("funnels", []):
+        names |= {step if isinstance(step, str) else step["event"] for step in funnel["steps"]}
+    names |= set(document.get("retention", {}).get("events", ["*", "Order Completed"])) - {"*"}
+    return names | set(document.get("overview", {}).get("events", []))
 
 
 def shard(customer_id: str, shards: int = SHARDS) -> int:
@@ -73,13 +134,14 @@ def customer_counters(
                 item[f"on|{name}|{offset}"] += 1
             if offsets:
                 item[f"last|{name}|{max(offsets)}"] += 1
+    counted_by_name = catalogued(document)
     for event in ordered:
         out[("TIMING", f"{channel(event)}#{part}")][f"h|{channel(event)}|{hour_of_week(event)}"] += 1
         day = event.at.date().isoformat()
         hour = out[(f"STATS#{day}", f"H{event.at:%H}#{part}")]
         hour["n"] += 1
         hour[f"m|{event.at:%H%M}"] += 1
-        out[(f"STATS#{day}", f"E#{part}")][f"e|{event.name}"] += 1
+        out[(f"STATS#{day}", f"E#{part}")][f"e|{event.name if event.name in counted_by_name else OTHER}"] += 1
     return out
 
 
@@ -134,11 +196,10 @@ def _journeys(
             found.append(open_)
             open_ = None
         if _step_matches(steps[0], event):
-            label = (
-                first_channel
-                if breakdown == "channel"
-                else (_text(event.properties.get(breakdown.split(":", 1)[1]))[:64] or "(none)")
-            )
+            value = _text(event.properties.get(breakdown.split(":", 1)[1])) if breakdown != "channel" else ""
+            listed = funnel.get("breakdown_values", [])
+            label = first_channel if breakdown == "channel" else (value in listed and value) or (value and OTHER)
+            label = label or "(none)"
             open_ = (event.at, [event.at], label)
             if len(steps) == 1:
                 found.append(open_)

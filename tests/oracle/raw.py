@@ -30,6 +30,21 @@ def body(blob: bytes) -> Any:
     return decode_json(blob, object_hook=lambda o: Decimal(o["$d"]) if o.keys() == {"$d"} else o)
 
 
+def profile_body(item: dict[str, Any]) -> Any:
+    """A profile's body. Written with `body_codec` 2, every object key starting with `$` carries one more `$`
+    (so user JSON can never look like the `{"$d": …}` number tag): take it off again."""
+    if item.get("body_codec") != 2:
+        return body(bytes(item["body"]))
+    from shared.storage.items import decode_json
+
+    def hook(o: dict[str, Any]) -> Any:
+        if o.keys() == {"$d"}:
+            return Decimal(o["$d"])
+        return {(k[1:] if k.startswith("$$") else k): v for k, v in o.items()}
+
+    return decode_json(bytes(item["body"]), object_hook=hook)
+
+
 @dataclass(frozen=True)
 class Event:
     """A stored event as the oracle reads it."""
@@ -125,7 +140,7 @@ def _sort(table: Table, item: dict[str, Any]) -> None:  # noqa: C901 - one branc
     elif entity == "link":
         table.links[pk] = item
     elif entity == "profile":
-        table.profiles[pk.split("#", 1)[1]] = body(bytes(item["body"]))
+        table.profiles[item.get("customer_id") or pk.split("#", 1)[1]] = profile_body(item)
     elif entity == "membership":
         if item.get("state", "in") == "in":
             table.memberships[item["customer_id"]].add(item["segment"])
