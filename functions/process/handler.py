@@ -229,18 +229,21 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     saved: list[str] = []
     by_sequence = {record["dynamodb"]["SequenceNumber"]: record for record in event["Records"]}
     quarantined: list[tuple[StreamChange, str]] = []
+    erased: list[StreamChange] = []
     failed.update(
         process_isolated(
             store(),
             [c for c in changes if c not in audience],
             on_saved=saved.append,
             quarantine=lambda group, reason: quarantined.extend((change, reason) for change in group),
+            on_erased=erased.append,
         )
     )
     undecodable = [result for result, _ in decoded if isinstance(result, Undecodable)]
     failed.update(_quarantine(quarantined, by_sequence, undecodable))
     evaluate_customers_of_batch(saved)
-    record_feed([c for c in changes if c not in audience], event["Records"])
+    # The live feed never shows an identity erased since its events were stored.
+    record_feed([c for c in changes if c not in audience and c not in erased], event["Records"])
     metrics.add_metric(name="EventsFolded", unit=MetricUnit.Count, value=len(changes) - len(audience))
     metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(failed))
     return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in sorted(failed, key=int)]}

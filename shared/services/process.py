@@ -108,6 +108,7 @@ def process_changes(
     force: bool = False,
     on_saved: Callable[[str], None] | None = None,
     on_poison: Callable[[StreamChange, str], None] | None = None,
+    on_erased: Callable[[StreamChange], None] | None = None,
 ) -> list[str]:
     """Fold a batch of new events into identities and profiles.
 
@@ -116,6 +117,7 @@ def process_changes(
             quarantined, hence never folded in).
         on_saved: told the id of every customer whose profile this batch changed (segments are evaluated then).
         on_poison: told of each event that cannot be folded into its profile, which is then skipped.
+        on_erased: told of each event skipped because it names an identity erased since it was stored.
 
     Returns:
         The sequence numbers of the records that failed for now (to report as `batchItemFailures`).
@@ -135,7 +137,7 @@ def process_changes(
     failed: list[str] = []
     # Events of an identity erased meanwhile (stored before `forget` ran) are not folded back into anything.
     # An alias naming an erased id as its previousId is skipped too: it would link the erased id again.
-    ordered = [c for c in ordered if not batch.forgotten.intersection(named_identities(c.event))]
+    ordered = _without_erased(batch, ordered, on_erased)
     linked: list[StreamChange] = []
     for position, change in enumerate(ordered):
         try:
@@ -177,6 +179,7 @@ def process_isolated(
     *,
     on_saved: Callable[[str], None] | None = None,
     quarantine: Callable[[Sequence[StreamChange], str], None],
+    on_erased: Callable[[StreamChange], None] | None = None,
 ) -> list[str]:
     """`process_changes`, with any permanent failure contained to the identity whose records caused it.
 
@@ -193,7 +196,7 @@ def process_isolated(
         quarantine([change], reason)
 
     try:
-        return process_changes(store, changes, on_saved=on_saved, on_poison=poisoned)
+        return process_changes(store, changes, on_saved=on_saved, on_poison=poisoned, on_erased=on_erased)
     except Exception:
         logger.exception("a batch failed for good; processing it one identity at a time")
     groups: dict[str, list[StreamChange]] = defaultdict(list)
@@ -202,11 +205,23 @@ def process_isolated(
     failed: list[str] = []
     for group in groups.values():
         try:
-            failed += process_changes(store, group, on_saved=on_saved, on_poison=poisoned)
+            failed += process_changes(store, group, on_saved=on_saved, on_poison=poisoned, on_erased=on_erased)
         except Exception as exc:
             logger.exception("records quarantined", extra={"records": len(group)})
             quarantine(group, failure_reason(exc))
     return sorted(failed, key=int)
+
+
+def _without_erased(
+    batch: _Batch, ordered: list[StreamChange], on_erased: Callable[[StreamChange], None] | None
+) -> list[StreamChange]:
+    kept: list[StreamChange] = []
+    for change in ordered:
+        if not batch.forgotten.intersection(named_identities(change.event)):
+            kept.append(change)
+        elif on_erased is not None:
+            on_erased(change)
+    return kept
 
 
 def _read(batch: _Batch, changes: Sequence[StreamChange]) -> None:

@@ -274,3 +274,16 @@ def test_processing_skips_a_stored_alias_whose_previous_id_was_forgotten_since(h
     stream.drain()
     # Then the forgotten id is linked to no one
     assert store.get_links([f"u:{gone}", f"a:{gone}"]) == {}
+
+
+def test_the_live_feed_never_shows_an_identity_erased_before_its_events_were_processed(http, source, store, stream):
+    # Given an event stored, then its user forgotten before processing caught up
+    _, key = source
+    gone = random_ref("gone")
+    track = {"type": "track", "userId": gone, "event": "Product Viewed", "messageId": random_ref("msg")}
+    http("POST", "/v1/batch", body=json.dumps({"batch": [track]}), write_key=key)
+    forget_customer(store, gone, now=datetime.now(UTC))
+    # When processing catches up
+    stream.drain()
+    # Then the live feed does not name the erased user
+    assert not any(gone in json.dumps(events) for events in store.live_items(limit=10))
