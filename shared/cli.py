@@ -247,6 +247,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 1 if stats.rejected or stats.not_stored else 0
 
 
+def _existing_source(store: DynamoTrackingStore, source_id: str) -> Source:
+    source = store.get_source(source_id)
+    if source is None:
+        raise CliError(f"no source {source_id!r}")
+    return source
+
+
 def cmd_sources_add(args: argparse.Namespace) -> int:
     source_id = args.id or _slug(args.name)
     if not _SOURCE_ID.match(source_id):
@@ -299,9 +306,7 @@ def cmd_sources_list(args: argparse.Namespace) -> int:
 
 def cmd_sources_rotate(args: argparse.Namespace) -> int:
     store, _ = _store(args)
-    source = store.get_source(args.source)
-    if source is None:
-        raise CliError(f"no source {args.source!r}")
+    source = _existing_source(store, args.source)
     rotated = rotate_secret(source, args.kind, "ffs_" + secrets.token_urlsafe(32))
     store.put_source(rotated)
     data = {
@@ -323,9 +328,7 @@ def cmd_sources_rotate(args: argparse.Namespace) -> int:
 
 def cmd_sources_rotate_key(args: argparse.Namespace) -> int:
     store, _ = _store(args)
-    source = store.get_source(args.source)
-    if source is None:
-        raise CliError(f"no source {args.source!r}")
+    source = _existing_source(store, args.source)
     grace = _duration(args.grace)
     write_key = WRITE_KEY_PREFIX + secrets.token_urlsafe(24)
     now = datetime.now(UTC)
@@ -348,9 +351,7 @@ def cmd_sources_rotate_key(args: argparse.Namespace) -> int:
 
 def cmd_sources_remove(args: argparse.Namespace) -> int:
     store, _ = _store(args)
-    source = store.get_source(args.source)
-    if source is None:
-        raise CliError(f"no source {args.source!r}")
+    source = _existing_source(store, args.source)
     if not args.yes:
         raise CliError(f"removing {source.id!r} revokes its write key and secrets: pass --yes")
     store.remove_source(source)
@@ -364,9 +365,7 @@ def cmd_sources_remove(args: argparse.Namespace) -> int:
 
 def cmd_links_sign(args: argparse.Namespace) -> int:
     store, extra = _store(args)
-    source = store.get_source(args.source)
-    if source is None:
-        raise CliError(f"no source {args.source!r}")
+    source = _existing_source(store, args.source)
     if not (args.user_id or args.anonymous_id):
         raise CliError("a click must be attributable: pass --user-id or --anonymous-id")
     properties = dict(_pair(p) for p in args.property)

@@ -31,19 +31,20 @@ class QuarantineStore(Protocol):
     def put_failed(self, failures: Sequence[FailedEvent]) -> None: ...
 
 
+def _record(route: str, reason: str, raw: str, now: datetime) -> FailedEvent:
+    return failed_event(
+        failure_id=new_failure_id(now, secrets.token_hex(6)),
+        received_at=now,
+        route=route,
+        reason=reason,
+        status=0,
+        raw=raw,
+    )
+
+
 def record_failures(records: Iterable[dict[str, Any]], reason: str, *, now: datetime) -> list[FailedEvent]:
     """Failed-event records holding Lambda-shaped stream records."""
-    return [
-        failed_event(
-            failure_id=new_failure_id(now, secrets.token_hex(6)),
-            received_at=now,
-            route=STREAM_ROUTE,
-            reason=reason,
-            status=0,
-            raw=json.dumps(record),
-        )
-        for record in records
-    ]
+    return [_record(STREAM_ROUTE, reason, json.dumps(record), now) for record in records]
 
 
 def quarantine_records(
@@ -57,15 +58,4 @@ def quarantine_records(
 
 def quarantine_customer(store: QuarantineStore, customer_id: str, reason: str, *, now: datetime) -> None:
     """Set a customer's evaluation aside (raises `StorageError` when that could not be stored)."""
-    store.put_failed(
-        [
-            failed_event(
-                failure_id=new_failure_id(now, secrets.token_hex(6)),
-                received_at=now,
-                route=CUSTOMER_ROUTE,
-                reason=reason,
-                status=0,
-                raw=json.dumps({"customer_id": customer_id}),
-            )
-        ]
-    )
+    store.put_failed([_record(CUSTOMER_ROUTE, reason, json.dumps({"customer_id": customer_id}), now)])
