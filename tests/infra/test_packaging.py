@@ -284,8 +284,8 @@ def test_collect_reads_at_most_one_key_per_event_and_identity(collected):
     batch_reads = [c for c in collected["calls"] if c["operation"] == "BatchGetItem"]
     assert batch_reads and all(c["consistent"] for c in batch_reads)
     # 2 events, the first with 1 identity, the second with 2 (one shared): 2 event keys, and for each of the 2
-    # identities its erasure mark under both keys it may have (hashed, and raw as tables from before hashing wrote
-    # it): 2 + 2 × 2 keys, the shared identity read once. A one-shot migration of the raw marks would make it 2 + 2.
+    # identities its erasure mark under both keys it may have (hashed, and raw as older tables wrote it):
+    # 2 + 2 x 2 keys, the shared identity read once. A one-shot migration of the raw marks would make it 2 + 2.
     assert sum(c["keys_read"] for c in batch_reads) == 6
     assert [c["operation"] for c in collected["calls"]].count("GetItem") == 2
 
