@@ -241,7 +241,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     undecodable = [result for result, _ in decoded if isinstance(result, Undecodable)]
     failed.update(_quarantine(quarantined, by_sequence, undecodable))
-    evaluate_customers_of_batch(saved)
+    evaluate_customers_of_batch(list(dict.fromkeys(saved)))  # the isolation fallback may report one twice
     # The live feed never shows an identity erased since its events were stored.
     record_feed([c for c in changes if c not in audience and c not in erased], event["Records"])
     metrics.add_metric(name="EventsFolded", unit=MetricUnit.Count, value=len(changes) - len(audience))
