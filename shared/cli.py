@@ -529,15 +529,20 @@ def cmd_failed_replay(args: argparse.Namespace) -> int:
 
 
 def _change_from_record(record: dict[str, Any]) -> Any:
+    from shared.services.analytics import counter_change
     from shared.services.process import StreamChange
     from shared.storage import items
     from shared.storage.dynamo import deserialize_wire
 
     data = record["dynamodb"]
-    event = items.decode_change(
-        old=deserialize_wire(data["OldImage"]) if "OldImage" in data else None,
-        new=deserialize_wire(data["NewImage"]) if "NewImage" in data else None,
-    )
+    old = deserialize_wire(data["OldImage"]) if "OldImage" in data else None
+    new = deserialize_wire(data["NewImage"]) if "NewImage" in data else None
+    created = data.get("ApproximateCreationDateTime")
+    received = datetime.fromtimestamp(float(created), UTC) if created else datetime.now(UTC)
+    counted = counter_change(data["SequenceNumber"], old, new, received=received)
+    if counted is not None:
+        return counted
+    event = items.decode_change(old=old, new=new)
     return None if event is None else StreamChange(data["SequenceNumber"], event)
 
 

@@ -35,6 +35,17 @@ class StoredProfile:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """Someone entering (or leaving) a segment, as its history keeps it."""
+
+    segment_id: str
+    customer_id: str
+    at: str
+    entered: bool
+    rule_version: int
+
+
+@dataclass(frozen=True, slots=True)
 class Link:
     """An identity's membership of a customer, with where it came from."""
 

@@ -1,8 +1,9 @@
 """DynamoDB Streams → identity stitching and customer profiles, with partial-batch failure reporting.
 
-Powertools' batch processor decodes each record (a record that cannot be decoded is reported failed on
-its own); the decoded events are then folded in one coalesced pass (one profile write per customer per
-batch), whose failures join the same `batchItemFailures` answer.
+Powertools' batch processor decodes each record (a record that cannot be decoded is quarantined on its own);
+the decoded events are then folded in one coalesced pass (one profile write per customer per batch), whose
+failures join the same `batchItemFailures` answer. Records of customers' cells items and of memberships are
+summed into the counters last (`services.analytics.fold`: one update per counter item per batch).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -25,7 +27,7 @@ from shared.domain.analytics import Definitions
 from shared.domain.segments import Due, due_minute
 from shared.ports import RejectedWriteError, StorageError
 from shared.publishers import EventBridgePublisher, OutboxFile, Publishers, WebhookPublisher
-from shared.services.analytics import definitions_of, update_customers
+from shared.services.analytics import CounterChange, counter_change, definitions_of, fold, update_customers
 from shared.services.collect import utcnow
 from shared.services.overview import live_event
 from shared.services.process import StreamChange, process_isolated
@@ -42,6 +44,9 @@ from shared.services.segments import (
 from shared.storage import items
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 
+UNSHARDED = "unsharded"
+"""The fold's lane when the event names no shard (a direct invocation; the template's tumbling window and the
+local stream runner both name it)."""
 RULES_CACHE_SECONDS = 30.0
 PARALLEL_READS = 8
 settings = Settings.from_env()
@@ -65,18 +70,33 @@ class Undecodable:
     reason: str
 
 
-def decode(record: DynamoDBRecord) -> StreamChange | MembershipChange | Undecodable | None:
+@dataclass(frozen=True)
+class Counted:
+    """A record that moves counters (a customer's cells, a segment's size), and the segment change it may bring."""
+
+    change: CounterChange
+    membership: MembershipChange | None = None
+
+
+def decode(record: DynamoDBRecord) -> StreamChange | Counted | Undecodable | None:
     image = record.dynamodb
     assert image is not None and image.sequence_number is not None
+    sequence = image.sequence_number
     try:
         old, new = image.old_image or None, image.new_image or None
-        membership = items.decode_membership_change(old=old, new=new)
-        if membership is not None:
-            return MembershipChange(**membership)
+        counted = counter_change(sequence, old, new, received=_created(record))
+        if counted is not None:
+            membership = items.decode_membership_change(old=old, new=new)
+            return Counted(counted, MembershipChange(**membership) if membership else None)
         event = items.decode_change(old=old, new=new)
     except Exception as exc:
-        return Undecodable(image.sequence_number, failure_reason(exc))
-    return None if event is None else StreamChange(image.sequence_number, event)
+        return Undecodable(sequence, failure_reason(exc))
+    return None if event is None else StreamChange(sequence, event)
+
+
+def _created(record: DynamoDBRecord) -> datetime:
+    seconds = (record.raw_event.get("dynamodb") or {}).get("ApproximateCreationDateTime")
+    return datetime.fromtimestamp(float(seconds), UTC) if seconds else utcnow()
 
 
 @cache
@@ -218,12 +238,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         results = processor.process()
     decoded = [(result, record) for status, result, record in results if status == "success" and result is not None]
     changes = [result for result, _ in decoded if isinstance(result, StreamChange)]
+    counted = [result for result, _ in decoded if isinstance(result, Counted)]
     failed = {f["itemIdentifier"] for f in processor.response()["batchItemFailures"]}
-    memberships = [(result, record) for result, record in decoded if isinstance(result, MembershipChange)]
+    memberships = [c for c in counted if c.membership is not None]
     try:
-        record_membership_changes(store(), [change for change, _ in memberships])
+        record_membership_changes(store(), [c.membership for c in memberships if c.membership is not None])
     except StorageError:
-        failed.update(record["dynamodb"]["SequenceNumber"] for _, record in memberships)
+        failed.update(c.change.sequence for c in memberships)
     audience = [change for change in changes if change.event.source_id == AUDIENCE_SOURCE]
     failed.update(publish(audience))
     saved: list[str] = []
@@ -244,6 +265,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     evaluate_customers_of_batch(list(dict.fromkeys(saved)))  # the isolation fallback may report one twice
     # The live feed never shows an identity erased since its events were stored.
     record_feed([c for c in changes if c not in audience and c not in erased], event["Records"])
+    # Counters last: only records below the first failure are folded, so a retry (which starts there) never
+    # brings a folded record back; a crash or a timeout brings the whole batch back, and the shard's mark skips it.
+    first_failure = min((int(sequence) for sequence in failed), default=None)
+    foldable = [c.change for c in counted if first_failure is None or int(c.change.sequence) < first_failure]
+    failed.update(fold(store(), event.get("shardId") or UNSHARDED, foldable))
     metrics.add_metric(name="EventsFolded", unit=MetricUnit.Count, value=len(changes) - len(audience))
     metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(failed))
-    return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in sorted(failed, key=int)]}
+    # `state` answers Lambda's tumbling window (configured to learn the shard id; the handler keeps no state).
+    return {"state": {}, "batchItemFailures": [{"itemIdentifier": sequence} for sequence in sorted(failed, key=int)]}

@@ -48,8 +48,10 @@ from shared.domain.segments import parse_duration as _rule_duration
 Cells = dict[tuple[str, str], dict[str, int]]
 """(PK, SK) of a counter item → attribute → count."""
 
-SHARDS = 4
-"""Counter items per key: customers spread over them, so no single item takes every write."""
+SHARDS = 1
+"""Counter items per key. Counters are written by the stream fold, once per counter item per stream batch (not
+once per customer), so one item per key stays far below a partition's 1,000 WU/s; reports still sum whatever
+shards a key has (tables written before the fold have 4)."""
 DEFAULT_WINDOW = timedelta(days=14)
 RETENTION_OFFSETS = {"day": 31, "week": 13}
 """Offsets kept per cohort (day 0-30, week 0-12)."""

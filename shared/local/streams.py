@@ -58,10 +58,12 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
 
 
 def _matches_filter(record: dict[str, Any]) -> bool:
-    """The mapping's filter (also in the SAM template): new event items, and membership changes."""
-    entity = record["dynamodb"].get("NewImage", {}).get("entity", {}).get("S")
-    return (record.get("eventName") == "INSERT" and entity == "event") or (
-        record.get("eventName") in ("INSERT", "MODIFY") and entity == "membership"
+    """The mapping's filter (also in the SAM template): new event items; changes of memberships and of customers'
+    cells items, their removals included (the counters are folded from them)."""
+    name = record.get("eventName")
+    entity = record["dynamodb"].get("OldImage" if name == "REMOVE" else "NewImage", {}).get("entity", {}).get("S")
+    return (name == "INSERT" and entity == "event") or (
+        name in ("INSERT", "MODIFY", "REMOVE") and entity in ("membership", "analytics_cells")
     )
 
 
@@ -166,7 +168,7 @@ class StreamRunner:
         if not wanted:  # like an event filter on the mapping: nothing to invoke for, but the position moves on
             self._advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"], page.get("NextShardIterator"))
             return len(records)
-        event = {"Records": [lambda_record(r, arn, self.region) for r in wanted]}
+        event = {"Records": [lambda_record(r, arn, self.region) for r in wanted], "shardId": shard_id}
         try:
             answer = self.handler(event, LocalContext("footfall-process"))
         except Exception:

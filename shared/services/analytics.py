@@ -1,26 +1,32 @@
 """The analytics service: keep funnel, retention, timing and overview counters exact, and read reports.
 
 Processing calls `update_customers` with the customers a batch changed (and their events, already read for
-segments); reading a report is a handful of queries on counter items whatever the event volume. `recompute`
-is the check path (every stored event, summed in memory), also what `footfall funnels show --check` compares.
+segments): each changed customer's cells are written, one put each. The stream then brings those writes back,
+and `fold` adds a whole batch's differences to the counters in one update per counter item (see
+`shared.storage.analytics`). Reading a report is a handful of queries on counter items whatever the event
+volume. `recompute` is the check path (every stored event, summed in memory), also what `footfall funnels show
+--check` compares.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from shared.domain import analytics
 from shared.domain.analytics import Cells, Definitions, Funnel
-from shared.domain.events import TrackingEvent
+from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.reports import FunnelReport, RetentionReport, TimingReport
-from shared.ports import Page, StorageError, StoredProfile
+from shared.ports import ConditionFailedError, Page, StorageError, StoredProfile, ThrottledError
 from shared.services.segments import customer_events
-from shared.storage.analytics import CellsChange, StoredCells
+from shared.storage.analytics import WHOLE, CellsChange, StoredCells, decode_cells_change, fold_position
+from shared.storage.segments import size_cells, size_change
 
 logger = logging.getLogger(__name__)
 STARTERS = Path(__file__).resolve().parents[2] / "infra" / "analytics" / "starters.json"
@@ -33,6 +39,8 @@ class AnalyticsStore(Protocol):
     def put_analytics_definitions(self, document: Mapping[str, Any]) -> None: ...
     def get_cells(self, customer_ids: Sequence[str]) -> dict[str, StoredCells]: ...
     def save_cells(self, changes: Sequence[CellsChange]) -> list[str]: ...
+    def fold_mark(self, lane: str) -> str | None: ...
+    def fold_counters(self, lane: str, *, after: str | None, upto: str, delta: Cells) -> None: ...
     def counter_items(
         self, pk: str, *, start: str | None = None, end: str | None = None
     ) -> list[tuple[str, dict[str, int]]]: ...
@@ -56,9 +64,9 @@ def update_customers(
     events: Mapping[str, list[TrackingEvent]] | None = None,
     profiles: Mapping[str, StoredProfile] | None = None,
 ) -> int:
-    """Recompute these customers' cells and add the differences to the counters. Returns counter changes.
+    """Recompute these customers' cells and store those that changed. Returns the counter changes they make.
 
-    A customer merged away (or erased) contributes nothing any more; its previous cells are taken back.
+    A customer merged away contributes nothing any more: its cells become empty (the fold takes them back).
 
     Raises:
         StorageError: when it could not be saved (the caller retries the batch; nothing was counted twice).
@@ -87,12 +95,15 @@ def update_customers(
                 if active
                 else {}
             )
-            delta = analytics.difference(cells, previous[customer_id].cells, now=now)
             kept = analytics.kept(cells, now=now)
-            if delta or kept != previous[customer_id].cells:
-                changes.append(CellsChange(previous[customer_id], kept, delta))
+            if kept != previous[customer_id].cells:
+                changes.append(CellsChange(previous[customer_id], kept, format_timestamp(now)))
         conflicted = set(store.save_cells(changes))
-        changed += sum(len(c.delta) for c in changes if c.previous.customer_id not in conflicted)
+        changed += sum(
+            len(analytics.difference(c.cells, c.previous.cells, now=now))
+            for c in changes
+            if c.previous.customer_id not in conflicted
+        )
         wanted = sorted(conflicted)
         for customer_id in conflicted:
             known.pop(customer_id, None)  # another writer moved it: read everything again
@@ -100,24 +111,117 @@ def update_customers(
     raise StorageError(f"analytics cells of {len(wanted)} customers kept changing under us")
 
 
-def take_back(store: AnalyticsStore, customer_ids: Sequence[str]) -> None:
-    """Remove these customers' contributions from the counters (before they are erased).
+@dataclass(frozen=True, slots=True)
+class CounterChange:
+    """What one stream record adds to the counters (a customer's cells changed, a segment's size moved)."""
 
-    Raises:
-        StorageError: could not be done (nothing was half-done for any customer).
+    sequence: str
+    delta: Cells
+
+
+def counter_change(
+    sequence: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, *, received: datetime
+) -> CounterChange | None:
+    """What a stream record adds to the counters, or None for a record that moves none.
+
+    A customer's cells item: new cells minus old, with the overview horizon they were cut at (when they were
+    computed; the record's time for a REMOVE). A membership item: its segment's size, one up or down.
     """
-    wanted = list(customer_ids)
+    cells = decode_cells_change(old=old, new=new)
+    if cells is not None:
+        before, after, at = cells
+        moment = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else received
+        return CounterChange(sequence, analytics.difference(after, before, now=moment))
+    size = size_change(old=old, new=new)
+    if size is not None:
+        segment_id, step, day = size
+        return CounterChange(sequence, size_cells(segment_id, step, day or received.date().isoformat()))
+    return None
+
+
+FOLD_BACKOFF_SECONDS = 0.2
+FOLD_ITEMS = 99
+"""Counter items per fold transaction (DynamoDB takes 100 actions; the shard's mark is the last one)."""
+FOLD_ATTRIBUTES = 250
+"""Attributes per counter update (an update expression stays far below DynamoDB's 4 KB)."""
+
+
+def fold(store: AnalyticsStore, lane: str, changes: Sequence[CounterChange]) -> list[str]:
+    """Add a batch's counter changes to the counters, once each however often the stream delivers them.
+
+    `lane` is the stream shard the records come from (their sequence numbers are ordered within it). The changes
+    are summed and written in as few transactions as the limits allow, each moving the shard's mark past the
+    records it holds; records at or below the mark were folded before and are skipped.
+
+    Returns:
+        The sequence numbers of the records not folded for now (to report failed: the stream retries them).
+    """
+    ordered = sorted((c for c in changes if c.delta), key=lambda c: int(c.sequence))
+    mark: str | None = None
     for _ in range(SAVE_ATTEMPTS):
-        previous = store.get_cells(wanted)
-        changes = [
-            CellsChange(stored, {}, {key: {a: -n for a, n in counts.items()} for key, counts in stored.cells.items()})
-            for stored in previous.values()
-            if stored.cells
-        ]
-        wanted = store.save_cells(changes)
-        if not wanted:
-            return
-    raise StorageError("analytics cells kept changing while they were taken back")
+        try:
+            mark = store.fold_mark(lane)
+            for upto, delta in _fold_steps(ordered, mark):
+                store.fold_counters(lane, after=mark, upto=upto, delta=delta)
+                mark = upto
+            return []
+        except ConditionFailedError:
+            logger.warning("the fold mark moved under us; reading it again", extra={"lane": lane})
+        except ThrottledError:
+            logger.warning("the fold was throttled; trying again", extra={"lane": lane})
+            time.sleep(FOLD_BACKOFF_SECONDS)
+        except StorageError:
+            logger.warning("counters could not be folded; their records will be retried", extra={"lane": lane})
+            break
+    return [c.sequence for c in ordered if mark is None or fold_position(c.sequence) > mark]
+
+
+def _fold_steps(ordered: Sequence[CounterChange], mark: str | None) -> Iterator[tuple[str, Cells]]:
+    """(mark after, delta) per transaction: records summed while they fit; a record too big alone, in parts."""
+    pending: Cells = {}
+    upto = ""
+    for change in ordered:
+        if mark is not None and fold_position(change.sequence) <= mark:
+            continue  # folded before
+        parts = _parts(change.delta)
+        done = int(mark.rsplit(":", 1)[1]) if mark and mark[:40] == fold_position(change.sequence)[:40] else -1
+        if len(parts) == 1 and done < 0:
+            if pending and not _fits(pending, change.delta):
+                yield upto, pending
+                pending = {}
+            analytics.add(pending, change.delta)
+            upto = fold_position(change.sequence)
+            continue
+        if pending:
+            yield upto, pending
+            pending = {}
+        for index, part in enumerate(parts):
+            if index > done:
+                yield fold_position(change.sequence, WHOLE if index == len(parts) - 1 else index), part
+    if pending:
+        yield upto, pending
+
+
+def _fits(pending: Cells, more: Cells) -> bool:
+    keys = pending.keys() | more.keys()
+    return len(keys) <= FOLD_ITEMS and all(
+        len(pending.get(key, {}).keys() | more.get(key, {}).keys()) <= FOLD_ATTRIBUTES for key in keys
+    )
+
+
+def _parts(delta: Cells) -> list[Cells]:
+    """A delta cut into pieces that each fit one transaction (usually one piece)."""
+    pieces: list[tuple[tuple[str, str], dict[str, int]]] = []
+    for key, attributes in sorted(delta.items()):
+        names = sorted(attributes)
+        for start in range(0, len(names), FOLD_ATTRIBUTES):
+            pieces.append((key, {name: attributes[name] for name in names[start : start + FOLD_ATTRIBUTES]}))
+    parts: list[Cells] = [{}]
+    for key, attributes in pieces:
+        if len(parts[-1]) >= FOLD_ITEMS or key in parts[-1]:
+            parts.append({})
+        parts[-1][key] = attributes
+    return parts
 
 
 def apply_definitions(store: AnalyticsStore, document: Any, *, source: str, now: datetime) -> dict[str, Any]:

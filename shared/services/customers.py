@@ -145,10 +145,7 @@ def forget_customer(store: Eraser, reference: str, *, now: datetime) -> dict[str
         identities = sorted(set(profile.identities) | {profile.customer_id})
         merged_away = [link["merged"] for link in profile.links if "merged" in link]
         customers = [profile.customer_id, *merged_away]
-    if customers and hasattr(store, "get_cells"):  # the counters stop counting them (events are about to go)
-        from shared.services.analytics import take_back
-
-        take_back(store, customers)  # type: ignore[arg-type]
+    # The counters stop counting them when their cells items go: the fold takes back what a REMOVE held.
     deleted = store.forget(identities=identities, customer_ids=customers, at=format_timestamp(now))
     return {
         "customer_id": found.profile.customer_id if found else (customers[0] if customers else None),

@@ -13,6 +13,7 @@ from shared.domain.links import unique_query
 from shared.domain.pixel import pixel_payload, strict_json
 from shared.domain.segments import Due, due_minute
 from shared.ports import StoredSegment
+from shared.services.analytics import CounterChange, fold
 from shared.services.collect import Collector, utcnow
 from shared.services.process import ProfileStore, StreamChange, process_changes
 from shared.services.quarantine import CUSTOMER_ROUTE, STREAM_ROUTE
@@ -51,7 +52,13 @@ def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decod
         store.delete_failed(failure.id)
         return {"replayed": failure.id, "scheduled": customer_id}
     if failure.route == STREAM_ROUTE:
-        change: StreamChange | None = decode_record(json.loads(failure.raw))
+        change: StreamChange | CounterChange | None = decode_record(json.loads(failure.raw))
+        if isinstance(change, CounterChange):
+            # Counters are sums, so a late fold is as good as an on-time one; its own mark makes it count once.
+            if fold(store, f"replay#{failure.id}", [change]):  # type: ignore[arg-type]
+                raise ReplayError("the counters could not be updated; try again")
+            store.delete_failed(failure.id)
+            return {"replayed": failure.id, "counters": len(change.delta)}
         if change is None:
             raise ReplayError("the stream record carries no event")
         if process_changes(store, [change], force=True):

@@ -18,7 +18,7 @@ from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
 from shared.domain.segments import Due, Evaluation, Facts, Membership, SegmentRule, due_minute, evaluate, parse_rules
 from shared.domain.sources import AUDIENCE_SOURCE
-from shared.ports import Link, RejectedWriteError, StorageError, StoredProfile, StoredSegment
+from shared.ports import HistoryEntry, Link, RejectedWriteError, StorageError, StoredProfile, StoredSegment
 from shared.services.quarantine import failure_reason, quarantine_customer
 
 logger = logging.getLogger(__name__)
@@ -173,14 +173,7 @@ def record_membership_changes(store: Any, changes: Sequence[MembershipChange]) -
     if not changes:
         return
     store.put_events([audience_event(change) for change in changes])
-    for change in changes:
-        store.record_history(
-            change.segment_id,
-            change.customer_id,
-            at=change.at,
-            entered=change.entered,
-            rule_version=change.rule_version,
-        )
+    store.put_history([HistoryEntry(c.segment_id, c.customer_id, c.at, c.entered, c.rule_version) for c in changes])
 
 
 def run_scheduler(

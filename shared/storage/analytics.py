@@ -1,4 +1,5 @@
-"""Analytics storage: definitions, per-customer cells, sharded counters, the live feed (mixed into the store).
+"""Analytics storage: definitions, per-customer cells, counters folded from the stream, the live feed (mixed into
+the store).
 
 | access pattern                                   | key condition                                             |
 |--------------------------------------------------|-----------------------------------------------------------|
@@ -9,22 +10,30 @@
 | engagement by channel and hour of week           | PK = `TIMING`                                             |
 | one day's event counts (per minute, per name)    | PK = `STATS#<yyyy-mm-dd>`                                 |
 | segment size changes per day                     | PK = `SEGSIZE#<segment>`, SK = `DAY#<day>#<shard>`        |
+| how far a stream shard has been folded           | PK = `FOLD`, SK = `<stream shard id>`                     |
 | the live feed (one item per processed batch)     | PK = `LIVE`, SK = `<time>#<first sequence>` (TTL 1 h)     |
 | processing status (lag)                          | PK = `STATUS`, SK = `PROCESS`                             |
 
-Counters are exact: a customer's new cells and the difference they make to the counters are written in one
-transaction, conditional on the customer's cells item being the version that was read. A redelivered batch
-finds the new version (the transaction is cancelled: nothing counted twice); a crash before the commit left
-nothing (the retry counts it). Counter items are sharded by customer (no item takes every write), and each
-update touches few attributes (an update expression stays far below DynamoDB's 4 KB).
+Counters are exact, and no customer writes them. Processing writes a customer's cells item (one put, conditional
+on the version it read); the item's stream record carries its old and new cells, and the stream handler folds
+the differences of a whole batch into the counters: one update per counter item per batch, whatever the number
+of customers (`fold_counters`). A counter therefore equals the sum of every customer's stored cells (a merged or
+erased customer's item holds no cells, or is gone, and its REMOVE takes them back).
+
+The fold is idempotent under redelivery: its transaction moves the stream shard's watermark (`FOLD` / shard
+id: the highest record folded, and the part of it, for a record too big for one transaction) on the condition
+that it still holds what was read. Records of one shard come in order, so a retried batch skips what is at or
+below the mark; a crash before the commit left nothing (the retry folds it).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +45,9 @@ if TYPE_CHECKING:  # the collector imports this module too: it must not pay for 
 
 DEFINITIONS_KEY = {"PK": "ANALYTICS", "SK": "DEFINITIONS"}
 ANALYTICS_SK = "ANALYTICS"
+CELLS_ENTITY = "analytics_cells"
 TRANSACTION_ITEMS = 100
+PARALLEL_PUTS = 8
 ATTRIBUTES_PER_UPDATE = 250
 LIVE_TTL_SECONDS = 3600
 LIVE_EVENTS_PER_ITEM = 50
@@ -51,16 +62,46 @@ class StoredCells:
 
 @dataclass(frozen=True, slots=True)
 class CellsChange:
-    """A customer's new cells and what they add to the counters (relative to `previous`)."""
+    """A customer's new cells (replacing `previous`), computed at `at` (the overview horizon they were cut at)."""
 
     previous: StoredCells
     cells: Cells
-    delta: Cells
+    at: str
+
+
+FOLD_PK = "FOLD"
+WHOLE = 9999
+"""The part number of a record folded completely (a record too big for one transaction is folded in parts)."""
+
+
+def fold_position(sequence: str, part: int = WHOLE) -> str:
+    """A watermark value: stream sequence numbers (digits, up to 40) padded so strings compare as numbers."""
+    return f"{int(sequence):040d}:{part:04d}"
+
+
+def decode_cells_change(
+    *, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> tuple[Cells, Cells, str] | None:
+    """A cells item's stream record as (old cells, new cells, when the new ones were computed); None otherwise.
+
+    A REMOVE (the customer erased) has no new cells: it takes back all of the old ones.
+    """
+    image = new or old
+    if not image or image.get("entity") != CELLS_ENTITY:
+        return None
+    before = decode_cells(_binary(old["cells"])) if old and "cells" in old else {}
+    after = decode_cells(_binary(new["cells"])) if new and "cells" in new else {}
+    return before, after, str((new or {}).get("at") or "")
 
 
 def encode_cells(cells: Cells) -> bytes:
     plain = {f"{pk}\x1f{sk}": attributes for (pk, sk), attributes in sorted(cells.items())}
     return zlib.compress(json.dumps(plain, separators=(",", ":"), sort_keys=True).encode(), 6)
+
+
+def _binary(value: bytes | bytearray | str) -> bytes:
+    # Binary attributes are bytes from boto3, but base64 text in Lambda stream events (Powertools keeps it so).
+    return base64.b64decode(value) if isinstance(value, str) else bytes(value)
 
 
 def decode_cells(data: bytes) -> Cells:
@@ -103,80 +144,85 @@ class AnalyticsStorage:
         }
 
     def save_cells(self, changes: Sequence[CellsChange]) -> list[str]:
-        """Write new cells and add their deltas to the counters, atomically per transaction (≤ 100 items).
+        """Write each customer's new cells: one put each, conditional on the version that was read.
 
         Returns:
-            The customers whose cells changed since they were read (nothing of their transaction was written:
-            read them again and retry).
+            The customers whose cells changed since they were read (nothing of theirs was written: read them again
+            and retry).
         """
-        conflicted: list[str] = []
-        small = []
-        for change in changes:
-            if len(change.delta) < TRANSACTION_ITEMS and all(
-                len(a) <= ATTRIBUTES_PER_UPDATE for a in change.delta.values()
-            ):
-                small.append(change)
-                continue
-            for part in _parts(change):  # too big for one transaction: in steps, each exact on its own
-                try:
-                    self._call(self.client.transact_write_items, TransactItems=self._operations([part]))  # type: ignore[attr-defined]
-                except ConditionFailedError:
-                    conflicted.append(change.previous.customer_id)
-                    break
-        for chunk in _chunks(small):
-            try:
-                self._call(self.client.transact_write_items, TransactItems=self._operations(chunk))  # type: ignore[attr-defined]
-            except ConditionFailedError:
-                conflicted += [change.previous.customer_id for change in chunk]
-        return conflicted
+        with ThreadPoolExecutor(max_workers=PARALLEL_PUTS) as pool:
+            saved = list(pool.map(self._put_cells, changes))
+        return [change.previous.customer_id for change, ok in zip(changes, saved, strict=True) if not ok]
 
-    def _operations(self, chunk: Sequence[CellsChange]) -> list[dict[str, Any]]:
+    def _put_cells(self, change: CellsChange) -> bool:
         from shared.storage.dynamo import serialize
 
-        operations: list[dict[str, Any]] = []
-        for change in chunk:
-            previous = change.previous
-            row = {
-                "PK": keys.customer_pk(previous.customer_id),
-                "SK": ANALYTICS_SK,
-                "entity": "analytics_cells",
-                "version": previous.version + 1,
-                "cells": encode_cells(change.cells),
-            }
-            put: dict[str, Any] = {"TableName": self.table_name, "Item": serialize(row)}
-            if previous.version:
-                put |= {
-                    "ConditionExpression": "version = :v",
-                    "ExpressionAttributeValues": {":v": {"N": str(previous.version)}},
-                }
-            else:
-                put["ConditionExpression"] = "attribute_not_exists(PK)"
-            operations.append({"Put": put})
-        total: Cells = {}
-        for change in chunk:
-            for key, attributes in change.delta.items():
-                target = total.setdefault(key, {})
-                for name, count in attributes.items():
-                    target[name] = target.get(name, 0) + count
-        for (pk, sk), attributes in sorted(total.items()):
-            attributes = {name: count for name, count in attributes.items() if count}
-            if not attributes:
-                continue
-            names = {f"#{i}": name for i, name in enumerate(sorted(attributes))}
-            values = {f":{i}": {"N": str(attributes[name])} for i, name in enumerate(sorted(attributes))}
-            expression = "ADD " + ", ".join(f"#{i} :{i}" for i in range(len(names)))
-            operations.append(
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": {"PK": {"S": pk}, "SK": {"S": sk}},
-                        "UpdateExpression": expression + " SET entity = :entity",
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": {**values, ":entity": {"S": "counter"}},
-                    }
-                }
-            )
-        return operations
+        previous = change.previous
+        row = {
+            "PK": keys.customer_pk(previous.customer_id),
+            "SK": ANALYTICS_SK,
+            "entity": CELLS_ENTITY,
+            "version": previous.version + 1,
+            "cells": encode_cells(change.cells),
+            "at": change.at,
+        }
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": {"N": str(previous.version)}}}
+            if previous.version
+            else {"ConditionExpression": "attribute_not_exists(PK)"}
+        )
+        try:
+            self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row), **condition)  # type: ignore[attr-defined]
+        except ConditionFailedError:
+            return False
+        return True
+
+    # --- the fold ------------------------------------------------------------------------------------------------
+
+    def fold_mark(self, lane: str) -> str | None:
+        """How far a stream shard has been folded (`fold_position`), or None before its first fold."""
+        item = self._get({"PK": FOLD_PK, "SK": lane}, consistent=True)  # type: ignore[attr-defined]
+        return str(item["mark"]) if item else None
+
+    def fold_counters(self, lane: str, *, after: str | None, upto: str, delta: Cells) -> None:
+        """Add `delta` to the counters and move the shard's mark from `after` to `upto`, in one transaction.
+
+        `delta` must fit one transaction (at most 99 counter items, each at most 250 attributes).
+
+        Raises:
+            ConditionFailedError: the mark is no longer `after` (another fold ran): nothing was written.
+        """
+        operations = [
+            {"Update": self._counter_update(pk, sk, attributes)}
+            for (pk, sk), attributes in sorted(delta.items())
+            if any(attributes.values())
+        ]
+        if len(operations) >= TRANSACTION_ITEMS or any(len(a) > ATTRIBUTES_PER_UPDATE for a in delta.values()):
+            raise StorageError(f"a fold of {len(operations)} counter items does not fit one transaction")
+        mark: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": {"PK": {"S": FOLD_PK}, "SK": {"S": lane}},
+            "UpdateExpression": "SET mark = :upto, entity = :entity",
+            "ExpressionAttributeValues": {":upto": {"S": upto}, ":entity": {"S": "fold"}},
+        }
+        if after is None:
+            mark["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            mark["ConditionExpression"] = "mark = :after"
+            mark["ExpressionAttributeValues"][":after"] = {"S": after}
+        self._call(self.client.transact_write_items, TransactItems=[*operations, {"Update": mark}])  # type: ignore[attr-defined]
+
+    def _counter_update(self, pk: str, sk: str, attributes: Mapping[str, int]) -> dict[str, Any]:
+        present = sorted(name for name, count in attributes.items() if count)
+        names = {f"#{i}": name for i, name in enumerate(present)}
+        values = {f":{i}": {"N": str(attributes[name])} for i, name in enumerate(present)}
+        return {
+            "TableName": self.table_name,
+            "Key": {"PK": {"S": pk}, "SK": {"S": sk}},
+            "UpdateExpression": "ADD " + ", ".join(f"#{i} :{i}" for i in range(len(names))) + " SET entity = :entity",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {**values, ":entity": {"S": "counter"}},
+        }
 
     # --- counters ----------------------------------------------------------------------------------------------------
 
@@ -236,48 +282,3 @@ class AnalyticsStorage:
     def get_status(self) -> dict[str, Any]:
         item = self._get({"PK": "STATUS", "SK": "PROCESS"})  # type: ignore[attr-defined]
         return json.loads(item["status"]) if item else {}
-
-
-def _parts(change: CellsChange) -> Iterator[CellsChange]:
-    """A change too big for one transaction, as consecutive versions: each part stores the cells it has added so
-    far (the stored cells always equal what the counters hold of this customer), the last one stores them all."""
-    keys = sorted(change.delta)
-    size = TRANSACTION_ITEMS - 1
-    previous = change.previous
-    for start in range(0, len(keys), size):
-        part = {key: change.delta[key] for key in keys[start : start + size]}
-        last = start + size >= len(keys)
-        cells = dict(previous.cells)
-        for key in part:
-            if key in change.cells:
-                cells[key] = change.cells[key]
-            else:
-                cells.pop(key, None)
-        if last:
-            cells = change.cells
-        for attributes in part.values():
-            if len(attributes) > ATTRIBUTES_PER_UPDATE:
-                raise StorageError(
-                    f"a counter update of {len(attributes)} attributes (at most {ATTRIBUTES_PER_UPDATE})"
-                )
-        yield CellsChange(previous, cells, part)
-        previous = StoredCells(previous.customer_id, previous.version + 1, cells)
-
-
-def _chunks(changes: Sequence[CellsChange]) -> Iterator[list[CellsChange]]:
-    """Customers grouped so a transaction has ≤ 100 items and each counter update ≤ 250 attributes."""
-    chunk: list[CellsChange] = []
-    touched: dict[tuple[str, str], set[str]] = {}
-    for change in changes:
-        merged = {key: set(touched.get(key, set())) | set(attrs) for key, attrs in change.delta.items()}
-        keys = touched.keys() | change.delta.keys()
-        too_many = len(chunk) + 1 + len(keys) > TRANSACTION_ITEMS or any(
-            len(attrs) > ATTRIBUTES_PER_UPDATE for attrs in merged.values()
-        )
-        if chunk and too_many:
-            yield chunk
-            chunk, touched, merged = [], {}, {key: set(attrs) for key, attrs in change.delta.items()}
-        chunk.append(change)
-        touched.update(merged)
-    if chunk:
-        yield chunk

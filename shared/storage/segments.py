@@ -11,19 +11,20 @@
 
 A membership change is one conditional write of the membership item (a redelivered change finds it already
 done). Its stream record then makes the `Audience Entered`/`Audience Exited` event and the history item (both
-idempotent), and the event's own stream record publishes it: nothing lost between steps, each step safe to
-repeat. The history item and the size counters are one transaction, so a size is counted exactly once.
+idempotent: keyed by the change), and the event's own stream record publishes it: nothing lost between steps,
+each step safe to repeat. Sizes are counters folded from the membership records (`size_change`, and
+`shared.storage.analytics` for the fold), so a size is counted exactly once without a transaction.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
 from shared.domain.segments import Due, Membership
-from shared.ports import StoredSegment
+from shared.ports import HistoryEntry, StoredSegment
 from shared.storage import keys
 from shared.storage.erasure import due_index_rows
 from shared.storage.errors import ConditionFailedError
@@ -31,7 +32,27 @@ from shared.storage.errors import ConditionFailedError
 SEGMENTS_PK = "SEGMENTS"
 SIZES_PK = "SEGSIZE"
 SIZE_SHARDS = 4
+"""Size items are read over 4 shards (tables written before sizes were folded from the stream have 4); the fold
+writes shard 0 only (one update per segment per stream batch stays far below a partition's 1,000 WU/s)."""
 MEMBERSHIP_ENTITY = "membership"
+
+
+def size_change(*, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> tuple[str, int, str | None] | None:
+    """A membership item's stream record as a step of its segment's size: (segment, +1 or -1, the day of the
+    change, None for a REMOVE: the customer was erased), or None when it did not enter or leave."""
+    was_in = bool(old) and old.get("entity") == MEMBERSHIP_ENTITY and old.get("state") == "in"  # type: ignore[union-attr]
+    now_in = bool(new) and new.get("entity") == MEMBERSHIP_ENTITY and new.get("state") == "in"  # type: ignore[union-attr]
+    if was_in == now_in:
+        return None
+    image = new or old
+    assert image is not None
+    return str(image["segment"]), 1 if now_in else -1, str(new["changed_at"])[:10] if new else None
+
+
+def size_cells(segment_id: str, step: int, day: str) -> dict[tuple[str, str], dict[str, int]]:
+    """The counter cells of one size step: the total and that day's net change."""
+    shard = f"{segment_id}#0"
+    return {(SIZES_PK, shard): {"net": step}, (f"{SIZES_PK}#{day}", shard): {"net": step}}
 
 
 class SegmentStorage:
@@ -135,41 +156,27 @@ class SegmentStorage:
         return True
 
     def record_history(self, segment_id: str, customer_id: str, *, at: str, entered: bool, rule_version: int) -> None:
-        """One entry or exit in a segment's history, and ±1 on its size (today's and the total), atomically and
-        once (a repeat finds the history item and changes nothing)."""
-        from shared.storage.dynamo import serialize
+        """One entry or exit in a segment's history (see `put_history`)."""
+        self.put_history([HistoryEntry(segment_id, customer_id, at, entered, rule_version)])
 
-        row = {
-            "PK": f"SEGHIST#{segment_id}",
-            "SK": f"{at}#{customer_id}#{'in' if entered else 'out'}",
-            "entity": "segment_history",
-            "customer_id": customer_id,  # read back from here, never from the key (ids may contain "#")
-            "at": at,
-            "entered": entered,
-            "rule_version": rule_version,
-        }
-        shard = f"{segment_id}#{keys.shard_of(customer_id, SIZE_SHARDS)}"
-        change = {":d": {"N": "1" if entered else "-1"}, ":e": {"S": "counter"}}
-        sizes = [
+    def put_history(self, entries: Sequence[HistoryEntry]) -> None:
+        """Entries and exits in segments' histories, in batches. A repeat writes the same item again (its key is
+        the change itself), so no condition is needed; sizes are not counted here but folded from the membership
+        items' stream records (`size_change`)."""
+        rows = [
             {
-                "Update": {
-                    "TableName": self.table_name,
-                    "Key": {"PK": {"S": pk}, "SK": {"S": shard}},
-                    "UpdateExpression": "ADD net :d SET entity = :e",
-                    "ExpressionAttributeValues": change,
-                }
+                "PK": f"SEGHIST#{e.segment_id}",
+                "SK": f"{e.at}#{e.customer_id}#{'in' if e.entered else 'out'}",
+                "entity": "segment_history",
+                "customer_id": e.customer_id,  # read back from here, never from the key (ids may contain "#")
+                "at": e.at,
+                "entered": e.entered,
+                "rule_version": e.rule_version,
             }
-            for pk in (SIZES_PK, f"{SIZES_PK}#{at[:10]}")
+            for e in entries
         ]
-        history = {
-            "TableName": self.table_name,
-            "Item": serialize(row),
-            "ConditionExpression": "attribute_not_exists(PK)",
-        }
-        try:
-            self._call(self.client.transact_write_items, TransactItems=[{"Put": history}, *sizes])  # type: ignore[attr-defined]
-        except ConditionFailedError:
-            return  # recorded before (a redelivered membership change)
+        if rows and self._batch_write(rows):  # type: ignore[attr-defined]
+            raise ConditionFailedError("history items could not be stored")
 
     def segment_size_items(self, segments: Sequence[str], *, days: Sequence[date]) -> dict[tuple[str, str | None], int]:
         """(segment, None) → size now, (segment, day) → that day's net change; one batch read."""
