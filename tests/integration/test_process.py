@@ -117,7 +117,7 @@ def test_redelivering_the_same_batches_changes_nothing(http, source, store, stre
     from functions.process import handler
 
     for event in list(stream.calls) * 2:
-        assert handler.lambda_handler(event, lambda_context) ["batchItemFailures"] == []
+        assert handler.lambda_handler(event, lambda_context)["batchItemFailures"] == []
     # Then every profile (and its version: nothing was even written) is as before
     assert {c: store.get_profiles([f"u:r{c}"])[f"u:r{c}"] for c in range(4)} == before
     assert sum(p.profile.orders for p in before.values()) == 40
