@@ -280,7 +280,7 @@ def test_collect_handler_from_its_artifact_stores_a_batch_in_moto(collected, wor
     assert [event.type for event in store.list_identity_events("u", collected["user"])] == ["identify"]
 
 
-def test_collect_reads_at_most_one_key_per_event_and_identity_and_the_epoch(collected):
+def test_collect_reads_at_most_one_key_per_event_and_identity(collected):
     # The de-duplication read takes each event's key and each identity's erasure mark, in one strongly consistent
     # batch; the source lookups (two GetItems) are cached by a warm container. infra/README.md prices this.
     batch_reads = [c for c in collected["calls"] if c["operation"] == "BatchGetItem"]
