@@ -1219,6 +1219,16 @@ def cost_rows(workloads: list[cost_bench.Workload]) -> list[Row]:
         )
         rows.append(
             Row(
+                f"RU per accepted event, collect path (at most: shared entities), {workload.name}",
+                f"{workload.collect_ru:.2f} RU",
+                "—",
+                "—",
+                "—",
+                "—",
+            )
+        )
+        rows.append(
+            Row(
                 f"RU per event end-to-end, {workload.name}",
                 f"{workload.ru:.2f} RU",
                 "—",

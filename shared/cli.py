@@ -922,6 +922,30 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from shared.storage.migrate import latest_version, migrate, stored_version
+
+    store, _ = _store(args)
+    before = stored_version(store)
+    steps = migrate(store)
+    data = {
+        "table": store.table_name,
+        "from_version": before,
+        "version": stored_version(store),
+        "latest_version": latest_version(),
+        "steps": [{"name": name, "changed": changed} for name, changed in steps],
+    }
+    _print(
+        args,
+        data,
+        lambda d: "\n".join(
+            [f"{s['name']}: {s['changed']} items changed" for s in d["steps"]]
+            + [f"{d['table']} is at schema version {d['version']}" + ("" if d["steps"] else " (nothing to do)")]
+        ),
+    )
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from tui.app import run
@@ -1098,6 +1122,11 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--yes", action="store_true", help="really erase")
     forget.set_defaults(func=cmd_forget)
 
+    migrate = commands.add_parser(
+        "migrate", help="upgrade the table's items to this version (idempotent; serve and deploy run it)"
+    )
+    migrate.set_defaults(func=cmd_migrate)
+
     tui = commands.add_parser("tui", help="the operator terminal UI: customers, segments, funnels, retention, live")
     _connection(tui)
     tui.set_defaults(func=cmd_tui)
@@ -1119,6 +1148,7 @@ def build_parser() -> argparse.ArgumentParser:
         customers_list,
         customers_show,
         forget,
+        migrate,
         seg_apply,
         seg_plan,
         seg_list,

@@ -1,4 +1,5 @@
-"""`footfall deploy`: `sam build` then `sam deploy` of infra/template.yaml, with errors a person can act on.
+"""`footfall deploy`: `sam build` then `sam deploy` of infra/template.yaml, then `footfall migrate` of the
+deployed table, with errors a person can act on.
 
 The SAM CLI is an external tool (its pins clash with ours, so `make setup` installs it in its own virtualenv,
 `.venv/sam`). The build runs infra/Makefile, which packages `functions/` and `shared/` without the local-only
@@ -133,6 +134,34 @@ def run(command: Sequence[str], *, env: Mapping[str, str] | None = None, **optio
         raise DeployError(f"`sam {command[1]}` failed (exit {done.returncode}); see its output above", done.returncode)
 
 
+def migrate_stack(stack: str, *, region: str | None = None, profile: str | None = None) -> None:
+    """`footfall migrate` on the deployed stack's table (its `TableName` output), after `sam deploy`.
+
+    Raises:
+        DeployError: the table could not be found or migrated (the stack itself is deployed).
+    """
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from shared.ports import StorageError
+    from shared.storage.dynamo import DynamoTrackingStore, make_client
+    from shared.storage.migrate import migrate
+
+    retry = f"run `footfall migrate --table <TableName output> --region {region or '<region>'}` once it is fixed"
+    try:
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+        described = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        table = outputs["TableName"]
+        store = DynamoTrackingStore(table, client=make_client(region=region, profile=profile))
+        for name, changed in migrate(store):
+            print(f"migrated {table}: {name} ({changed} items changed)")
+    except KeyError:
+        raise DeployError(f"stack {stack} has no TableName output; the table was not migrated: {retry}") from None
+    except (BotoCoreError, ClientError, StorageError) as exc:
+        raise DeployError(f"the stack is deployed but its table was not migrated ({exc}): {retry}") from exc
+
+
 def _parameter(value: str) -> str:
     key, equals, _ = value.partition("=")
     if not equals or not key.isalnum():
@@ -162,6 +191,8 @@ def command(args: argparse.Namespace) -> int:
                 print(shlex.join(step))
             else:
                 run(step)
+        if not args.dry_run:
+            migrate_stack(args.stack, region=args.region, profile=args.profile)  # after the stack is up
     except DeployError as exc:
         print(f"footfall: {exc}", file=sys.stderr)
         return exc.exit_code

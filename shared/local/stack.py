@@ -21,6 +21,7 @@ from typing import Any
 from shared.domain.sources import new_source
 from shared.local.files import UMASK, private_dir, write_private_json
 from shared.storage.dynamo import DynamoTrackingStore, make_client
+from shared.storage.migrate import migrate, stamp_new_table
 from shared.storage.schema import TABLE_DEFINITION
 
 INFO_FILE = "serve.json"
@@ -98,7 +99,8 @@ def local_env(
 
 
 def ensure_table(client: Any, table: str) -> None:
-    """Create the table from the one definition unless it exists."""
+    """Create the table from the one definition unless it exists; a new table is stamped with the newest schema
+    version (`storage.migrate`: nothing to migrate)."""
     try:
         client.describe_table(TableName=table)
         return
@@ -106,6 +108,13 @@ def ensure_table(client: Any, table: str) -> None:
         pass
     client.create_table(TableName=table, **TABLE_DEFINITION)
     client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    stamp_new_table(DynamoTrackingStore(table, client=client))
+
+
+def ensure_migrated(store: DynamoTrackingStore, *, out: Callable[[str], None] = print) -> None:
+    """Run `footfall migrate` on the table if it was written by an older version."""
+    for name, changed in migrate(store):
+        out(f"migrated {store.table_name}: {name} ({changed} items changed)")
 
 
 def ensure_default_source(store: DynamoTrackingStore, data_dir: Path) -> str | None:
@@ -231,6 +240,7 @@ def start(
         client = make_client(endpoint_url=endpoint_url, region=region, credentials=credentials)
         ensure_table(client, table)
         store = DynamoTrackingStore(table, client=client)
+        ensure_migrated(store)  # before any worker reads the table
         write_key = ensure_default_source(store, data_dir)
         ensure_starter_segments(store)
         ensure_starter_analytics(store)

@@ -23,7 +23,7 @@ from shared.domain.sources import Source, hash_write_key
 from shared.ports import CorruptItemError, Link, Page, StoredProfile
 from shared.storage import items, keys
 from shared.storage.analytics import AnalyticsStorage
-from shared.storage.erasure import FAILED_LOOKBACK_DAYS, ErasureStorage, failed_index_rows, suppression_keys
+from shared.storage.erasure import FAILED_LOOKBACK_DAYS, ErasureStorage, SuppressionCache, failed_index_rows
 from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError, translate
 from shared.storage.schema import TTL_ATTRIBUTE
 from shared.storage.segments import SegmentStorage
@@ -138,6 +138,8 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
         self.retry = retry or RetryPolicy()
         self.event_retention = event_retention
         self.failed_retention = failed_retention
+        self.suppression = SuppressionCache()
+        """Identities known not erased, kept while this store lives (a warm container's): see `SuppressionCache`."""
 
     @property
     def client(self) -> DynamoDBClient:
@@ -151,7 +153,9 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
     def put_events(self, events: Sequence[TrackingEvent]) -> list[Outcome]:
         """Store events exactly once per (identity, source, messageId), within one call too.
 
-        A strongly consistent batch read finds the ones already stored; the rest are written in batches of 25
+        A strongly consistent batch read finds the ones already stored, the erasure epoch, and the suppression
+        marks of the identities this store does not already know to be clear at that epoch (see
+        `SuppressionCache`: a second read only when the epoch changed); the rest are written in batches of 25
         with bounded, jittered retries. Two deliveries racing within milliseconds may both write: the second
         write lands on the same key, so the event is still stored once (the stream shows it as a MODIFY).
 
@@ -173,10 +177,8 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
                 first_index[(key[0], key[1])] = index
         # The same read finds forgotten identities (erased on request): their events are not stored again, and an
         # alias naming one as its previousId is not stored either (it would link the erased id again).
-        suppression = {key: i for e in events for i in named_identities(e) for key in suppression_keys(i)}
-        found = self._existing_keys([*first_index, *suppression])
-        forgotten = {suppression[key] for key in found if key in suppression}
-        for key in found - suppression.keys():
+        found, forgotten = self._read_suppressed(list(first_index), [i for e in events for i in named_identities(e)])
+        for key in found:
             outcomes[first_index[key]] = Outcome.DUPLICATE
         for index, event in enumerate(events):
             if forgotten.intersection(named_identities(event)):
@@ -460,9 +462,18 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
     # --- plumbing -----------------------------------------------------------------------------------------------
 
     def _batch_get(
-        self, wanted: list[dict[str, str]], *, consistent: bool = False, projection: str | None = None
+        self,
+        wanted: list[dict[str, str]],
+        *,
+        consistent: bool = False,
+        projection: str | None = None,
+        names: dict[str, str] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Items by key, 100 per request, retrying unprocessed keys (raises ThrottledError past the retries)."""
+        """Items by key, 100 per request, retrying unprocessed keys (raises ThrottledError past the retries).
+
+        Args:
+            names: expression attribute names used by `projection` (`#x` → attribute).
+        """
         for start in range(0, len(wanted), BATCH_GET_LIMIT):
             keys_and_options: dict[str, Any] = {
                 "Keys": [serialize(key) for key in wanted[start : start + BATCH_GET_LIMIT]],
@@ -470,6 +481,8 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
             }
             if projection:
                 keys_and_options["ProjectionExpression"] = projection
+            if names:
+                keys_and_options["ExpressionAttributeNames"] = names
             request: dict[str, Any] = {self.table_name: keys_and_options}
             attempt = 0
             while request:
@@ -507,11 +520,6 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
             start_key = response.get("LastEvaluatedKey")
             if not start_key:
                 return
-
-    def _existing_keys(self, wanted: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        # Strongly consistent: a retry that follows a success must see it, or it would be stored twice.
-        found = self._batch_get([{"PK": pk, "SK": sk} for pk, sk in wanted], consistent=True, projection="PK, SK")
-        return {(item["PK"], item["SK"]) for item in found}
 
     def _batch_write(self, to_put: list[dict[str, Any]], *, delete: bool = False) -> list[int]:
         """Put items (or, with `delete`, delete the items of these keys) in batches of 25; returns the positions

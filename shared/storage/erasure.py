@@ -24,15 +24,23 @@ Ids are read from attributes, never parsed out of keys. `tests/integration/test_
 attribute of every item left after a forget and looks for the ids in every encoding.
 
 Suppression marks are keyed by a salted SHA-256 of the identity (`keys.identity_hash_pk`). Marks written before
-(`ID#…` / `FORGOTTEN`, raw id) are still honoured: the collector and processing read both keys in the same
-batch read, and a forget of such an identity replaces its old mark with a hashed one.
+(`ID#…` / `FORGOTTEN`, raw id) are moved to the hashed key by `footfall migrate` (`move_legacy_marks`, step 1 of
+`storage.migrate`), which then flags the erasure epoch item `marks = hashed`. Until that flag is there the table
+may hold raw marks, and every suppression check reads both keys (see `SuppressionCache`); after it, the hashed
+key only. A forget of an identity that still has a raw mark deletes it with the rest of its partition.
+
+Every forget raises the erasure epoch (`ERASURE` / `EPOCH`) after writing its marks: readers keep, per warm
+container, the identities they found not erased at an epoch, and skip their marks while the epoch is unchanged
+(`SuppressionCache` says why that is safe and why the order matters).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,12 +59,92 @@ DUE_INDEX_PREFIX = "DUEAT#"
 _FLAG_ATTEMPTS = 4
 
 
-def suppression_keys(identity: str) -> list[tuple[str, str]]:
-    """The keys of an identity's suppression mark: hashed (written now) and raw (written by older versions)."""
-    return [
-        (keys.identity_hash_pk(identity), keys.FORGOTTEN_SK),
-        (keys.identity_pk(*split_identity(identity)), keys.FORGOTTEN_SK),
-    ]
+EPOCH_KEY = (keys.ERASURE_PK, keys.EPOCH_SK)
+HASHED_MARKS = "hashed"
+"""The epoch item's `marks` once no raw mark is left (set by the migration, or at a new table's creation)."""
+SUPPRESSION_CACHE_LIMIT = 100_000
+"""Identities a warm container remembers as not erased; past this the memory is dropped and rebuilt."""
+
+
+def suppression_keys(identity: str, *, legacy: bool = True) -> list[tuple[str, str]]:
+    """The keys of an identity's suppression mark: hashed (written now) and, with `legacy`, raw (written by
+    older versions, until `footfall migrate` moves them)."""
+    hashed = (keys.identity_hash_pk(identity), keys.FORGOTTEN_SK)
+    return [hashed, (keys.identity_pk(*split_identity(identity)), keys.FORGOTTEN_SK)] if legacy else [hashed]
+
+
+def legacy_mark_key(identity: str) -> tuple[str, str]:
+    """The raw key older versions wrote an identity's suppression mark under."""
+    return keys.identity_pk(*split_identity(identity)), keys.FORGOTTEN_SK
+
+
+@dataclass
+class SuppressionCache:
+    """What a warm container knows about erasures: identities seen NOT erased, valid while the epoch is unchanged.
+
+    Protocol. A forget writes its suppression marks, then raises the epoch (one item, `ADD epoch 1`), then deletes.
+    A reader (`ErasureStorage._read_suppressed`) reads, in one strongly consistent BatchGetItem, the epoch item with
+    whatever else it needs (the collector: the events' de-duplication keys) and the marks of the identities it does
+    not know to be clear. If the epoch it reads is the one the cache was built at, the skipped identities are still
+    clear; if it changed, the cache is dropped and the skipped marks are read in a second batch.
+
+    Why it is safe. Marks are kept for ever and the epoch only grows. An identity is remembered as clear at epoch E
+    only when its mark was read absent at a time the epoch was already E: either its mark read was in a request
+    that began after another read had seen E, and this read saw E too (the epoch was E throughout), or it was read
+    in a second batch that began after a read saw E. Items of one BatchGetItem are not read at one instant, so an
+    identity read in the same batch that first sees a new epoch is not remembered (its mark may have been read
+    before the epoch was). Now suppose the identity is erased later. Its forget writes the mark after that absent
+    read, then raises the epoch past E. So a reader that still sees E has read the epoch before the forget raised
+    it: that forget had not returned, and the reader is in the same race as one without a cache (an event accepted
+    while its identity's forget runs; forget deletes the identity's partition after raising the epoch, so such an
+    event is deleted unless it lands after that query: the window that existed before the cache). A reader that
+    begins after the forget returned sees a higher epoch, drops the cache and reads the mark: refused.
+
+    Why marks before the epoch. With the other order, a reader could see the new epoch before the mark exists,
+    read the mark absent, remember the identity as clear at the new epoch, and skip the mark on every later
+    request until the next forget or a cold start: the erased identity would be stored again.
+
+    Tables whose raw marks are not migrated yet (`marks` not `hashed` on the epoch item, or no epoch item): both
+    keys are read, and nothing is remembered.
+    """
+
+    limit: int = SUPPRESSION_CACHE_LIMIT
+    epoch: int | None = None
+    """The epoch the cache was built at (None: nothing read yet)."""
+    hashed_only: bool = True
+    """What the last read said of the table: no raw mark left (a guess until then; a read always checks)."""
+    clear: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def plan(self, identities: Sequence[str]) -> tuple[int | None, bool, set[str]]:
+        """`(epoch, hashed_only, identities whose marks may be skipped)` as of now: what a read builds on."""
+        with self._lock:
+            if self.epoch is None:
+                return None, self.hashed_only, set()
+            return self.epoch, self.hashed_only, self.clear.intersection(identities)
+
+    def learn(
+        self, *, planned: int | None, epoch: int, hashed_only: bool, after: set[str], alongside: set[str]
+    ) -> None:
+        """Record a read that saw `epoch`.
+
+        Args:
+            planned: the epoch the read was planned at (`plan`).
+            after: identities found not erased by a read that began after `epoch` had been read.
+            alongside: identities found not erased by the same batch that read `epoch`.
+        """
+        with self._lock:
+            if self.epoch != epoch or not hashed_only:
+                if self.epoch is not None and epoch < self.epoch:
+                    return  # an older read finishing late: what it saw is no news
+                self.clear = set()
+            self.epoch, self.hashed_only = epoch, hashed_only
+            if not hashed_only:
+                return
+            remembered = after | (alongside if planned == epoch else set())
+            if len(self.clear) + len(remembered) > self.limit:
+                self.clear = set()
+            self.clear |= remembered
 
 
 def failed_index_rows(failure: FailedEvent, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -108,13 +196,131 @@ class ErasureStorage:
     table_name: str
     client: Any
 
+    suppression: SuppressionCache
+
     def forgotten_identities(self, identities: Sequence[str]) -> set[str]:
         """Which of these identities were erased (`forget`)."""
-        wanted = {key: identity for identity in dict.fromkeys(identities) for key in suppression_keys(identity)}
-        found = self._batch_get(  # type: ignore[attr-defined]
-            [{"PK": pk, "SK": sk} for pk, sk in wanted], consistent=True, projection="PK, SK"
+        return self._read_suppressed([], identities)[1]
+
+    def _read_suppressed(
+        self, wanted: Sequence[tuple[str, str]], identities: Sequence[str]
+    ) -> tuple[set[tuple[str, str]], set[str]]:
+        """Which of the `wanted` keys exist, and which `identities` were erased: one strongly consistent batch read
+        (a second one only when the erasure epoch changed, or on a table that may still hold raw marks).
+
+        Raises:
+            ThrottledError: a read could not complete.
+        """
+        identities = list(dict.fromkeys(identities))
+        if not identities:
+            return set(self._existing(list(wanted))), set()
+        planned, hashed_only, skipped = self.suppression.plan(identities)
+        first = [i for i in identities if i not in skipped]
+        marks = {key: i for i in first for key in suppression_keys(i, legacy=not hashed_only)}
+        found = self._existing([EPOCH_KEY, *wanted, *marks])
+        epoch_item = found.pop(EPOCH_KEY, None)
+        epoch = int(epoch_item.get("epoch", 0)) if epoch_item else 0
+        now_hashed_only = bool(epoch_item) and epoch_item.get("marks") == HASHED_MARKS
+        again = skipped if epoch != planned or not now_hashed_only else set()
+        more = {key: i for i in again for key in suppression_keys(i, legacy=not now_hashed_only)}
+        if not now_hashed_only and hashed_only:  # raw marks of the first batch's identities were not read
+            more |= {legacy_mark_key(i): i for i in first}
+        if more:
+            found |= self._existing(list(more))
+        marks |= more
+        forgotten = {marks[key] for key in found if key in marks}
+        self.suppression.learn(
+            planned=planned,
+            epoch=epoch,
+            hashed_only=now_hashed_only,
+            after=set(again) - forgotten,
+            alongside=set(first) - forgotten,
         )
-        return {wanted[(item["PK"], item["SK"])] for item in found}
+        return {key for key in found if key not in marks}, forgotten
+
+    def _existing(self, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        # Strongly consistent: a retry that follows a success must see it, or it would be stored twice; a forget
+        # that returned must be seen by the next request.
+        found = self._batch_get(  # type: ignore[attr-defined]
+            [{"PK": pk, "SK": sk} for pk, sk in wanted],
+            consistent=True,
+            projection="PK, SK, #epoch, #marks",
+            names={"#epoch": "epoch", "#marks": "marks"},
+        )
+        return {(item["PK"], item["SK"]): item for item in found}
+
+    def raise_erasure_epoch(self) -> None:
+        """Tell every reader's `SuppressionCache` that identities were erased (after their marks are written)."""
+        self._call(  # type: ignore[attr-defined]
+            self.client.update_item,
+            TableName=self.table_name,
+            Key={"PK": {"S": keys.ERASURE_PK}, "SK": {"S": keys.EPOCH_SK}},
+            UpdateExpression="ADD #epoch :one SET #entity = :entity",
+            ExpressionAttributeNames={"#epoch": "epoch", "#entity": "entity"},
+            ExpressionAttributeValues={":one": {"N": "1"}, ":entity": {"S": "erasure_epoch"}},
+        )
+
+    def flag_marks_hashed(self) -> None:
+        """Record that no raw suppression mark is left: readers read the hashed key only from now on."""
+        self._call(  # type: ignore[attr-defined]
+            self.client.update_item,
+            TableName=self.table_name,
+            Key={"PK": {"S": keys.ERASURE_PK}, "SK": {"S": keys.EPOCH_SK}},
+            UpdateExpression="SET #marks = :hashed, #entity = :entity",
+            ExpressionAttributeNames={"#marks": "marks", "#entity": "entity"},
+            ExpressionAttributeValues={":hashed": {"S": HASHED_MARKS}, ":entity": {"S": "erasure_epoch"}},
+        )
+
+    def move_legacy_marks(
+        self, *, page_size: int | None = None, after_page: Callable[[int], None] | None = None
+    ) -> int:
+        """Move raw suppression marks (`ID#<kind>#<id>` / `FORGOTTEN`) to the hashed key and delete them, then flag
+        the table `marks = hashed`; returns the marks moved. Idempotent and resumable: each mark's hashed copy is
+        written before its raw one is deleted, so at every moment one of them is there and read.
+
+        The raw marks live in identity partitions, which no index lists: a paged Scan filtered on SK = FORGOTTEN
+        finds them. A Scan reads (and bills) the whole table once; acceptable for a one-shot migration.
+
+        Args:
+            page_size: items scanned per page (None: DynamoDB's 1 MB pages).
+            after_page: called with the running count after each page (tests use it to stop midway).
+        """
+        from shared.storage.dynamo import deserialize
+
+        moved, start_key = 0, None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "FilterExpression": "SK = :forgotten AND begins_with(PK, :raw)",
+                "ExpressionAttributeValues": {":forgotten": {"S": keys.FORGOTTEN_SK}, ":raw": {"S": "ID#"}},
+            }
+            if page_size:
+                kwargs["Limit"] = page_size
+            if start_key:
+                kwargs["ExclusiveStartKey"] = start_key
+            response = self._call(self.client.scan, **kwargs)  # type: ignore[attr-defined]
+            raw = [deserialize(item) for item in response.get("Items", [])]
+            hashed = [
+                {
+                    "PK": keys.identity_hash_pk(":".join(keys.parse_identity_pk(item["PK"]))),
+                    "SK": keys.FORGOTTEN_SK,
+                    "entity": "forgotten",
+                    **({"at": item["at"]} if "at" in item else {}),
+                }
+                for item in raw
+            ]
+            if self._batch_write(hashed):  # type: ignore[attr-defined]
+                raise ThrottledError("hashed suppression marks could not be written; run migrate again")
+            if self._batch_write(raw, delete=True):  # type: ignore[attr-defined]
+                raise ThrottledError("raw suppression marks could not be deleted; run migrate again")
+            moved += len(raw)
+            if after_page is not None:
+                after_page(moved)
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                break
+        self.flag_marks_hashed()
+        return moved
 
     def note_conflict(self, identity: str, customer_id: str, event: TrackingEvent) -> None:
         """Index a conflict flag about to be saved on `customer_id`'s profile naming `identity` (written first, so
@@ -146,6 +352,7 @@ class ErasureStorage:
         ]
         if self._batch_write(marks):  # type: ignore[attr-defined]
             raise ThrottledError("suppression marks could not be written")
+        self.raise_erasure_epoch()  # after the marks, never before: `SuppressionCache` says why
         doomed: list[dict[str, Any]] = []
         for identity in identities:
             doomed += self._keys_of(keys.identity_pk(*split_identity(identity)))

@@ -11,6 +11,8 @@
 | the days that have failed events          | PK = `FAILEDDAYS`, SK = `<yyyy-mm-dd>`                        |
 | the customer an identity belongs to       | PK = `ID#<u|a>#<id>`, SK = `CUSTOMER`                         |
 | an erased identity (no more events)       | PK = `IDH#<identity hash>`, SK = `FORGOTTEN` (before: `ID#…`) |
+| the erasure epoch (bumped by each forget) | PK = `ERASURE`, SK = `EPOCH` (`storage.erasure`)              |
+| the table's schema version (`migrate`)    | PK = `META`, SK = `SCHEMA` (`storage.migrate`)                |
 | items elsewhere that name an identity      | PK = `IDH#<identity hash>`, SK = `NAMED#…` (`storage.erasure`)|
 | a customer's profile                      | PK = `CUSTOMER#<customer id>`, SK = `PROFILE`                 |
 | all customers (paged, 16 shards)          | GSI1: GSI1PK = `CUSTOMERS#<shard>`, GSI1SK = `<customer id>`  |
@@ -110,6 +112,12 @@ LINK_SK = "CUSTOMER"
 FORGOTTEN_SK = "FORGOTTEN"
 """In an identity's partition: the identity was erased on request; events for it are not stored again."""
 PROFILE_SK = "PROFILE"
+ERASURE_PK = "ERASURE"
+EPOCH_SK = "EPOCH"
+"""One item: a counter every forget raises after writing its suppression marks (`storage.erasure`)."""
+META_PK = "META"
+SCHEMA_SK = "SCHEMA"
+"""One item: the schema version of the table's items (`storage.migrate`)."""
 
 
 IDENTITY_HASH_SALT = b"footfall/identity/v1\x00"

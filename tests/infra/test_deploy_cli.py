@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -14,6 +15,16 @@ from shared import deploy
 from shared.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
+MIGRATE_STACK = deploy.migrate_stack
+"""The real one: the autouse fixture stands in for it in the other tests."""
+
+
+@pytest.fixture(autouse=True)
+def migrated(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    """`footfall migrate` of the deployed table, recorded instead of run (there is no stack)."""
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(deploy, "migrate_stack", lambda stack, **options: calls.append({"stack": stack, **options}))
+    return calls
 
 
 def fake_sam(tmp_path: Path, *, fail_on: str = "") -> tuple[Path, Path]:
@@ -58,6 +69,21 @@ def test_deploy_builds_without_a_container_then_deploys_the_built_template(tmp_p
     for option in (["--stack-name", "shop"], ["--region", "eu-west-1"], ["--parameter-overrides", "Stage=dev"]):
         assert " ".join(option) in deploy_line
     assert "--capabilities CAPABILITY_IAM" in deploy_line and "--resolve-s3" in deploy_line
+
+
+def test_deploy_migrates_the_deployed_table_after_the_stack_is_up(tmp_path, monkeypatch, migrated):
+    sam, _ = fake_sam(tmp_path)
+    monkeypatch.setenv("FOOTFALL_SAM", str(sam))
+    assert main(["deploy", "--stack", "shop", "--region", "eu-west-1", "--profile", "ops"]) == 0
+    assert migrated == [{"stack": "shop", "region": "eu-west-1", "profile": "ops"}]
+
+
+def test_a_dry_run_or_a_failed_deploy_migrates_nothing(tmp_path, monkeypatch, migrated, capsys):
+    sam, _ = fake_sam(tmp_path, fail_on="deploy")
+    monkeypatch.setenv("FOOTFALL_SAM", str(sam))
+    assert main(["deploy", "--dry-run"]) == 0
+    assert main(["deploy"]) == 3
+    assert migrated == []
 
 
 def test_guided_deploy_lets_sam_ask(tmp_path, monkeypatch, capsys):
@@ -115,3 +141,27 @@ def test_make_deploy_runs_footfall_deploy_with_the_stack_and_region():
 def test_parameters_must_be_key_value(bad, capsys):
     with pytest.raises(SystemExit):
         main(["deploy", "--dry-run", "--parameter", bad])
+
+
+def test_migrate_stack_finds_the_table_by_the_stacks_output_and_migrates_it(aws_credentials):
+    import boto3
+    from moto import mock_aws
+
+    from shared.storage.dynamo import DynamoTrackingStore
+    from shared.storage.migrate import latest_version, stored_version
+    from shared.storage.schema import TABLE_DEFINITION
+
+    with mock_aws():
+        boto3.client("dynamodb").create_table(TableName="shop-table", **TABLE_DEFINITION)
+        template = {
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {"TableName": {"Value": "shop-table"}},
+        }
+        boto3.client("cloudformation").create_stack(StackName="shop", TemplateBody=json.dumps(template))
+        MIGRATE_STACK("shop", region="us-east-1")
+        store = DynamoTrackingStore("shop-table", client=boto3.client("dynamodb"))
+        assert stored_version(store) == latest_version()
+        with pytest.raises(deploy.DeployError, match="no TableName output"):
+            bare = json.dumps({"Resources": template["Resources"]})
+            boto3.client("cloudformation").create_stack(StackName="bare", TemplateBody=bare)
+            MIGRATE_STACK("bare", region="us-east-1")

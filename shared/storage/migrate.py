@@ -1,0 +1,112 @@
+"""`footfall migrate`: bring a table written by an older version up to the items this version reads.
+
+The table keeps its schema version in one item (`META` / `SCHEMA`, attribute `version`; absent: 0). `STEPS` is
+the ordered list of changes; `migrate` runs those above the stored version, in order, and records each step's
+version as soon as it has completed. So a run that stops midway (a crash, throttling past the retries) resumes
+at the step that did not finish, which runs again from the start: every step must be idempotent (converge when
+run again over its own partial work). A table the product creates is stamped with the newest version at once
+(`stamp_new_table`), with what each step would have left behind (`Step.on_new_table`), so nothing runs on it.
+
+`footfall serve` runs it before starting the pipeline, `footfall deploy` after the stack is up, and it can be run
+by hand (`footfall migrate`). To add a change, append a `Step` with the next version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shared.storage import keys
+
+if TYPE_CHECKING:
+    from shared.storage.dynamo import DynamoTrackingStore
+
+
+@dataclass(frozen=True)
+class Step:
+    """One change of the stored items."""
+
+    version: int
+    """The schema version a table has once this step has run (steps are numbered 1, 2, 3…)."""
+    name: str
+    run: Callable[[DynamoTrackingStore], int]
+    """Does the change and returns how many items it changed; idempotent (it may run again after a crash)."""
+    on_new_table: Callable[[DynamoTrackingStore], None] | None = None
+    """What a new, empty table needs so that it is as if this step had run (None: nothing)."""
+
+
+def move_legacy_marks(store: DynamoTrackingStore) -> int:
+    """Raw suppression marks (`ID#<kind>#<id>` / `FORGOTTEN`) to the hashed key; see `ErasureStorage`."""
+    return store.move_legacy_marks()
+
+
+STEPS: list[Step] = [
+    Step(1, "hashed suppression marks", move_legacy_marks, on_new_table=lambda store: store.flag_marks_hashed()),
+]
+
+
+def latest_version() -> int:
+    """The schema version this code writes."""
+    return max((step.version for step in STEPS), default=0)
+
+
+def stored_version(store: DynamoTrackingStore) -> int:
+    """The table's schema version (0: a table from before versions were recorded)."""
+    item = store._get({"PK": keys.META_PK, "SK": keys.SCHEMA_SK}, consistent=True)
+    return int(item.get("version", 0)) if item else 0
+
+
+def needs_migration(store: DynamoTrackingStore) -> bool:
+    """Whether some step has not run on this table."""
+    return stored_version(store) < latest_version()
+
+
+def migrate(store: DynamoTrackingStore) -> list[tuple[str, int]]:
+    """Run the steps above the table's version, in order; returns `(step name, items changed)` of each step run.
+
+    Raises:
+        StorageError: a step failed; the steps before it are recorded, run it again to go on.
+    """
+    _check_order()
+    done: list[tuple[str, int]] = []
+    current = stored_version(store)
+    for step in STEPS:
+        if step.version <= current:
+            continue
+        changed = step.run(store)
+        _record(store, step.version)
+        done.append((step.name, changed))
+    return done
+
+
+def stamp_new_table(store: DynamoTrackingStore) -> None:
+    """Mark a table just created (empty) as at the newest version, with what the steps would have left."""
+    _check_order()
+    for step in STEPS:
+        if step.on_new_table is not None:
+            step.on_new_table(store)
+    _record(store, latest_version())
+
+
+def _record(store: DynamoTrackingStore, version: int) -> None:
+    # Only ever up: a slower, older run finishing late must not take the version back.
+    from shared.storage.errors import ConditionFailedError
+
+    with contextlib.suppress(ConditionFailedError):  # already at this version or above
+        store._call(
+            store.client.update_item,
+            TableName=store.table_name,
+            Key={"PK": {"S": keys.META_PK}, "SK": {"S": keys.SCHEMA_SK}},
+            UpdateExpression="SET #version = :v, #entity = :entity",
+            ConditionExpression="attribute_not_exists(#version) OR #version < :v",
+            ExpressionAttributeNames={"#version": "version", "#entity": "entity"},
+            ExpressionAttributeValues={":v": {"N": str(version)}, ":entity": {"S": "schema"}},
+        )
+
+
+def _check_order() -> None:
+    versions = [step.version for step in STEPS]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migration steps must be numbered 1, 2, 3… in order, not {versions}")

@@ -1,0 +1,186 @@
+"""`footfall migrate`: a table as the current main writes it is upgraded, once, resumably, and stays correct."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from shared.cli import main
+from shared.local.stack import ensure_migrated, ensure_table
+from shared.services.customers import forget_customer
+from shared.services.segments import apply_segments
+from shared.storage import keys, migrate
+from shared.storage.dynamo import DynamoTrackingStore, deserialize
+from shared.storage.errors import ThrottledError
+from tests.builders import a_track, random_ref
+from tests.conftest import TABLE
+from tests.integration.test_forget import readable
+from tests.oracle import audit
+
+pytestmark = pytest.mark.integration
+
+RULES = {"segments": [{"id": "buyers", "rule": {"count": {"event": "Order Completed"}, "gte": 1}}]}
+
+
+def _send(http: Any, key: str, *calls: dict[str, Any]) -> list[str]:
+    answer = http("POST", "/v1/batch", body=json.dumps({"batch": list(calls)}), write_key=key)
+    assert answer.status == 200, answer.json
+    return [result["status"] for result in answer.json["results"]]
+
+
+def _items(ddb: Any) -> list[dict[str, Any]]:
+    found, start = [], None
+    while True:
+        page = ddb.scan(TableName=TABLE, **({"ExclusiveStartKey": start} if start else {}))
+        found += page["Items"]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return found
+
+
+def _raw_marks(ddb: Any) -> set[str]:
+    return {i["PK"]["S"] for i in _items(ddb) if i["SK"]["S"] == "FORGOTTEN" and i["PK"]["S"].startswith("ID#")}
+
+
+@pytest.fixture
+def old_table(ddb, http, source, store, stream) -> dict[str, Any]:
+    """A table as the current main leaves it: events, profiles, a segment, a forgotten customer (hashed mark),
+    and identities erased by older versions (raw marks `ID#…` / `FORGOTTEN`, one with its `at`); no schema
+    version item, no erasure epoch item."""
+    _, key = source
+    apply_segments(store, RULES, source="test", now=datetime.now(UTC), customers=[])
+    kept, gone, anon = random_ref("kept"), random_ref("gone"), random_ref("anon")
+    _send(http, key, a_track(userId=kept, event="Order Completed", properties={"revenue": 5}))
+    _send(http, key, a_track(userId=gone, anonymousId=anon, event="Product Viewed"))
+    stream.drain()
+    forget_customer(store, gone, now=datetime.now(UTC))
+    stream.drain()
+    ddb.delete_item(TableName=TABLE, Key={"PK": {"S": keys.ERASURE_PK}, "SK": {"S": keys.EPOCH_SK}})
+    legacy = [random_ref("old") for _ in range(5)]
+    for n, old in enumerate(legacy):
+        item = {"PK": {"S": f"ID#u#{old}"}, "SK": {"S": "FORGOTTEN"}, "entity": {"S": "forgotten"}}
+        ddb.put_item(TableName=TABLE, Item=item | ({"at": {"S": "2026-01-02T03:04:05Z"}} if n == 0 else {}))
+    assert migrate.stored_version(store) == 0
+    return {"key": key, "kept": kept, "gone": gone, "anon": anon, "legacy": legacy}
+
+
+def _erased_are_refused(http: Any, store: DynamoTrackingStore, old: dict[str, Any]) -> None:
+    erased = [*old["legacy"], old["gone"]]
+    assert _send(http, old["key"], *(a_track(userId=u, event="Back") for u in erased)) == ["suppressed"] * 6
+    assert _send(http, old["key"], a_track(userId=None, anonymousId=old["anon"])) == ["suppressed"]
+    assert all(store.list_identity_events("u", u) == [] for u in erased)
+
+
+def test_migrate_moves_the_raw_marks_once_and_the_table_stays_correct(ddb, http, store, stream, old_table):
+    # Given the old table: its raw-marked identities are refused before the migration too (both keys read)
+    _erased_are_refused(http, store, old_table)
+    # When
+    first = migrate.migrate(store)
+    second = migrate.migrate(store)
+    # Then the first run moved the 5 raw marks, the second had nothing to do
+    assert first == [("hashed suppression marks", 5)]
+    assert second == []
+    assert store.move_legacy_marks() == 0  # the step itself converges too
+    assert migrate.stored_version(store) == migrate.latest_version()
+    assert _raw_marks(ddb) == set()
+    texts = [readable(deserialize(item)) for item in _items(ddb)]
+    assert not any(old in text for old in old_table["legacy"] for text in texts)  # no raw id left anywhere
+    hashed = {keys.identity_hash_pk(f"u:{old}") for old in old_table["legacy"]}
+    marks = {i["PK"]["S"]: i for i in _items(ddb) if i["SK"]["S"] == "FORGOTTEN"}
+    assert hashed <= marks.keys()
+    assert marks[keys.identity_hash_pk(f"u:{old_table['legacy'][0]}")]["at"]["S"] == "2026-01-02T03:04:05Z"
+    # And every erased identity is still refused by a fresh collector (hashed key only now) and a warm one
+    from functions.collect import handler
+
+    handler.collector.cache_clear()
+    for _ in range(2):
+        _erased_are_refused(http, store, old_table)
+    assert handler.collector().store.suppression.hashed_only is True  # type: ignore[attr-defined]
+    # And the kept customer goes on; the stored state is what the oracle computes from the events
+    assert _send(http, old_table["key"], a_track(userId=old_table["kept"], event="Order Completed")) == ["accepted"]
+    stream.drain()
+    audit(store)
+
+
+def test_a_migration_that_stops_midway_converges_when_run_again(ddb, http, store, old_table, monkeypatch):
+    # Given a step that fails after its second page (2 marks a page): 4 of the 5 raw marks moved
+    class Crash(Exception):
+        pass
+
+    def crash_after_two_pages(moved: int) -> None:
+        if moved >= 4:
+            raise Crash
+
+    crashing = migrate.Step(
+        1,
+        "hashed suppression marks",
+        lambda s: s.move_legacy_marks(page_size=2, after_page=crash_after_two_pages),
+    )
+    monkeypatch.setattr(migrate, "STEPS", [crashing])
+    with pytest.raises(Crash):
+        migrate.migrate(store)
+    assert migrate.stored_version(store) == 0
+    assert 0 < len(_raw_marks(ddb)) < 5  # some moved, some not
+    # Then meanwhile every erased identity is refused (the table is not flagged: both keys are read)
+    _erased_are_refused(http, store, old_table)
+    # And a crash between writing the hashed copies and deleting the raw marks is no worse
+    monkeypatch.undo()
+    writes = store._batch_write
+
+    def fail_deletes(items: list[dict[str, Any]], *, delete: bool = False) -> list[int]:
+        if delete:
+            raise ThrottledError("throttled")
+        return writes(items, delete=delete)
+
+    monkeypatch.setattr(store, "_batch_write", fail_deletes)
+    with pytest.raises(ThrottledError):
+        migrate.migrate(store)
+    monkeypatch.undo()
+    _erased_are_refused(http, store, old_table)
+    # When it runs again, normally
+    left = len(_raw_marks(ddb))
+    assert migrate.migrate(store) == [("hashed suppression marks", left)]
+    # Then it converged: no raw mark, the newest version, nothing more to do, erased ids refused
+    assert _raw_marks(ddb) == set() and migrate.stored_version(store) == migrate.latest_version()
+    assert migrate.migrate(store) == []
+    _erased_are_refused(http, store, old_table)
+
+
+def test_footfall_migrate_json(ddb, old_table, tmp_path, capsys):
+    args = ["migrate", "--table", TABLE, "--region", "us-east-1", "--data-dir", str(tmp_path), "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    second = json.loads(capsys.readouterr().out)
+    latest = migrate.latest_version()
+    assert first == {
+        "table": TABLE,
+        "from_version": 0,
+        "version": latest,
+        "latest_version": latest,
+        "steps": [{"name": "hashed suppression marks", "changed": 5}],
+    }
+    assert second == {"table": TABLE, "from_version": latest, "version": latest, "latest_version": latest, "steps": []}
+
+
+def test_a_table_serve_creates_is_stamped_and_an_old_one_is_migrated_by_serve(ddb, store, old_table):
+    # A new table: nothing to run, and no raw mark is ever looked for
+    ensure_table(ddb, "fresh")
+    fresh = DynamoTrackingStore("fresh", client=ddb)
+    assert migrate.stored_version(fresh) == migrate.latest_version() and migrate.migrate(fresh) == []
+    epoch = ddb.get_item(TableName="fresh", Key={"PK": {"S": keys.ERASURE_PK}, "SK": {"S": keys.EPOCH_SK}})
+    assert epoch["Item"]["marks"]["S"] == "hashed"
+    # The old table: serve's hook runs the step, once
+    said: list[str] = []
+    ensure_migrated(store, out=said.append)
+    ensure_migrated(store, out=said.append)
+    assert said == [f"migrated {TABLE}: hashed suppression marks (5 items changed)"]
+
+
+def test_steps_are_numbered_in_order(monkeypatch, store):
+    monkeypatch.setattr(migrate, "STEPS", [*migrate.STEPS, migrate.Step(7, "gap", lambda s: 0)])
+    with pytest.raises(ValueError, match="numbered"):
+        migrate.migrate(store)

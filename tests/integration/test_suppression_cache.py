@@ -1,0 +1,117 @@
+"""The collector's suppression read: one batch, hashed marks only, and marks skipped for identities a warm
+container knows to be clear at the current erasure epoch (`storage.erasure.SuppressionCache`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from shared.services.customers import forget_customer
+from shared.storage import keys
+from shared.storage.dynamo import DynamoTrackingStore, RetryPolicy
+from shared.storage.erasure import SuppressionCache
+from tests.builders import a_track, random_ref
+from tests.conftest import TABLE
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def reads(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[str, str]]]:
+    """The keys of every BatchGetItem made on the `ddb` client, in order."""
+    seen: list[list[tuple[str, str]]] = []
+    original = ddb.batch_get_item
+
+    def spy(**kwargs: Any) -> Any:
+        for options in kwargs["RequestItems"].values():
+            seen.append([(key["PK"]["S"], key["SK"]["S"]) for key in options["Keys"]])
+        return original(**kwargs)
+
+    monkeypatch.setattr(ddb, "batch_get_item", spy)
+    return seen
+
+
+def _send(http: Any, key: str, *calls: dict[str, Any]) -> Any:
+    answer = http("POST", "/v1/batch", body=json.dumps({"batch": list(calls)}), write_key=key)
+    assert answer.status == 200, answer.json
+    return [result["status"] for result in answer.json["results"]]
+
+
+def test_a_warm_collector_skips_known_clear_marks_and_refuses_an_identity_forgotten_since(
+    ddb, http, source, store, reads
+):
+    # Given a table as the product makes it (no raw mark left), and a warm collector that has seen Zoe twice
+    store.flag_marks_hashed()  # as a new or migrated table is: no raw mark left
+    _, key = source
+    zoe = random_ref("zoe")
+    zoe_mark = (keys.identity_hash_pk(f"u:{zoe}"), keys.FORGOTTEN_SK)
+    epoch = (keys.ERASURE_PK, keys.EPOCH_SK)
+    assert _send(http, key, a_track(userId=zoe, event="First")) == ["accepted"]  # learns the epoch
+    assert _send(http, key, a_track(userId=zoe, event="Second")) == ["accepted"]  # learns Zoe is clear at it
+    assert all(epoch in batch and zoe_mark in batch for batch in reads)
+    reads.clear()
+    # When she is seen again: one read, her event's key and the epoch; her mark is not read
+    assert _send(http, key, a_track(userId=zoe, event="Third")) == ["accepted"]
+    assert len(reads) == 1 and len(reads[0]) == 2 and epoch in reads[0] and zoe_mark not in reads[0]
+    reads.clear()
+    # When she is forgotten (by another process: the CLI), and then a request names her
+    other = DynamoTrackingStore(TABLE, client=ddb, retry=RetryPolicy(sleep=lambda _: None))
+    forget_customer(other, zoe, now=datetime.now(UTC))
+    statuses = _send(http, key, a_track(userId=zoe, event="After"), a_track(anonymousId=random_ref("a")))
+    # Then the changed epoch made the collector read her mark again: refused, nothing stored
+    assert statuses == ["suppressed", "accepted"]
+    assert any(zoe_mark in batch for batch in reads)
+    assert store.list_identity_events("u", zoe) == []
+    # And from then on too
+    assert _send(http, key, a_track(userId=zoe, event="Later")) == ["suppressed"]
+    assert store.list_identity_events("u", zoe) == []
+
+
+def test_retries_are_still_answered_duplicate_with_the_marks_skipped(http, source, store, reads):
+    store.flag_marks_hashed()  # as a new or migrated table is: no raw mark left
+    _, key = source
+    call = a_track(userId=random_ref("u"), event="Once")
+    assert [_send(http, key, call) for _ in range(4)] == [["accepted"], ["duplicate"], ["duplicate"], ["duplicate"]]
+    assert len(store.list_identity_events("u", call["userId"])) == 1
+
+
+def test_a_table_with_raw_marks_left_is_read_under_both_keys_and_nothing_is_remembered(ddb, http, source, store):
+    # Given a table not migrated yet: an identity erased by an older version has only its raw mark
+    _, key = source
+    old = random_ref("old")
+    ddb.put_item(TableName=TABLE, Item={"PK": {"S": f"ID#u#{old}"}, "SK": {"S": "FORGOTTEN"}})
+    # Then it is refused, every time (cold, then warm)
+    for _ in range(3):
+        assert _send(http, key, a_track(userId=old, event="Again")) == ["suppressed"]
+    assert store.list_identity_events("u", old) == []
+    from functions.collect import handler
+
+    remembered = handler.collector().store.suppression  # type: ignore[attr-defined]
+    assert remembered.clear == set() and remembered.hashed_only is False
+
+
+def test_what_a_read_that_saw_a_new_epoch_read_beside_it_is_not_remembered():
+    # The items of one BatchGetItem are not read at one instant: a mark read beside the epoch may predate it.
+    cache = SuppressionCache()
+    cache.learn(planned=None, epoch=3, hashed_only=True, after=set(), alongside={"u:a"})
+    assert cache.epoch == 3 and cache.clear == set()
+    planned, _, skipped = cache.plan(["u:a"])
+    assert skipped == set()  # nothing known yet: its mark is read
+    cache.learn(planned=planned, epoch=3, hashed_only=True, after=set(), alongside={"u:a"})
+    assert cache.plan(["u:a", "u:b"])[2] == {"u:a"}
+    # A new epoch drops what was known; only marks read after that epoch was seen are remembered at it
+    cache.learn(planned=3, epoch=4, hashed_only=True, after={"u:a"}, alongside={"u:b"})
+    assert cache.epoch == 4 and cache.clear == {"u:a"}
+    # A read that started earlier and saw an older epoch finishes late: ignored
+    cache.learn(planned=3, epoch=3, hashed_only=True, after=set(), alongside={"u:c"})
+    assert cache.epoch == 4 and cache.clear == {"u:a"}
+
+
+def test_the_cache_is_bounded():
+    cache = SuppressionCache(limit=2)
+    cache.learn(planned=None, epoch=1, hashed_only=True, after={"u:a", "u:b"}, alongside=set())
+    cache.learn(planned=1, epoch=1, hashed_only=True, after=set(), alongside={"u:c"})
+    assert cache.clear == {"u:c"}
