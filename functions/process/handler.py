@@ -24,7 +24,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.observability import logger, metrics
 from shared.config import Settings
 from shared.domain.analytics import Definitions
-from shared.domain.segments import Due, due_minute
 from shared.ports import RejectedWriteError, StorageError
 from shared.publishers import EventBridgePublisher, OutboxFile, Publishers, WebhookPublisher
 from shared.services.analytics import CounterChange, counter_change, definitions_of, fold, update_customers
@@ -33,12 +32,12 @@ from shared.services.overview import live_event
 from shared.services.process import StreamChange, process_isolated
 from shared.services.quarantine import failure_reason, quarantine_customer, record_failures
 from shared.services.segments import (
-    ANALYTICS_DUE,
     AUDIENCE_SOURCE,
     MembershipChange,
     customer_events,
     evaluate_customers,
     record_membership_changes,
+    retry_later,
     rules_of,
 )
 from shared.storage import items
@@ -172,8 +171,8 @@ def _evaluate(customer_ids: list[str]) -> None:
         if isinstance(exc, RejectedWriteError):
             raise
         logger.warning("customers could not be read; scheduled for the next sweep")
-        store().put_due([Due(cid, ANALYTICS_DUE, due_minute(now)) for cid in customer_ids])
-        store().put_due([Due(cid, rule.id, due_minute(now)) for cid in customer_ids for rule in rules])
+        segments = retry_later(customer_ids, now=now) if rules else []
+        store().put_due([*retry_later(customer_ids, now=now, analytics=True), *segments])
         return
     if rules:
         try:
@@ -184,14 +183,14 @@ def _evaluate(customer_ids: list[str]) -> None:
             if isinstance(exc, RejectedWriteError):
                 raise
             logger.warning("segment evaluation failed; scheduled for the next sweep")
-            store().put_due([Due(cid, rule.id, due_minute(now)) for cid in customer_ids for rule in rules])
+            store().put_due(retry_later(customer_ids, now=now))
     try:
         update_customers(store(), customer_ids, definitions, now=now, events=events, profiles=profiles)
     except StorageError as exc:
         if isinstance(exc, RejectedWriteError):
             raise
         logger.warning("analytics update failed; scheduled for the next sweep")
-        store().put_due([Due(cid, ANALYTICS_DUE, due_minute(now)) for cid in customer_ids])
+        store().put_due(retry_later(customer_ids, now=now, analytics=True))
 
 
 def _events_of(profile: Any) -> list[Any]:

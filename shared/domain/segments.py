@@ -195,21 +195,36 @@ class Membership:
     reason: str
 
 
+class Memberships(dict[str, Membership]):
+    """A customer's memberships by segment id, and `scheduled`: the moments its segments are on the due list for.
+
+    Storage reads both in one query, so deciding whether a customer's earliest deadline moved (and must be written)
+    costs no read of its own. A plain dict where one is expected means "nothing known to be scheduled".
+    """
+
+    __slots__ = ("scheduled",)
+
+    def __init__(
+        self, memberships: Mapping[str, Membership] | None = None, *, scheduled: Iterable[datetime] = ()
+    ) -> None:
+        super().__init__(memberships or {})
+        self.scheduled: frozenset[datetime] = frozenset(scheduled)
+
+
 @dataclass(frozen=True, slots=True)
 class Due:
-    """A (customer, segment) to evaluate again in a minute (an absence deadline, a window edge)."""
+    """A customer to evaluate again at `at`: its segments (their earliest deadline, or again after a failure), or,
+    with `analytics`, its analytics counters (an update that failed)."""
 
     customer_id: str
-    segment_id: str
-    minute: str
+    at: datetime
+    analytics: bool = False
 
 
-def due_minute(moment: datetime) -> str:
-    """The minute a moment is swept in: the first whole minute at or after it (`yyyy-mm-ddThh:mm`, UTC)."""
-    rounded = moment.replace(second=0, microsecond=0)
-    if rounded < moment:
-        rounded += timedelta(minutes=1)
-    return rounded.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+def due_time(moment: datetime) -> datetime:
+    """When a deadline is swept: the first whole second at or after it (UTC), the due list's precision."""
+    rounded = moment.astimezone(UTC).replace(microsecond=0)
+    return rounded + timedelta(seconds=1) if rounded < moment else rounded
 
 
 # --- evaluation ----------------------------------------------------------------------------------------------------

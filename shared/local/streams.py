@@ -7,8 +7,9 @@ store (the failed-events store, route `stream:process`, replayable with `footfal
 stream moves on. The position is checkpointed in `<data-dir>/stream-checkpoint.json` after each batch, so
 a restart resumes where it stopped (at-least-once: the handler is idempotent).
 
-It also runs the scheduler's sweep of due segment deadlines every `--sweep-seconds` (15 s), so time-based
-transitions happen well within a minute of their deadline.
+It also runs the scheduler's sweep of the due list every `--sweep-seconds` (`SWEEP_SECONDS`, 5 s), so a time-based
+transition happens within 5 s (the period) + 2 s (the sweep's `SETTLE`) + 1 s (deadlines are kept to the second) of
+its deadline, plus the evaluation: under 10 s.
 
 Run as `python -m shared.local.streams --data-dir D` with the `FOOTFALL_*` settings in the environment.
 """
@@ -34,6 +35,8 @@ from shared.services.quarantine import STREAM_ROUTE, quarantine_records
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "stream-checkpoint.json"
+SWEEP_SECONDS = 5.0
+"""Seconds between sweeps of the due list (EventBridge runs the sweep every minute on AWS)."""
 ROUTE = STREAM_ROUTE
 
 
@@ -218,7 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between polls of an idle stream")
-    parser.add_argument("--sweep-seconds", type=float, default=15.0, help="seconds between sweeps of the due list")
+    parser.add_argument(
+        "--sweep-seconds", type=float, default=SWEEP_SECONDS, help="seconds between sweeps of the due list"
+    )
     parser.add_argument(
         "--batch-window",
         type=float,

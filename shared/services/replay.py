@@ -11,13 +11,13 @@ from shared.domain.events import CallType, batch_items, parse_envelope
 from shared.domain.failures import FailedEvent
 from shared.domain.links import unique_query
 from shared.domain.pixel import pixel_payload, strict_json
-from shared.domain.segments import Due, due_minute
+from shared.domain.segments import Due
 from shared.ports import StoredSegment
 from shared.services.analytics import CounterChange, fold
 from shared.services.collect import Collector, utcnow
 from shared.services.process import ProfileStore, StreamChange, process_changes
 from shared.services.quarantine import CUSTOMER_ROUTE, STREAM_ROUTE
-from shared.services.segments import ANALYTICS_DUE, rules_of
+from shared.services.segments import retry_later, rules_of
 
 _CALLS = {f"/v1/{call.value}": call for call in CallType}
 
@@ -31,7 +31,7 @@ class ReplayStore(ProfileStore, Protocol):
 
     def delete_failed(self, failure_id: str) -> None: ...
     def list_segments(self) -> list[StoredSegment]: ...
-    def put_due(self, dues: Sequence[Due]) -> None: ...
+    def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None: ...
 
 
 def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decode_record: Any) -> dict[str, Any]:
@@ -46,9 +46,9 @@ def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decod
     if failure.route == CUSTOMER_ROUTE:
         # The next sweep evaluates the customer again (segments and analytics); if it fails again, it is back here.
         customer_id = str(json.loads(failure.raw)["customer_id"])
-        minute = due_minute(utcnow())
-        rules = rules_of(store.list_segments())
-        store.put_due([Due(customer_id, ANALYTICS_DUE, minute), *(Due(customer_id, r.id, minute) for r in rules)])
+        now = utcnow()
+        segments = retry_later([customer_id], now=now) if rules_of(store.list_segments()) else []
+        store.put_due([*retry_later([customer_id], now=now, analytics=True), *segments])
         store.delete_failed(failure.id)
         return {"replayed": failure.id, "scheduled": customer_id}
     if failure.route == STREAM_ROUTE:

@@ -16,15 +16,30 @@ from typing import Any, Protocol
 from shared.domain.events import CallType, TrackingEvent, format_timestamp
 from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
-from shared.domain.segments import Due, Evaluation, Facts, Membership, SegmentRule, due_minute, evaluate, parse_rules
+from shared.domain.segments import (
+    Due,
+    Evaluation,
+    Facts,
+    Membership,
+    Memberships,
+    SegmentRule,
+    due_time,
+    evaluate,
+    parse_rules,
+)
 from shared.domain.sources import AUDIENCE_SOURCE
 from shared.ports import HistoryEntry, Link, RejectedWriteError, StorageError, StoredProfile, StoredSegment
 from shared.services.quarantine import failure_reason, quarantine_customer
 
 logger = logging.getLogger(__name__)
-ANALYTICS_DUE = "$analytics"
-"""A due-list entry that names no segment: the customer's analytics counters need updating (it failed)."""
 ENTERED, EXITED = "Audience Entered", "Audience Exited"
+SETTLE = timedelta(seconds=2)
+"""The sweep reads the due list up to `now - SETTLE`: an entry is written before its moment, and this leaves a write
+that is slow to land (a retried batch) that long to be seen before the cursor passes its moment."""
+RETRY_AFTER = timedelta(seconds=5)
+"""When processing could not evaluate a customer, it is due again this much later (the next sweep or so)."""
+SWEEP_RETRY_AFTER = timedelta(minutes=1)
+"""When the sweep could not evaluate a customer for now, it is due again this much later."""
 
 
 class SegmentStore(Protocol):
@@ -35,15 +50,14 @@ class SegmentStore(Protocol):
     def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
     def get_links(self, identities: Sequence[str]) -> dict[str, Link]: ...
     def list_identity_events(self, kind: str, identifier: str) -> list[TrackingEvent]: ...
-    def memberships_of(self, customer_id: str) -> dict[str, Membership]: ...
+    def memberships_of(self, customer_id: str) -> Memberships: ...
     def change_membership(
         self, membership: Membership, *, entered: bool, at: str, identity: tuple[str, str]
     ) -> bool: ...
-    def put_due(self, dues: Sequence[Due]) -> None: ...
-    def due_in(self, minute: str) -> list[Due]: ...
-    def delete_due(self, dues: Sequence[Due]) -> None: ...
-    def sweep_cursor(self) -> str | None: ...
-    def set_sweep_cursor(self, minute: str) -> None: ...
+    def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None: ...
+    def due_between(self, since: datetime, until: datetime) -> list[Due]: ...
+    def sweep_cursor(self) -> datetime | None: ...
+    def set_sweep_cursor(self, at: datetime) -> None: ...
     def put_failed(self, failures: Sequence[FailedEvent]) -> None: ...
 
 
@@ -85,16 +99,21 @@ def evaluate_customers(
     profiles: Mapping[str, StoredProfile] | None = None,
     events: Mapping[str, list[TrackingEvent]] | None = None,
     memberships: Mapping[str, dict[str, Membership]] | None = None,
+    reschedule: bool = False,
 ) -> list[Transition]:
-    """Re-evaluate every rule for these customers; write transitions and the next due moments.
+    """Re-evaluate every rule for these customers; write transitions, and each one's earliest deadline if the due
+    list does not have it yet.
 
-    `profiles`, `events` (every identity's, audience events left out) and `memberships` may be given when
-    already read.
+    `profiles`, `events` (every identity's, audience events left out) and `memberships` may be given when already
+    read; `memberships` read by `memberships_of` also say which deadlines are on the due list (a plain dict: none).
+    `reschedule` writes the earliest deadline's entry even when its index row says it is there (the sweep does: an
+    entry whose write failed after its index row's is written again the next time the customer falls due).
     """
     if not rules:
         return []
     transitions: list[Transition] = []
-    dues: list[Due] = []
+    new: list[Due] = []
+    again: list[Due] = []
     wanted = sorted(set(customer_ids))
     if profiles is None or any(c not in profiles for c in wanted):
         profiles = store.get_profiles(wanted)
@@ -106,6 +125,7 @@ def evaluate_customers(
         facts = customer_facts(store, stored) if known is None else Facts(stored.profile.traits, known)
         known_memberships = (memberships or {}).get(customer_id)
         current = store.memberships_of(customer_id) if known_memberships is None else known_memberships
+        deadlines: list[datetime] = []
         for rule in rules:
             result = evaluate(rule, facts, now)
             if result.member != (rule.id in current):
@@ -113,8 +133,16 @@ def evaluate_customers(
                 if transition is not None:
                     transitions.append(transition)
             if result.next_change is not None:
-                dues.append(Due(customer_id, rule.id, due_minute(result.next_change)))
-    store.put_due(dues)
+                deadlines.append(result.next_change)
+        if deadlines:
+            due = Due(customer_id, due_time(min(deadlines)))
+            scheduled = current.scheduled if isinstance(current, Memberships) else frozenset()
+            if due.at not in scheduled:
+                new.append(due)
+            elif reschedule:
+                again.append(due)
+    store.put_due(new)
+    store.put_due(again, indexed=True)
     return transitions
 
 
@@ -183,15 +211,19 @@ def run_scheduler(
     max_catch_up: timedelta = timedelta(days=1),
     refresh: Callable[[list[str]], None] | None = None,
 ) -> dict[str, int]:
-    """The minute job: sweep every bucket since the last sweep (at most `max_catch_up` back), then move on.
+    """The scheduled job: sweep what fell due since the last sweep (at most `max_catch_up` back), then move on.
 
-    `refresh` is handed the customers whose analytics update failed during processing (due as `$analytics`).
+    A deadline is evaluated by the first sweep at least `SETTLE` after it (to the second): within the schedule's
+    period + `SETTLE` + 1 s, plus the evaluation. `refresh` is handed the customers whose analytics update failed
+    during processing.
     """
     cursor = store.sweep_cursor()
-    since = datetime.fromisoformat(cursor + ":00+00:00") if cursor else now - timedelta(minutes=1)
-    since = max(since, now - max_catch_up)
-    transitions, swept = sweep_due(store, now=now, since=since, refresh=refresh)
-    store.set_sweep_cursor(format_timestamp(now)[:16])
+    since = max(cursor or now - timedelta(minutes=1), now - max_catch_up)
+    until = (now - SETTLE).replace(microsecond=0)
+    if until <= since:
+        return {"due": 0, "entered": 0, "exited": 0}
+    transitions, swept = sweep_due(store, now=now, since=since, until=until, refresh=refresh)
+    store.set_sweep_cursor(until)
     return {
         "due": swept,
         "entered": sum(t.entered for t in transitions),
@@ -200,55 +232,61 @@ def run_scheduler(
 
 
 def sweep_due(
-    store: SegmentStore, *, now: datetime, since: datetime, refresh: Callable[[list[str]], None] | None = None
+    store: SegmentStore,
+    *,
+    now: datetime,
+    since: datetime,
+    until: datetime,
+    refresh: Callable[[list[str]], None] | None = None,
 ) -> tuple[list[Transition], int]:
-    """Evaluate what fell due between `since` and `now` (one query per minute bucket; no scan).
+    """Evaluate the customers due after `since` up to `until` (one query per hour of the due list; no scan).
+
+    An entry left behind by a deadline that moved later only evaluates its customer early: nothing changes then,
+    and the later deadline has its own entry. Nothing is deleted: entries expire.
 
     Returns:
-        The transitions, and how many (customer, segment) pairs were due.
+        The transitions, and how many due-list entries there were.
     """
-    rules = {rule.id: rule for rule in rules_of(store.list_segments())}
-    minute = datetime.fromisoformat(due_minute(since) + ":00+00:00")
-    swept: list[Due] = []
+    due = store.due_between(since, until)
+    if not due:
+        return [], 0
+    rules = rules_of(store.list_segments())
+    later = due_time(now + SWEEP_RETRY_AFTER)
     transitions: list[Transition] = []
-    while minute <= now:
-        due = store.due_in(format_timestamp(minute)[:16])
-        by_customer: dict[str, list[SegmentRule]] = {}
-        for item in due:
-            if item.segment_id in rules:
-                by_customer.setdefault(item.customer_id, []).append(rules[item.segment_id])
-        # One customer at a time, each on its own: a customer that fails never holds up the others.
-        for customer_id, customer_rules in by_customer.items():
-            later = [Due(customer_id, rule.id, due_minute(now + timedelta(minutes=1))) for rule in customer_rules]
-            transitions += (
-                _contained(
-                    store,
-                    customer_id,
-                    lambda c=customer_id, r=customer_rules: evaluate_customers(store, [c], r, now=now),
-                    later,
-                    now=now,
-                )
-                or []
+    # One customer at a time, each on its own: a customer that fails never holds up the others.
+    for customer_id in sorted({d.customer_id for d in due if not d.analytics}) if rules else ():
+        transitions += (
+            _contained(
+                store,
+                customer_id,
+                lambda c=customer_id: evaluate_customers(store, [c], rules, now=now, reschedule=True),
+                [Due(customer_id, later)],
+                now=now,
             )
-        stale = sorted({item.customer_id for item in due if item.segment_id == ANALYTICS_DUE})
-        for customer_id in stale if refresh is not None else ():
-            later = [Due(customer_id, ANALYTICS_DUE, due_minute(now + timedelta(minutes=1)))]
-            _contained(store, customer_id, lambda c=customer_id: refresh([c]), later, now=now)
-        store.delete_due(due)
-        swept += due
-        minute += timedelta(minutes=1)
-    return transitions, len(swept)
+            or []
+        )
+    stale = sorted({d.customer_id for d in due if d.analytics})
+    for customer_id in stale if refresh is not None else ():
+        _contained(store, customer_id, lambda c=customer_id: refresh([c]), [Due(customer_id, later, True)], now=now)
+    return transitions, len(due)
+
+
+def retry_later(customer_ids: Iterable[str], *, now: datetime, analytics: bool = False) -> list[Due]:
+    """Due-list entries that have the sweep evaluate these customers again, `RETRY_AFTER` from now: their segments,
+    or with `analytics` their analytics (after processing could not)."""
+    at = due_time(now + RETRY_AFTER)
+    return [Due(customer_id, at, analytics) for customer_id in dict.fromkeys(customer_ids)]
 
 
 def _contained(
     store: SegmentStore, customer_id: str, work: Callable[[], Any], later: list[Due], *, now: datetime
 ) -> Any:
-    """Run one customer's work: a transient failure is tried again next minute, a permanent one quarantined."""
+    """Run one customer's work: a transient failure is tried again a minute later, a permanent one quarantined."""
     try:
         return work()
     except StorageError as exc:
         if not isinstance(exc, RejectedWriteError):
-            logger.warning("a due customer failed for now; retried next minute")
+            logger.warning("a due customer failed for now; retried in a minute")
             store.put_due(later)
             return None
         reason = failure_reason(exc)
@@ -284,7 +322,7 @@ def apply_segments(
         )
     store.put_segments(stored)
     if store.sweep_cursor() is None:  # the scheduler's first sweep starts here
-        store.set_sweep_cursor(format_timestamp(now)[:16])
+        store.set_sweep_cursor(now.replace(microsecond=0))
     applied = rules_of(stored)
     transitions = evaluate_customers(store, customers, applied, now=now)
     return {

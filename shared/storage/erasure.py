@@ -8,8 +8,9 @@
 | profile `CUSTOMER#<cid>` / `PROFILE`, merged ones   | the customer ids (merges: the profile's links)| deleted        |
 | analytics cells `CUSTOMER#<cid>` / `ANALYTICS`      | the customer's partition                      | taken back, del|
 | membership `CUSTOMER#<cid>` / `MEMBER#<segment>`    | the customer's partition                      | deleted        |
-| due index `CUSTOMER#<cid>` / `DUEAT#<minute>#<seg>` | the customer's partition                      | deleted        |
-| due item `DUE#<minute>` / `<cid>#<segment>`         | its due index's `minute`, `segment` attributes| deleted        |
+| due index `CUSTOMER#<cid>` / `DUEAT#<time>#<kind>`  | the customer's partition                      | deleted        |
+| due entry `DUE#<hour>` / `<time>#<kind>#<cid>`      | its due index's `at`, `analytics` attributes  | deleted        |
+| (before #15: `DUEAT#<minute>#<seg>`, `DUE#<minute>`)| (the index's `minute`, `segment` attributes)  | deleted        |
 | segment history `SEGHIST#<segment>` / `<t>#<cid>#…` | each history's `customer_id` attribute        | deleted        |
 | live feed `LIVE` / `<time>#<seq>` (zlib, TTL 1 h)   | the `LIVE` partition, decoded                 | rewritten      |
 | failed record `FAILED#<day>` (raw input: gzip,      | `IDH#<hash>` / `NAMED#FAILED#<id>`, written   | deleted, and   |
@@ -56,6 +57,10 @@ FAILED_LOOKBACK_DAYS = 31
 NAMED_ENTITY = "named"
 CONFLICT_FLAGS = ("shared_device", "identity_conflict")
 DUE_INDEX_PREFIX = "DUEAT#"
+DUE_STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+DUE_KEPT = timedelta(days=2)
+"""How long a due entry (and its index row) outlives its moment before TTL removes it: longer than the scheduler's
+catch-up (a day), so a sweep that was down still finds it. Entries are never deleted otherwise (deletes are billed)."""
 _FLAG_ATTEMPTS = 4
 
 
@@ -164,15 +169,58 @@ def failed_index_rows(failure: FailedEvent, record: dict[str, Any]) -> list[dict
     ]
 
 
-def due_index_rows(customer_id: str, minute: str, segment: str) -> dict[str, Any]:
-    """The index item, in the customer's partition, of one due-list item (which is keyed by the raw id)."""
+def due_stamp(at: datetime) -> str:
+    """A due moment as stored (UTC, to the second): sorts as it reads, so a time range is a key range."""
+    return at.astimezone(UTC).strftime(DUE_STAMP_FORMAT)
+
+
+def due_pk(at: datetime) -> str:
+    """The due list's partition of the hour holding `at`."""
+    return f"DUE#{at.astimezone(UTC):%Y-%m-%dT%H}"
+
+
+def due_key(customer_id: str, at: datetime, *, analytics: bool) -> dict[str, str]:
+    """The key of a due-list entry: hour partition, then moment, so one query per hour returns a time range."""
+    kind = "analytics" if analytics else "segments"
+    return {"PK": due_pk(at), "SK": f"{due_stamp(at)}#{kind}#{customer_id}"}
+
+
+def due_expiry(at: datetime) -> int:
+    """The TTL (epoch seconds) of a due entry and of its index row."""
+    return int((at + DUE_KEPT).timestamp())
+
+
+def due_index_row(customer_id: str, at: datetime, *, analytics: bool) -> dict[str, Any]:
+    """The index item, in the customer's partition, of one due-list entry (which is keyed by the raw id).
+
+    It expires with its entry. It also tells evaluation, which reads it with the memberships, which deadlines are
+    already on the due list (so an unchanged deadline is not written again).
+    """
     return {
         "PK": keys.customer_pk(customer_id),
-        "SK": f"{DUE_INDEX_PREFIX}{minute}#{segment}",
+        "SK": f"{DUE_INDEX_PREFIX}{due_stamp(at)}#{'analytics' if analytics else 'segments'}",
         "entity": "due_index",
-        "minute": minute,
-        "segment": segment,
+        "at": due_stamp(at),
+        "analytics": analytics,
+        TTL_ATTRIBUTE: due_expiry(at),
     }
+
+
+def old_due_key(customer_id: str, minute: str, segment: str) -> dict[str, str]:
+    """The key of a due item as written before #15 (`DUE#<minute>`, one per segment; see `upgrade_due_items`)."""
+    return {"PK": f"DUE#{minute}", "SK": f"{customer_id}#{segment}"}
+
+
+def old_due_index_key(customer_id: str, minute: str, segment: str) -> dict[str, str]:
+    """The key of an old due item's index row."""
+    return {"PK": keys.customer_pk(customer_id), "SK": f"{DUE_INDEX_PREFIX}{minute}#{segment}"}
+
+
+def _due_target(row: dict[str, Any], customer_id: str) -> dict[str, str]:
+    if "minute" in row:  # an index row written before #15
+        return old_due_key(customer_id, row["minute"], row["segment"])
+    at = datetime.strptime(row["at"], DUE_STAMP_FORMAT).replace(tzinfo=UTC)
+    return due_key(customer_id, at, analytics=bool(row.get("analytics")))
 
 
 def _stream_identities(parsed: Any) -> Iterator[str]:
@@ -406,7 +454,7 @@ class ErasureStorage:
         ):
             doomed.append({"PK": row["PK"], "SK": row["SK"]})
             if row.get("entity") == "due_index":
-                doomed.append({"PK": f"DUE#{row['minute']}", "SK": f"{customer_id}#{row['segment']}"})
+                doomed.append(_due_target(row, customer_id))
             elif row.get("entity") == items.PROFILE_ENTITY:
                 doomed += self._flag_index_of(row, customer_id)
         return doomed

@@ -42,9 +42,20 @@ def move_legacy_marks(store: DynamoTrackingStore) -> int:
     return store.move_legacy_marks()
 
 
+def one_entry_per_deadline(store: DynamoTrackingStore) -> int:
+    """Old due items (`DUE#<minute>`, one per customer and rule) to one entry per customer and moment, with TTL;
+    see `shared.storage.segments.upgrade_due_items`."""
+    from shared.storage.segments import upgrade_due_items
+
+    return upgrade_due_items(store)
+
+
 STEPS: list[Step] = [
     Step(1, "hashed suppression marks", move_legacy_marks, on_new_table=lambda store: store.flag_marks_hashed()),
+    Step(2, "one due entry per customer deadline", one_entry_per_deadline),
 ]
+"""Counters folded from the stream need no step: a table's old per-customer shards keep summing correctly (reports
+add every shard of a key) and each customer's next cells write moves its counts to the fold's shard."""
 
 
 def latest_version() -> int:

@@ -3,10 +3,11 @@
 | access pattern                               | key condition                                                   |
 |----------------------------------------------|-----------------------------------------------------------------|
 | all segment definitions                      | PK = `SEGMENTS`, SK begins_with `SEGMENT#`                      |
-| a customer's memberships                     | PK = `CUSTOMER#<cid>`, SK begins_with `MEMBER#`                 |
+| a customer's memberships, and the moments    | PK = `CUSTOMER#<cid>`, SK BETWEEN `DUEAT#` AND `MEMBER$`        |
+|   its segments are on the due list for       |   (`MEMBER#<segment>` and the due index `DUEAT#<time>#<kind>`)  |
 | a segment's members (paged)                  | GSI1: GSI1PK = `SEGMENT#<id>`                                   |
 | a segment's entries and exits, in time order | PK = `SEGHIST#<id>`, SK = `<time>#<cid>#<in|out>`               |
-| what is due in a minute                      | PK = `DUE#<yyyy-mm-ddThh:mm>`, SK = `<cid>#<segment>`           |
+| what fell due in a time range (per hour)     | PK = `DUE#<yyyy-mm-ddThh>`, SK BETWEEN `<time>` AND `<time>`    |
 | a segment's size (total; net change per day) | PK = `SEGSIZE` / `SEGSIZE#<day>`, SK = `<segment>#<shard>`      |
 
 A membership change is one conditional write of the membership item (a redelivered change finds it already
@@ -14,20 +15,36 @@ done). Its stream record then makes the `Audience Entered`/`Audience Exited` eve
 idempotent: keyed by the change), and the event's own stream record publishes it: nothing lost between steps,
 each step safe to repeat. Sizes are counters folded from the membership records (`size_change`, and
 `shared.storage.analytics` for the fold), so a size is counted exactly once without a transaction.
+
+The due list holds, per customer, the earliest deadline across its rules (`DUE#<hour>` / `<time>#segments#<cid>`),
+and the analytics updates to try again (`…#analytics#<cid>`). An entry is written only when that deadline is not on
+the list yet, is never deleted (its TTL removes it two days after its moment), and a moved deadline leaves the old
+entry to fire harmlessly (evaluation is idempotent). Each entry has an index row in the customer's partition, written
+first, so that `forget` finds it; evaluation reads those rows with the memberships, in the same query.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from shared.domain.segments import Due, Membership
+from shared.domain.segments import Due, Membership, Memberships, due_time
 from shared.ports import HistoryEntry, StoredSegment
 from shared.storage import keys
-from shared.storage.erasure import due_index_rows
-from shared.storage.errors import ConditionFailedError
+from shared.storage.erasure import (
+    DUE_INDEX_PREFIX,
+    DUE_STAMP_FORMAT,
+    due_expiry,
+    due_index_row,
+    due_key,
+    due_pk,
+    due_stamp,
+    old_due_index_key,
+)
+from shared.storage.errors import ConditionFailedError, ThrottledError
+from shared.storage.schema import TTL_ATTRIBUTE
 
 SEGMENTS_PK = "SEGMENTS"
 SIZES_PK = "SEGSIZE"
@@ -35,6 +52,8 @@ SIZE_SHARDS = 4
 """Size items are read over 4 shards (tables written before sizes were folded from the stream have 4); the fold
 writes shard 0 only (one update per segment per stream batch stays far below a partition's 1,000 WU/s)."""
 MEMBERSHIP_ENTITY = "membership"
+OLD_ANALYTICS_SEGMENT = "$analytics"
+"""The segment of an old due item that meant "update this customer's analytics" (see `upgrade_due_items`)."""
 
 
 def size_change(*, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> tuple[str, int, str | None] | None:
@@ -99,14 +118,30 @@ class SegmentStorage:
 
     # --- memberships ---------------------------------------------------------------------------------------
 
-    def memberships_of(self, customer_id: str) -> dict[str, Membership]:
-        """The segments a customer is in (strongly consistent: read to decide transitions)."""
+    def memberships_of(self, customer_id: str) -> Memberships:
+        """The segments a customer is in, and the moments its segments are on the due list for (strongly
+        consistent: read to decide transitions).
+
+        One query over the key range holding both (`DUEAT#…` sorts just before `MEMBER#…`): a Query is billed by
+        the bytes it reads, so the few small index rows cost next to nothing, where a read of their own would not.
+        """
         found = self._query(  # type: ignore[attr-defined]
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
             ConsistentRead=True,
-            ExpressionAttributeValues={":pk": {"S": keys.customer_pk(customer_id)}, ":sk": {"S": "MEMBER#"}},
+            ExpressionAttributeValues={
+                ":pk": {"S": keys.customer_pk(customer_id)},
+                ":low": {"S": DUE_INDEX_PREFIX},
+                ":high": {"S": "MEMBER$"},  # `$` follows `#`: every `MEMBER#…`, nothing after
+            },
         )
-        return {row["segment"]: _membership(row) for row in found if row.get("state", "in") == "in"}
+        memberships: dict[str, Membership] = {}
+        scheduled: list[datetime] = []
+        for row in found:
+            if row.get("entity") == MEMBERSHIP_ENTITY and row.get("state", "in") == "in":
+                memberships[row["segment"]] = _membership(row)
+            elif row.get("entity") == "due_index" and "at" in row and not row.get("analytics"):
+                scheduled.append(_parse_stamp(row["at"]))
+        return Memberships(memberships, scheduled=scheduled)
 
     def segment_members(self, segment_id: str) -> Iterator[str]:
         """Customer ids in a segment (index, eventually consistent)."""
@@ -229,47 +264,133 @@ class SegmentStorage:
                 break
         return result
 
-    def sweep_cursor(self) -> str | None:
-        """The last minute the scheduler swept (`yyyy-mm-ddThh:mm`)."""
+    def sweep_cursor(self) -> datetime | None:
+        """The end of the last time range the scheduler swept (to the second)."""
         item = self._get({"PK": "SCHEDULER", "SK": "CURSOR"}, consistent=True)  # type: ignore[attr-defined]
-        return str(item["minute"]) if item else None
+        if item is None:
+            return None
+        if "at" in item:
+            return _parse_stamp(item["at"])
+        # A cursor written before #15 names the last minute bucket swept, which held deadlines up to that minute.
+        return datetime.fromisoformat(f"{item['minute']}:00+00:00")
 
-    def set_sweep_cursor(self, minute: str) -> None:
-        """Remember the last minute swept."""
-        self._batch_write([{"PK": "SCHEDULER", "SK": "CURSOR", "entity": "cursor", "minute": minute}])  # type: ignore
+    def set_sweep_cursor(self, at: datetime) -> None:
+        """Remember the end of the time range swept."""
+        self._batch_write([{"PK": "SCHEDULER", "SK": "CURSOR", "entity": "cursor", "at": due_stamp(at)}])  # type: ignore
 
     # --- the due list --------------------------------------------------------------------------------------
 
-    def put_due(self, dues: Sequence[Due]) -> None:
-        """Schedule evaluations (idempotent: one item per minute, customer and segment)."""
-        rows = [
-            {
-                "PK": f"DUE#{d.minute}",
-                "SK": f"{d.customer_id}#{d.segment_id}",
-                "entity": "due",
-                "customer_id": d.customer_id,
-                "segment": d.segment_id,
-            }
-            for d in dues
-        ]
-        rows += [due_index_rows(d.customer_id, d.minute, d.segment_id) for d in dues]  # how forget finds them
-        if rows and self._batch_write(rows):  # type: ignore[attr-defined]
-            raise ConditionFailedError("due items could not be stored")
+    def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None:
+        """Put customers on the due list (idempotent: one entry per customer, moment and kind).
 
-    def due_in(self, minute: str) -> list[Due]:
-        """What is due in one minute bucket (one query: the sweep never scans)."""
-        rows = self._query(
-            KeyConditionExpression="PK = :pk",  # type: ignore[attr-defined]
-            ExpressionAttributeValues={":pk": {"S": f"DUE#{minute}"}},
+        The index rows go first, so a forget finds every entry that may exist. `indexed`: their index rows were
+        read back already (an entry written again on purpose); only the entries are written.
+
+        Raises:
+            ThrottledError: some could not be written (what was written is harmless: see the module docstring).
+        """
+        wanted = list({(d.customer_id, d.at, d.analytics): d for d in dues}.values())
+        index = [] if indexed else [due_index_row(d.customer_id, d.at, analytics=d.analytics) for d in wanted]
+        if index and self._batch_write(index):  # type: ignore[attr-defined]
+            raise ThrottledError("due index rows could not be stored")
+        entries = [_due_entry(d) for d in wanted]
+        if entries and self._batch_write(entries):  # type: ignore[attr-defined]
+            raise ThrottledError("due entries could not be stored")
+
+    def due_between(self, since: datetime, until: datetime) -> list[Due]:
+        """What fell due after `since` up to `until` (inclusive), oldest first: one query per hour partition.
+
+        Strongly consistent, so an entry written just before the sweep is seen by it.
+        """
+        found: list[Due] = []
+        hour = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        while hour <= until:
+            for row in self._query(  # type: ignore[attr-defined]
+                KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
+                ConsistentRead=True,
+                ExpressionAttributeValues={
+                    ":pk": {"S": due_pk(hour)},
+                    ":low": {"S": due_stamp(since) + "$"},  # after every `<since>#…`: `since` itself was swept
+                    ":high": {"S": due_stamp(until) + "$"},  # up to every `<until>#…`
+                },
+            ):
+                found.append(Due(row["customer_id"], _parse_stamp(row["at"]), bool(row.get("analytics"))))
+            hour += timedelta(hours=1)
+        return found
+
+
+def upgrade_due_items(store: Any, *, now: datetime | None = None) -> int:
+    """Turn due items written before #15 (`DUE#<minute>` / `<cid>#<segment>`, one per segment, each with an index row
+    `DUEAT#<minute>#<segment>`) into entries of the new due list; returns how many old items it converted.
+
+    One consistent scan finds them (a one-shot upgrade: which minutes hold old items is not known). Each customer's
+    old minute becomes one entry (its segments', or an analytics retry), written with its index row first; only then
+    are the old item and its index row deleted. Safe to run again, or after a crash midway: the new entries are
+    idempotent puts, an old item is deleted only once its replacement is stored, and an old index row left alone
+    (its item deleted) is deleted. A minute already past becomes a moment a minute from `now`: the sweep's cursor
+    may be past it.
+    """
+    now = now or datetime.now(UTC)
+    soonest = due_time(now + timedelta(minutes=1))
+    items: list[dict[str, Any]] = []
+    index_rows: dict[tuple[str, str], dict[str, str]] = {}
+    for row in _scan(
+        store,
+        FilterExpression="(#e = :due AND attribute_exists(#segment)) OR (#e = :index AND attribute_exists(#minute))",
+        ExpressionAttributeNames={"#e": "entity", "#segment": "segment", "#minute": "minute"},
+        ExpressionAttributeValues={":due": {"S": "due"}, ":index": {"S": "due_index"}},
+    ):
+        if row["entity"] == "due":
+            items.append(row)
+        else:
+            index_rows[(row["PK"], row["SK"])] = {"PK": row["PK"], "SK": row["SK"]}
+    dues: set[Due] = set()
+    doomed: list[dict[str, str]] = []
+    for row in items:
+        minute = row["PK"].removeprefix("DUE#")  # the old items kept their minute in the key only
+        at = max(datetime.fromisoformat(f"{minute}:00+00:00"), soonest)
+        dues.add(Due(row["customer_id"], at, analytics=row["segment"] == OLD_ANALYTICS_SEGMENT))
+        index = old_due_index_key(row["customer_id"], minute, row["segment"])
+        index_rows.pop((index["PK"], index["SK"]), None)
+        doomed += [{"PK": row["PK"], "SK": row["SK"]}, index]
+    store.put_due(sorted(dues, key=lambda d: (d.at, d.customer_id, d.analytics)))
+    doomed += index_rows.values()
+    if doomed and store._batch_write(doomed, delete=True):
+        raise ThrottledError("some old due items could not be deleted; run the upgrade again")
+    return len(items)
+
+
+def _scan(store: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    from shared.storage.dynamo import deserialize
+
+    start: dict[str, Any] | None = None
+    while True:
+        page = store._call(
+            store.client.scan,
+            TableName=store.table_name,
+            ConsistentRead=True,
+            **kwargs,
+            **({"ExclusiveStartKey": start} if start else {}),
         )
-        return [Due(row["customer_id"], row["segment"], minute) for row in rows]
+        yield from (deserialize(raw) for raw in page.get("Items", []))
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return
 
-    def delete_due(self, dues: Sequence[Due]) -> None:
-        """Forget swept items."""
-        rows = [{"PK": f"DUE#{d.minute}", "SK": f"{d.customer_id}#{d.segment_id}"} for d in dues]
-        rows += [due_index_rows(d.customer_id, d.minute, d.segment_id) for d in dues]
-        if rows:
-            self._batch_write(rows, delete=True)  # type: ignore[attr-defined]
+
+def _due_entry(due: Due) -> dict[str, Any]:
+    return {
+        **due_key(due.customer_id, due.at, analytics=due.analytics),
+        "entity": "due",
+        "customer_id": due.customer_id,  # read back from here, never from the key
+        "at": due_stamp(due.at),
+        "analytics": due.analytics,
+        TTL_ATTRIBUTE: due_expiry(due.at),
+    }
+
+
+def _parse_stamp(stamp: str) -> datetime:
+    return datetime.strptime(stamp, DUE_STAMP_FORMAT).replace(tzinfo=UTC)
 
 
 def _history_entry(row: dict[str, Any]) -> tuple[str, str, bool]:

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from shared.domain.webhooks import sign_webhook
+from shared.local.streams import SWEEP_SECONDS
+from shared.services.segments import SETTLE
 from tests.builders import a_track, random_ref
 from tests.e2e.conftest import FOOTFALL, LocalStack
 from tests.oracle import audit
@@ -267,9 +269,9 @@ def test_footfall_forget_needs_yes_and_then_erases(local_stack: LocalStack):
     assert again.json["results"][0]["status"] == "suppressed"
 
 
-SWEPT_BOUND = 60 + 15
-"""Design bound for a time-based transition locally: a deadline is swept in the first whole minute at or after it
-(≤ 60 s), by a sweep that runs every 15 s."""
+SWEPT_BOUND = SWEEP_SECONDS + SETTLE.total_seconds() + 1
+"""Design bound for a time-based transition locally: a deadline is swept by the first sweep (every `SWEEP_SECONDS`)
+that reads `SETTLE` past its second (deadlines are kept to the second): 8 s, plus the evaluation."""
 DECIDED_BOUND = 5
 """Design bound for a transition decided by an event (the README's ≤ 5 s)."""
 LOADED_MARGIN = 30

@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from shared.domain.sources import new_source
 from shared.local.apigw import http_answer, http_api_event
 from shared.local.streams import _matches_filter, lambda_record
 from shared.services.customers import find_customer
-from shared.services.segments import apply_segments
+from shared.services.segments import SETTLE, apply_segments
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 from shared.storage.migrate import stamp_new_table
 from shared.storage.schema import TABLE_DEFINITION
@@ -337,11 +337,13 @@ def test_process_handler_from_its_artifact_folds_the_stream_into_a_profile_and_p
 
 @pytest.fixture(scope="module")
 def scheduled(processed, collected, built_functions, runtime, world, tmp_path_factory) -> dict[str, Any]:
-    """The schedule handler from its artifact, with one (customer, segment) pair due this minute."""
+    """The schedule handler from its artifact, with one customer whose deadline passed seconds ago."""
     store: DynamoTrackingStore = world["store"]
     customer = find_customer(store, collected["user"])
     assert customer is not None
-    store.put_due([Due(customer.profile.customer_id, "cart_abandoners", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M"))])
+    passed = datetime.now(UTC).replace(microsecond=0) - SETTLE - timedelta(seconds=1)
+    store.put_due([Due(customer.profile.customer_id, passed)])
+    started = datetime.now(UTC)
     event = {
         "version": "0",
         "id": random_ref("evt"),
@@ -355,12 +357,13 @@ def scheduled(processed, collected, built_functions, runtime, world, tmp_path_fa
     }
     ran = invoke(built_functions["ScheduleFunction"], event, runtime, world, tmp_path_factory.mktemp("schedule"))
     world["calls"]["ScheduleFunction"] = ran["calls"]
-    return {**ran, "swept_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")}
+    return {**ran, "swept_between": (started - SETTLE - timedelta(seconds=1), datetime.now(UTC) - SETTLE)}
 
 
 def test_schedule_handler_from_its_artifact_sweeps_the_due_list(scheduled, world):
     assert scheduled["result"]["due"] == 1
-    assert world["store"].sweep_cursor() == scheduled["swept_at"]
+    earliest, latest = scheduled["swept_between"]
+    assert earliest <= world["store"].sweep_cursor() <= latest
 
 
 def test_handlers_load_nothing_but_their_artifact_the_lambda_runtime_and_the_standard_library(

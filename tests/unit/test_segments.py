@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import pytest
 
 from shared.domain.errors import RuleDefinitionError
 from shared.domain.events import CallType, TrackingEvent
-from shared.domain.segments import Facts, evaluate, parse_rules
+from shared.domain.segments import Facts, Membership, Memberships, due_time, evaluate, parse_rules
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -345,3 +345,25 @@ def test_one_resolved_abandonment_does_not_hide_a_later_open_one():
         an_event("Product Added", NOW - timedelta(hours=3), 3, cart_id="c2"),
     ]
     assert member(ABANDON, events)
+
+
+@pytest.mark.parametrize(
+    ("moment", "swept_at"),
+    [
+        (NOW, NOW),
+        (NOW + timedelta(microseconds=1), NOW + timedelta(seconds=1)),
+        (NOW + timedelta(seconds=59, microseconds=999_999), NOW + timedelta(minutes=1)),
+        (datetime(2026, 6, 15, 14, 0, 0, 500, tzinfo=timezone(timedelta(hours=2))), NOW + timedelta(seconds=1)),
+    ],
+)
+def test_a_deadline_is_swept_at_the_first_whole_second_at_or_after_it_in_utc(moment, swept_at):
+    assert due_time(moment) == swept_at
+    assert due_time(moment).tzinfo == UTC
+
+
+def test_memberships_are_a_mapping_by_segment_that_also_say_what_is_scheduled():
+    membership = Membership("buyers", "u:ann", "2026-06-15T12:00:00.000Z", 1, "count of Order Completed = 1")
+    read = Memberships({"buyers": membership}, scheduled=[NOW])
+    assert "buyers" in read and set(read) == {"buyers"} and read["buyers"] == membership
+    assert read.scheduled == frozenset({NOW})
+    assert Memberships().scheduled == frozenset() and Memberships() == {}
