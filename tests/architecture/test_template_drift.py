@@ -91,11 +91,26 @@ def test_process_function_consumes_the_stream_like_the_local_runner():
     from shared.local.streams import _matches_filter
 
     patterns = [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]]
+    # the shard's id comes in each event only with a tumbling window: the counter fold keeps a mark per shard
+    assert 0 < stream["TumblingWindowInSeconds"] <= 900
+    let_in = set()
     for name in ("INSERT", "MODIFY", "REMOVE"):
-        for entity in ("event", "membership", "profile", "link"):
-            record = {"eventName": name, "dynamodb": {"NewImage": {"entity": {"S": entity}}}}
+        for entity in ("event", "membership", "analytics_cells", "profile", "link", "counter", "fold"):
+            # A REMOVE carries only the old image, the others the new one (a MODIFY both: its entity never changes).
+            images = (
+                ("OldImage",) if name == "REMOVE" else ("NewImage", "OldImage") if name == "MODIFY" else ("NewImage",)
+            )
+            record = {"eventName": name, "dynamodb": {image: {"entity": {"S": entity}} for image in images}}
             template_lets_it_in = any(
-                name in p["eventName"] and entity in p["dynamodb"]["NewImage"]["entity"]["S"] for p in patterns
+                name in p["eventName"]
+                and any(entity in p["dynamodb"].get(image, {}).get("entity", {}).get("S", []) for image in images)
+                for p in patterns
             )
             assert template_lets_it_in == _matches_filter(record), (name, entity)
+            if template_lets_it_in:
+                let_in.add((name, entity))
+    assert let_in == {
+        ("INSERT", "event"),
+        *((name, entity) for name in ("INSERT", "MODIFY", "REMOVE") for entity in ("membership", "analytics_cells")),
+    }
     # (its role, and every other role, is checked in tests/infra/test_iam.py)

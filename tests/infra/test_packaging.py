@@ -323,7 +323,7 @@ def test_process_handler_from_its_artifact_folds_the_stream_into_a_profile_and_p
 ):
     # Then no record failed, in any round
     assert processed, "the stream had no records for the process function"
-    assert [run["result"] for run in processed] == [{"batchItemFailures": []}] * len(processed)
+    assert [run["result"] for run in processed] == [{"state": {}, "batchItemFailures": []}] * len(processed)
     # and the batch became one customer with both identities
     customer = find_customer(world["store"], collected["user"])
     assert customer is not None

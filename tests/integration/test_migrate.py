@@ -81,7 +81,7 @@ def test_migrate_moves_the_raw_marks_once_and_the_table_stays_correct(ddb, http,
     first = migrate.migrate(store)
     second = migrate.migrate(store)
     # Then the first run moved the 5 raw marks, the second had nothing to do
-    assert first == [("hashed suppression marks", 5)]
+    assert first == [("hashed suppression marks", 5), ("one due entry per customer deadline", 0)]
     assert second == []
     assert store.move_legacy_marks() == 0  # the step itself converges too
     assert migrate.stored_version(store) == migrate.latest_version()
@@ -106,24 +106,25 @@ def test_migrate_moves_the_raw_marks_once_and_the_table_stays_correct(ddb, http,
 
 
 def test_a_migration_that_stops_midway_converges_when_run_again(ddb, http, store, old_table, monkeypatch):
-    # Given a step that fails after its second page (2 marks a page): 4 of the 5 raw marks moved
+    # Given a step that fails once it has moved 2 of the 5 raw marks (one item scanned a page, so it stops there
+    # whatever order the scan returns the table in)
     class Crash(Exception):
         pass
 
-    def crash_after_two_pages(moved: int) -> None:
-        if moved >= 4:
+    def crash_after_two_marks(moved: int) -> None:
+        if moved >= 2:
             raise Crash
 
     crashing = migrate.Step(
         1,
         "hashed suppression marks",
-        lambda s: s.move_legacy_marks(page_size=2, after_page=crash_after_two_pages),
+        lambda s: s.move_legacy_marks(page_size=1, after_page=crash_after_two_marks),
     )
     monkeypatch.setattr(migrate, "STEPS", [crashing])
     with pytest.raises(Crash):
         migrate.migrate(store)
     assert migrate.stored_version(store) == 0
-    assert 0 < len(_raw_marks(ddb)) < 5  # some moved, some not
+    assert len(_raw_marks(ddb)) == 3  # some moved, some not
     # Then meanwhile every erased identity is refused (the table is not flagged: both keys are read)
     _erased_are_refused(http, store, old_table)
     # And a crash between writing the hashed copies and deleting the raw marks is no worse
@@ -142,7 +143,7 @@ def test_a_migration_that_stops_midway_converges_when_run_again(ddb, http, store
     _erased_are_refused(http, store, old_table)
     # When it runs again, normally
     left = len(_raw_marks(ddb))
-    assert migrate.migrate(store) == [("hashed suppression marks", left)]
+    assert migrate.migrate(store) == [("hashed suppression marks", left), ("one due entry per customer deadline", 0)]
     # Then it converged: no raw mark, the newest version, nothing more to do, erased ids refused
     assert _raw_marks(ddb) == set() and migrate.stored_version(store) == migrate.latest_version()
     assert migrate.migrate(store) == []
@@ -161,7 +162,10 @@ def test_footfall_migrate_json(ddb, old_table, tmp_path, capsys):
         "from_version": 0,
         "version": latest,
         "latest_version": latest,
-        "steps": [{"name": "hashed suppression marks", "changed": 5}],
+        "steps": [
+            {"name": "hashed suppression marks", "changed": 5},
+            {"name": "one due entry per customer deadline", "changed": 0},
+        ],
     }
     assert second == {"table": TABLE, "from_version": latest, "version": latest, "latest_version": latest, "steps": []}
 
@@ -177,7 +181,10 @@ def test_a_table_serve_creates_is_stamped_and_an_old_one_is_migrated_by_serve(dd
     said: list[str] = []
     ensure_migrated(store, out=said.append)
     ensure_migrated(store, out=said.append)
-    assert said == [f"migrated {TABLE}: hashed suppression marks (5 items changed)"]
+    assert said == [
+        f"migrated {TABLE}: hashed suppression marks (5 items changed)",
+        f"migrated {TABLE}: one due entry per customer deadline (0 items changed)",
+    ]
 
 
 def test_steps_are_numbered_in_order(monkeypatch, store):
