@@ -270,8 +270,10 @@ def summary_lines(figures: dict[str, Any]) -> list[str]:
     lag_p95 = seconds(math.inf if lag["p95_s"] is None and lag["samples"] else lag["p95_s"])
     segment_max = seconds(math.inf if segment["never_entered"] else segment["max_s"])
     return [
-        f"rate achieved           {traffic['events_per_second']:,.1f} events/s (target {figures['rate']:g}) "
-        f"over {traffic['seconds']:.0f} s",
+        f"rate achieved           {traffic['sending_events_per_second']:,.1f} events/s in the "
+        f"{figures['duration_s']:g} s window (target {figures['rate']:g}); {traffic['events_per_second']:,.1f} "
+        "events/s until all were answered "
+        f"({traffic['seconds']:.0f} s)",
         f"events accepted         {traffic['recorded']:,} of {traffic['sent']:,} sent ({traffic['accepted']:,} "
         f"batch events accepted, {traffic['opens']} e-mail opens and {traffic['clicks']} clicks recorded; "
         f"{traffic['duplicate']} duplicate, {traffic['rejected']} rejected, {traffic['not_stored']} not stored)",
@@ -286,6 +288,14 @@ def summary_lines(figures: dict[str, Any]) -> list[str]:
         if collector["requests"]
         else "collector /v1/batch     no request answered",
         f"caught up after stop    {seconds(figures['caught_up_after_stop_s'])}",
+        *(
+            [
+                f"this tool               {tool['cpu_share_of_a_core']:.0%} of a core (simulator and probes); "
+                f"slowest look at the store {tool['slowest_look_ms']} ms (figures are +/- {POLL_EVERY:g} s plus that)"
+            ]
+            if (tool := figures.get("tool"))
+            else []
+        ),
     ]
 
 
@@ -393,6 +403,8 @@ class Probing:
         self.stopped_at: float | None = None
         self.stop_marker: Probe | None = None
         self.deadline = math.inf
+        self.slowest_look = 0.0
+        """Seconds of the slowest look: the figures' resolution is POLL_EVERY plus this."""
 
     def post(self, book: InFlight, kind: str, event: str, properties: dict[str, Any]) -> Probe:
         now = time.monotonic()
@@ -421,6 +433,11 @@ class Probing:
 
     def look(self) -> None:
         """One look at the store (and the outbox) for every probe in flight; gives up on those too old."""
+        began = time.monotonic()
+        self._look()
+        self.slowest_look = max(self.slowest_look, time.monotonic() - began)
+
+    def _look(self) -> None:
         pending = self.markers.pending()
         if pending:
             found = self.store.get_profiles([p.customer_id for p in pending])
@@ -447,7 +464,12 @@ class Probing:
         if now >= self.deadline:
             return True
         done = self.stop_marker is not None and not self.stop_marker.pending
-        return done and self.markers.settled and self.segment_probes.settled
+        unpublished = [
+            p
+            for p in self.segment_probes.probes
+            if p.seen is not None and p.published is None and now - p.sent < self.args.catch_up
+        ]
+        return done and self.markers.settled and self.segment_probes.settled and not unpublished
 
     def newest_lag(self) -> float | None:
         seen = [p.latency for p in self.markers.probes if p.latency is not None]
@@ -465,6 +487,8 @@ def run_steady(args: argparse.Namespace) -> dict[str, Any]:
     stats = simulate.Stats()
     problem: list[BaseException] = []
     load_seconds = 0.0
+    sent_in_window = 0
+    cpu_began = time.process_time()
     try:
         info = serve.info
         store = DynamoTrackingStore(
@@ -499,7 +523,8 @@ def run_steady(args: argparse.Namespace) -> dict[str, Any]:
             progress_tick = Ticker(started + 15, 15)
             while True:
                 now = time.monotonic()
-                if now - started >= args.duration:
+                if now - started >= args.duration and not stop.is_set():
+                    sent_in_window = stats.sent
                     stop.set()
                 if probing.stopped_at is None and stop.is_set() and not sender.is_alive():
                     load_seconds = now - started
@@ -521,7 +546,13 @@ def run_steady(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         bench.discard_serve(serve)
         bench.stop_all()
-    return steady_figures(args, stats, load_seconds, probing, latencies, problem)
+    if not sent_in_window:  # stopped early (the sender failed)
+        sent_in_window = stats.sent
+    tool_cpu = (time.process_time() - cpu_began) / max(time.monotonic() - started, 1e-6)
+    figures = steady_figures(args, stats, load_seconds, probing, latencies, problem)
+    figures["traffic"]["sending_events_per_second"] = round(sent_in_window / args.duration, 1)
+    figures["tool"] = {"cpu_share_of_a_core": round(tool_cpu, 2), "slowest_look_ms": round(probing.slowest_look * 1000)}
+    return figures
 
 
 def steady_figures(

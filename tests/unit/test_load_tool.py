@@ -102,6 +102,7 @@ def _figures(lags: list[float], segment: list[float | None]) -> dict:
     ]
     return {
         "rate": 200.0,
+        "duration_s": 5.0,
         "traffic": {
             "sent": 1000,
             "accepted": 950,
@@ -112,7 +113,8 @@ def _figures(lags: list[float], segment: list[float | None]) -> dict:
             "opens": 30,
             "clicks": 20,
             "seconds": 5.0,
-            "events_per_second": 200.0,
+            "events_per_second": 190.0,
+            "sending_events_per_second": 200.0,
         },
         "lag": {
             "target_s": 5.0,
