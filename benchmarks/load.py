@@ -212,8 +212,8 @@ def seconds(value: float | None) -> str:
     return "never (gave up)" if math.isinf(value) else f"{value:.1f} s"
 
 
-def rounded(value: float | None, digits: int = 2) -> float | None:
-    """JSON-friendly: None for a missing or infinite figure."""
+def rounded(value: float | None, digits: int = 1) -> float | None:
+    """JSON-friendly: None for a missing or infinite figure; one decimal, as printed (no double rounding)."""
     if value is None or math.isnan(value) or math.isinf(value):
         return None
     return round(value, digits)
