@@ -67,7 +67,7 @@ deploy: setup  ## build and deploy to AWS (needs AWS credentials): make deploy S
 bench: setup  ## performance figures (not a test): writes benchmarks/RESULTS.md
 	$(PY) benchmarks/bench.py
 
-load: setup  ## load test (not a test): concurrent clients against a fresh `footfall serve`; LOAD_ARGS='--clients 16'
+load: setup  ## load test (not a test) against a fresh `footfall serve`: LOAD_ARGS='--clients 16' (flat out) or '--rate 200' (lag curve, segment latency)
 	$(PY) benchmarks/load.py $(LOAD_ARGS)
 
 clean:
