@@ -9,6 +9,7 @@ summed into the counters last (`services.analytics.fold`: one update per counter
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.observability import logger, metrics
 from shared.config import Settings
 from shared.domain.analytics import Definitions
-from shared.ports import RejectedWriteError, StorageError
+from shared.ports import RejectedWriteError, StorageError, StoredProfile
 from shared.publishers import EventBridgePublisher, OutboxFile, Publishers, WebhookPublisher
 from shared.services.analytics import CounterChange, counter_change, definitions_of, fold, update_customers
 from shared.services.collect import utcnow
@@ -138,30 +139,35 @@ def publish(audience: list[StreamChange]) -> set[str]:
     return set()
 
 
-def evaluate_customers_of_batch(customer_ids: list[str]) -> None:
+def evaluate_customers_of_batch(customer_ids: list[str], known: Mapping[str, StoredProfile] | None = None) -> None:
     """Segments and analytics of the customers a batch changed, on one read of their events.
 
     The profiles are saved by then: when this fails for now, the customers go on the due list and the minute
     sweep evaluates them again (the batch is not retried: its records are folded). When it fails for good, the
     customers are evaluated one at a time and the one that still fails is quarantined, not the others.
+
+    `known` are profiles as this batch wrote them (a read would return them, unless another writer saved one
+    since: that writer evaluates it again after its own save); the others are read.
     """
     if not customer_ids:
         return
     try:
-        _evaluate(customer_ids)
+        _evaluate(customer_ids, known or {})
     except Exception:
         logger.exception("evaluation failed for good; evaluating one customer at a time")
         for customer_id in customer_ids:
             try:
-                _evaluate([customer_id])
+                _evaluate([customer_id], {})
             except Exception as exc:
                 quarantine_customer(store(), customer_id, failure_reason(exc), now=utcnow())
 
 
-def _evaluate(customer_ids: list[str]) -> None:
+def _evaluate(customer_ids: list[str], known: Mapping[str, StoredProfile]) -> None:
     rules, definitions, now = segment_rules(), analytics_definitions(), utcnow()
     try:
-        profiles = store().get_profiles(sorted(set(customer_ids)))
+        profiles = {cid: known[cid] for cid in customer_ids if cid in known}
+        missing = sorted(set(customer_ids) - profiles.keys())
+        profiles |= store().get_profiles(missing) if missing else {}
         active = [p for p in profiles.values() if not p.profile.merged_into]
         ids = [p.profile.customer_id for p in active]
         with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:  # every customer's reads at once
@@ -247,6 +253,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     audience = [change for change in changes if change.event.source_id == AUDIENCE_SOURCE]
     failed.update(publish(audience))
     saved: list[str] = []
+    written: dict[str, StoredProfile] = {}
     by_sequence = {record["dynamodb"]["SequenceNumber"]: record for record in event["Records"]}
     quarantined: list[tuple[StreamChange, str]] = []
     erased: list[StreamChange] = []
@@ -257,11 +264,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             on_saved=saved.append,
             quarantine=lambda group, reason: quarantined.extend((change, reason) for change in group),
             on_erased=erased.append,
+            on_stored=lambda stored: written.__setitem__(stored.profile.customer_id, stored),
         )
     )
     undecodable = [result for result, _ in decoded if isinstance(result, Undecodable)]
     failed.update(_quarantine(quarantined, by_sequence, undecodable))
-    evaluate_customers_of_batch(list(dict.fromkeys(saved)))  # the isolation fallback may report one twice
+    evaluate_customers_of_batch(list(dict.fromkeys(saved)), written)  # the fallback may report one twice
     # The live feed never shows an identity erased since its events were stored.
     record_feed([c for c in changes if c not in audience and c not in erased], event["Records"])
     # Counters last: only records below the first failure are folded, so a retry (which starts there) never

@@ -99,6 +99,8 @@ class _Batch:
     """Stored customers merged into another in this batch (their analytics contribution moves)."""
     on_poison: Callable[[StreamChange, str], None] | None = None
     """Told of each event that cannot be folded (it is skipped); without it such an event fails its record."""
+    saved: dict[str, StoredProfile] = field(default_factory=dict)
+    """customer id → the profile as this batch left it (written, or read and found already up to date)."""
 
 
 def process_changes(
@@ -109,6 +111,7 @@ def process_changes(
     on_saved: Callable[[str], None] | None = None,
     on_poison: Callable[[StreamChange, str], None] | None = None,
     on_erased: Callable[[StreamChange], None] | None = None,
+    on_stored: Callable[[StoredProfile], None] | None = None,
 ) -> list[str]:
     """Fold a batch of new events into identities and profiles.
 
@@ -118,6 +121,8 @@ def process_changes(
         on_saved: told the id of every customer whose profile this batch changed (segments are evaluated then).
         on_poison: told of each event that cannot be folded into its profile, which is then skipped.
         on_erased: told of each event skipped because it names an identity erased since it was stored.
+        on_stored: told the profile as this batch left it, for customers reported to `on_saved` (saves the
+            evaluation a read of what was just written).
 
     Returns:
         The sequence numbers of the records that failed for now (to report as `batchItemFailures`).
@@ -165,12 +170,24 @@ def process_changes(
             groups, pool.map(lambda item: _fold_customer(batch, item[0], item[1], force), groups.items()), strict=True
         ):
             failed += result
-            if on_saved is not None and len(result) < len(groups[customer_id]):
-                on_saved(customer_id)
+            if len(result) < len(groups[customer_id]):
+                _report(batch, customer_id, on_saved, on_stored)
     for customer_id in sorted(batch.merged_away):
         if on_saved is not None:
             on_saved(customer_id)
     return sorted(failed, key=int)
+
+
+def _report(
+    batch: _Batch,
+    customer_id: str,
+    on_saved: Callable[[str], None] | None,
+    on_stored: Callable[[StoredProfile], None] | None,
+) -> None:
+    if on_saved is not None:
+        on_saved(customer_id)
+        if on_stored is not None and customer_id in batch.saved:
+            on_stored(batch.saved[customer_id])
 
 
 def process_isolated(
@@ -180,6 +197,7 @@ def process_isolated(
     on_saved: Callable[[str], None] | None = None,
     quarantine: Callable[[Sequence[StreamChange], str], None],
     on_erased: Callable[[StreamChange], None] | None = None,
+    on_stored: Callable[[StoredProfile], None] | None = None,
 ) -> list[str]:
     """`process_changes`, with any permanent failure contained to the identity whose records caused it.
 
@@ -196,7 +214,9 @@ def process_isolated(
         quarantine([change], reason)
 
     try:
-        return process_changes(store, changes, on_saved=on_saved, on_poison=poisoned, on_erased=on_erased)
+        return process_changes(
+            store, changes, on_saved=on_saved, on_poison=poisoned, on_erased=on_erased, on_stored=on_stored
+        )
     except Exception:
         logger.exception("a batch failed for good; processing it one identity at a time")
     groups: dict[str, list[StreamChange]] = defaultdict(list)
@@ -205,7 +225,9 @@ def process_isolated(
     failed: list[str] = []
     for group in groups.values():
         try:
-            failed += process_changes(store, group, on_saved=on_saved, on_poison=poisoned, on_erased=on_erased)
+            failed += process_changes(
+                store, group, on_saved=on_saved, on_poison=poisoned, on_erased=on_erased, on_stored=on_stored
+            )
         except Exception as exc:
             logger.exception("records quarantined", extra={"records": len(group)})
             quarantine(group, failure_reason(exc))
@@ -382,11 +404,13 @@ def _fold_customer(batch: _Batch, customer_id: str, changes: list[StreamChange],
         ]
         profile, done, failed = _apply(stored.profile, fresh, batch.on_poison)
         if not done and not batch.conflicts.get(customer_id) and not batch.merges.get(customer_id):
+            if stored.version:
+                batch.saved[customer_id] = stored
             return [c.sequence for c in failed]
         profile = _with_identities(profile, batch, customer_id, done)
         marks = _max_marks(stored.applied, {primary_identity(c.event): c.sequence for c in done})
         try:
-            batch.store.save_profile(replace(stored, profile=profile, applied=marks))
+            batch.saved[customer_id] = batch.store.save_profile(replace(stored, profile=profile, applied=marks))
         except ConditionFailedError:
             # Someone else wrote it: read it again and fold again (the marks prevent double counting).
             try:

@@ -275,3 +275,28 @@ def test_a_crash_after_a_partial_write_and_the_redelivery_end_as_a_clean_run_wou
     assert calls["n"] > crash_on
     assert sorted(find_customer(store, p).profile.orders for p in people) == [1] * 6
     assert len(audit(store).customers) == 6
+
+
+def test_evaluation_uses_the_profiles_the_batch_just_wrote_instead_of_reading_them_again(
+    ddb, http, source, store, stream
+):
+    # Given three customers, and every batch read of profile items counted
+    _, key = source
+    profile_reads: list[int] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        keys = json.loads(params["body"])["RequestItems"][TABLE]["Keys"]
+        profile_reads.append(sum(k["SK"]["S"] == "PROFILE" for k in keys))
+
+    ddb.meta.events.register("before-call.dynamodb.BatchGetItem", count)
+    people = [random_ref("p") for _ in range(3)]
+    # When they first come (no profile to read: nobody is linked yet) and then come back
+    send(http, key, *(a_track(userId=person, event="Product Viewed") for person in people))
+    stream.drain()
+    assert sum(profile_reads) == 0
+    send(http, key, *(a_track(userId=person, event="Product Added") for person in people))
+    stream.drain()
+    # Then each visit read the profiles once, to fold into them, not again to evaluate segments and analytics
+    assert sum(profile_reads) == 3
+    assert all(find_customer(store, person).profile.event_counts["Product Added"] == 1 for person in people)
+    audit(store)
