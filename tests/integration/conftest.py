@@ -91,7 +91,7 @@ def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch
     from shared.local.streams import StreamRunner, quarantine_into
 
     handler.store.cache_clear()
-    handler._rules.update(at=0.0, rules=[])  # no segment rules cached from another test's table
+    handler.pipeline.cache_clear()  # no segment rules cached from another test's table
     monkeypatch.setattr(handler, "make_client", lambda **_: ddb)
     streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
     calls: list[dict[str, Any]] = []
@@ -124,3 +124,4 @@ def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch
     runner.calls = calls  # type: ignore[attr-defined]
     yield runner
     handler.store.cache_clear()
+    handler.pipeline.cache_clear()

@@ -30,8 +30,9 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     from functions.process import handler as process
     from functions.schedule import handler as schedule
     from shared.services import collect as collect_service
+    from shared.services import pipeline
 
-    for module in (collect, process, schedule, collect_service):
+    for module in (collect, process, schedule, collect_service, pipeline):
         monkeypatch.setattr(module, "utcnow", lambda: NOW)
 
 
@@ -65,7 +66,7 @@ def definitions(store: Any, stream: Any) -> None:
     from functions.process import handler
 
     apply_definitions(store, json.loads(STARTERS.read_text()), source="starters", now=NOW)
-    handler._rules.update(at=0.0)  # the definitions just applied are used at once
+    handler.pipeline().forget_rules()  # the definitions just applied are used at once
 
 
 def test_a_shop_day_lands_in_funnel_retention_timing_and_overview_exactly(

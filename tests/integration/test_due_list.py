@@ -64,9 +64,10 @@ def clock(monkeypatch: pytest.MonkeyPatch, stream: Any) -> dict[str, datetime]:
     from functions.process import handler as process
     from functions.schedule import handler as schedule
     from shared.services import collect as collect_service
+    from shared.services import pipeline
 
     now = {"now": NOW}
-    for module in (collect, process, schedule, collect_service):
+    for module in (collect, process, schedule, collect_service, pipeline):
         monkeypatch.setattr(module, "utcnow", lambda: now["now"])
     return now
 
@@ -90,7 +91,7 @@ def apply(store: Any, rules: dict[str, Any]) -> None:
     from functions.process import handler
 
     apply_segments(store, rules, source="test", now=NOW, customers=[])
-    handler._rules.update(at=0.0)  # the rules just applied are used at once
+    handler.pipeline().forget_rules()  # the rules just applied are used at once
 
 
 def send(http: Any, key: str, stream: Any, clock: dict[str, datetime], *calls: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ def test_the_clean_pipeline_passes_the_audit(http, source, store, stream):
     _, key = source
     from functions.process import handler
 
-    handler._rules.update(at=0.0)
+    handler.pipeline().forget_rules()
     apply_segments(store, RULES, source="test", now=_now(), customers=[])
     # When
     anon, user = _story(http, key, stream)
@@ -59,12 +59,12 @@ def test_customer_events_reading_only_the_first_identity_is_caught(http, source,
         )
         return original(store_, trimmed)
 
-    for module in (segments, analytics):
-        monkeypatch.setattr(module, "customer_events", first_identity_only)
     from functions.process import handler
+    from shared.services import pipeline
 
-    monkeypatch.setattr(handler, "customer_events", first_identity_only)
-    handler._rules.update(at=0.0)
+    for module in (segments, analytics, pipeline):
+        monkeypatch.setattr(module, "customer_events", first_identity_only)
+    handler.pipeline().forget_rules()
     apply_segments(store, RULES, source="test", now=_now(), customers=[])
     _, key = source
     # When

@@ -115,16 +115,16 @@ def test_a_customer_whose_evaluation_fails_for_good_is_quarantined_and_the_other
     http, source, store, stream, monkeypatch
 ):
     # Given a bug in the analytics of one customer (the stored cells cannot be built for them)
-    import functions.process.handler as handler
+    import shared.services.pipeline as pipeline
 
-    real_update = handler.update_customers
+    real_update = pipeline.update_customers
 
     def buggy_update(store_: Any, customer_ids: Any, *args: Any, **kwargs: Any) -> Any:
         if any("poison" in c for c in customer_ids):
             raise KeyError("bug")
         return real_update(store_, customer_ids, *args, **kwargs)
 
-    monkeypatch.setattr(handler, "update_customers", buggy_update)
+    monkeypatch.setattr(pipeline, "update_customers", buggy_update)
     _, key = source
     poison = random_ref("poison")
     assert post(http, key, "/v1/track", a_track(userId=poison, event="Product Viewed")).status == 200

@@ -259,7 +259,7 @@ def test_a_crash_after_a_partial_write_and_the_redelivery_end_as_a_clean_run_wou
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(DynamoTrackingStore, method, dies_once)
-    handler._rules.update(at=0.0)
+    handler.pipeline().forget_rules()
     people = [random_ref("crash") for _ in range(6)]
     calls_sent = [
         a_track(userId=p, event=e, properties={"revenue": 3})

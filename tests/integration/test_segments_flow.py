@@ -30,7 +30,7 @@ def outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: Any) -> Path
 
     path = tmp_path / "outbox.jsonl"
     monkeypatch.setattr(handler, "publisher", lambda: OutboxFile(path))
-    handler._rules.update(at=0.0)  # rules applied by a test are seen at once
+    handler.pipeline().forget_rules()  # rules applied by a test are seen at once
     return path
 
 

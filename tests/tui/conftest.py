@@ -83,7 +83,7 @@ def _stream(client: Any, table: DynamoTrackingStore, monkeypatch: pytest.MonkeyP
     from shared.local.streams import StreamRunner, quarantine_into
 
     handler.store.cache_clear()
-    handler._rules.update(at=0.0)  # the rules and definitions of this table, read at the first batch
+    handler.pipeline.cache_clear()  # a new pipeline reads this table's rules and definitions at its first batch
     monkeypatch.setattr(handler, "make_client", lambda **_: client)
     runner = StreamRunner(
         client=client,
@@ -136,7 +136,7 @@ def _seed(table: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, path: Pat
     ]
     browsers = ["cyd", "dee", "eve"]
     calls += [_track(who, "Product Viewed", f"{who}-{n}", product_id=f"p{n}") for who in browsers for n in range(2)]
-    handler._rules.update(at=0.0)
+    handler.pipeline().forget_rules()
     send(calls)
     seeded = Seeded(abandoner="ann", buyer="bob", browsers=browsers, now=now + timedelta(minutes=1))
     return World(table, seeded, send)
@@ -156,6 +156,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             table = DynamoTrackingStore(TABLE, client=client, retry=RetryPolicy(sleep=lambda _: None))
             yield _seed(table, monkeypatch, tmp_path_factory.mktemp("stream"))
     handler.store.cache_clear()
+    handler.pipeline.cache_clear()
 
 
 @pytest.fixture
@@ -165,6 +166,7 @@ def fresh_world(store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, tmp
 
     yield _seed(store, monkeypatch, tmp_path)
     handler.store.cache_clear()
+    handler.pipeline.cache_clear()
 
 
 def app_on(world: World) -> OperatorApp:

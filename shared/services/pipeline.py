@@ -1,0 +1,254 @@
+"""The stream pipeline: one batch of decoded stream records through every step processing takes, in order.
+
+1. **Memberships**: segment entries and exits become audience events and history items (both keyed by the change).
+2. **Audience events** are handed to the campaign tools (publishers).
+3. **Events** are folded into identities and profiles (`services.process`, contained per identity: what fails for
+   good is quarantined, the rest proceeds).
+4. **Customers** the batch changed are evaluated: segments and analytics cells, on one read of their events.
+5. **The live feed** and the processing status (views, best effort).
+6. **Counters**: the batch's cells and size changes are folded last (`services.analytics.fold`), and only the
+   records below the first failure, so a retry (which starts there) never brings a folded record back.
+
+The Lambda handler (`functions/process/handler.py`) decodes records and maps the answer; the local stream runner
+hands it Lambda-shaped batches, so this is the one place the order of the steps is written down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.domain.analytics import Definitions
+from shared.domain.segments import SegmentRule
+from shared.ports import RejectedWriteError, StorageError, StoredProfile
+from shared.publishers import Publishers
+from shared.services.analytics import CounterChange, definitions_of, fold, update_customers
+from shared.services.collect import utcnow
+from shared.services.overview import live_event
+from shared.services.process import StreamChange, process_isolated
+from shared.services.quarantine import failure_reason, quarantine_customer, record_failures
+from shared.services.segments import (
+    AUDIENCE_SOURCE,
+    MembershipChange,
+    customer_events,
+    evaluate_customers,
+    record_membership_changes,
+    retry_later,
+    rules_of,
+)
+
+logger = logging.getLogger(__name__)
+RULES_CACHE_SECONDS = 30.0
+PARALLEL_READS = 8
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A stream record whose item cannot be decoded: quarantined (retrying cannot help)."""
+
+    sequence: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A record that moves counters (a customer's cells, a segment's size), and the segment change it may bring."""
+
+    change: CounterChange
+    membership: MembershipChange | None = None
+
+
+Decoded = StreamChange | Counted | Undecodable
+
+
+@dataclass
+class Outcome:
+    """What a batch came to: the records to retry, and figures for the metrics."""
+
+    failed: set[str] = field(default_factory=set)
+    events_folded: int = 0
+    quarantined: int = 0
+
+
+class StreamPipeline:
+    """The steps of one stream batch, over a store and the campaign tools' publishers (built once per process)."""
+
+    def __init__(self, store: Any, publisher: Publishers | None = None) -> None:
+        self.store = store
+        self.publisher = publisher
+        self._rules: dict[str, Any] = {"at": -RULES_CACHE_SECONDS, "rules": [], "definitions": Definitions()}
+
+    def run(
+        self, decoded: Sequence[tuple[Decoded, Mapping[str, Any]]], lane: str, *, failed: Iterable[str] = ()
+    ) -> Outcome:
+        """Process a batch; `decoded` pairs each record's meaning with the record (Lambda-shaped), in stream order,
+        `lane` names the stream shard the records come from, and `failed` are records already failed (they and
+        everything after them are retried, so nothing after them is folded)."""
+        outcome = Outcome(failed=set(failed))
+        changes = [result for result, _ in decoded if isinstance(result, StreamChange)]
+        counted = [result for result, _ in decoded if isinstance(result, Counted)]
+        memberships = [c for c in counted if c.membership is not None]
+        try:
+            record_membership_changes(self.store, [c.membership for c in memberships if c.membership is not None])
+        except StorageError:
+            outcome.failed.update(c.change.sequence for c in memberships)
+        audience = [change for change in changes if change.event.source_id == AUDIENCE_SOURCE]
+        outcome.failed.update(self.publish(audience))
+        saved: list[str] = []
+        written: dict[str, StoredProfile] = {}
+        quarantined: list[tuple[StreamChange, str]] = []
+        erased: list[StreamChange] = []
+        events = [c for c in changes if c not in audience]
+        outcome.failed.update(
+            process_isolated(
+                self.store,
+                events,
+                on_saved=saved.append,
+                quarantine=lambda group, reason: quarantined.extend((change, reason) for change in group),
+                on_erased=erased.append,
+                on_stored=lambda stored: written.__setitem__(stored.profile.customer_id, stored),
+            )
+        )
+        undecodable = [result for result, _ in decoded if isinstance(result, Undecodable)]
+        records = {str(record["dynamodb"]["SequenceNumber"]): record for _, record in decoded}
+        outcome.failed.update(self._quarantine(quarantined, records, undecodable))
+        outcome.quarantined = len(quarantined) + len(undecodable)
+        self.evaluate(list(dict.fromkeys(saved)), written)  # the isolation fallback may report one twice
+        # The live feed never shows an identity erased since its events were stored.
+        self.record_feed([c for c in events if c not in erased], [record for _, record in decoded])
+        first_failure = min((int(sequence) for sequence in outcome.failed), default=None)
+        foldable = [c.change for c in counted if first_failure is None or int(c.change.sequence) < first_failure]
+        outcome.failed.update(fold(self.store, lane, foldable))
+        outcome.events_folded = len(events)
+        return outcome
+
+    # --- rules and definitions ---------------------------------------------------------------------------------
+
+    def segment_rules(self) -> list[SegmentRule]:
+        # Rules and analytics definitions change rarely: read them at most every 30 s per warm container.
+        if time.monotonic() - self._rules["at"] > RULES_CACHE_SECONDS:
+            self._rules.update(
+                at=time.monotonic(),
+                rules=rules_of(self.store.list_segments()),
+                definitions=definitions_of(self.store),
+            )
+        return list(self._rules["rules"])
+
+    def analytics_definitions(self) -> Definitions:
+        self.segment_rules()
+        return self._rules["definitions"]  # type: ignore[no-any-return]
+
+    def forget_rules(self) -> None:
+        """Read rules and definitions again at the next batch (they were just applied)."""
+        self._rules["at"] = -RULES_CACHE_SECONDS
+
+    # --- the steps ---------------------------------------------------------------------------------------------
+
+    def publish(self, audience: list[StreamChange]) -> set[str]:
+        """Hand audience events to the campaign tools; their records fail (and come again) if that fails."""
+        if not audience or self.publisher is None:
+            return set()
+        try:
+            self.publisher.publish([change.event for change in audience])
+        except Exception:
+            logger.exception("audience events could not be published")
+            return {change.sequence for change in audience}
+        return set()
+
+    def evaluate(self, customer_ids: list[str], known: Mapping[str, StoredProfile] | None = None) -> None:
+        """Segments and analytics of the customers a batch changed, on one read of their events.
+
+        The profiles are saved by then: when this fails for now, the customers go on the due list and the sweep
+        evaluates them again (the batch is not retried: its records are folded). When it fails for good, the
+        customers are evaluated one at a time and the one that still fails is quarantined, not the others.
+
+        `known` are profiles as this batch wrote them (a read would return them, unless another writer saved one
+        since: that writer evaluates it again after its own save); the others are read.
+        """
+        if not customer_ids:
+            return
+        try:
+            self._evaluate(customer_ids, known or {})
+        except Exception:
+            logger.exception("evaluation failed for good; evaluating one customer at a time")
+            for customer_id in customer_ids:
+                try:
+                    self._evaluate([customer_id], {})
+                except Exception as exc:
+                    quarantine_customer(self.store, customer_id, failure_reason(exc), now=utcnow())
+
+    def _evaluate(self, customer_ids: list[str], known: Mapping[str, StoredProfile]) -> None:
+        store = self.store
+        rules, definitions, now = self.segment_rules(), self.analytics_definitions(), utcnow()
+        try:
+            profiles = {cid: known[cid] for cid in customer_ids if cid in known}
+            missing = sorted(set(customer_ids) - profiles.keys())
+            profiles |= store.get_profiles(missing) if missing else {}
+            active = [p for p in profiles.values() if not p.profile.merged_into]
+            ids = [p.profile.customer_id for p in active]
+            with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:  # every customer's reads at once
+                events = dict(zip(ids, pool.map(lambda p: customer_events(store, p), active), strict=True))
+                memberships = dict(zip(ids, pool.map(store.memberships_of, ids), strict=True)) if rules else {}
+        except StorageError as exc:
+            if isinstance(exc, RejectedWriteError):
+                raise
+            logger.warning("customers could not be read; scheduled for the next sweep")
+            segments = retry_later(customer_ids, now=now) if rules else []
+            store.put_due([*retry_later(customer_ids, now=now, analytics=True), *segments])
+            return
+        if rules:
+            try:
+                evaluate_customers(
+                    store, customer_ids, rules, now=now, profiles=profiles, events=events, memberships=memberships
+                )
+            except StorageError as exc:
+                if isinstance(exc, RejectedWriteError):
+                    raise
+                logger.warning("segment evaluation failed; scheduled for the next sweep")
+                store.put_due(retry_later(customer_ids, now=now))
+        try:
+            update_customers(store, customer_ids, definitions, now=now, events=events, profiles=profiles)
+        except StorageError as exc:
+            if isinstance(exc, RejectedWriteError):
+                raise
+            logger.warning("analytics update failed; scheduled for the next sweep")
+            store.put_due(retry_later(customer_ids, now=now, analytics=True))
+
+    def _quarantine(
+        self,
+        quarantined: list[tuple[StreamChange, str]],
+        records: Mapping[str, Mapping[str, Any]],
+        undecodable: list[Undecodable],
+    ) -> set[str]:
+        """Store the quarantined records; returns those that could not be stored (they are retried instead)."""
+        now = utcnow()
+        reasons = [(change.sequence, reason) for change, reason in quarantined]
+        reasons += [(bad.sequence, f"cannot be decoded: {bad.reason}") for bad in undecodable]
+        failures = [f for sequence, reason in reasons for f in record_failures([records[sequence]], reason, now=now)]
+        try:
+            if failures:
+                self.store.put_failed(failures)
+        except StorageError:
+            logger.warning("quarantine records could not be stored; their records will be retried")
+            return {sequence for sequence, _ in reasons}
+        return set()
+
+    def record_feed(self, changes: list[StreamChange], records: Sequence[Mapping[str, Any]]) -> None:
+        """The live feed and the processing status (best effort: they are views, not data)."""
+        if not changes:
+            return
+        try:
+            newest = max(float(r["dynamodb"].get("ApproximateCreationDateTime", 0)) for r in records)
+            self.store.put_live(
+                min((c.sequence for c in changes), key=int),
+                [live_event(change.event) for change in sorted(changes, key=lambda c: c.event.timestamp)],
+            )
+            self.store.put_status(
+                processed_at=time.time(), lag_seconds=max(0.0, time.time() - newest) if newest else None
+            )
+        except (StorageError, ValueError, TypeError):
+            logger.warning("live feed not updated")
