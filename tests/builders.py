@@ -40,3 +40,14 @@ def a_source(source_id: str = "web", **overrides: Any) -> tuple[Source, str]:
 
         source = replace(source, **overrides)
     return source, write_key
+
+
+def cart_abandoners(segment_id: str = "abandoners", *, within: str = "1h") -> dict[str, Any]:
+    """A segment of who added to a cart and did not order that cart within `within` (an absence rule)."""
+    absence = {
+        "did": {"event": "Product Added"},
+        "then_not": {"event": "Order Completed"},
+        "within": within,
+        "match": ["cart_id"],
+    }
+    return {"id": segment_id, "rule": {"absence": absence}}

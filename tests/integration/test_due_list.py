@@ -17,7 +17,7 @@ from shared.services.segments import SETTLE, apply_segments, run_scheduler
 from shared.storage.dynamo import deserialize, serialize
 from shared.storage.schema import TTL_ATTRIBUTE
 from shared.storage.segments import upgrade_due_items
-from tests.builders import random_ref
+from tests.builders import cart_abandoners, random_ref
 from tests.conftest import TABLE
 from tests.oracle import audit
 
@@ -26,35 +26,11 @@ NOW = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=
 """Where the frozen clock starts: yesterday at noon (to the second)."""
 RULES = {
     "segments": [
-        {
-            "id": "abandoners",
-            "rule": {
-                "absence": {
-                    "did": {"event": "Product Added"},
-                    "then_not": {"event": "Order Completed"},
-                    "within": "1h",
-                    "match": ["cart_id"],
-                }
-            },
-        },
+        cart_abandoners(),
         {"id": "viewers", "rule": {"count": {"event": "Product Viewed"}, "within": "1d", "gte": 1}},
     ]
 }
-QUICK = {
-    "segments": [
-        {
-            "id": "quick_abandoners",
-            "rule": {
-                "absence": {
-                    "did": {"event": "Product Added"},
-                    "then_not": {"event": "Order Completed"},
-                    "within": "5s",
-                    "match": ["cart_id"],
-                }
-            },
-        }
-    ]
-}
+QUICK = {"segments": [cart_abandoners("quick_abandoners", within="5s")]}
 
 
 @pytest.fixture
@@ -104,6 +80,11 @@ def send(http: Any, key: str, stream: Any, clock: dict[str, datetime], *calls: d
     stream.drain()
 
 
+def added(who: str, *, at: int = 0, cart: str = "c1", kind: str = "anonymousId") -> dict[str, Any]:
+    """A `Product Added` call of cart `cart`, `at` minutes from NOW."""
+    return {kind: who, "event": "Product Added", "at": at, "properties": {"cart_id": cart}}
+
+
 def entries(ddb: Any) -> list[dict[str, Any]]:
     pages = ddb.get_paginator("scan").paginate(TableName=TABLE)
     found = [deserialize(item) for page in pages for item in page["Items"]]
@@ -121,13 +102,7 @@ def test_a_batch_that_leaves_the_earliest_deadline_where_it_is_writes_no_due_ite
     _, key = source
     apply(store, RULES)
     visitor = random_ref("visitor")
-    send(
-        http,
-        key,
-        stream,
-        clock,
-        {"anonymousId": visitor, "event": "Product Added", "at": 0, "properties": {"cart_id": "c1"}},
-    )
+    send(http, key, stream, clock, added(visitor))
     hour_on = (NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")  # (an absence is due from A + N on)
     assert [(w["entity"], w["at"]) for w in due_writes] == [("due_index", hour_on), ("due", hour_on)]
     due_writes.clear()
@@ -159,13 +134,7 @@ def test_a_deadline_moved_later_is_evaluated_at_its_new_time_and_the_old_entry_i
     _, key = source
     apply(store, RULES)
     shopper = random_ref("shopper")
-    send(
-        http,
-        key,
-        stream,
-        clock,
-        {"anonymousId": shopper, "event": "Product Added", "at": 0, "properties": {"cart_id": "c1"}},
-    )
+    send(http, key, stream, clock, added(shopper))
     clock["now"] = NOW + timedelta(minutes=10)
     send(
         http,
@@ -173,7 +142,7 @@ def test_a_deadline_moved_later_is_evaluated_at_its_new_time_and_the_old_entry_i
         stream,
         clock,
         {"anonymousId": shopper, "event": "Order Completed", "at": 10, "properties": {"cart_id": "c1"}},
-        {"anonymousId": shopper, "event": "Product Added", "at": 10, "properties": {"cart_id": "c2"}},
+        added(shopper, at=10, cart="c2"),
     )
     assert len([e for e in entries(ddb) if e["entity"] == "due"]) == 2  # the old one stays until its TTL
     # When the scheduler runs just after the old deadline
@@ -201,13 +170,7 @@ def test_the_sweep_picks_up_a_deadline_that_passed_seconds_ago_within_the_design
     _, key = source
     apply(store, QUICK)
     shopper = random_ref("shopper")
-    send(
-        http,
-        key,
-        stream,
-        clock,
-        {"anonymousId": shopper, "event": "Product Added", "at": 0, "properties": {"cart_id": "c1"}},
-    )
+    send(http, key, stream, clock, added(shopper))
     deadline = NOW + timedelta(seconds=5)
     # When the scheduler runs every `period` (the local runner's, or EventBridge's minute)
     sweeps = (NOW + timedelta(seconds=period * n) for n in range(1, 100))
@@ -226,13 +189,7 @@ def test_the_sweep_sees_a_deadline_a_few_seconds_old_and_not_one_still_settling(
     apply(store, QUICK)
     run_scheduler(store, now=NOW)
     shopper = random_ref("shopper")
-    send(
-        http,
-        key,
-        stream,
-        clock,
-        {"anonymousId": shopper, "event": "Product Added", "at": 0, "properties": {"cart_id": "c1"}},
-    )
+    send(http, key, stream, clock, added(shopper))
     due = NOW + timedelta(seconds=5)
     # When the scheduler runs right at the deadline (still settling), then three seconds after it
     early = run_scheduler(store, now=due + timedelta(seconds=1))
@@ -247,7 +204,7 @@ def test_forget_erases_every_due_entry_of_the_customer_the_stale_ones_too(http, 
     _, key = source
     apply(store, RULES)
     gone, kept = random_ref("gone"), random_ref("kept")
-    send(http, key, stream, clock, {"userId": gone, "event": "Product Added", "at": 0, "properties": {"cart_id": "c1"}})
+    send(http, key, stream, clock, added(gone, kind="userId"))
     clock["now"] = NOW + timedelta(minutes=10)
     send(
         http,
@@ -255,7 +212,7 @@ def test_forget_erases_every_due_entry_of_the_customer_the_stale_ones_too(http, 
         stream,
         clock,
         {"userId": gone, "event": "Order Completed", "at": 10, "properties": {"cart_id": "c1"}},
-        {"userId": gone, "event": "Product Added", "at": 10, "properties": {"cart_id": "c2"}},
+        added(gone, at=10, cart="c2", kind="userId"),
         {"userId": kept, "event": "Product Viewed", "at": 10},
     )
     assert len([e for e in entries(ddb) if e.get("customer_id") == f"u:{gone}"]) == 2
