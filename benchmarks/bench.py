@@ -935,6 +935,20 @@ def yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+KEPT_SECTIONS = ("## Steady load", "## Mutation testing")
+"""Sections of RESULTS.md written by other tools (`make load`, `make mutate`): a new `make bench` keeps them."""
+
+
+def kept_sections(path: Path) -> str:
+    """The sections of an existing results file that this run does not measure, from the first one on."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return ""
+    starts = [text.find(f"\n{title}") for title in KEPT_SECTIONS if f"\n{title}" in text]
+    return "\n" + text[min(starts) + 1 :] if starts else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per load run (default 10)")
@@ -1143,7 +1157,7 @@ def main(argv: list[str] | None = None) -> int:
     ledgers = [line for workload in workloads for line in cost_bench.ledger_table(workload)]
     print()
     print_table(rows)
-    args.output.write_text(render(rows, header, notes, ledgers))
+    args.output.write_text(render(rows, header, notes, ledgers) + kept_sections(args.output))
     print(f"\nwritten to {args.output}")
     failures = cost_bench.problems(workloads)
     failures += [

@@ -182,3 +182,16 @@ def test_timed_batches_times_the_simulators_requests_and_restores_its_client() -
         assert Client(target).batch([{"type": "track"}]) == [{"status": "accepted"}]
     assert len(latencies) == 1 and latencies[0] >= 0
     assert simulate.CollectorClient.batch is original
+
+
+def test_a_new_bench_run_keeps_the_sections_other_tools_wrote(tmp_path: Path) -> None:
+    from benchmarks.bench import kept_sections
+
+    results = tmp_path / "RESULTS.md"
+    assert kept_sections(results) == ""  # no file yet
+    results.write_text(
+        "# results\n\n| old table |\n\n## Steady load (x)\n\ncurve\n\n## Mutation testing (y)\n\nscores\n"
+    )
+    assert kept_sections(results) == "\n## Steady load (x)\n\ncurve\n\n## Mutation testing (y)\n\nscores\n"
+    results.write_text("# results\n\n| old table |\n")
+    assert kept_sections(results) == ""
