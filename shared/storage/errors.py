@@ -40,7 +40,10 @@ def translate(exc: ClientError | BotoCoreError) -> StorageError:
     if code == "TransactionCanceledException" and any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
         return ConditionFailedError("a transaction's condition failed")
     if code == "TransactionCanceledException" and any(
-        r.get("Code") in THROTTLING_CODES | {"ThrottlingError"} for r in reasons
+        # A conflict with another transaction on the same item (two stream shards folding into one counter) is as
+        # passing as throttling: the same transaction succeeds when tried again.
+        r.get("Code") in THROTTLING_CODES | {"ThrottlingError", "TransactionConflict"}
+        for r in reasons
     ):
         return ThrottledError(code)
     if code == "ValidationException" or (
