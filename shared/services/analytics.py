@@ -130,6 +130,10 @@ def counter_change(
     cells = decode_cells_change(old=old, new=new)
     if cells is not None:
         before, after, at = cells
+        if new and not at:
+            # Written by a version that counted in the same transaction (every write since carries `at`): a record
+            # still in the stream when that version was replaced is counted already.
+            return CounterChange(sequence, {})
         moment = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else received
         return CounterChange(sequence, analytics.difference(after, before, now=moment))
     size = size_change(old=old, new=new)
