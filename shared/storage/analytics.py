@@ -28,7 +28,6 @@ below the mark; a crash before the commit left nothing (the retry folds it).
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import zlib
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.storage import keys
 from shared.storage.errors import ConditionFailedError, StorageError
+from shared.storage.items import binary
 
 if TYPE_CHECKING:  # the collector imports this module too: it must not pay for the analytics rules
     from shared.domain.analytics import Cells
@@ -89,19 +89,14 @@ def decode_cells_change(
     image = new or old
     if not image or image.get("entity") != CELLS_ENTITY:
         return None
-    before = decode_cells(_binary(old["cells"])) if old and "cells" in old else {}
-    after = decode_cells(_binary(new["cells"])) if new and "cells" in new else {}
+    before = decode_cells(binary(old["cells"])) if old and "cells" in old else {}
+    after = decode_cells(binary(new["cells"])) if new and "cells" in new else {}
     return before, after, str((new or {}).get("at") or "")
 
 
 def encode_cells(cells: Cells) -> bytes:
     plain = {f"{pk}\x1f{sk}": attributes for (pk, sk), attributes in sorted(cells.items())}
     return zlib.compress(json.dumps(plain, separators=(",", ":"), sort_keys=True).encode(), 6)
-
-
-def _binary(value: bytes | bytearray | str) -> bytes:
-    # Binary attributes are bytes from boto3, but base64 text in Lambda stream events (Powertools keeps it so).
-    return base64.b64decode(value) if isinstance(value, str) else bytes(value)
 
 
 def decode_cells(data: bytes) -> Cells:

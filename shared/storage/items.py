@@ -164,14 +164,15 @@ def encode_json(value: Any, *, default: Callable[[Any], Any] | None = None) -> b
 
 def decode_json(blob: bytes | str, *, object_hook: Callable[[dict[str, Any]], Any] | None = None) -> Any:
     """Inverse of `encode_json` (also takes the base64 text a Lambda stream event carries)."""
-    data = _binary(blob)
+    data = binary(blob)
     if data[:1] not in _ZDICTS:
         raise ValueError("unknown body codec")
     decompressor = zlib.decompressobj(zdict=_ZDICTS[data[:1]])
     return json.loads(decompressor.decompress(data[1:]) + decompressor.flush(), object_hook=object_hook)
 
 
-def _binary(value: bytes | bytearray | str) -> bytes:
+def binary(value: bytes | bytearray | str) -> bytes:
+    """A binary attribute's bytes."""
     # Binary attributes are bytes from boto3, but base64 text in Lambda stream events (Powertools keeps it so).
     return base64.b64decode(value) if isinstance(value, str) else bytes(value)
 
@@ -293,7 +294,7 @@ def item_to_failed(item: dict[str, Any]) -> FailedEvent:
         route=item["route"],
         reason=item["reason"],
         status=int(item["status"]) if isinstance(item["status"], (int, Decimal)) else 0,
-        raw=zlib.decompress(_binary(item["raw"])),
+        raw=zlib.decompress(binary(item["raw"])),
         source_id=item.get("source_id"),
         message_id=item.get("message_id"),
         truncated=bool(item.get("truncated", False)),
