@@ -84,11 +84,13 @@ def http(ddb: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> Call
 
 @pytest.fixture
 def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
-    """The local stream runner feeding the process Lambda handler from moto's stream; `drain()` runs it dry."""
+    """The local stream runner feeding the process Lambda handler from moto's stream; `drain()` runs it and the
+    fold's runner (`.fold`) dry."""
     from botocore.config import Config
 
     from functions.process import handler
     from shared.local.streams import StreamRunner, quarantine_into
+    from tests.streams import drain, fold_runner
 
     handler.store.cache_clear()
     handler.pipeline.cache_clear()  # no segment rules cached from another test's table
@@ -111,16 +113,13 @@ def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch
         batch_window=0,
     )
 
-    def drain(limit: int = 1000) -> int:
-        delivered = 0
-        for _ in range(limit):
-            count = runner.poll()
-            delivered += count
-            if count == 0 and not runner.attempts:
-                return delivered
-        raise AssertionError(f"the stream did not drain: attempts {runner.attempts}, positions {runner.positions}")
+    fold = fold_runner(ddb, streams, store, tmp_path, monkeypatch)
 
-    runner.drain = drain  # type: ignore[attr-defined]
+    def drain_both(limit: int = 1000) -> int:
+        return drain(runner, fold, limit=limit)
+
+    runner.drain = drain_both  # type: ignore[attr-defined]
+    runner.fold = fold  # type: ignore[attr-defined]
     runner.calls = calls  # type: ignore[attr-defined]
     yield runner
     handler.store.cache_clear()
