@@ -196,7 +196,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """`footfall simulate`: realistic traffic through the collector (see shared/simulate.py)."""
+    """`footfall simulate`: realistic traffic through the collector (see shared/simulate/)."""
     import signal
     import threading
 
