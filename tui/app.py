@@ -123,14 +123,15 @@ def run(args: argparse.Namespace) -> int:
     """`footfall tui`: connect like every other command, check the table answers, run the app."""
     from botocore.exceptions import BotoCoreError
 
-    from shared.cli import CliError, _store
+    from shared.compose import open_store
+    from shared.errors import OperatorError
     from tui.connect import check_reachable, describe
     from tui.data import StoreDataSource
 
     try:
-        store, extra = _store(args)
+        store, extra = open_store(args)
     except BotoCoreError as exc:  # e.g. an unknown --profile
-        raise CliError(str(exc)) from exc
+        raise OperatorError(str(exc)) from exc
     check_reachable(store, profile=args.profile, credentials=extra.get("credentials"))
     app = make_app(StoreDataSource(store, label=describe(store, extra.get("info"))))
     app.run()
