@@ -44,6 +44,8 @@ BUCKET = "footfall-artifacts"
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
 # What may be in a zip besides our two packages: infra/requirements.txt and its dependencies.
 REQUIRED = {"aws_lambda_powertools", "jmespath", "typing_extensions"}
+# What of `shared` never reaches a zip (the developer's tools; infra/Makefile's LOCAL_ONLY).
+LOCAL_ONLY = {"local", "cli.py", "compose.py", "deploy.py", "simulate"}
 
 
 @pytest.fixture(scope="module")
@@ -231,8 +233,9 @@ def test_each_artifact_holds_our_code_and_powertools_and_nothing_else_of_the_rep
         top = {path.name.split("-")[0].removesuffix(".py") for path in artifact.iterdir()}
         # Then our two packages, and Powertools with its dependencies (dist-info directories included)
         assert top == {"functions", "shared"} | REQUIRED, (name, top)
-        assert not (artifact / "shared" / "local").exists()
-        assert not (artifact / "shared" / "cli.py").exists()
+        # and none of the developer's tools: the local stack, the CLI, the traffic simulator
+        shipped = {str(path.relative_to(artifact)) for path in (artifact / "shared").rglob("*")}
+        assert not {path for path in shipped if path.split("/")[1] in LOCAL_ONLY}, (name, sorted(shipped))
         assert (artifact / "functions" / "collect" / "footfall.js").is_file()  # data files travel too
         assert not list(artifact.rglob("__pycache__"))
         size = sum(path.stat().st_size for path in artifact.rglob("*") if path.is_file())
