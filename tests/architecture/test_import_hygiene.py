@@ -22,7 +22,12 @@ OPERATOR_MODULES = ("shared.cli", "shared.compose", "shared.deploy", "shared.loc
 
 
 def test_every_lambda_function_of_the_repository_is_checked():
-    assert HANDLERS == ["functions.collect.handler", "functions.process.handler", "functions.schedule.handler"]
+    assert HANDLERS == [
+        "functions.collect.handler",
+        "functions.fold.handler",
+        "functions.process.handler",
+        "functions.schedule.handler",
+    ]
 
 
 @pytest.mark.parametrize("handler", HANDLERS)
