@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BATCH_WRITE_LIMIT = 25
+PARALLEL_PUTS = 16
+"""Event puts in flight at once per request (each its own conditional PutItem)."""
 BATCH_GET_LIMIT = 100
 FAILED_DAYS_PK = "FAILEDDAYS"
 
@@ -153,18 +156,19 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
     def put_events(self, events: Sequence[TrackingEvent]) -> list[Outcome]:
         """Store events exactly once per (identity, source, messageId), within one call too.
 
-        A strongly consistent batch read finds the ones already stored, the erasure epoch, and the suppression
-        marks of the identities this store does not already know to be clear at that epoch (see
-        `SuppressionCache`: a second read only when the epoch changed); the rest are written in batches of 25
-        with bounded, jittered retries. Two deliveries racing within milliseconds may both write: the second
-        write lands on the same key, so the event is still stored once (the stream shows it as a MODIFY).
+        Each new event is one put conditional on its key being free (in parallel, `PARALLEL_PUTS` at a time): a
+        failed condition means it was stored before (DUPLICATE), so de-duplication costs no read and holds even for
+        two deliveries racing each other. One strongly consistent batch read finds the erasure epoch and the
+        suppression marks of the identities this store does not already know to be clear at that epoch (see
+        `SuppressionCache`: a second read only when the epoch changed). Throttled puts are retried with bounded,
+        jittered pauses.
 
         Returns:
             One outcome per event: ACCEPTED, DUPLICATE, SUPPRESSED (a forgotten identity), or NOT_STORED
             (throttled past the retries).
 
         Raises:
-            ThrottledError: the de-duplication read could not complete (nothing was written).
+            ThrottledError: the suppression read could not complete (nothing was written).
             StorageError: any other DynamoDB failure.
         """
         outcomes = [Outcome.ACCEPTED] * len(events)
@@ -177,17 +181,41 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
                 first_index[(key[0], key[1])] = index
         # The same read finds forgotten identities (erased on request): their events are not stored again, and an
         # alias naming one as its previousId is not stored either (it would link the erased id again).
-        found, forgotten = self._read_suppressed(list(first_index), [i for e in events for i in named_identities(e)])
-        for key in found:
-            outcomes[first_index[key]] = Outcome.DUPLICATE
+        _, forgotten = self._read_suppressed([], [i for e in events for i in named_identities(e)])
         for index, event in enumerate(events):
             if forgotten.intersection(named_identities(event)):
                 outcomes[index] = Outcome.SUPPRESSED
         new = [index for index in first_index.values() if outcomes[index] is Outcome.ACCEPTED]
         put = [items.event_to_item(events[index], retention=self.event_retention) for index in new]
-        for position in self._batch_write(put):
-            outcomes[new[position]] = Outcome.NOT_STORED
+        for index, outcome in zip(new, self._put_new(put), strict=True):
+            outcomes[index] = outcome
         return outcomes
+
+    def _put_new(self, rows: list[dict[str, Any]]) -> list[Outcome]:
+        """Put each item unless its key exists: ACCEPTED, DUPLICATE (it did), or NOT_STORED (throttled throughout)."""
+        if len(rows) <= 1:
+            return [self._put_if_new(row) for row in rows]
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_PUTS, len(rows))) as pool:
+            return list(pool.map(self._put_if_new, rows))
+
+    def _put_if_new(self, row: dict[str, Any]) -> Outcome:
+        item = serialize(row)
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                self._call(
+                    self.client.put_item,
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(PK)",
+                )
+                return Outcome.ACCEPTED
+            except ConditionFailedError:
+                return Outcome.DUPLICATE
+            except ThrottledError:
+                if attempt < self.retry.attempts:
+                    self.retry.pause(attempt)
+        logger.error("event put gave up", extra={"attempts": self.retry.attempts})
+        return Outcome.NOT_STORED
 
     def list_identity_events(self, kind: str, identifier: str) -> list[TrackingEvent]:
         """Every stored event of one identity (`u`/`a`), oldest first."""

@@ -284,18 +284,21 @@ def test_collect_handler_from_its_artifact_stores_a_batch_in_moto(collected, wor
     assert [event.type for event in store.list_identity_events("u", collected["user"])] == ["identify"]
 
 
-def test_collect_reads_at_most_one_key_per_event_and_identity(collected):
-    # The de-duplication read takes each event's key and each identity's erasure mark, in one strongly consistent
-    # batch; the source lookups (two GetItems) are cached by a warm container. infra/README.md prices this.
+def test_collect_reads_no_event_key_and_at_most_one_key_per_identity(collected):
+    # De-duplication is each event put's condition (no read); the suppression read takes each identity's erasure
+    # mark and the erasure epoch, in one strongly consistent batch; the source lookups (two GetItems) are cached by
+    # a warm container. infra/README.md prices this.
     batch_reads = [c for c in collected["calls"] if c["operation"] == "BatchGetItem"]
     assert batch_reads and all(c["consistent"] for c in batch_reads)
-    # 2 events, the first with 1 identity, the second with 2 (one shared): 2 event keys, the erasure epoch, and
-    # each of the 2 identities' erasure mark under its hashed key (raw marks are moved by `footfall migrate`, so
-    # the raw key is no longer read): 2 + 1 + 2, the shared identity read once. This is a cold container; a warm
-    # one that found these identities clear at the same epoch skips their marks: 2 + 1 (test_suppression_cache).
+    # 2 events, the first with 1 identity, the second with 2 (one shared): the erasure epoch and each of the 2
+    # identities' erasure mark under its hashed key (raw marks are moved by `footfall migrate`, so the raw key is
+    # no longer read): 1 + 2, the shared identity read once. This is a cold container; a warm one that found these
+    # identities clear at the same epoch skips their marks: 1 (test_suppression_cache).
     assert len(batch_reads) == 1
-    assert sum(c["keys_read"] for c in batch_reads) == 5
+    assert sum(c["keys_read"] for c in batch_reads) == 3
     assert [c["operation"] for c in collected["calls"]].count("GetItem") == 2
+    puts = [c for c in collected["calls"] if c["operation"] == "PutItem"]
+    assert len(puts) == 2  # one conditional put per event
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,13 @@
 """Throttling and partial batch writes, injected with botocore event hooks: nothing acknowledged is lost.
 
-moto never throttles and always processes whole batches, so the faults are injected in front of it: a
-`before-call` hook either answers for DynamoDB (a throttling error) or lets part of a batch through to moto
-and reports the rest as `UnprocessedItems`, as DynamoDB does under load.
+moto never throttles, so the faults are injected in front of it: a `before-call` hook either answers for DynamoDB
+(a throttling error) or lets the call through to moto, as DynamoDB does under load.
 """
 
 from __future__ import annotations
 
-import base64
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -28,18 +27,19 @@ class FaultInjector:
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        self.passthrough = boto3.client("dynamodb")  # unhooked: writes what "DynamoDB" did process
         self.calls: dict[str, int] = {}
+        self.lock = threading.Lock()  # events are put from several threads: every call counted once
         self.plans: dict[str, Callable[[int, dict[str, Any]], Any]] = {}
         client.meta.events.register("before-call.dynamodb.*", self._before_call)
 
     def _before_call(self, model: Any, params: dict[str, Any], **_: Any) -> Any:
         name = model.name
         plan = self.plans.get(name)
-        self.calls[name] = self.calls.get(name, 0) + 1
+        with self.lock:
+            self.calls[name] = number = self.calls.get(name, 0) + 1
         if plan is None:
             return None
-        return plan(self.calls[name], json.loads(params["body"]))
+        return plan(number, json.loads(params["body"]))
 
     @staticmethod
     def throttle() -> tuple[AWSResponse, dict[str, Any]]:
@@ -49,38 +49,15 @@ class FaultInjector:
         }
         return AWSResponse("https://dynamodb", 400, {}, None), error
 
-    def partial_write(self, processed: int) -> Callable[[int, dict[str, Any]], Any]:
-        """BatchWriteItem that stores only the first `processed` items of each call."""
-
-        def plan(_: int, body: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
-            ((table, requests),) = body["RequestItems"].items()
-            done, rest = requests[:processed], requests[processed:]
-            if done:  # the wire format carries binary values base64-encoded; the client wants bytes
-                self.passthrough.batch_write_item(RequestItems={table: [_with_bytes(r) for r in done]})
-            return AWSResponse("https://dynamodb", 200, {}, None), {"UnprocessedItems": {table: rest} if rest else {}}
-
-        return plan
-
-
-def _with_bytes(request: dict[str, Any]) -> dict[str, Any]:
-    item = request["PutRequest"]["Item"]
-    return {
-        "PutRequest": {
-            "Item": {
-                name: {"B": base64.b64decode(value["B"])} if "B" in value else value for name, value in item.items()
-            }
-        }
-    }
-
 
 def stored_ids(store: Any, user_id: str) -> list[str]:
     return [event.message_id for event in store.list_identity_events("u", user_id)]
 
 
-def test_unprocessed_items_are_retried_until_every_event_is_stored(ddb, store, source, http):
-    # Given DynamoDB processing only 7 items of each batch write
+def test_throttled_puts_are_retried_until_every_event_is_stored(ddb, store, source, http):
+    # Given DynamoDB throttling every other event put
     faults = FaultInjector(ddb)
-    faults.plans["BatchWriteItem"] = faults.partial_write(7)
+    faults.plans["PutItem"] = lambda n, _: faults.throttle() if n % 2 else None
     _, write_key = source
     batch = [a_track(userId="patient") for _ in range(60)]
     # When
@@ -89,19 +66,18 @@ def test_unprocessed_items_are_retried_until_every_event_is_stored(ddb, store, s
     assert answer.status == 200
     assert {r["status"] for r in answer.json["results"]} == {"accepted"}
     assert sorted(stored_ids(store, "patient")) == sorted(e["messageId"] for e in batch)
-    assert faults.calls["BatchWriteItem"] > 3  # it really had to retry
+    assert faults.calls["PutItem"] > 60  # it really had to retry
 
 
 def test_throttling_past_the_retries_is_a_503_and_the_client_retry_stores_each_event_once(ddb, store, source, http):
-    # Given a table that takes 10 items and then throttles every write
+    # Given a table that takes 10 events and then throttles every put
     faults = FaultInjector(ddb)
-    writes = faults.partial_write(10)
-    faults.plans["BatchWriteItem"] = lambda n, body: writes(n, body) if n == 1 else faults.throttle()
+    faults.plans["PutItem"] = lambda n, _: None if n <= 10 else faults.throttle()
     _, write_key = source
     batch = [a_track(userId="unlucky") for _ in range(30)]
     # When
     first = http("POST", "/v1/batch", body=json.dumps({"batch": batch}), write_key=write_key)
-    del faults.plans["BatchWriteItem"]
+    del faults.plans["PutItem"]
     retry = http("POST", "/v1/batch", body=json.dumps({"batch": batch}), write_key=write_key)
     # Then the first answer tells the client to retry, and says what was stored already
     assert first.status == 503
@@ -114,14 +90,30 @@ def test_throttling_past_the_retries_is_a_503_and_the_client_retry_stores_each_e
     assert sorted(stored_ids(store, "unlucky")) == sorted(e["messageId"] for e in batch)
 
 
-def test_throttled_deduplication_read_stores_nothing_and_asks_for_a_retry(ddb, store, source, http):
+def test_two_deliveries_of_one_event_store_it_once_even_at_the_same_moment(ddb, store):
+    # Given one event delivered twice (a client retry racing its first attempt): no read decides, the put does
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.domain.events import parse_event
+    from shared.services.collect import utcnow
+
+    event = parse_event(a_track(userId="twice"), source_id="web", received_at=utcnow(), new_id=lambda: "x")
+    # When both are stored at once
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = sorted(o.value for batch in pool.map(store.put_events, [[event], [event]]) for o in batch)
+    # Then one is accepted, the other a duplicate, and one item exists
+    assert outcomes == sorted([Outcome.ACCEPTED.value, Outcome.DUPLICATE.value])
+    assert stored_ids(store, "twice") == [event.message_id]
+
+
+def test_throttled_suppression_read_stores_nothing_and_asks_for_a_retry(ddb, store, source, http):
     faults = FaultInjector(ddb)
     faults.plans["BatchGetItem"] = lambda *_: faults.throttle()
     _, write_key = source
     answer = http("POST", "/v1/batch", body=json.dumps({"batch": [a_track(userId="nobody")]}), write_key=write_key)
     assert answer.status == 503
     assert stored_ids(store, "nobody") == []
-    assert "BatchWriteItem" not in faults.calls
+    assert "PutItem" not in faults.calls
 
 
 def test_store_reports_not_stored_per_event_when_throttled(ddb, store):
@@ -129,10 +121,10 @@ def test_store_reports_not_stored_per_event_when_throttled(ddb, store):
     from shared.services.collect import utcnow
 
     faults = FaultInjector(ddb)
-    faults.plans["BatchWriteItem"] = lambda *_: faults.throttle()
+    faults.plans["PutItem"] = lambda *_: faults.throttle()
     events = [parse_event(a_track(), source_id="web", received_at=utcnow(), new_id=lambda: "x") for _ in range(3)]
     assert store.put_events(events) == [Outcome.NOT_STORED] * 3
-    assert faults.calls["BatchWriteItem"] == store.retry.attempts
+    assert faults.calls["PutItem"] == 3 * store.retry.attempts
 
 
 def test_moto_streams_need_account_id_endpoints_disabled():
