@@ -80,16 +80,18 @@ def _stream(client: Any, table: DynamoTrackingStore, monkeypatch: pytest.MonkeyP
     from botocore.config import Config
 
     from functions.process import handler
-    from shared.local.streams import StreamRunner, quarantine_into
+    from shared.local.streams import DynamoStreamsFeed, StreamRunner, quarantine_into
 
     handler.store.cache_clear()
     handler.pipeline.cache_clear()  # a new pipeline reads this table's rules and definitions at its first batch
     monkeypatch.setattr(handler, "make_client", lambda **_: client)
     runner = StreamRunner(
-        client=client,
-        streams=boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled")),
-        table=TABLE,
-        region="us-east-1",
+        feed=DynamoStreamsFeed(
+            client,
+            boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled")),
+            TABLE,
+            "us-east-1",
+        ),
         handler=handler.lambda_handler,
         checkpoint_path=path / "checkpoint.json",
         quarantine=quarantine_into(table),
