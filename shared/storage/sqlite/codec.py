@@ -67,7 +67,7 @@ def normalized(item: Item) -> Item:
     return {name: _normalized(value) for name, value in item.items()}
 
 
-def _normalized(value: Any) -> Value:  # noqa: C901 - one branch per attribute type
+def _normalized(value: Any) -> Value:
     if not isinstance(value, dict) or len(value) != 1:
         raise InvalidValueError("Supplied AttributeValue is empty, must contain exactly one of the supported datatypes")
     kind, inner = next(iter(value.items()))

@@ -148,7 +148,7 @@ class SqliteClient(ReadOperations, WriteOperations):
         self, db: sqlite3.Connection, table: Table, key: tuple[Any, Any], old: Item | None, new: Item | None, **how: Any
     ) -> None:
         """Write (or delete, `new` None) one item and its change record, inside the open transaction."""
-        if old is None and new is None or (old is not None and new is not None and equal({"M": old}, {"M": new})):
+        if (old is None and new is None) or (old is not None and new is not None and equal({"M": old}, {"M": new})):
             return  # nothing changed: DynamoDB Streams writes no record either
         body = encode(new) if new is not None else None
         if new is None:
@@ -186,13 +186,13 @@ class SqliteClient(ReadOperations, WriteOperations):
         description = table.description(0, self.region)["Table"]
         return {"TableDescription": {**description, "TableStatus": "ACTIVE"}}
 
-    def describe_table(self, *, TableName: str) -> dict[str, Any]:  # noqa: N803 - boto3's parameter names
+    def describe_table(self, *, TableName: str) -> dict[str, Any]:
         """The table's description, as DynamoDB gives it."""
         table = self.table(TableName, "DescribeTable")
         count = self.read("SELECT COUNT(*) FROM items WHERE tbl = ?", (TableName,))[0][0]
         return table.description(count, self.region)
 
-    def delete_table(self, *, TableName: str) -> dict[str, Any]:  # noqa: N803
+    def delete_table(self, *, TableName: str) -> dict[str, Any]:
         """Drop a table, its items and its change records."""
         table = self.table(TableName, "DeleteTable")
         with self._write() as db:
@@ -202,7 +202,7 @@ class SqliteClient(ReadOperations, WriteOperations):
         self._tables.pop(TableName, None)
         return {"TableDescription": table.description(0, self.region)["Table"]}
 
-    def update_time_to_live(self, *, TableName: str, TimeToLiveSpecification: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+    def update_time_to_live(self, *, TableName: str, TimeToLiveSpecification: dict[str, Any]) -> dict[str, Any]:
         """Turn TTL on (or off) for an attribute; items already stored are indexed by their expiry time."""
         table = self.table(TableName, "UpdateTimeToLive")
         ttl = TimeToLiveSpecification["AttributeName"] if TimeToLiveSpecification.get("Enabled") else None
@@ -218,7 +218,7 @@ class SqliteClient(ReadOperations, WriteOperations):
         self._tables[TableName] = updated
         return {"TimeToLiveSpecification": TimeToLiveSpecification}
 
-    def describe_time_to_live(self, *, TableName: str) -> dict[str, Any]:  # noqa: N803
+    def describe_time_to_live(self, *, TableName: str) -> dict[str, Any]:
         table = self.table(TableName, "DescribeTimeToLive")
         if table.ttl is None:
             return {"TimeToLiveDescription": {"TimeToLiveStatus": "DISABLED"}}
@@ -231,7 +231,7 @@ class SqliteClient(ReadOperations, WriteOperations):
         client = self
 
         class _Waiter:
-            def wait(self, *, TableName: str, **_: Any) -> None:  # noqa: N803
+            def wait(self, *, TableName: str, **_: Any) -> None:
                 client.describe_table(TableName=TableName)
 
         return _Waiter()

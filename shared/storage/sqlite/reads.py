@@ -153,10 +153,8 @@ class ReadOperations:
     def _page(self, table: Table, plan: _QueryPlan, params: dict[str, Any]) -> dict[str, Any]:
         limit = params.get("Limit")
         if limit is not None and limit < 1:
-            raise self.invalid(
-                "1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
-                "Query",
-            )  # type: ignore[attr-defined]
+            message = "1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have "
+            raise self.invalid(message + "value greater than or equal to 1", "Query")  # type: ignore[attr-defined]
         found: list[Item] = []
         scanned, size, last = 0, 0, None
         with self._lock:  # type: ignore[attr-defined]
@@ -275,7 +273,8 @@ def _key_condition(
         elif part[0] == "between":
             if raw[0] > raw[1]:
                 raise ExpressionError(
-                    "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound"
+                    "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than "
+                    "or equal to lower bound"
                 )
             conditions.append(f"{column} BETWEEN ? AND ?")
             args += raw
@@ -332,7 +331,8 @@ def _refuse_key_filter(tree: tuple[Any, ...], keys: set[str]) -> None:
         if isinstance(node, tuple) and node and node[0] == "path":
             if node[1][0] in keys:
                 raise ExpressionError(
-                    f"Filter Expression can only contain non-primary key attributes: Primary key attribute: {node[1][0]}"
+                    "Filter Expression can only contain non-primary key attributes: "
+                    f"Primary key attribute: {node[1][0]}"
                 )
         elif isinstance(node, (tuple, list)):
             stack.extend(node)

@@ -12,17 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.storage.sqlite.codec import check_item_size, normalized
-from shared.storage.sqlite.expressions import (
-    ExpressionError,
-    Item,
-    Update,
-    apply_update,
-    evaluate,
-    parse_condition,
-    parse_update,
-)
+from shared.storage.sqlite.expressions import ExpressionError, Item, evaluate, parse_condition
 from shared.storage.sqlite.reads import _COMMON, check_params, expression_names
 from shared.storage.sqlite.tables import Table
+from shared.storage.sqlite.updates import Update, apply_update, parse_update
 
 BATCH_WRITE_LIMIT = 25
 TRANSACTION_LIMIT = 100
@@ -80,7 +73,8 @@ class WriteOperations:
                 update = parse_update(params["UpdateExpression"], names)
                 if touched := [n for n in update.names() if n in key_item]:
                     raise ExpressionError(
-                        f"One or more parameter values were invalid: Cannot update attribute {touched[0]}. This attribute is part of the key"
+                        "One or more parameter values were invalid: "
+                        f"Cannot update attribute {touched[0]}. This attribute is part of the key"
                     )
                 write = _Write(table, key, condition, lambda old: apply_update(update, old or dict(key_item)), update)
             names.check_all_used()
