@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from shared.storage.sqlite import feed
 from shared.storage.sqlite.codec import decode, encode
 from shared.storage.sqlite.expressions import ExpressionError, Item, equal
+from shared.storage.sqlite.hooks import OPERATIONS, Events, Meta, hooked
 from shared.storage.sqlite.reads import ReadOperations
 from shared.storage.sqlite.tables import FIVE_YEARS, Table
 from shared.storage.sqlite.writes import WriteOperations
@@ -79,6 +80,9 @@ class SqliteClient(ReadOperations, WriteOperations):
         self.region = region
         self.clock = clock
         self.exceptions = SimpleNamespace(**{code: type(code, (ClientError,), {}) for code in _ERROR_CODES})
+        self.meta = Meta(region, Events())
+        for method, operation in OPERATIONS.items():
+            setattr(self, method, hooked(self.meta.events, operation, getattr(self, method)))
         if str(path) != ":memory:" and not self.path.exists():
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
         # One connection per client, shared by its threads under a lock (the TUI's workers, the HTTP server's).
