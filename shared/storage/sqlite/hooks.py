@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
