@@ -9,7 +9,6 @@ the shape `dynamodbstreams.get_records` returns, for the local stream runner.
 from __future__ import annotations
 
 import sqlite3
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,5 +119,4 @@ class SqliteChangeFeed:
 
     def maintain(self, now: float | None = None) -> tuple[int, int]:
         """Expire items past their TTL and trim old records; returns (items expired, records trimmed)."""
-        now = time.time() if now is None else now
         return self.client.expire_items(now=now), self.client.trim_feed(now=now)
