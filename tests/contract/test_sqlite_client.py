@@ -565,16 +565,30 @@ ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def moto_client() -> Iterator[Any]:
+    """One moto for the module (starting it is most of a test's time); each test gets the table anew."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        }.items():
+            patch.setenv(name, value)
+        with mock_aws():
+            yield boto3.client("dynamodb")
+
+
 @pytest.fixture
-def clients(aws_credentials: None, tmp_path: Path) -> Iterator[tuple[Any, SqliteClient]]:
+def clients(moto_client: Any, tmp_path: Path) -> Iterator[tuple[Any, SqliteClient]]:
     """moto's client and the embedded database's, each with the table and the same seed items."""
     sqlite = SqliteClient(tmp_path / "footfall.db")
-    with mock_aws():
-        moto = boto3.client("dynamodb")
-        for client in (moto, sqlite):
-            client.create_table(TableName=T, **TABLE_DEFINITION)
-            client.batch_write_item(RequestItems={T: [{"PutRequest": {"Item": p["Item"]}} for p in SEED]})
-        yield moto, sqlite
+    for client in (moto_client, sqlite):
+        client.create_table(TableName=T, **TABLE_DEFINITION)
+        client.batch_write_item(RequestItems={T: [{"PutRequest": {"Item": p["Item"]}} for p in SEED]})
+    yield moto_client, sqlite
+    moto_client.delete_table(TableName=T)
     sqlite.close()
 
 
