@@ -108,6 +108,7 @@ def _start_stack(args: argparse.Namespace) -> Any:
             table=args.table or stack.DEFAULT_TABLE,
             region=args.region or stack.DEFAULT_REGION,
             workers=args.workers,
+            backend=args.backend,
         )
     except RuntimeError as exc:
         raise CliError(str(exc)) from exc
@@ -969,6 +970,12 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_argument("--host", default="127.0.0.1")
         serve.add_argument("--port", type=int, default=8788)
         serve.add_argument("--workers", type=int, default=2, help="collector worker processes (default 2)")
+        serve.add_argument(
+            "--backend",
+            choices=("sqlite", "moto"),
+            default="sqlite",
+            help="without --endpoint-url: the embedded database (default, <data-dir>/footfall.db) or moto's server",
+        )
         _connection(serve)
         serve.set_defaults(func=func)
     demo = serve  # the loop's last parser

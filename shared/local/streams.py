@@ -130,6 +130,9 @@ class DynamoStreamsFeed:
         """Forget the iterators (after a backend error): the next reads re-open them from the positions."""
         self._iterators.clear()
 
+    def maintain(self) -> None:
+        """Nothing to do: the endpoint expires items and trims its stream itself."""
+
 
 @dataclass
 class StreamRunner:
@@ -260,17 +263,23 @@ def main(argv: list[str] | None = None) -> None:
 
     from functions.process.handler import lambda_handler, settings
     from shared.storage.dynamo import DynamoTrackingStore, make_client
+    from shared.storage.sqlite import is_sqlite
+    from shared.storage.sqlite.feed import SqliteChangeFeed
 
     region = os.environ.get("AWS_REGION", "us-east-1")
     client = make_client(endpoint_url=settings.dynamodb_endpoint, region=region)
-    streams = boto3.client(
-        "dynamodbstreams",
-        endpoint_url=settings.dynamodb_endpoint,
-        region_name=region,
-        config=Config(account_id_endpoint_mode="disabled"),
-    )
+    if is_sqlite(settings.dynamodb_endpoint):
+        feed: Any = SqliteChangeFeed(client, settings.table_name)
+    else:
+        streams = boto3.client(
+            "dynamodbstreams",
+            endpoint_url=settings.dynamodb_endpoint,
+            region_name=region,
+            config=Config(account_id_endpoint_mode="disabled"),
+        )
+        feed = DynamoStreamsFeed(client, streams, settings.table_name, region)
     runner = StreamRunner(
-        feed=DynamoStreamsFeed(client, streams, settings.table_name, region),
+        feed=feed,
         handler=lambda_handler,
         checkpoint_path=args.data_dir / CHECKPOINT_FILE,
         quarantine=quarantine_into(DynamoTrackingStore(settings.table_name, client=client)),
@@ -284,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if time.monotonic() >= next_sweep:  # the minute job (EventBridge on AWS), more often here
                 schedule_handler({}, LocalContext("footfall-schedule"))
+                feed.maintain()  # TTL expiry and the 24-hour trim of the embedded database's feed
                 next_sweep = time.monotonic() + args.sweep_seconds
             if runner.poll() == 0:
                 time.sleep(args.interval)

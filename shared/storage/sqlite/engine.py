@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.storage.sqlite import feed
+from shared.storage.sqlite import feed, sqlite_endpoint
 from shared.storage.sqlite.codec import decode, encode
 from shared.storage.sqlite.expressions import ExpressionError, Item, equal
 from shared.storage.sqlite.hooks import OPERATIONS, Events, Meta, hooked
@@ -80,7 +80,7 @@ class SqliteClient(ReadOperations, WriteOperations):
         self.region = region
         self.clock = clock
         self.exceptions = SimpleNamespace(**{code: type(code, (ClientError,), {}) for code in _ERROR_CODES})
-        self.meta = Meta(region, Events())
+        self.meta = Meta(region, Events(), sqlite_endpoint(self.path))
         for method, operation in OPERATIONS.items():
             setattr(self, method, hooked(self.meta.events, operation, getattr(self, method)))
         if str(path) != ":memory:" and not self.path.exists():

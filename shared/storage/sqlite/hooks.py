@@ -57,6 +57,7 @@ class Meta:
 
     region_name: str
     events: Events
+    endpoint_url: str
 
 
 def _wire(value: Any) -> Any:
