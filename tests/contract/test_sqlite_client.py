@@ -557,6 +557,16 @@ ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
             "ExpressionAttributeValues": {":p": s("P"), ":x": s("1")},
         },
     ),
+    "a consistent read of the index": (
+        "query",
+        Q
+        | {
+            "IndexName": "GSI1",
+            "ConsistentRead": True,
+            "KeyConditionExpression": "GSI1PK = :p",
+            "ExpressionAttributeValues": {":p": s("P")},
+        },
+    ),
     "an empty set": ("put_item", put("P", "1", tags={"SS": []})),
     "an unknown index": (
         "query",

@@ -188,6 +188,8 @@ class _QueryPlan:
         if "IndexName" in params and (index is None or index.name != params["IndexName"]):
             raise ExpressionError(f"The table does not have the specified index: {params['IndexName']}")
         self.index = index
+        if index is not None and params.get("ConsistentRead"):
+            raise ExpressionError("Consistent reads are not supported on global secondary indexes")
         hash_name, range_name = (index.hash, index.range) if index else (table.hash, table.range)
         key_columns = ("ipk", "isk") if index else ("pk", "sk")
         where = ["tbl = ?"] + (["ipk IS NOT NULL"] if index else [])
