@@ -947,6 +947,44 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from shared.local.files import open_private
+    from shared.storage.transfer import export_lines
+
+    store, _ = _store(args)
+    # Every customer's data: the file is its owner's alone, like the data directory.
+    out = sys.stdout if args.file == "-" else open_private(Path(args.file), "w")
+    try:
+        count = 0
+        for line in export_lines(store):
+            out.write(line + "\n")
+            count += 1
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"exported {count} items of {store.table_name}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from shared.local.stack import ensure_table
+    from shared.storage.sqlite import is_sqlite
+    from shared.storage.transfer import import_lines
+
+    store, _ = _store(args)
+    if is_sqlite(store.client.meta.endpoint_url):
+        # A new local database gets its table; the items' schema version comes with them (serve migrates if old).
+        ensure_table(store.client, store.table_name, stamp=False)
+    source = sys.stdin if args.file == "-" else Path(args.file).open()  # noqa: SIM115 - stdin is not ours to close
+    try:
+        count = import_lines(store, source)
+    finally:
+        if source is not sys.stdin:
+            source.close()
+    _print(args, {"table": store.table_name, "imported": count}, lambda d: f"imported {d['imported']} items")
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from tui.app import run
@@ -1133,6 +1171,18 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="upgrade the table's items to this version (idempotent; serve and deploy run it)"
     )
     migrate.set_defaults(func=cmd_migrate)
+
+    export = commands.add_parser("export", help="write every item of the table as JSON lines (DynamoDB's format)")
+    export.add_argument("file", nargs="?", default="-", help="output file (default: standard output)")
+    _connection(export)
+    export.set_defaults(func=cmd_export)
+    restore = commands.add_parser(
+        "import", help="put the items of an export into the table, as a restore (nothing is processed again)"
+    )
+    restore.add_argument("file", nargs="?", default="-", help="export file (default: standard input)")
+    _connection(restore)
+    restore.add_argument("--json", action="store_true", help="machine-readable output")
+    restore.set_defaults(func=cmd_import)
 
     tui = commands.add_parser("tui", help="the operator terminal UI: customers, segments, funnels, retention, live")
     _connection(tui)

@@ -104,9 +104,9 @@ def local_env(
     return env
 
 
-def ensure_table(client: Any, table: str) -> None:
+def ensure_table(client: Any, table: str, *, stamp: bool = True) -> None:
     """Create the table from the one definition unless it exists; a new table is stamped with the newest schema
-    version (`storage.migrate`: nothing to migrate)."""
+    version (`storage.migrate`: nothing to migrate) unless `stamp` is off (an import brings its own)."""
     try:
         client.describe_table(TableName=table)
         return
@@ -118,7 +118,8 @@ def ensure_table(client: Any, table: str) -> None:
         client.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
         )
-    stamp_new_table(DynamoTrackingStore(table, client=client))
+    if stamp:
+        stamp_new_table(DynamoTrackingStore(table, client=client))
 
 
 def ensure_migrated(store: DynamoTrackingStore, *, out: Callable[[str], None] = print) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.storage.sqlite.codec import check_item_size, normalized
+from shared.storage.sqlite.codec import check_item_size, encode, normalized
 from shared.storage.sqlite.expressions import ExpressionError, Item, evaluate, parse_condition
 from shared.storage.sqlite.reads import _COMMON, check_params, expression_names
 from shared.storage.sqlite.tables import Table
@@ -142,6 +142,20 @@ class WriteOperations:
                 old = self.load(db, write.table, write.key)  # type: ignore[attr-defined]
                 self.store(db, write.table, write.key, old, write.run(old))  # type: ignore[attr-defined]
         return {"UnprocessedItems": {}}
+
+    def restore_items(self, *, TableName: str, Items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Not DynamoDB's API: put items as a restore does (DynamoDB's ImportTable), checked like any put but with
+        no change record, so that nothing imported is processed again."""
+        writes = [self._prepare("Put", {"TableName": TableName, "Item": item}, "RestoreItems") for item in Items]
+        with self._write() as db:  # type: ignore[attr-defined]
+            for write in writes:
+                new = write.run(None)
+                assert new is not None
+                db.execute(
+                    "INSERT OR REPLACE INTO items (tbl, pk, sk, ipk, isk, expires, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (TableName, *write.key, *write.table.index_columns(new), write.table.expiry(new), encode(new)),
+                )
+        return {}
 
     def transact_write_items(self, **params: Any) -> dict[str, Any]:
         """Up to 100 conditional writes on distinct items: all of them, or none (TransactionCanceledException)."""
