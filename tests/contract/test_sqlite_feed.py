@@ -191,3 +191,25 @@ def test_a_second_client_on_the_same_file_sees_committed_writes(db):
         assert [r["dynamodb"]["Keys"]["SK"]["S"] for r in records(db)] == ["1", "2"]
     finally:
         other.close()
+
+
+def test_a_writer_held_past_the_busy_timeout_is_throttling_and_writes_nothing(db):
+    # Given another process holding the write lock, and a client that waits 0.1 s for it
+    import sqlite3
+
+    from shared.storage.dynamo import DynamoTrackingStore
+    from shared.storage.errors import ThrottledError
+
+    holder = sqlite3.connect(db.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    impatient = SqliteClient(db.path, busy_timeout=0.1)
+    try:
+        # When the store writes through it, Then it is told to retry (a 503 at the collector), and nothing is written
+        with pytest.raises(ThrottledError):
+            DynamoTrackingStore(T, client=impatient)._call(impatient.put_item, TableName=T, Item=item("1"))
+        holder.execute("ROLLBACK")
+        assert "Item" not in impatient.get_item(TableName=T, Key=item("1"))
+        assert records(db) == []
+    finally:
+        holder.close()
+        impatient.close()

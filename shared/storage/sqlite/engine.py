@@ -91,9 +91,10 @@ class SqliteClient(ReadOperations, WriteOperations):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        with self._write() as db:
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                db.execute(statement)
+        if not self.read("SELECT 1 FROM sqlite_master WHERE name = 'changes_at'"):  # the schema's last statement
+            with self._write() as db:
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    db.execute(statement)
         self._tables: dict[str, Table] = {}
 
     def close(self) -> None:
@@ -119,19 +120,35 @@ class SqliteClient(ReadOperations, WriteOperations):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taking the write lock up front (no upgrade deadlock between processes)."""
-        with self._lock:
+        with self._lock, self._database_errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one read statement (a consistent snapshot)."""
-        with self._lock:
+        with self._lock, self._database_errors():
             return self._db.execute(sql, tuple(args)).fetchall()
+
+    @contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        """SQLite's failures as the DynamoDB errors the store already handles: the writer lock held past the busy
+        timeout is throttling; a full disk or an I/O error is an internal error. Both are transient to the store
+        (ThrottledError: the collector answers "retry", having acknowledged nothing), and the transaction is rolled
+        back, so nothing half-written remains."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            code = "ThrottlingException" if busy else "InternalServerError"
+            raise self.error(code, f"SQLite: {exc}", "SQLite") from exc
+        except sqlite3.DatabaseError as exc:
+            raise self.error("InternalServerError", f"SQLite: {exc}", "SQLite") from exc
 
     def table(self, name: str, operation: str) -> Table:
         """A table's definition (read again from the file when another process may have created it)."""

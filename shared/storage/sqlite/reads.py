@@ -122,7 +122,7 @@ class ReadOperations:
         actions = params["TransactItems"]
         if len(actions) > 100:
             raise self.invalid("Member must have length less than or equal to 100", "TransactGetItems")  # type: ignore[attr-defined]
-        with self._lock:  # type: ignore[attr-defined]
+        with self._lock, self._database_errors():  # type: ignore[attr-defined]
             self._db.execute("BEGIN")  # type: ignore[attr-defined]
             try:
                 found = [self.get_item(**action["Get"]) for action in actions]
@@ -157,7 +157,7 @@ class ReadOperations:
             raise self.invalid(message + "value greater than or equal to 1", "Query")  # type: ignore[attr-defined]
         found: list[Item] = []
         scanned, size, last = 0, 0, None
-        with self._lock:  # type: ignore[attr-defined]
+        with self._lock, self._database_errors():  # type: ignore[attr-defined]
             rows = self._db.execute(plan.sql, plan.args)  # type: ignore[attr-defined]
             for (body,) in rows:
                 full = decode(body)
