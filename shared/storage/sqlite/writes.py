@@ -42,7 +42,7 @@ class _Write:
         if self.condition is not None and not evaluate(self.condition, old or {}):
             raise _ConditionFailedError
         new = self.change(old)
-        if new is not None and new is not old:
+        if self.update is not None and new is not None:  # a put's item was checked with its request
             check_item_size(new)
             self.table.index_columns(new)
         return new
