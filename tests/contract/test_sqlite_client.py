@@ -567,6 +567,15 @@ ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
             "ExpressionAttributeValues": {":p": s("P")},
         },
     ),
+    "a starting key outside the partition": (
+        "query",
+        Q
+        | {
+            "KeyConditionExpression": "PK = :p",
+            "ExclusiveStartKey": key("C#1", "PROFILE"),
+            "ExpressionAttributeValues": {":p": s("C#2")},
+        },
+    ),
     "an empty set": ("put_item", put("P", "1", tags={"SS": []})),
     "an unknown index": (
         "query",
@@ -647,6 +656,8 @@ MOTO_DIFFERS = {
     "a query filter on a key": "ValidationException",
     "an undefined value": "ValidationException",
     "a syntax error": "ValidationException",
+    # Refused here, accepted by moto: a page can only continue within the partition it queries (the safe side).
+    "a starting key outside the partition": "ValidationException",
     # DynamoDB: "The table does not have the specified index" (ValidationException); moto: ResourceNotFoundException.
     "an unknown index": "ValidationException",
 }

@@ -82,7 +82,7 @@ class SqliteClient(ReadOperations, WriteOperations):
         self.exceptions = SimpleNamespace(**{code: type(code, (ClientError,), {}) for code in _ERROR_CODES})
         self.meta = Meta(region, Events(), sqlite_endpoint(self.path))
         for method, operation in OPERATIONS.items():
-            setattr(self, method, hooked(self.meta.events, operation, getattr(self, method)))
+            setattr(self, method, hooked(self.meta.events, operation, getattr(self, method), self.invalid))
         if str(path) != ":memory:" and not self.path.exists():
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
         # One connection per client, shared by its threads under a lock (the TUI's workers, the HTTP server's).

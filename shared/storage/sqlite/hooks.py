@@ -15,6 +15,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from botocore.hooks import HierarchicalEmitter
 
+from shared.storage.sqlite.expressions import ExpressionError
+
 OPERATIONS = {
     "batch_get_item": "BatchGetItem",
     "batch_write_item": "BatchWriteItem",
@@ -68,12 +70,24 @@ def _wire(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def hooked(events: Events, operation: str, method: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-    """`method` emitting botocore's events around each call."""
+def hooked(
+    events: Events,
+    operation: str,
+    method: Callable[..., dict[str, Any]],
+    invalid: Callable[[str, str], ClientError],
+) -> Callable[..., dict[str, Any]]:
+    """`method` emitting botocore's events around each call; a refused request (`ExpressionError` left unanswered
+    by the operation) is the ValidationException `invalid` makes."""
+
+    def checked(**params: Any) -> dict[str, Any]:
+        try:
+            return method(**params)
+        except ExpressionError as exc:
+            raise invalid(str(exc), operation) from exc
 
     def call(**params: Any) -> dict[str, Any]:
         if not events.listened:
-            return method(**params)
+            return checked(**params)
         model = OperationModel(operation)
         events.emit(f"before-parameter-build.dynamodb.{operation}", params=params, model=model, context={})
         body = json.dumps(params, default=_wire).encode()
@@ -85,7 +99,7 @@ def hooked(events: Events, operation: str, method: Callable[..., dict[str, Any]]
             http, parsed = answered
         else:
             try:
-                parsed = method(**params)
+                parsed = checked(**params)
                 http = AWSResponse("https://dynamodb.local/", 200, {}, None)
                 content = json.dumps(parsed, default=_wire).encode()
             except ClientError as exc:

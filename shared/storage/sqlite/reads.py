@@ -33,8 +33,28 @@ _PAGED = _COMMON | {
 }
 
 
+UNSUPPORTED = frozenset(
+    {
+        "AttributesToGet",
+        "KeyConditions",
+        "QueryFilter",
+        "ScanFilter",
+        "ConditionalOperator",
+        "Expected",
+        "AttributeUpdates",
+        "Segment",
+        "TotalSegments",
+        "ReturnValuesOnConditionCheckFailure",
+    }
+)
+"""DynamoDB parameters the embedded engine does not implement (the legacy ones have expression equivalents)."""
+
+
 def check_params(params: dict[str, Any], required: Iterable[str], allowed: Iterable[str]) -> None:
-    """Refuse unknown and missing parameters as botocore does, before any request is made."""
+    """Refuse unknown and missing parameters as botocore does, before any request is made; refuse parameters
+    DynamoDB knows but the embedded engine does not implement (a ValidationException, never ignored)."""
+    if unsupported := sorted(UNSUPPORTED & set(params)):
+        raise ExpressionError(f"{unsupported[0]} is not supported by the embedded database")
     if unknown := set(params) - set(allowed) - set(required):
         raise ParamValidationError(report=f'Unknown parameter in input: "{sorted(unknown)[0]}"')
     if missing := [name for name in required if name not in params]:
@@ -199,6 +219,9 @@ class _QueryPlan:
             conditions, args = _key_condition(tree, table, hash_name, range_name, key_columns)
             where += conditions
             self.args += args
+            start = params.get("ExclusiveStartKey") or {}
+            if start and normalized({"k": start.get(hash_name, {"NULL": True})})["k"] != _hash_value(tree, hash_name):
+                raise ExpressionError("The provided starting key is invalid: it is not in the queried partition")
         self.filter = (
             parse_condition(params["FilterExpression"], names, "FilterExpression")
             if "FilterExpression" in params
@@ -289,6 +312,11 @@ def _key_condition(
     if hash_name not in seen:
         raise ExpressionError(f"Query condition missed key schema element: {hash_name}")
     return conditions, args
+
+
+def _hash_value(tree: tuple[Any, ...], hash_name: str) -> dict[str, Any]:
+    parts = [tree[1], tree[2]] if tree[0] == "and" else [tree]
+    return next(dict(p[3][1]) for p in parts if p[0] == "cmp" and _key_subject(p) == hash_name)
 
 
 def _key_subject(part: tuple[Any, ...]) -> str:
