@@ -971,18 +971,42 @@ def cmd_import(args: argparse.Namespace) -> int:
     from shared.storage.sqlite import is_sqlite
     from shared.storage.transfer import import_lines
 
-    store, _ = _store(args)
+    if args.from_moto:
+        lines, store = _moto_import(args)
+    else:
+        store, _ = _store(args)
     if is_sqlite(store.client.meta.endpoint_url):
         # A new local database gets its table; the items' schema version comes with them (serve migrates if old).
         ensure_table(store.client, store.table_name, stamp=False)
-    source = sys.stdin if args.file == "-" else Path(args.file).open()  # noqa: SIM115 - stdin is not ours to close
-    try:
-        count = import_lines(store, source)
-    finally:
-        if source is not sys.stdin:
-            source.close()
+    if args.from_moto:
+        count = import_lines(store, lines)
+    else:
+        source = sys.stdin if args.file == "-" else Path(args.file).open()  # noqa: SIM115 - stdin is not ours
+        try:
+            count = import_lines(store, source)
+        finally:
+            if source is not sys.stdin:
+                source.close()
     _print(args, {"table": store.table_name, "imported": count}, lambda d: f"imported {d['imported']} items")
     return 0
+
+
+def _moto_import(args: argparse.Namespace) -> tuple[list[str], DynamoTrackingStore]:
+    """The items of a former moto data directory, and the store to put them in (its own SQLite file by default)."""
+    from shared.local.stack import DATABASE_FILE, DEFAULT_REGION, DEFAULT_TABLE, read_info
+    from shared.local.upgrade import UnprocessedChangesError, moto_export
+    from shared.storage.sqlite import sqlite_endpoint
+
+    old = read_info(args.from_moto)
+    table = old.table if old else DEFAULT_TABLE
+    try:
+        lines = moto_export(args.from_moto, table, (old.region if old else None) or DEFAULT_REGION)
+    except (UnprocessedChangesError, RuntimeError) as exc:
+        raise CliError(str(exc)) from exc
+    if args.endpoint_url is None and args.profile is None and args.table is None:
+        client = make_client(endpoint_url=sqlite_endpoint(args.from_moto / DATABASE_FILE))
+        return lines, DynamoTrackingStore(table, client=client)
+    return lines, _store(args)[0]
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -1180,6 +1204,12 @@ def build_parser() -> argparse.ArgumentParser:
         "import", help="put the items of an export into the table, as a restore (nothing is processed again)"
     )
     restore.add_argument("file", nargs="?", default="-", help="export file (default: standard input)")
+    restore.add_argument(
+        "--from-moto",
+        type=Path,
+        metavar="DIR",
+        help="the data directory of the former moto backend instead of a file (into DIR/footfall.db by default)",
+    )
     _connection(restore)
     restore.add_argument("--json", action="store_true", help="machine-readable output")
     restore.set_defaults(func=cmd_import)

@@ -1,8 +1,10 @@
 """Moving a table's items between backends, as JSON lines in DynamoDB's export format (`{"Item": {...}}`, binary
 values base64), so a local data directory can go to AWS and an AWS table can come home for investigation.
 
-An import is a restore, like DynamoDB's ImportTable: the items are copied as they are (profiles with their
-applied positions, counters, memberships), never processed again. Into the embedded database it writes no change
+An import is a restore, like DynamoDB's ImportTable: the items are copied as they are (profiles, counters,
+memberships), never processed again. Only the profiles' applied stream positions are dropped: they are sequence
+numbers of the old table's stream, meaningless (and higher or lower at random) in the new one's, where every
+change is new. Into the embedded database it writes no change
 records; into DynamoDB it writes through BatchWriteItem, so import into a table whose stream has no consumer yet
 (before `footfall deploy` maps the process function to it), or the events would be folded in a second time.
 """
@@ -12,9 +14,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
-from shared.storage.dynamo import DynamoTrackingStore, deserialize
+from shared.ports import CorruptItemError
+from shared.storage import items
+from shared.storage.dynamo import DynamoTrackingStore, deserialize, serialize
 from shared.storage.errors import StorageError, ThrottledError
 
 RESTORE_BATCH = 500
@@ -58,11 +63,23 @@ def import_lines(store: DynamoTrackingStore, lines: Iterable[str]) -> int:
 
 
 def _write(store: DynamoTrackingStore, restore: Any, batch: list[dict[str, Any]]) -> int:
+    batch = [_restored(item) for item in batch]
     if restore is not None:
         restore(TableName=store.table_name, Items=batch)
     elif store._batch_write([deserialize(item) for item in batch]):
         raise ThrottledError("some items could not be imported; import the file again (puts are idempotent)")
     return len(batch)
+
+
+def _restored(item: dict[str, Any]) -> dict[str, Any]:
+    """The item as the new table keeps it: a profile without the old stream's positions."""
+    if item.get("entity", {}).get("S") != items.PROFILE_ENTITY:
+        return item
+    try:
+        stored = items.item_to_profile(deserialize(item))
+    except CorruptItemError:
+        return item  # kept as it is: processing quarantines it as it would have on the old table
+    return serialize(items.profile_to_item(replace(stored, applied={})))
 
 
 def _item(line: str, number: int) -> dict[str, Any]:
