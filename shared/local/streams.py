@@ -49,7 +49,7 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
     for image in ("NewImage", "OldImage", "Keys"):
         if image in data:
             data[image] = _wire(data[image])
-    return {
+    shaped = {
         "eventID": record.get("eventID", ""),
         "eventName": record["eventName"],
         "eventVersion": "1.1",
@@ -58,6 +58,9 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
         "dynamodb": data,
         "eventSourceARN": stream_arn,
     }
+    if "userIdentity" in record:  # a TTL deletion: DynamoDB's service did it (Lambda passes this on)
+        shaped["userIdentity"] = record["userIdentity"]
+    return shaped
 
 
 def _matches_filter(record: dict[str, Any]) -> bool:

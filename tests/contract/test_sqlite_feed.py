@@ -129,6 +129,7 @@ def test_expired_items_are_removed_as_dynamodb_s_ttl_removes_them(db, clock):
     removal = records(db)[-1]
     assert removal["eventName"] == "REMOVE" and removal["userIdentity"] == TTL_IDENTITY
     assert removal["dynamodb"]["OldImage"]["SK"] == {"S": "past"}
+    assert lambda_record(removal, "arn", "local")["userIdentity"] == TTL_IDENTITY  # as Lambda hands it over
 
 
 def test_records_older_than_a_day_are_trimmed(db, clock):
