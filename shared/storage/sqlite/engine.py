@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -85,12 +86,16 @@ class SqliteClient(ReadOperations, WriteOperations):
             setattr(self, method, hooked(self.meta.events, operation, getattr(self, method), self.invalid))
         if str(path) != ":memory:" and not self.path.exists():
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
-        # One connection per client, shared by its threads under a lock (the TUI's workers, the HTTP server's).
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+        # Writes go through one connection under a lock (one writer at a time anyway); reads take a connection of
+        # their own from a pool, so the threads of one process (the pipeline's parallel reads, the TUI's workers)
+        # read at once, and never wait for a write (WAL). An in-memory database has only the one connection.
+        self._busy_timeout = busy_timeout
+        self._db = self._connect()
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all_readers: list[sqlite3.Connection] = []
         if not self.read("SELECT 1 FROM sqlite_master WHERE name = 'changes_at'"):  # the schema's last statement
             with self._write() as db:
                 for statement in filter(str.strip, SCHEMA.split(";")):
@@ -98,9 +103,42 @@ class SqliteClient(ReadOperations, WriteOperations):
         self._tables: dict[str, Table] = {}
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connections."""
         with self._lock:
+            for reader in self._all_readers:
+                reader.close()
             self._db.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            str(self.path) if str(self.path) != ":memory:" else ":memory:",
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self._busy_timeout,
+        )
+        db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+        return db
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection to read with (the caller's alone while the block runs)."""
+        if str(self.path) == ":memory:":
+            with self._lock, self._database_errors():
+                yield self._db
+            return
+        try:
+            db = self._readers.get_nowait()
+        except queue.Empty:
+            db = self._connect()
+            with self._lock:
+                self._all_readers.append(db)
+        try:
+            with self._database_errors():
+                yield db
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._readers.put(db)
 
     # --- plumbing ----------------------------------------------------------------------------------------------
 
@@ -130,10 +168,14 @@ class SqliteClient(ReadOperations, WriteOperations):
                 raise
             self._db.execute("COMMIT")
 
-    def read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of one read statement (a consistent snapshot)."""
-        with self._lock, self._database_errors():
-            return self._db.execute(sql, tuple(args)).fetchall()
+    def read(
+        self, sql: str, args: Sequence[Any] = (), *, db: sqlite3.Connection | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Rows of one read statement (a consistent snapshot), on `db` when given (inside its transaction)."""
+        if db is not None:
+            return db.execute(sql, tuple(args)).fetchall()
+        with self.reading() as reader:
+            return reader.execute(sql, tuple(args)).fetchall()
 
     @contextmanager
     def _database_errors(self) -> Iterator[None]:

@@ -81,22 +81,22 @@ class ReadOperations:
 
     def get_item(self, **params: Any) -> dict[str, Any]:
         """One item by key."""
+        return self._get_item(params, "GetItem", None)
+
+    def _get_item(self, params: dict[str, Any], operation: str, db: Any) -> dict[str, Any]:
         check_params(params, ("TableName", "Key"), _COMMON | {"ConsistentRead", "ProjectionExpression"})
-        table = self.table(params["TableName"], "GetItem")  # type: ignore[attr-defined]
-        try:
-            key = table.key_columns(normalized(params["Key"]))
-            names = expression_names(params)
-            attributes = (
-                parse_projection(params["ProjectionExpression"], names) if "ProjectionExpression" in params else None
-            )
-            names.check_all_used()
-        except ExpressionError as exc:
-            raise self.invalid(str(exc), "GetItem") from exc  # type: ignore[attr-defined]
-        found = self._get(table, key)
+        table = self.table(params["TableName"], operation)  # type: ignore[attr-defined]
+        key = table.key_columns(normalized(params["Key"]))
+        names = expression_names(params)
+        attributes = (
+            parse_projection(params["ProjectionExpression"], names) if "ProjectionExpression" in params else None
+        )
+        names.check_all_used()
+        found = self._get(table, key, db=db)
         return {"Item": project(found, attributes)} if found is not None else {}
 
-    def _get(self, table: Table, key: tuple[Any, Any]) -> Item | None:
-        rows = self.read("SELECT body FROM items WHERE tbl = ? AND pk = ? AND sk = ?", (table.name, *key))  # type: ignore[attr-defined]
+    def _get(self, table: Table, key: tuple[Any, Any], db: Any = None) -> Item | None:
+        rows = self.read("SELECT body FROM items WHERE tbl = ? AND pk = ? AND sk = ?", (table.name, *key), db=db)  # type: ignore[attr-defined]
         return decode(rows[0][0]) if rows else None
 
     def batch_get_item(self, **params: Any) -> dict[str, Any]:
@@ -142,12 +142,9 @@ class ReadOperations:
         actions = params["TransactItems"]
         if len(actions) > 100:
             raise self.invalid("Member must have length less than or equal to 100", "TransactGetItems")  # type: ignore[attr-defined]
-        with self._lock, self._database_errors():  # type: ignore[attr-defined]
-            self._db.execute("BEGIN")  # type: ignore[attr-defined]
-            try:
-                found = [self.get_item(**action["Get"]) for action in actions]
-            finally:
-                self._db.execute("COMMIT")  # type: ignore[attr-defined]
+        with self.reading() as db:  # type: ignore[attr-defined]
+            db.execute("BEGIN")  # one snapshot for every read
+            found = [self._get_item(action["Get"], "TransactGetItems", db) for action in actions]
         return {"Responses": found}
 
     def query(self, **params: Any) -> dict[str, Any]:
@@ -177,8 +174,8 @@ class ReadOperations:
             raise self.invalid(message + "value greater than or equal to 1", "Query")  # type: ignore[attr-defined]
         found: list[Item] = []
         scanned, size, last = 0, 0, None
-        with self._lock, self._database_errors():  # type: ignore[attr-defined]
-            rows = self._db.execute(plan.sql, plan.args)  # type: ignore[attr-defined]
+        with self.reading() as db:  # type: ignore[attr-defined]
+            rows = db.execute(plan.sql, plan.args)
             for (body,) in rows:
                 full = decode(body)
                 item = plan.projected(full)
