@@ -48,9 +48,10 @@ test-integration: setup
 test-e2e: setup
 	$(PY) -m pytest tests/e2e
 
-lint: setup
+lint: setup  ## ruff, then the import contracts of pyproject.toml ([tool.importlinter])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo
 
 format: setup
 	$(VENV)/bin/ruff check --fix .

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.compose import open_store
 from shared.domain import links
 from shared.domain.errors import TrackingError
 from shared.domain.events import format_timestamp
@@ -31,6 +32,7 @@ from shared.domain.sources import (
     rotate_write_key,
 )
 from shared.domain.webhooks import mapping_from_dict
+from shared.errors import OperatorError
 from shared.ports import StorageError
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 
@@ -38,8 +40,8 @@ DEFAULT_DATA_DIR = Path(".footfall")
 _SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
-class CliError(Exception):
-    """A problem the user can fix; printed without a traceback."""
+CliError = OperatorError
+"""A problem the user can fix; printed without a traceback (the TUI raises the same, from `shared.errors`)."""
 
 
 def _connection(parser: argparse.ArgumentParser) -> None:
@@ -51,30 +53,6 @@ def _connection(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--table", help="table name")
     group.add_argument("--region", help="AWS region")
     group.add_argument("--profile", help="AWS profile (for AWS)")
-
-
-def _store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str, Any]]:
-    from shared.local.stack import DATABASE_FILE, DEFAULT_REGION, DEFAULT_TABLE, read_info
-    from shared.storage.sqlite import sqlite_endpoint
-
-    info = read_info(args.data_dir)
-    endpoint = args.endpoint_url
-    if endpoint is None and info is None and (args.data_dir / DATABASE_FILE).exists():
-        endpoint = sqlite_endpoint(args.data_dir / DATABASE_FILE)  # a data dir never served (an import): the file
-    if endpoint is None and args.profile is None and args.table is None:
-        if info is None:
-            raise CliError(
-                f"no local stack found in {args.data_dir} (start one with `footfall serve`), "
-                "or pass --endpoint-url / --table / --profile"
-            )
-        endpoint = info.dynamodb_endpoint
-    table = args.table or (info.table if info else DEFAULT_TABLE)
-    region = args.region or (info.region if info and endpoint == info.dynamodb_endpoint else None)
-    if endpoint:
-        region = region or DEFAULT_REGION
-    credentials = info.client_credentials(endpoint) if info else None
-    client = make_client(endpoint_url=endpoint, region=region, profile=args.profile, credentials=credentials)
-    return DynamoTrackingStore(table, client=client), {"info": info, "credentials": credentials}
 
 
 def _print(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
@@ -200,7 +178,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """`footfall simulate`: realistic traffic through the collector (see shared/simulate.py)."""
+    """`footfall simulate`: realistic traffic through the collector (see shared/simulate/)."""
     import signal
     import threading
 
@@ -210,7 +188,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise CliError("--customers must be >= 0, --days > 0, --rate and --live-rate >= 0")
 
     def find_source(source_id: str) -> Source | None:
-        store, _ = _store(args)
+        store, _ = open_store(args)
         return store.get_source(source_id)
 
     try:
@@ -268,7 +246,7 @@ def cmd_sources_add(args: argparse.Namespace) -> int:
         )
     except TrackingError as exc:
         raise CliError(str(exc)) from exc
-    store, _ = _store(args)
+    store, _ = open_store(args)
     if store.get_source(source_id) is not None:
         raise CliError(f"source {source_id!r} exists already")
     mapping = None
@@ -293,7 +271,7 @@ def _slug(name: str) -> str:
 
 
 def cmd_sources_list(args: argparse.Namespace) -> int:
-    store, _ = _store(args)
+    store, _ = open_store(args)
     data = [_source_json(source) for source in store.list_sources()]
     _print(
         args,
@@ -309,7 +287,7 @@ def cmd_sources_list(args: argparse.Namespace) -> int:
 
 
 def cmd_sources_rotate(args: argparse.Namespace) -> int:
-    store, _ = _store(args)
+    store, _ = open_store(args)
     source = _existing_source(store, args.source)
     rotated = rotate_secret(source, args.kind, "ffs_" + secrets.token_urlsafe(32))
     store.put_source(rotated)
@@ -331,7 +309,7 @@ def cmd_sources_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_sources_rotate_key(args: argparse.Namespace) -> int:
-    store, _ = _store(args)
+    store, _ = open_store(args)
     source = _existing_source(store, args.source)
     grace = _duration(args.grace)
     write_key = WRITE_KEY_PREFIX + secrets.token_urlsafe(24)
@@ -354,7 +332,7 @@ def cmd_sources_rotate_key(args: argparse.Namespace) -> int:
 
 
 def cmd_sources_remove(args: argparse.Namespace) -> int:
-    store, _ = _store(args)
+    store, _ = open_store(args)
     source = _existing_source(store, args.source)
     if not args.yes:
         raise CliError(f"removing {source.id!r} revokes its write key and secrets: pass --yes")
@@ -368,7 +346,7 @@ def cmd_sources_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_links_sign(args: argparse.Namespace) -> int:
-    store, extra = _store(args)
+    store, extra = open_store(args)
     source = _existing_source(store, args.source)
     if not (args.user_id or args.anonymous_id):
         raise CliError("a click must be attributable: pass --user-id or --anonymous-id")
@@ -411,7 +389,7 @@ def _duration(text: str) -> timedelta:
 
 
 def cmd_failed_list(args: argparse.Namespace) -> int:
-    store, _ = _store(args)
+    store, _ = open_store(args)
     page = store.list_failed(limit=args.limit)
     data = [
         {
@@ -437,7 +415,7 @@ def cmd_failed_list(args: argparse.Namespace) -> int:
 
 
 def cmd_failed_show(args: argparse.Namespace) -> int:
-    store, _ = _store(args)
+    store, _ = open_store(args)
     failure = store.get_failed(args.id)
     if failure is None:
         raise CliError(f"no failed event {args.id!r}")
@@ -459,7 +437,7 @@ def cmd_failed_show(args: argparse.Namespace) -> int:
 def cmd_customers_list(args: argparse.Namespace) -> int:
     from shared.services.customers import customer_summary
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     page = store.list_customers(limit=args.limit, next_token=args.next)
     rows = [customer_summary(stored.profile) for stored in page.items]
     data = {"customers": rows, "next": page.next_token}
@@ -481,7 +459,7 @@ def cmd_customers_list(args: argparse.Namespace) -> int:
 def cmd_customers_show(args: argparse.Namespace) -> int:
     from shared.services.customers import customer_detail, find_customer
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     stored = find_customer(store, args.id)
     if stored is None:
         raise CliError(f"no customer {args.id!r}")
@@ -511,9 +489,9 @@ def _customer_text(d: dict[str, Any]) -> str:
 
 def cmd_failed_replay(args: argparse.Namespace) -> int:
     from shared.services.collect import Collector
-    from shared.services.replay import ReplayError, replay
+    from shared.services.replay import ReplayError, change_from_record, replay
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     results, errors = [], []
     for failure_id in args.ids:
         failure = store.get_failed(failure_id)
@@ -521,7 +499,7 @@ def cmd_failed_replay(args: argparse.Namespace) -> int:
             errors.append(f"{failure_id}: no such failed event")
             continue
         try:
-            results.append(replay(store, Collector(store), failure, _change_from_record))
+            results.append(replay(store, Collector(store), failure, change_from_record))
         except ReplayError as exc:
             errors.append(f"{failure_id}: {exc}")
     _print(
@@ -530,24 +508,6 @@ def cmd_failed_replay(args: argparse.Namespace) -> int:
         lambda d: "\n".join([f"replayed {r['replayed']} ({r['events']} events)" for r in d["replayed"]] + d["errors"]),
     )
     return 1 if errors else 0
-
-
-def _change_from_record(record: dict[str, Any]) -> Any:
-    from shared.services.analytics import counter_change
-    from shared.services.process import StreamChange
-    from shared.storage import items
-    from shared.storage.dynamo import deserialize_wire
-
-    data = record["dynamodb"]
-    old = deserialize_wire(data["OldImage"]) if "OldImage" in data else None
-    new = deserialize_wire(data["NewImage"]) if "NewImage" in data else None
-    created = data.get("ApproximateCreationDateTime")
-    received = datetime.fromtimestamp(float(created), UTC) if created else datetime.now(UTC)
-    counted = counter_change(data["SequenceNumber"], old, new, received=received)
-    if counted is not None:
-        return counted
-    event = items.decode_change(old=old, new=new)
-    return None if event is None else StreamChange(data["SequenceNumber"], event)
 
 
 def _rule_document(path: str) -> Any:
@@ -570,7 +530,7 @@ def _all_customer_ids(store: DynamoTrackingStore) -> list[str]:
 def cmd_segments_apply(args: argparse.Namespace) -> int:
     from shared.services.segments import apply_segments
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     try:
         document = _rule_document(args.file)
         data = apply_segments(
@@ -593,7 +553,7 @@ def cmd_segments_apply(args: argparse.Namespace) -> int:
 def cmd_segments_plan(args: argparse.Namespace) -> int:
     from shared.services.segments import plan_segments
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     try:
         data = plan_segments(
             store,
@@ -617,7 +577,7 @@ def cmd_segments_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_segments_list(args: argparse.Namespace) -> int:
-    store, _ = _store(args)
+    store, _ = open_store(args)
     data = [
         {
             "id": s.id,
@@ -640,7 +600,7 @@ def cmd_segments_list(args: argparse.Namespace) -> int:
 
 
 def cmd_segments_members(args: argparse.Namespace) -> int:
-    store, _ = _store(args)
+    store, _ = open_store(args)
     if args.at:
         until = args.at.replace("Z", "+00:00")
         try:
@@ -658,7 +618,7 @@ def cmd_segments_members(args: argparse.Namespace) -> int:
 
 
 def cmd_segments_history(args: argparse.Namespace) -> int:
-    store, _ = _store(args)
+    store, _ = open_store(args)
     # `--last N` reads only the N latest (one newest-first Query); the whole history only when asked for it.
     rows = (
         store.recent_segment_history(args.segment, limit=args.last)
@@ -678,7 +638,7 @@ def cmd_segments_explain(args: argparse.Namespace) -> int:
     from shared.services.customers import find_customer
     from shared.services.segments import explain, rules_of
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     rules = {rule.id: rule for rule in rules_of(store.list_segments())}
     if args.segment not in rules:
         raise CliError(f"no segment {args.segment!r}")
@@ -703,7 +663,7 @@ def cmd_segments_explain(args: argparse.Namespace) -> int:
 def cmd_funnels_apply(args: argparse.Namespace) -> int:
     from shared.services.analytics import apply_definitions
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     try:
         data = apply_definitions(store, _rule_document(args.file), source=args.file, now=datetime.now(UTC))
     except (OSError, ValueError, TrackingError) as exc:
@@ -722,7 +682,7 @@ def cmd_funnels_apply(args: argparse.Namespace) -> int:
 def cmd_funnels_list(args: argparse.Namespace) -> int:
     from shared.services.analytics import list_funnels
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     data = [funnel.definition() for funnel in list_funnels(store)]
     _print(
         args,
@@ -745,7 +705,7 @@ def _day(text: str | None, default: date) -> date:
 def cmd_funnels_show(args: argparse.Namespace) -> int:
     from shared.services import analytics
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     today = datetime.now(UTC).date()
     end = _day(args.to, today)
     start = _day(getattr(args, "from"), end - timedelta(days=29))
@@ -811,7 +771,7 @@ def _took(seconds: float | None) -> str:
 def cmd_retention(args: argparse.Namespace) -> int:
     from shared.services import analytics
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     try:
         report_day = datetime.now(UTC).date()
         report = analytics.retention_report(
@@ -863,7 +823,7 @@ def cmd_timing(args: argparse.Namespace) -> int:
     from shared.services import analytics
     from shared.services.customers import find_customer
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     customer_id = None
     if args.customer:
         found = find_customer(store, args.customer)
@@ -913,7 +873,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
             f"this erases every event, identity and profile of {args.id!r} and refuses its future "
             "events; run again with --yes"
         )
-    store, _ = _store(args)
+    store, _ = open_store(args)
     data = forget_customer(store, args.id, now=datetime.now(UTC))
     _print(
         args,
@@ -929,7 +889,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from shared.storage.migrate import latest_version, migrate, stored_version
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     before = stored_version(store)
     steps = migrate(store)
     data = {
@@ -954,7 +914,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from shared.local.files import open_private
     from shared.storage.transfer import export_lines
 
-    store, _ = _store(args)
+    store, _ = open_store(args)
     # Every customer's data: the file is its owner's alone, like the data directory.
     out = sys.stdout if args.file == "-" else open_private(Path(args.file), "w")
     try:
@@ -977,7 +937,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.from_moto:
         lines, store = _moto_import(args)
     else:
-        store, _ = _store(args)
+        store, _ = open_store(args)
     if is_sqlite(store.client.meta.endpoint_url):
         # A new local database gets its table; the items' schema version comes with them (serve migrates if old).
         ensure_table(store.client, store.table_name, stamp=False)
@@ -1009,7 +969,7 @@ def _moto_import(args: argparse.Namespace) -> tuple[list[str], DynamoTrackingSto
     if args.endpoint_url is None and args.profile is None and args.table is None:
         client = make_client(endpoint_url=sqlite_endpoint(args.from_moto / DATABASE_FILE))
         return lines, DynamoTrackingStore(table, client=client)
-    return lines, _store(args)[0]
+    return lines, open_store(args)[0]
 
 
 def cmd_tui(args: argparse.Namespace) -> int:

@@ -5,27 +5,22 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from tui.data import DataSource
-from tui.screens.customers import CustomerScreen, CustomersScreen
-from tui.screens.failed import FailedScreen
-from tui.screens.funnels import FunnelsScreen
+from tui.screens.customers import CustomerScreen
 from tui.screens.help import HelpScreen
-from tui.screens.live import LiveScreen
-from tui.screens.overview import OverviewScreen
-from tui.screens.retention import RetentionScreen
-from tui.screens.segments import SegmentScreen, SegmentsScreen
-from tui.widgets.nav import SECTIONS
+from tui.screens.segments import SegmentScreen
+from tui.sections import SECTIONS, Section
 
 Clock = Callable[[], datetime]
 
 _GLOBAL_KEYS = [
-    ("1 … 7", "switch screen: " + ", ".join(title for _, _, title in SECTIONS)),
+    (f"{SECTIONS[0].key} … {SECTIONS[-1].key}", "switch screen: " + ", ".join(s.title for s in SECTIONS)),
     ("?", "this help"),
     (": or ctrl+p", "command palette (go to a screen, find a customer, theme, quit)"),
     ("tab / shift+tab", "move between panels"),
@@ -44,18 +39,12 @@ class OperatorApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "Footfall"
-    MODES = {
-        "overview": OverviewScreen,
-        "customers": CustomersScreen,
-        "segments": SegmentsScreen,
-        "funnels": FunnelsScreen,
-        "retention": RetentionScreen,
-        "live": LiveScreen,
-        "failed": FailedScreen,
-    }
-    DEFAULT_MODE = "overview"
+    SECTIONS: ClassVar[tuple[Section, ...]] = SECTIONS
+    """The top-level screens (`tui/sections.py`): modes, keys, the nav bar, help and the command palette."""
+    MODES = {s.mode: s.screen for s in SECTIONS}
+    DEFAULT_MODE = SECTIONS[0].mode
     BINDINGS = [
-        *(Binding(key, f"switch_mode('{mode}')", title, show=False, id=f"app.{mode}") for key, mode, title in SECTIONS),
+        *(Binding(s.key, f"switch_mode('{s.mode}')", s.title, show=False, id=f"app.{s.mode}") for s in SECTIONS),
         Binding("question_mark", "help", "Help", tooltip="Every key of this screen", id="app.help"),
         Binding("colon", "command_palette", "Commands", show=False, id="app.palette"),
         Binding("q", "quit", "Quit", id="app.quit"),
@@ -96,12 +85,12 @@ class OperatorApp(App[int]):
             if active.node is self.screen and binding.description and binding.id:
                 own.setdefault(binding.description, self.get_key_display(binding))
         keys = [(display, description) for description, display in own.items()]
-        title = next((t for _, mode, t in SECTIONS if mode == self.current_mode), "Footfall")
+        title = next((s.title for s in self.SECTIONS if s.mode == self.current_mode), "Footfall")
         self.push_screen(HelpScreen(title, keys, _GLOBAL_KEYS))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        for key, mode, title in SECTIONS:
-            yield SystemCommand(f"Go to {title}", f"Switch to the {title} screen (key {key})", self._go(mode))
+        for s in self.SECTIONS:
+            yield SystemCommand(f"Go to {s.title}", f"Switch to the {s.title} screen (key {s.key})", self._go(s.mode))
         yield SystemCommand("Find a customer", "Search customers by id, user id or e-mail", self._find_customer)
         yield SystemCommand("Refresh", "Read this screen's data again", self._refresh_screen)
         yield SystemCommand("Help", "Every key of this screen", self.action_help)
@@ -134,14 +123,15 @@ def run(args: argparse.Namespace) -> int:
     """`footfall tui`: connect like every other command, check the table answers, run the app."""
     from botocore.exceptions import BotoCoreError
 
-    from shared.cli import CliError, _store
+    from shared.compose import open_store
+    from shared.errors import OperatorError
     from tui.connect import check_reachable, describe
     from tui.data import StoreDataSource
 
     try:
-        store, extra = _store(args)
+        store, extra = open_store(args)
     except BotoCoreError as exc:  # e.g. an unknown --profile
-        raise CliError(str(exc)) from exc
+        raise OperatorError(str(exc)) from exc
     check_reachable(store, profile=args.profile, credentials=extra.get("credentials"))
     app = make_app(StoreDataSource(store, label=describe(store, extra.get("info"))))
     app.run()

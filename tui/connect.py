@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.cli import CliError
+from shared.errors import OperatorError
 from shared.storage.dynamo import DynamoTrackingStore
 
 PROBE_KEY = {"PK": {"S": "TUI#PROBE"}, "SK": {"S": "TUI#PROBE"}}
@@ -51,7 +51,7 @@ def check_reachable(
     """One GetItem with short timeouts.
 
     Raises:
-        CliError: nothing answers, the table does not exist, or the credentials are refused (with what to do).
+        OperatorError: nothing answers, the table does not exist, or the credentials are refused (with what to do).
     """
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
@@ -61,16 +61,16 @@ def check_reachable(
             TableName=store.table_name, Key=PROBE_KEY
         )
     except NoCredentialsError as exc:
-        raise CliError("no AWS credentials: pass --profile, or --endpoint-url for a local endpoint") from exc
+        raise OperatorError("no AWS credentials: pass --profile, or --endpoint-url for a local endpoint") from exc
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "ResourceNotFoundException":
-            raise CliError(f"no table {store.table_name!r} at {endpoint} (pass --table?)") from exc
+            raise OperatorError(f"no table {store.table_name!r} at {endpoint} (pass --table?)") from exc
         message = exc.response.get("Error", {}).get("Message", "")
-        raise CliError(f"{endpoint} refused to read table {store.table_name!r}: {code} {message}".strip()) from exc
+        raise OperatorError(f"{endpoint} refused to read table {store.table_name!r}: {code} {message}".strip()) from exc
     except BotoCoreError as exc:
         hint = " (is `footfall serve` running?)" if _custom(endpoint) else ""
-        raise CliError(f"nothing answers at {endpoint}{hint}: {exc}") from exc
+        raise OperatorError(f"nothing answers at {endpoint}{hint}: {exc}") from exc
 
 
 def describe(store: DynamoTrackingStore, info: Any) -> str:

@@ -373,13 +373,12 @@ class StoreDataSource:
         return found
 
     def replay(self, failure_id: str) -> str:
-        from shared.cli import _change_from_record
         from shared.services.collect import Collector
-        from shared.services.replay import ReplayError, replay
+        from shared.services.replay import ReplayError, change_from_record, replay
 
         failure = self.failed_event(failure_id)
         try:
-            result = replay(self.store, Collector(self.store), failure, _change_from_record)
+            result = replay(self.store, Collector(self.store), failure, change_from_record)
         except ReplayError as exc:
             raise ReplayRefused(str(exc)) from exc
         events = result.get("events", 0)

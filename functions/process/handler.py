@@ -1,13 +1,13 @@
 """DynamoDB Streams → the stream pipeline (`shared.services.pipeline`), with partial-batch failure reporting.
 
-Powertools' batch processor decodes each record (what it means: a new event, a change of counters and maybe a
-segment entry or exit, or an item that cannot be decoded, which is quarantined); the pipeline takes the batch
-through its steps and says which records to retry, and this answers Lambda with them.
+Powertools' batch processor decodes each record (what it means: a new event, a segment entry or exit, or an item
+that cannot be decoded, which is quarantined); the pipeline takes the batch through its steps and says which records
+to retry, and this answers Lambda with them. Counters are the fold's (`functions/fold/handler.py`), a second reader
+of the same stream.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -20,18 +20,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.observability import logger, metrics
 from shared.config import Settings
 from shared.publishers import EventBridgePublisher, OutboxFile, Publishers, WebhookPublisher
-from shared.services.analytics import counter_change
-from shared.services.collect import utcnow
-from shared.services.pipeline import Counted, Decoded, StreamPipeline, Undecodable
+from shared.services.pipeline import Decoded, Membership, StreamPipeline, Undecodable
 from shared.services.process import StreamChange
 from shared.services.quarantine import failure_reason
 from shared.services.segments import MembershipChange
 from shared.storage import items
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 
-UNSHARDED = "unsharded"
-"""The fold's lane when the event names no shard (a direct invocation; the template's tumbling window and the
-local stream runner both name it)."""
 settings = Settings.from_env()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 copy_config_to_registered_loggers(source_logger=logger, include={"shared", "functions"})
@@ -68,19 +63,13 @@ def decode(record: DynamoDBRecord) -> Decoded | None:
     sequence = image.sequence_number
     try:
         old, new = image.old_image or None, image.new_image or None
-        counted = counter_change(sequence, old, new, received=_created(record))
-        if counted is not None:
-            membership = items.decode_membership_change(old=old, new=new)
-            return Counted(counted, MembershipChange(**membership) if membership else None)
+        membership = items.decode_membership_change(old=old, new=new)
+        if membership is not None:
+            return Membership(sequence, MembershipChange(**membership))
         event = items.decode_change(old=old, new=new)
     except Exception as exc:
         return Undecodable(sequence, failure_reason(exc))
     return None if event is None else StreamChange(sequence, event)
-
-
-def _created(record: DynamoDBRecord) -> datetime:
-    seconds = (record.raw_event.get("dynamodb") or {}).get("ApproximateCreationDateTime")
-    return datetime.fromtimestamp(float(seconds), UTC) if seconds else utcnow()
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -90,10 +79,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         results = processor.process()
     decoded = [(result, record) for status, result, record in results if status == "success" and result is not None]
     undecided = [f["itemIdentifier"] for f in processor.response()["batchItemFailures"]]
-    outcome = pipeline().run(decoded, event.get("shardId") or UNSHARDED, failed=undecided)
+    outcome = pipeline().run(decoded, failed=undecided)
     failed = outcome.failed
     metrics.add_metric(name="EventsFolded", unit=MetricUnit.Count, value=outcome.events_folded)
     metrics.add_metric(name="RecordsQuarantined", unit=MetricUnit.Count, value=outcome.quarantined)
     metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(failed))
-    # `state` answers Lambda's tumbling window (configured to learn the shard id; the handler keeps no state).
-    return {"state": {}, "batchItemFailures": [{"itemIdentifier": sequence} for sequence in sorted(failed, key=int)]}
+    return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in sorted(failed, key=int)]}

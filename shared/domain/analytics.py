@@ -48,10 +48,10 @@ from shared.domain.segments import parse_duration as _rule_duration
 Cells = dict[tuple[str, str], dict[str, int]]
 """(PK, SK) of a counter item → attribute → count."""
 
-SHARDS = 1
-"""Counter items per key. Counters are written by the stream fold, once per counter item per stream batch (not
-once per customer), so one item per key stays far below a partition's 1,000 WU/s; reports still sum whatever
-shards a key has (tables written before the fold have 4)."""
+SHARD = "0"
+"""The one counter item per key (its sort key's shard part). Counters are written by the stream fold, once per
+counter item per window (not once per customer), so one item per key stays far below a partition's 1,000 WU/s;
+reports still sum whatever shards a key has (tables written before the fold have 4)."""
 DEFAULT_WINDOW = timedelta(days=14)
 RETENTION_OFFSETS = {"day": 31, "week": 13}
 """Offsets kept per cohort (day 0-30, week 0-12)."""
@@ -338,7 +338,7 @@ def customer_cells(
     cells: Cells = defaultdict(lambda: defaultdict(int))
     if not everything:
         return {}
-    shard = f"{_shard(customer_id)}"
+    shard = SHARD
     behaviour = [e for e in everything if e.type in BEHAVIOUR]
     first_channel = channel_of(everything[0])
     for funnel in definitions.funnels:
@@ -398,12 +398,6 @@ def period(day: date, by: str) -> date:
 def _offset(cohort: date, day: date, by: str) -> int:
     days = (period(day, by) - cohort).days
     return days // 7 if by == "week" else days
-
-
-def _shard(customer_id: str) -> int:
-    from shared.storage.keys import shard_of  # the one stable hash
-
-    return shard_of(customer_id, SHARDS)
 
 
 def difference(new: Cells, old: Cells, *, now: datetime) -> Cells:

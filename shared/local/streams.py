@@ -1,4 +1,4 @@
-"""The local stream runner: DynamoDB Streams → the process Lambda handler, as an event source mapping does.
+"""The local stream runner: DynamoDB Streams → the process and fold Lambda handlers, as their event source mappings do.
 
 It reproduces the mapping's semantics: batches of up to `batch_size` records (waiting up to
 `batch_window` seconds to fill one), Lambda-shaped events, `ReportBatchItemFailures` (the batch is retried
@@ -6,6 +6,10 @@ from the lowest failed sequence number), bounded retries, then the failing recor
 store (the failed-events store, route `stream:process`, replayable with `footfall failed replay`) and the
 stream moves on. The position is checkpointed in `<data-dir>/stream-checkpoint.json` after each batch, so
 a restart resumes where it stopped (at-least-once: the handler is idempotent).
+
+The fold (the counters) is a second reader of the same stream with its own filter and checkpoint
+(`fold-checkpoint.json`), run every `--fold-seconds` (`FOLD_SECONDS`, 5 s; the template's window is 10 s): a
+counter item is written once per run, whatever the number of processing batches in between.
 
 It also runs the scheduler's sweep of the due list every `--sweep-seconds` (`SWEEP_SECONDS`, 5 s), so a time-based
 transition happens within 5 s (the period) + 2 s (the sweep's `SETTLE`) + 1 s (deadlines are kept to the second) of
@@ -35,6 +39,11 @@ from shared.services.quarantine import STREAM_ROUTE, quarantine_records
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "stream-checkpoint.json"
+FOLD_CHECKPOINT_FILE = "fold-checkpoint.json"
+FOLD_SECONDS = 5.0
+"""Seconds between runs of the fold (the fold mapping's MaximumBatchingWindowInSeconds is 10 on AWS)."""
+FOLD_POLLS = 20
+"""Batches the fold takes per run at most (so a backlog of counters never holds processing back for long)."""
 SWEEP_SECONDS = 5.0
 """Seconds between sweeps of the due list (EventBridge runs the sweep every minute on AWS)."""
 ROUTE = STREAM_ROUTE
@@ -63,13 +72,23 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
     return shaped
 
 
-def _matches_filter(record: dict[str, Any]) -> bool:
-    """The mapping's filter (also in the SAM template): new event items; changes of memberships and of customers'
-    cells items, their removals included (the counters are folded from them)."""
+def _entity(record: dict[str, Any]) -> str | None:
     name = record.get("eventName")
-    entity = record["dynamodb"].get("OldImage" if name == "REMOVE" else "NewImage", {}).get("entity", {}).get("S")
-    return (name == "INSERT" and entity == "event") or (
-        name in ("INSERT", "MODIFY", "REMOVE") and entity in ("membership", "analytics_cells")
+    return record["dynamodb"].get("OldImage" if name == "REMOVE" else "NewImage", {}).get("entity", {}).get("S")
+
+
+def process_filter(record: dict[str, Any]) -> bool:
+    """The process mapping's filter (also in the SAM template): new event items, membership changes."""
+    name, entity = record.get("eventName"), _entity(record)
+    return (name == "INSERT" and entity == "event") or (name in ("INSERT", "MODIFY") and entity == "membership")
+
+
+def fold_filter(record: dict[str, Any]) -> bool:
+    """The fold mapping's filter (also in the SAM template): changes of memberships and of customers' cells items,
+    their removals included (the counters are folded from them)."""
+    return record.get("eventName") in ("INSERT", "MODIFY", "REMOVE") and _entity(record) in (
+        "membership",
+        "analytics_cells",
     )
 
 
@@ -151,6 +170,9 @@ class StreamRunner:
     batch_window: float = 0.5
     """Seconds to let a partial batch fill (the mapping's MaximumBatchingWindowInSeconds)."""
     max_attempts: int = 3
+    accepts: Callable[[dict[str, Any]], bool] = process_filter
+    """The mapping's event filter: records it refuses move the position on without an invocation."""
+    function: str = "footfall-process"
 
     def __post_init__(self) -> None:
         self.positions: dict[str, str] = self._read_checkpoint()
@@ -197,17 +219,17 @@ class StreamRunner:
             records = self.feed.read(shard_id, self.positions.get(shard_id), self.batch_size)
         if not records:
             return 0
-        wanted = [r for r in records if _matches_filter(r)]
+        wanted = [r for r in records if self.accepts(r)]
         if not wanted:  # like an event filter on the mapping: nothing to invoke for, but the position moves on
             self._advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"])
             return len(records)
         event = {"Records": [lambda_record(r, arn, self.feed.region) for r in wanted], "shardId": shard_id}
         try:
-            answer = self.handler(event, LocalContext("footfall-process"))
+            answer = self.handler(event, LocalContext(self.function))
         except Exception:
             # As on Lambda: an invocation that raised failed every record, and retries are bounded like any other
             # failure (then the lowest record is quarantined and the stream moves on), never forever.
-            logger.exception("the process handler raised")
+            logger.exception("the stream handler raised", extra={"function": self.function})
             answer = {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in wanted]}
         failures = [f["itemIdentifier"] for f in (answer or {}).get("batchItemFailures", [])]
         if not failures:
@@ -230,6 +252,16 @@ class StreamRunner:
         self.attempts = {seq: n for seq, n in self.attempts.items() if int(seq) > int(sequence)}
         self._save_checkpoint()
 
+    def catch_up(self, limit: int = FOLD_POLLS) -> int:
+        """Deliver batches until the stream is read to its end (or `limit` polls); returns the records delivered."""
+        delivered = 0
+        for _ in range(limit):
+            count = self.poll()
+            delivered += count
+            if count == 0:
+                break
+        return delivered
+
 
 def quarantine_into(store: Any) -> Callable[[dict[str, Any], str], None]:
     """The on-failure destination: a failed-event record holding the Lambda-shaped stream record."""
@@ -249,6 +281,12 @@ def main(argv: list[str] | None = None) -> None:
         "--sweep-seconds", type=float, default=SWEEP_SECONDS, help="seconds between sweeps of the due list"
     )
     parser.add_argument(
+        "--fold-seconds",
+        type=float,
+        default=float(os.environ.get("FOOTFALL_FOLD_WINDOW") or FOLD_SECONDS),
+        help="seconds between runs of the counter fold (default 5, or FOOTFALL_FOLD_WINDOW)",
+    )
+    parser.add_argument(
         "--batch-window",
         type=float,
         # The bench sets 1 s, the template's MaximumBatchingWindowInSeconds, to batch as Lambda would on AWS.
@@ -264,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     import boto3
     from botocore.config import Config
 
+    from functions.fold.handler import lambda_handler as fold_handler
     from functions.process.handler import lambda_handler, settings
     from shared.storage.dynamo import DynamoTrackingStore, make_client
     from shared.storage.sqlite import is_sqlite
@@ -273,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     client = make_client(endpoint_url=settings.dynamodb_endpoint, region=region)
     if is_sqlite(settings.dynamodb_endpoint):
         feed: Any = SqliteChangeFeed(client, settings.table_name)
+        fold_feed: Any = feed  # positions are the runners' own: the feed itself keeps nothing
     else:
         streams = boto3.client(
             "dynamodbstreams",
@@ -281,28 +321,43 @@ def main(argv: list[str] | None = None) -> None:
             config=Config(account_id_endpoint_mode="disabled"),
         )
         feed = DynamoStreamsFeed(client, streams, settings.table_name, region)
+        fold_feed = DynamoStreamsFeed(client, streams, settings.table_name, region)  # its own iterators
+    quarantine = quarantine_into(DynamoTrackingStore(settings.table_name, client=client))
     runner = StreamRunner(
         feed=feed,
         handler=lambda_handler,
         checkpoint_path=args.data_dir / CHECKPOINT_FILE,
-        quarantine=quarantine_into(DynamoTrackingStore(settings.table_name, client=client)),
+        quarantine=quarantine,
         batch_window=args.batch_window,
+    )
+    fold = StreamRunner(
+        feed=fold_feed,
+        handler=fold_handler,
+        checkpoint_path=args.data_dir / FOLD_CHECKPOINT_FILE,
+        quarantine=quarantine,
+        batch_window=0,  # its window is the time between runs
+        accepts=fold_filter,
+        function="footfall-fold",
     )
     from functions.schedule.handler import lambda_handler as schedule_handler
 
     print("READY streams", flush=True)
-    next_sweep = 0.0
+    next_sweep = next_fold = 0.0
     while True:
         try:
             if time.monotonic() >= next_sweep:  # the minute job (EventBridge on AWS), more often here
                 schedule_handler({}, LocalContext("footfall-schedule"))
                 feed.maintain()  # TTL expiry and the 24-hour trim of the embedded database's feed
                 next_sweep = time.monotonic() + args.sweep_seconds
+            if time.monotonic() >= next_fold:
+                fold.catch_up()
+                next_fold = time.monotonic() + args.fold_seconds
             if runner.poll() == 0:
                 time.sleep(args.interval)
         except Exception:  # keep the runner alive through a transient backend error; it resumes from its checkpoint
             logger.exception("stream poll failed")
             runner.feed.reset()
+            fold.feed.reset()
             time.sleep(1)
 
 

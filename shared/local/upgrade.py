@@ -1,8 +1,8 @@
 """A data directory of the former embedded backend (moto's server: snapshot and journal) moved to SQLite.
 
-`footfall import --from-moto DIR` starts that backend on DIR once more, checks that the stream runner had
-processed every change (a change it had not would never be processed after the move), and restores every item
-into `DIR/footfall.db`; the moto files are left where they are.
+`footfall import --from-moto DIR` starts that backend on DIR once more, checks that the stream runners (process
+and fold) had handed over every change (one they had not would never be processed after the move), and restores
+every item into `DIR/footfall.db`; the moto files are left where they are.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from shared.local.stack import local_env
-from shared.local.streams import CHECKPOINT_FILE, DynamoStreamsFeed, _matches_filter
+from shared.local.streams import CHECKPOINT_FILE, FOLD_CHECKPOINT_FILE, DynamoStreamsFeed, fold_filter, process_filter
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 from shared.storage.transfer import export_lines
 
@@ -62,24 +63,29 @@ def check_processed(store: DynamoTrackingStore, data_dir: Path, region: str) -> 
         config=Config(account_id_endpoint_mode="disabled"),
         **(read_credentials(data_dir) or {}),
     )
-    feed = DynamoStreamsFeed(store.client, streams, store.table_name, region)
+    for checkpoint, accepts in ((CHECKPOINT_FILE, process_filter), (FOLD_CHECKPOINT_FILE, fold_filter)):
+        feed = DynamoStreamsFeed(store.client, streams, store.table_name, region)
+        if _pending(feed, data_dir / checkpoint, accepts):
+            raise UnprocessedChangesError(
+                "the stream holds changes not processed yet: run `footfall serve --backend moto` on this data "
+                "directory until processing catches up, stop it, then import again"
+            )
+
+
+def _pending(feed: DynamoStreamsFeed, checkpoint: Path, accepts: Any) -> bool:
+    """Whether a runner (its checkpoint and filter) has records left to hand over."""
     try:
-        positions = json.loads((data_dir / CHECKPOINT_FILE).read_text())
+        positions = json.loads(checkpoint.read_text())
     except (OSError, ValueError):
         positions = {}
     for shard in feed.shards():
         position = positions.get(shard["ShardId"])
         while records := feed.read(shard["ShardId"], position, 1000):
-            # Only what the runner hands to the handler counts: the rest it skips (the handler's own writes).
-            if any(_matches_filter(record) for record in records):
-                break
+            # Only what the runner hands to its handler counts: the rest it skips (the handlers' own writes).
+            if any(accepts(record) for record in records):
+                return True
             position = records[-1]["dynamodb"]["SequenceNumber"]
-        else:
-            continue
-        raise UnprocessedChangesError(
-            "the stream holds changes not processed yet: run `footfall serve --backend moto` on this data "
-            "directory until processing catches up, stop it, then import again"
-        )
+    return False
 
 
 def moto_export(data_dir: Path, table: str, region: str) -> list[str]:

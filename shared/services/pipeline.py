@@ -6,11 +6,13 @@
    good is quarantined, the rest proceeds).
 4. **Customers** the batch changed are evaluated: segments and analytics cells, on one read of their events.
 5. **The live feed** and the processing status (views, best effort).
-6. **Counters**: the batch's cells and size changes are folded last (`services.analytics.fold`), and only the
-   records below the first failure, so a retry (which starts there) never brings a folded record back.
 
-The Lambda handler (`functions/process/handler.py`) decodes records and maps the answer; the local stream runner
-hands it Lambda-shaped batches, so this is the one place the order of the steps is written down.
+Counters are not this pipeline's: a second reader of the stream (`fold_batch`, the fold Lambda) sums the cells
+and size changes of a longer window into them, so their writes do not grow with the number of batches.
+
+The Lambda handlers (`functions/process/handler.py`, `functions/fold/handler.py`) decode records and map the
+answer; the local stream runner hands them Lambda-shaped batches, so this is the one place the order of the steps
+is written down.
 """
 
 from __future__ import annotations
@@ -55,14 +57,21 @@ class Undecodable:
 
 
 @dataclass(frozen=True)
+class Membership:
+    """A membership item's stream record: someone entered or left a segment."""
+
+    sequence: str
+    change: MembershipChange
+
+
+@dataclass(frozen=True)
 class Counted:
-    """A record that moves counters (a customer's cells, a segment's size), and the segment change it may bring."""
+    """A record that moves counters (a customer's cells, a segment's size): the fold's, not processing's."""
 
     change: CounterChange
-    membership: MembershipChange | None = None
 
 
-Decoded = StreamChange | Counted | Undecodable
+Decoded = StreamChange | Membership | Counted | Undecodable
 
 
 @dataclass
@@ -82,20 +91,16 @@ class StreamPipeline:
         self.publisher = publisher
         self._rules: dict[str, Any] = {"at": -RULES_CACHE_SECONDS, "rules": [], "definitions": Definitions()}
 
-    def run(
-        self, decoded: Sequence[tuple[Decoded, Mapping[str, Any]]], lane: str, *, failed: Iterable[str] = ()
-    ) -> Outcome:
+    def run(self, decoded: Sequence[tuple[Decoded, Mapping[str, Any]]], *, failed: Iterable[str] = ()) -> Outcome:
         """Process a batch; `decoded` pairs each record's meaning with the record (Lambda-shaped), in stream order,
-        `lane` names the stream shard the records come from, and `failed` are records already failed (they and
-        everything after them are retried, so nothing after them is folded)."""
+        and `failed` are records already failed (they are retried)."""
         outcome = Outcome(failed=set(failed))
         changes = [result for result, _ in decoded if isinstance(result, StreamChange)]
-        counted = [result for result, _ in decoded if isinstance(result, Counted)]
-        memberships = [c for c in counted if c.membership is not None]
+        memberships = [result for result, _ in decoded if isinstance(result, Membership)]
         try:
-            record_membership_changes(self.store, [c.membership for c in memberships if c.membership is not None])
+            record_membership_changes(self.store, [m.change for m in memberships])
         except StorageError:
-            outcome.failed.update(c.change.sequence for c in memberships)
+            outcome.failed.update(m.sequence for m in memberships)
         audience = [change for change in changes if change.event.source_id == AUDIENCE_SOURCE]
         outcome.failed.update(self.publish(audience))
         saved: list[str] = []
@@ -115,14 +120,11 @@ class StreamPipeline:
         )
         undecodable = [result for result, _ in decoded if isinstance(result, Undecodable)]
         records = {str(record["dynamodb"]["SequenceNumber"]): record for _, record in decoded}
-        outcome.failed.update(self._quarantine(quarantined, records, undecodable))
+        outcome.failed.update(quarantine(self.store, quarantined, records, undecodable))
         outcome.quarantined = len(quarantined) + len(undecodable)
         self.evaluate(list(dict.fromkeys(saved)), written)  # the isolation fallback may report one twice
         # The live feed never shows an identity erased since its events were stored.
         self.record_feed([c for c in events if c not in erased], [record for _, record in decoded])
-        first_failure = min((int(sequence) for sequence in outcome.failed), default=None)
-        foldable = [c.change for c in counted if first_failure is None or int(c.change.sequence) < first_failure]
-        outcome.failed.update(fold(self.store, lane, foldable))
         outcome.events_folded = len(events)
         return outcome
 
@@ -218,25 +220,6 @@ class StreamPipeline:
             logger.warning("analytics update failed; scheduled for the next sweep")
             store.put_due(retry_later(customer_ids, now=now, analytics=True))
 
-    def _quarantine(
-        self,
-        quarantined: list[tuple[StreamChange, str]],
-        records: Mapping[str, Mapping[str, Any]],
-        undecodable: list[Undecodable],
-    ) -> set[str]:
-        """Store the quarantined records; returns those that could not be stored (they are retried instead)."""
-        now = utcnow()
-        reasons = [(change.sequence, reason) for change, reason in quarantined]
-        reasons += [(bad.sequence, f"cannot be decoded: {bad.reason}") for bad in undecodable]
-        failures = [f for sequence, reason in reasons for f in record_failures([records[sequence]], reason, now=now)]
-        try:
-            if failures:
-                self.store.put_failed(failures)
-        except StorageError:
-            logger.warning("quarantine records could not be stored; their records will be retried")
-            return {sequence for sequence, _ in reasons}
-        return set()
-
     def record_feed(self, changes: list[StreamChange], records: Sequence[Mapping[str, Any]]) -> None:
         """The live feed and the processing status (best effort: they are views, not data)."""
         if not changes:
@@ -252,3 +235,45 @@ class StreamPipeline:
             )
         except (StorageError, ValueError, TypeError):
             logger.warning("live feed not updated")
+
+
+def quarantine(
+    store: Any,
+    quarantined: list[tuple[StreamChange, str]],
+    records: Mapping[str, Mapping[str, Any]],
+    undecodable: list[Undecodable],
+) -> set[str]:
+    """Store the quarantined records; returns those that could not be stored (they are retried instead)."""
+    now = utcnow()
+    reasons = [(change.sequence, reason) for change, reason in quarantined]
+    reasons += [(bad.sequence, f"cannot be decoded: {bad.reason}") for bad in undecodable]
+    failures = [f for sequence, reason in reasons for f in record_failures([records[sequence]], reason, now=now)]
+    try:
+        if failures:
+            store.put_failed(failures)
+    except StorageError:
+        logger.warning("quarantine records could not be stored; their records will be retried")
+        return {sequence for sequence, _ in reasons}
+    return set()
+
+
+def fold_batch(
+    store: Any, decoded: Sequence[tuple[Decoded, Mapping[str, Any]]], lane: str, *, failed: Iterable[str] = ()
+) -> Outcome:
+    """The fold's batch (a second reader of the stream): the counter changes summed into the counters.
+
+    `lane` names the stream shard the records come from (the fold keeps one mark per shard). Only the records
+    below the first failure are folded, so a retry (which starts there) never brings a folded record back; a
+    record that cannot be decoded is quarantined.
+    """
+    outcome = Outcome(failed=set(failed))
+    undecodable = [result for result, _ in decoded if isinstance(result, Undecodable)]
+    records = {str(record["dynamodb"]["SequenceNumber"]): record for _, record in decoded}
+    outcome.failed.update(quarantine(store, [], records, undecodable))
+    outcome.quarantined = len(undecodable)
+    first_failure = min((int(sequence) for sequence in outcome.failed), default=None)
+    counted = [r.change for r, _ in decoded if isinstance(r, Counted)]
+    foldable = [c for c in counted if first_failure is None or int(c.sequence) < first_failure]
+    outcome.failed.update(fold(store, lane, foldable))
+    outcome.events_folded = len(foldable)
+    return outcome

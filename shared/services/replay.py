@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.domain.errors import TrackingError
@@ -13,7 +14,7 @@ from shared.domain.links import unique_query
 from shared.domain.pixel import pixel_payload, strict_json
 from shared.domain.segments import Due
 from shared.ports import StoredSegment
-from shared.services.analytics import CounterChange, fold
+from shared.services.analytics import CounterChange, counter_change, fold
 from shared.services.collect import Collector, utcnow
 from shared.services.process import ProfileStore, StreamChange, process_changes
 from shared.services.quarantine import CUSTOMER_ROUTE, STREAM_ROUTE
@@ -32,6 +33,24 @@ class ReplayStore(ProfileStore, Protocol):
     def delete_failed(self, failure_id: str) -> None: ...
     def list_segments(self) -> list[StoredSegment]: ...
     def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None: ...
+
+
+def change_from_record(record: dict[str, Any]) -> Any:
+    """A Lambda-shaped stream record (wire-format images) → `CounterChange`, `StreamChange` or None: the decoder
+    `replay` takes for a quarantined stream record (moved as is from the CLI, where the TUI reached for it)."""
+    from shared.storage import items
+    from shared.storage.dynamo import deserialize_wire
+
+    data = record["dynamodb"]
+    old = deserialize_wire(data["OldImage"]) if "OldImage" in data else None
+    new = deserialize_wire(data["NewImage"]) if "NewImage" in data else None
+    created = data.get("ApproximateCreationDateTime")
+    received = datetime.fromtimestamp(float(created), UTC) if created else datetime.now(UTC)
+    counted = counter_change(data["SequenceNumber"], old, new, received=received)
+    if counted is not None:
+        return counted
+    event = items.decode_change(old=old, new=new)
+    return None if event is None else StreamChange(data["SequenceNumber"], event)
 
 
 def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decode_record: Any) -> dict[str, Any]:

@@ -77,25 +77,17 @@ def test_every_template_route_reaches_a_handler_route(lambda_context):
         module.collector.cache_clear()
 
 
-def test_process_function_consumes_the_stream_like_the_local_runner():
-    function = template()["Resources"]["ProcessFunction"]["Properties"]
-    stream = function["Events"]["Stream"]["Properties"]
-    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert stream["BisectBatchOnFunctionError"] is True
-    assert 0 < stream["MaximumRetryAttempts"] <= 10
-    assert stream["MaximumRecordAgeInSeconds"] <= 6 * 3600
-    assert "OnFailure" in stream["DestinationConfig"]
-    # the event filter lets through exactly what the local runner hands to the handler
+ENTITIES = ("event", "membership", "analytics_cells", "profile", "link", "counter", "fold")
+
+
+def _let_in(stream: dict[str, Any], local_filter: Any) -> set[tuple[str, str]]:
+    """What a mapping's event filter lets through, asserted equal to the local runner's filter record by record."""
     import json
 
-    from shared.local.streams import _matches_filter
-
     patterns = [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]]
-    # the shard's id comes in each event only with a tumbling window: the counter fold keeps a mark per shard
-    assert 0 < stream["TumblingWindowInSeconds"] <= 900
     let_in = set()
     for name in ("INSERT", "MODIFY", "REMOVE"):
-        for entity in ("event", "membership", "analytics_cells", "profile", "link", "counter", "fold"):
+        for entity in ENTITIES:
             # A REMOVE carries only the old image, the others the new one (a MODIFY both: its entity never changes).
             images = (
                 ("OldImage",) if name == "REMOVE" else ("NewImage", "OldImage") if name == "MODIFY" else ("NewImage",)
@@ -106,11 +98,39 @@ def test_process_function_consumes_the_stream_like_the_local_runner():
                 and any(entity in p["dynamodb"].get(image, {}).get("entity", {}).get("S", []) for image in images)
                 for p in patterns
             )
-            assert template_lets_it_in == _matches_filter(record), (name, entity)
+            assert template_lets_it_in == local_filter(record), (name, entity)
             if template_lets_it_in:
                 let_in.add((name, entity))
-    assert let_in == {
-        ("INSERT", "event"),
-        *((name, entity) for name in ("INSERT", "MODIFY", "REMOVE") for entity in ("membership", "analytics_cells")),
+    return let_in
+
+
+def _mapping(function: str) -> dict[str, Any]:
+    stream = template()["Resources"][function]["Properties"]["Events"]["Stream"]["Properties"]
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stream["BisectBatchOnFunctionError"] is True
+    assert 0 < stream["MaximumRetryAttempts"] <= 10
+    assert stream["MaximumRecordAgeInSeconds"] <= 6 * 3600
+    assert "OnFailure" in stream["DestinationConfig"]
+    return stream  # type: ignore[no-any-return]
+
+
+def test_process_function_consumes_the_stream_like_the_local_runner():
+    from shared.local.streams import process_filter
+
+    stream = _mapping("ProcessFunction")
+    assert stream["MaximumBatchingWindowInSeconds"] <= 1  # segments within seconds
+    assert _let_in(stream, process_filter) == {("INSERT", "event"), ("INSERT", "membership"), ("MODIFY", "membership")}
+
+
+def test_fold_function_consumes_the_stream_like_the_local_runner():
+    from shared.local.streams import FOLD_SECONDS, fold_filter
+
+    stream = _mapping("FoldFunction")
+    # the shard's id comes in each event only with a tumbling window: the fold keeps a mark per shard
+    assert 0 < stream["TumblingWindowInSeconds"] <= 900
+    # a longer window than processing's: counters are written once per window; locally it is no longer
+    assert FOLD_SECONDS <= stream["MaximumBatchingWindowInSeconds"] <= 30
+    assert _let_in(stream, fold_filter) == {
+        (name, entity) for name in ("INSERT", "MODIFY", "REMOVE") for entity in ("membership", "analytics_cells")
     }
     # (its role, and every other role, is checked in tests/infra/test_iam.py)

@@ -12,8 +12,13 @@ import pytest
 
 from shared.deploy import TEMPLATE
 
-FUNCTIONS = ("CollectFunction", "ProcessFunction", "ScheduleFunction")
-ROLES = {"CollectFunction": "CollectRole", "ProcessFunction": "ProcessRole", "ScheduleFunction": "ScheduleRole"}
+FUNCTIONS = ("CollectFunction", "ProcessFunction", "FoldFunction", "ScheduleFunction")
+ROLES = {
+    "CollectFunction": "CollectRole",
+    "ProcessFunction": "ProcessRole",
+    "FoldFunction": "FoldRole",
+    "ScheduleFunction": "ScheduleRole",
+}
 REGION = "us-east-1"
 
 

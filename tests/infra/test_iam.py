@@ -31,7 +31,7 @@ def actions(role: dict[str, Any]) -> set[str]:
 
 def test_each_function_has_its_own_role_trusted_by_lambda_only_with_no_managed_policies(translated):
     roles = [role_of(translated, function) for function in FUNCTIONS]  # each names its own role
-    assert [name for name, r in translated["Resources"].items() if r["Type"] == "AWS::IAM::Role"] == list(
+    assert sorted(name for name, r in translated["Resources"].items() if r["Type"] == "AWS::IAM::Role") == sorted(
         ROLES.values()
     )
     for role in roles:
@@ -84,10 +84,29 @@ def test_the_process_role_reads_only_its_own_tables_stream(translated):
         ("dynamodb:GetShardIterator", "Table.StreamArn"),
         ("dynamodb:ListStreams", "Table/stream/*"),
     }
-    # and it is that stream the event source mapping reads
-    (mapping,) = [r for r in translated["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
-    assert resource_ref(mapping["Properties"]["EventSourceArn"]) == "Table.StreamArn"
-    assert mapping["Properties"]["FunctionName"] == {"Ref": "ProcessFunction"}
+    # and it is that stream the event source mappings read (processing's and the fold's: two readers, the most
+    # DynamoDB Streams serves a shard without throttling)
+    mappings = [r for r in translated["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert {resource_ref(m["Properties"]["EventSourceArn"]) for m in mappings} == {"Table.StreamArn"}
+    assert sorted(m["Properties"]["FunctionName"]["Ref"] for m in mappings) == ["FoldFunction", "ProcessFunction"]
+
+
+def test_the_fold_role_reads_marks_and_updates_counters_and_nothing_else(translated):
+    role = role_of(translated, "FoldFunction")
+    assert {(a, r) for a, r in allowed(role) if a.startswith("dynamodb:") and a not in STREAM_READ} == {
+        ("dynamodb:GetItem", "Table"),
+        ("dynamodb:UpdateItem", "Table"),
+        ("dynamodb:BatchWriteItem", "Table"),
+    }
+    assert {(a, r) for a, r in allowed(role) if a in STREAM_READ} == {
+        ("dynamodb:DescribeStream", "Table.StreamArn"),
+        ("dynamodb:GetRecords", "Table.StreamArn"),
+        ("dynamodb:GetShardIterator", "Table.StreamArn"),
+        ("dynamodb:ListStreams", "Table/stream/*"),
+    }
+    assert {(a, r) for a, r in allowed(role) if not a.startswith(("dynamodb:", "logs:", "xray:"))} == {
+        ("sqs:SendMessage", "ProcessDeadLetters"),
+    }
 
 
 def test_the_process_role_writes_profiles_and_publishes_never_scans_and_can_delete_only_through_batch_write(
@@ -142,7 +161,7 @@ def denied_secrets(role: dict[str, Any]) -> set[tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("function", ["ProcessFunction", "ScheduleFunction"])
+@pytest.mark.parametrize("function", ["ProcessFunction", "FoldFunction", "ScheduleFunction"])
 def test_process_and_schedule_roles_cannot_read_or_write_source_secrets(translated, function):
     # Every table action the role is allowed is denied on the partitions holding write-key hashes and secrets
     role = role_of(translated, function)

@@ -27,7 +27,7 @@ from shared import deploy
 from shared.domain.segments import Due
 from shared.domain.sources import new_source
 from shared.local.apigw import http_answer, http_api_event
-from shared.local.streams import _matches_filter, lambda_record
+from shared.local.streams import fold_filter, lambda_record, process_filter
 from shared.services.customers import find_customer
 from shared.services.segments import SETTLE, apply_segments
 from shared.storage.dynamo import DynamoTrackingStore, make_client
@@ -44,6 +44,8 @@ BUCKET = "footfall-artifacts"
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
 # What may be in a zip besides our two packages: infra/requirements.txt and its dependencies.
 REQUIRED = {"aws_lambda_powertools", "jmespath", "typing_extensions"}
+# What of `shared` never reaches a zip (the developer's tools; infra/Makefile's LOCAL_ONLY).
+LOCAL_ONLY = {"local", "cli.py", "compose.py", "deploy.py", "simulate"}
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +204,8 @@ def invoke(
 class Stream:
     """Reads the moto table's stream as Lambda's event source mapping would hand it over (filter included)."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, accepts: Any = process_filter) -> None:
+        self.accepts = accepts
         self.streams = moto_client("dynamodbstreams", endpoint)
         table = moto_client("dynamodb", endpoint).describe_table(TableName=TABLE)
         self.arn = table["Table"]["LatestStreamArn"]
@@ -221,7 +224,7 @@ class Stream:
             for record in self.streams.get_records(ShardIterator=iterator)["Records"]:
                 self.positions[shard_id] = record["dynamodb"]["SequenceNumber"]
                 records.append(lambda_record(record, self.arn, REGION))
-        return [record for record in records if _matches_filter(record)]
+        return [record for record in records if self.accepts(record)]
 
 
 def test_each_artifact_holds_our_code_and_powertools_and_nothing_else_of_the_repository(built: Path):
@@ -230,8 +233,9 @@ def test_each_artifact_holds_our_code_and_powertools_and_nothing_else_of_the_rep
         top = {path.name.split("-")[0].removesuffix(".py") for path in artifact.iterdir()}
         # Then our two packages, and Powertools with its dependencies (dist-info directories included)
         assert top == {"functions", "shared"} | REQUIRED, (name, top)
-        assert not (artifact / "shared" / "local").exists()
-        assert not (artifact / "shared" / "cli.py").exists()
+        # and none of the developer's tools: the local stack, the CLI, the traffic simulator
+        shipped = {str(path.relative_to(artifact)) for path in (artifact / "shared").rglob("*")}
+        assert not {path for path in shipped if path.split("/")[1] in LOCAL_ONLY}, (name, sorted(shipped))
         assert (artifact / "functions" / "collect" / "footfall.js").is_file()  # data files travel too
         assert not list(artifact.rglob("__pycache__"))
         size = sum(path.stat().st_size for path in artifact.rglob("*") if path.is_file())
@@ -323,7 +327,7 @@ def test_process_handler_from_its_artifact_folds_the_stream_into_a_profile_and_p
 ):
     # Then no record failed, in any round
     assert processed, "the stream had no records for the process function"
-    assert [run["result"] for run in processed] == [{"state": {}, "batchItemFailures": []}] * len(processed)
+    assert [run["result"] for run in processed] == [{"batchItemFailures": []}] * len(processed)
     # and the batch became one customer with both identities
     customer = find_customer(world["store"], collected["user"])
     assert customer is not None
@@ -333,6 +337,31 @@ def test_process_handler_from_its_artifact_folds_the_stream_into_a_profile_and_p
         c for run in processed for c in run["calls"] if (c["service"], c["operation"]) == ("events", "PutEvents")
     ]
     assert published and all(call["buses"] == [world["bus"]] for call in published)
+
+
+@pytest.fixture(scope="module")
+def folded(processed, built_functions, runtime, world, tmp_path_factory) -> dict[str, Any]:
+    """The fold handler from its artifact, fed what its mapping lets through (as one window, one shard)."""
+    records = Stream(world["endpoint"], fold_filter).next_batch()
+    ran = invoke(
+        built_functions["FoldFunction"],
+        {"Records": records, "shardId": "shardId-0001", "window": {}, "state": {}},
+        runtime,
+        world,
+        tmp_path_factory.mktemp("fold"),
+    )
+    world["calls"]["FoldFunction"] = ran["calls"]
+    return {**ran, "records": records}
+
+
+def test_fold_handler_from_its_artifact_folds_the_customers_cells_and_sizes_into_counters(folded, world):
+    # Then every record is folded (the customer's cells and its `new_customers` entry), none failed
+    assert folded["result"] == {"state": {}, "batchItemFailures": []}
+    entities = {r["dynamodb"]["NewImage"]["entity"]["S"] for r in folded["records"]}
+    assert entities == {"analytics_cells", "membership"}
+    # and the counters equal what the stored cells say (a segment size moved by one)
+    sizes = dict(world["store"].counter_items("SEGSIZE"))
+    assert sizes["new_customers#0"] == {"net": 1}
 
 
 @pytest.fixture(scope="module")
@@ -367,11 +396,12 @@ def test_schedule_handler_from_its_artifact_sweeps_the_due_list(scheduled, world
 
 
 def test_handlers_load_nothing_but_their_artifact_the_lambda_runtime_and_the_standard_library(
-    collected, processed, scheduled, built_functions, runtime
+    collected, processed, folded, scheduled, built_functions, runtime
 ):
     for name, ran in (
         ("CollectFunction", collected),
         ("ProcessFunction", processed[0]),
+        ("FoldFunction", folded),
         ("ScheduleFunction", scheduled),
     ):
         artifact = str(built_functions[name]["artifact"])

@@ -143,6 +143,8 @@ def test_alarms_watch_iterator_age_dead_letters_errors_and_throttles(translated)
     age = alarm_on(translated, "IteratorAge", "ProcessFunction")
     assert (age["Namespace"], age["Statistic"], age["Threshold"]) == ("AWS/Lambda", "Maximum", 60_000)
     assert age["ComparisonOperator"] == "GreaterThanThreshold"  # more than 60 s behind
+    fold_age = alarm_on(translated, "IteratorAge", "FoldFunction")  # its window is longer: more than 120 s behind
+    assert (fold_age["Statistic"], fold_age["Threshold"]) == ("Maximum", 120_000)
     depth = alarm_on(translated, "ApproximateNumberOfMessagesVisible", "ProcessDeadLetters")
     assert (depth["Namespace"], depth["Threshold"], depth["ComparisonOperator"]) == (
         "AWS/SQS",
@@ -165,7 +167,7 @@ def test_every_alarm_notifies_the_topic_and_its_dimension_names_a_resource_of_th
         "TableName": "AWS::DynamoDB::Table",
     }
     alarms = of_type(translated, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 9
+    assert len(alarms) == 12  # iterator age of both stream readers, the queue, the table, per function x 2
     for name, alarm in alarms.items():
         properties = alarm["Properties"]
         assert properties["AlarmActions"] == [{"Ref": "AlarmTopic"}], name

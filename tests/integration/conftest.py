@@ -97,20 +97,24 @@ def http(ddb: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> Call
 
 @pytest.fixture
 def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
-    """The local stream runner feeding the process Lambda handler from the table's stream; `drain()` runs it dry."""
+    """The local stream runner feeding the process Lambda handler from the table's stream (moto's, or the SQLite
+    change feed); `drain()` runs it and the fold's runner (`.fold`) dry."""
     from botocore.config import Config
 
     from functions.process import handler
     from shared.local.streams import DynamoStreamsFeed, StreamRunner, quarantine_into
+    from tests.streams import drain, fold_runner
 
     handler.store.cache_clear()
     handler.pipeline.cache_clear()  # no segment rules cached from another test's table
     monkeypatch.setattr(handler, "make_client", lambda **_: ddb)
     if isinstance(ddb, SqliteClient):
         feed: Any = SqliteChangeFeed(ddb, TABLE)
+        fold_feed: Any = feed
     else:
         streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
         feed = DynamoStreamsFeed(ddb, streams, TABLE, "us-east-1")
+        fold_feed = DynamoStreamsFeed(ddb, streams, TABLE, "us-east-1")
     calls: list[dict[str, Any]] = []
 
     def invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -125,16 +129,13 @@ def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch
         batch_window=0,
     )
 
-    def drain(limit: int = 1000) -> int:
-        delivered = 0
-        for _ in range(limit):
-            count = runner.poll()
-            delivered += count
-            if count == 0 and not runner.attempts:
-                return delivered
-        raise AssertionError(f"the stream did not drain: attempts {runner.attempts}, positions {runner.positions}")
+    fold = fold_runner(ddb, fold_feed, store, tmp_path, monkeypatch)
 
-    runner.drain = drain  # type: ignore[attr-defined]
+    def drain_both(limit: int = 1000) -> int:
+        return drain(runner, fold, limit=limit)
+
+    runner.drain = drain_both  # type: ignore[attr-defined]
+    runner.fold = fold  # type: ignore[attr-defined]
     runner.calls = calls  # type: ignore[attr-defined]
     yield runner
     handler.store.cache_clear()

@@ -27,12 +27,12 @@ NOW = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every handler reads `NOW` as the time (the collector's receivedAt, processing, the minute sweep)."""
     from functions.collect import handler as collect
-    from functions.process import handler as process
+    from functions.fold import handler as fold
     from functions.schedule import handler as schedule
     from shared.services import collect as collect_service
     from shared.services import pipeline
 
-    for module in (collect, process, schedule, collect_service, pipeline):
+    for module in (collect, fold, schedule, collect_service, pipeline):
         monkeypatch.setattr(module, "utcnow", lambda: NOW)
 
 
@@ -90,10 +90,13 @@ def test_a_shop_day_lands_in_funnel_retention_timing_and_overview_exactly(
     late = call(ben, "Product Added", now - timedelta(minutes=8), message="b3")
     assert http("POST", "/v1/batch", body=json.dumps({"batch": [late, late]}), write_key=key).status == 200
     stream.drain()
+    from functions.fold import handler as fold
     from functions.process import handler
 
-    for event in stream.calls:  # every batch, delivered a second time
+    for event in stream.calls:  # every batch, delivered a second time, to processing and to the fold
         handler.lambda_handler(event, lambda_context)
+    for event in stream.fold.calls:
+        fold.lambda_handler(event, lambda_context)
     # Then the counters equal a recomputation from the stored events, and the reports say what happened
     counters_equal_recomputation(store)
     report = analytics.funnel_report(store, "purchase", start=now.date() - timedelta(days=1), end=now.date())

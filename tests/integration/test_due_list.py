@@ -37,13 +37,13 @@ QUICK = {"segments": [cart_abandoners("quick_abandoners", within="5s")]}
 def clock(monkeypatch: pytest.MonkeyPatch, stream: Any) -> dict[str, datetime]:
     """A clock every handler reads (collector, processing, scheduler); a test moves it by setting `clock["now"]`."""
     from functions.collect import handler as collect
-    from functions.process import handler as process
+    from functions.fold import handler as fold
     from functions.schedule import handler as schedule
     from shared.services import collect as collect_service
     from shared.services import pipeline
 
     now = {"now": NOW}
-    for module in (collect, process, schedule, collect_service, pipeline):
+    for module in (collect, fold, schedule, collect_service, pipeline):
         monkeypatch.setattr(module, "utcnow", lambda: now["now"])
     return now
 

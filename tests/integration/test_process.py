@@ -199,9 +199,8 @@ def test_failed_events_are_replayed_after_a_fix(http, source, store, stream, mon
     # Given a bug that makes the collector fail on one call, and the process stage fail on one customer
     import shared.services.collect as collect
     import shared.services.process as process
-    from shared.cli import _change_from_record
     from shared.services.collect import Collector
-    from shared.services.replay import replay
+    from shared.services.replay import change_from_record, replay
 
     _, key = source
     real_parse, real_apply = collect.parse_event, process.apply_events
@@ -227,7 +226,7 @@ def test_failed_events_are_replayed_after_a_fix(http, source, store, stream, mon
     monkeypatch.setattr(collect, "parse_event", real_parse)
     monkeypatch.setattr(process, "apply_events", real_apply)
     for failure in store.list_failed().items:
-        replay(store, Collector(store), failure, _change_from_record)
+        replay(store, Collector(store), failure, change_from_record)
     stream.drain()
     # Then both events made it, once, and the failed-events store is empty
     assert [e.event for e in store.list_identity_events("u", "lucky")] == ["Buggy"]

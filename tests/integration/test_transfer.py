@@ -22,6 +22,7 @@ from shared.storage.transfer import export_lines
 from tests.conftest import TABLE
 from tests.integration.test_oracle import RULES, _now, _story
 from tests.oracle import audit
+from tests.streams import drain, fold_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("ddb", ["moto"], indirect=True)]
 
@@ -86,8 +87,7 @@ def test_a_processed_table_moved_from_moto_to_sqlite_audits_the_same_and_process
             quarantine=lambda *_: None,
             batch_window=0,
         )
-        while runner.poll():
-            pass
+        drain(runner, fold_runner(copy, SqliteChangeFeed(copy, TABLE), moved, tmp_path / "copy", monkeypatch))
         # Then it is folded into the moved profile (its old stream positions do not hide it) and the audit holds
         customer = report.customer_of(f"u:{user}")
         assert moved.get_profiles([customer])[customer].profile.event_counts == {

@@ -81,30 +81,26 @@ def _stream(client: Any, table: DynamoTrackingStore, monkeypatch: pytest.MonkeyP
 
     from functions.process import handler
     from shared.local.streams import DynamoStreamsFeed, StreamRunner, quarantine_into
+    from tests.streams import drain, fold_runner
 
     handler.store.cache_clear()
     handler.pipeline.cache_clear()  # a new pipeline reads this table's rules and definitions at its first batch
     monkeypatch.setattr(handler, "make_client", lambda **_: client)
+    streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
     runner = StreamRunner(
-        feed=DynamoStreamsFeed(
-            client,
-            boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled")),
-            TABLE,
-            "us-east-1",
-        ),
+        feed=DynamoStreamsFeed(client, streams, TABLE, "us-east-1"),
         handler=handler.lambda_handler,
         checkpoint_path=path / "checkpoint.json",
         quarantine=quarantine_into(table),
         batch_window=0,
     )
 
-    def drain() -> None:
-        for _ in range(1000):
-            if runner.poll() == 0 and not runner.attempts:
-                return
-        raise AssertionError("the stream did not drain")
+    fold = fold_runner(client, DynamoStreamsFeed(client, streams, TABLE, "us-east-1"), table, path, monkeypatch)
 
-    return drain
+    def drain_both() -> None:
+        drain(runner, fold)
+
+    return drain_both
 
 
 def _seed(table: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, path: Path) -> World:

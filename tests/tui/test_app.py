@@ -15,6 +15,9 @@ from tests.tui.fakes import NOW, FakeDataSource
 from tests.tui.pilot import column, drive, notifications, settle, text
 from tui.app import make_app
 from tui.screens.customers import CustomersScreen
+from tui.screens.help import HelpScreen
+from tui.sections import SECTIONS, section
+from tui.widgets.nav import NavBar
 from tui.widgets.notice import Notice
 
 
@@ -36,24 +39,45 @@ def test_a_failing_read_is_a_notification_and_the_app_goes_on():
     drive(fake_app(failing={"customers"}), body)
 
 
+def test_every_section_has_its_key_its_nav_tab_its_help_line_and_its_palette_command():
+    async def body(pilot: Any) -> None:
+        palette = [command.title for command in pilot.app.get_system_commands(pilot.app.screen)]
+        assert [f"Go to {s.title}" for s in SECTIONS] == palette[: len(SECTIONS)]
+        for s in SECTIONS:
+            await pilot.press(s.key)
+            await settle(pilot)
+            assert (pilot.app.current_mode, type(pilot.app.screen)) == (s.mode, s.screen)
+            nav = pilot.app.screen.query_one(NavBar)
+            assert nav.active == s.mode
+            tabs = " ".join(f"{t.key} {t.title}" for t in SECTIONS)
+            assert f"Footfall {tabs} fake" in " ".join(nav.render().plain.split())
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, HelpScreen) and pilot.app.screen.help_title == SECTIONS[-1].title
+        shown = " ".join(text(pilot.app.screen.query_one("#help-keys")).split())
+        assert "switch screen: " + ", ".join(s.title for s in SECTIONS) in shown
+
+    drive(fake_app(), body, size=(140, 30))
+
+
 @pytest.mark.parametrize(
-    ("key", "notice", "read"),
+    ("mode", "notice"),
     [
-        ("1", "#overview-notice", "overview"),
-        ("4", "#funnel-notice", "funnels"),
-        ("5", "#retention-notice", "retention"),
-        ("6", "#live-notice", "live"),
+        ("overview", "#overview-notice"),
+        ("funnels", "#funnel-notice"),
+        ("retention", "#retention-notice"),
+        ("live", "#live-notice"),
     ],
 )
-def test_a_read_that_does_not_exist_yet_shows_a_placeholder(key: str, notice: str, read: str):
+def test_a_read_that_does_not_exist_yet_shows_a_placeholder(mode: str, notice: str):
     async def body(pilot: Any) -> None:
-        await pilot.press(key)
+        await pilot.press(section(mode).key)
         await settle(pilot)
         shown = pilot.app.screen.query_one(notice, Notice)
         assert shown.display and "not available yet" in text(shown)
         assert not [n for n in notifications(pilot.app) if n[0] == "error"]
 
-    drive(fake_app(unavailable={read}), body)
+    drive(fake_app(unavailable={mode}), body)
 
 
 def test_the_customer_screen_without_timing_still_shows_the_rest():

@@ -14,26 +14,15 @@ from tests.tui.conftest import Seeded, World
 from tests.tui.pilot import column, drive, notifications, rows, settle, text, type_into
 from tui.app import OperatorApp
 from tui.screens.customers import CustomerScreen, CustomersScreen
-from tui.screens.failed import FailedScreen
-from tui.screens.funnels import FunnelsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.live import LiveScreen
 from tui.screens.overview import OverviewScreen
-from tui.screens.retention import RetentionScreen
 from tui.screens.segments import SegmentScreen, SegmentsScreen
-from tui.widgets.nav import SECTIONS, NavBar
+from tui.sections import SECTIONS
+from tui.widgets.nav import NavBar
 
 pytestmark = pytest.mark.integration
 
-SCREENS = {
-    "overview": OverviewScreen,
-    "customers": CustomersScreen,
-    "segments": SegmentsScreen,
-    "funnels": FunnelsScreen,
-    "retention": RetentionScreen,
-    "live": LiveScreen,
-    "failed": FailedScreen,
-}
 REQUEST_BUDGET = 10
 """DynamoDB requests any one screen may make to draw itself (issue 6)."""
 
@@ -59,10 +48,10 @@ def count_requests(store: Any) -> Counter[str]:
 
 def nav_x(mode: str, width: int) -> int:
     """Where a section's title is on the nav bar (the bar shows the brand when there is room)."""
-    titles = [f" {key} {title} " for key, _, title in SECTIONS]
+    titles = [f" {s.key} {s.title} " for s in SECTIONS]
     x = len(" Footfall ") if width >= len(" Footfall ") + sum(map(len, titles)) else 0
-    for (_, section, _), title in zip(SECTIONS, titles, strict=True):
-        if section == mode:
+    for section, title in zip(SECTIONS, titles, strict=True):
+        if section.mode == mode:
             return x + 2
         x += len(title)
     raise KeyError(mode)
@@ -73,13 +62,13 @@ def test_every_section_by_key_click_and_palette_within_the_request_budget(pilot_
 
     async def body(pilot: Any) -> None:
         # Keys 1-7, each screen read within the budget of requests
-        for key, mode, _ in SECTIONS:
+        for section in SECTIONS:
             requests.clear()
-            await pilot.press(key)
+            await pilot.press(section.key)
             await settle(pilot)
-            assert isinstance(pilot.app.screen, SCREENS[mode])
-            assert pilot.app.screen.query_one(NavBar).active == mode
-            assert sum(requests.values()) <= budget(mode), (mode, requests)
+            assert isinstance(pilot.app.screen, section.screen)
+            assert pilot.app.screen.query_one(NavBar).active == section.mode
+            assert sum(requests.values()) <= budget(section.mode), (section.mode, requests)
         # A click on the nav bar
         await pilot.click(NavBar, offset=(nav_x("segments", pilot.app.size.width), 0))
         await settle(pilot)

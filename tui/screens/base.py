@@ -54,6 +54,7 @@ class DataScreen(Screen[None]):
 
     def _show_where(self) -> None:
         for nav in self.query(NavBar):
+            nav.sections = self.operator.SECTIONS  # from the app: tui.sections imports every screen, this one too
             nav.active = self.app.current_mode
             nav.label = self.source.label
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
 
-SECTIONS: tuple[tuple[str, str, str], ...] = (
-    ("1", "overview", "Overview"),
-    ("2", "customers", "Customers"),
-    ("3", "segments", "Segments"),
-    ("4", "funnels", "Funnels"),
-    ("5", "retention", "Retention"),
-    ("6", "live", "Live"),
-    ("7", "failed", "Failed"),
-)
-"""(key, mode, title) of every top-level screen, in order."""
+
+class Tab(Protocol):
+    """What the bar shows of a section (`tui.sections.Section` is one)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def title(self) -> str: ...
 
 
 class NavBar(Widget):
@@ -30,16 +32,18 @@ class NavBar(Widget):
     }
     """
 
-    active: reactive[str] = reactive("overview")
+    sections: reactive[tuple[Tab, ...]] = reactive(())
+    """The sections, in order (the screen hands over the app's)."""
+    active: reactive[str] = reactive("")
     """The mode shown as current."""
     label: reactive[str] = reactive("")
     """Where the data comes from (shown when there is room)."""
 
     def render(self) -> Content:
         parts = []
-        for key, mode, title in SECTIONS:
-            style = "b reverse $text-accent" if mode == self.active else "$text"
-            parts.append(f"[@click=app.switch_mode('{mode}')][{style}] [b]{key}[/b] {title} [/][/]")
+        for tab in self.sections:
+            style = "b reverse $text-accent" if tab.mode == self.active else "$text"
+            parts.append(f"[@click=app.switch_mode('{tab.mode}')][{style}] [b]{tab.key}[/b] {tab.title} [/][/]")
         tabs = Content.from_markup("".join(parts))
         brand = Content.from_markup("[b $text-accent] Footfall [/]")
         width = self.size.width

@@ -1,0 +1,49 @@
+"""The composition root of the operator's tools: the one place the CLI and the TUI get their store from.
+
+Both connect the same way: the local stack found in `--data-dir` (its `serve.json`), or the table that
+`--endpoint-url/--table/--region/--profile` name. Not shipped to Lambda (infra/Makefile): the handlers build their
+store from `shared.config.Settings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from shared.errors import OperatorError
+from shared.storage.dynamo import DynamoTrackingStore, make_client
+
+
+def open_store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str, Any]]:
+    """The store the connection arguments name, and what the TUI shows and probes with.
+
+    Args:
+        args: `data_dir`, `endpoint_url`, `table`, `region` and `profile` (the CLI's connection arguments).
+
+    Returns:
+        The store, and `{"info": <the local stack's info or None>, "credentials": <its backend's or None>}`.
+
+    Raises:
+        OperatorError: nothing names a table and no local stack runs in `data_dir`.
+    """
+    from shared.local.stack import DATABASE_FILE, DEFAULT_REGION, DEFAULT_TABLE, read_info
+    from shared.storage.sqlite import sqlite_endpoint
+
+    info = read_info(args.data_dir)
+    endpoint = args.endpoint_url
+    if endpoint is None and info is None and (args.data_dir / DATABASE_FILE).exists():
+        endpoint = sqlite_endpoint(args.data_dir / DATABASE_FILE)  # a data dir never served (an import): the file
+    if endpoint is None and args.profile is None and args.table is None:
+        if info is None:
+            raise OperatorError(
+                f"no local stack found in {args.data_dir} (start one with `footfall serve`), "
+                "or pass --endpoint-url / --table / --profile"
+            )
+        endpoint = info.dynamodb_endpoint
+    table = args.table or (info.table if info else DEFAULT_TABLE)
+    region = args.region or (info.region if info and endpoint == info.dynamodb_endpoint else None)
+    if endpoint:
+        region = region or DEFAULT_REGION
+    credentials = info.client_credentials(endpoint) if info else None
+    client = make_client(endpoint_url=endpoint, region=region, profile=args.profile, credentials=credentials)
+    return DynamoTrackingStore(table, client=client), {"info": info, "credentials": credentials}

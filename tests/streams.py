@@ -1,0 +1,49 @@
+"""The fold's stream runner for tests: the second reader of the stream, beside the process runner of a fixture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.local.streams import StreamRunner, fold_filter, quarantine_into
+
+
+def fold_runner(client: Any, feed: Any, store: Any, path: Path, monkeypatch: pytest.MonkeyPatch) -> StreamRunner:
+    """The local runner feeding the fold Lambda handler (its own filter and checkpoint), on the test's table read
+    through `feed` (a feed of its own: a DynamoDB stream feed keeps its iterators); `.calls` are the events it
+    handed over (to deliver them again)."""
+    from functions.fold import handler
+
+    handler.store.cache_clear()
+    monkeypatch.setattr(handler, "make_client", lambda **_: client)
+    calls: list[dict[str, Any]] = []
+
+    def invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(event)
+        return handler.lambda_handler(event, context)
+
+    runner = StreamRunner(
+        feed=feed,
+        handler=invoke,
+        checkpoint_path=path / "fold-checkpoint.json",
+        quarantine=quarantine_into(store),
+        batch_window=0,
+        accepts=fold_filter,
+        function="footfall-fold",
+    )
+    runner.calls = calls  # type: ignore[attr-defined]
+    return runner
+
+
+def drain(*runners: StreamRunner, limit: int = 1000) -> int:
+    """Poll every runner until none delivers anything and none has a batch to retry; returns records delivered."""
+    delivered = 0
+    for _ in range(limit):
+        counts = [runner.poll() for runner in runners]
+        delivered += sum(counts)
+        if not any(counts) and not any(runner.attempts for runner in runners):
+            return delivered
+    positions = [runner.positions for runner in runners]
+    raise AssertionError(f"the stream did not drain: attempts {[r.attempts for r in runners]}, positions {positions}")
