@@ -89,6 +89,7 @@ def _start_stack(args: argparse.Namespace) -> Any:
             table=args.table or stack.DEFAULT_TABLE,
             region=args.region or stack.DEFAULT_REGION,
             workers=args.workers,
+            backend=args.backend,
         )
     except RuntimeError as exc:
         raise CliError(str(exc)) from exc
@@ -909,6 +910,68 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from shared.local.files import open_private
+    from shared.storage.transfer import export_lines
+
+    store, _ = open_store(args)
+    # Every customer's data: the file is its owner's alone, like the data directory.
+    out = sys.stdout if args.file == "-" else open_private(Path(args.file), "w")
+    try:
+        count = 0
+        for line in export_lines(store):
+            out.write(line + "\n")
+            count += 1
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"exported {count} items of {store.table_name}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from shared.local.stack import ensure_table
+    from shared.storage.sqlite import is_sqlite
+    from shared.storage.transfer import import_lines
+
+    if args.from_moto:
+        lines, store = _moto_import(args)
+    else:
+        store, _ = open_store(args)
+    if is_sqlite(store.client.meta.endpoint_url):
+        # A new local database gets its table; the items' schema version comes with them (serve migrates if old).
+        ensure_table(store.client, store.table_name, stamp=False)
+    if args.from_moto:
+        count = import_lines(store, lines)
+    else:
+        source = sys.stdin if args.file == "-" else Path(args.file).open()  # noqa: SIM115 - stdin is not ours
+        try:
+            count = import_lines(store, source)
+        finally:
+            if source is not sys.stdin:
+                source.close()
+    _print(args, {"table": store.table_name, "imported": count}, lambda d: f"imported {d['imported']} items")
+    return 0
+
+
+def _moto_import(args: argparse.Namespace) -> tuple[list[str], DynamoTrackingStore]:
+    """The items of a former moto data directory, and the store to put them in (its own SQLite file by default)."""
+    from shared.local.stack import DATABASE_FILE, DEFAULT_REGION, DEFAULT_TABLE, read_info
+    from shared.local.upgrade import UnprocessedChangesError, moto_export
+    from shared.storage.sqlite import sqlite_endpoint
+
+    old = read_info(args.from_moto)
+    table = old.table if old else DEFAULT_TABLE
+    try:
+        lines = moto_export(args.from_moto, table, (old.region if old else None) or DEFAULT_REGION)
+    except (UnprocessedChangesError, RuntimeError) as exc:
+        raise CliError(str(exc)) from exc
+    if args.endpoint_url is None and args.profile is None and args.table is None:
+        client = make_client(endpoint_url=sqlite_endpoint(args.from_moto / DATABASE_FILE))
+        return lines, DynamoTrackingStore(table, client=client)
+    return lines, open_store(args)[0]
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from tui.app import run
@@ -932,6 +995,12 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_argument("--host", default="127.0.0.1")
         serve.add_argument("--port", type=int, default=8788)
         serve.add_argument("--workers", type=int, default=2, help="collector worker processes (default 2)")
+        serve.add_argument(
+            "--backend",
+            choices=("sqlite", "moto"),
+            default="sqlite",
+            help="without --endpoint-url: the embedded database (default, <data-dir>/footfall.db) or moto's server",
+        )
         _connection(serve)
         serve.set_defaults(func=func)
     demo = serve  # the loop's last parser
@@ -1089,6 +1158,24 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="upgrade the table's items to this version (idempotent; serve and deploy run it)"
     )
     migrate.set_defaults(func=cmd_migrate)
+
+    export = commands.add_parser("export", help="write every item of the table as JSON lines (DynamoDB's format)")
+    export.add_argument("file", nargs="?", default="-", help="output file (default: standard output)")
+    _connection(export)
+    export.set_defaults(func=cmd_export)
+    restore = commands.add_parser(
+        "import", help="put the items of an export into the table, as a restore (nothing is processed again)"
+    )
+    restore.add_argument("file", nargs="?", default="-", help="export file (default: standard input)")
+    restore.add_argument(
+        "--from-moto",
+        type=Path,
+        metavar="DIR",
+        help="the data directory of the former moto backend instead of a file (into DIR/footfall.db by default)",
+    )
+    _connection(restore)
+    restore.add_argument("--json", action="store_true", help="machine-readable output")
+    restore.set_defaults(func=cmd_import)
 
     tui = commands.add_parser("tui", help="the operator terminal UI: customers, segments, funnels, retention, live")
     _connection(tui)

@@ -26,10 +26,13 @@ def open_store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str,
     Raises:
         OperatorError: nothing names a table and no local stack runs in `data_dir`.
     """
-    from shared.local.stack import DEFAULT_REGION, DEFAULT_TABLE, read_info
+    from shared.local.stack import DATABASE_FILE, DEFAULT_REGION, DEFAULT_TABLE, read_info
+    from shared.storage.sqlite import sqlite_endpoint
 
     info = read_info(args.data_dir)
     endpoint = args.endpoint_url
+    if endpoint is None and info is None and (args.data_dir / DATABASE_FILE).exists():
+        endpoint = sqlite_endpoint(args.data_dir / DATABASE_FILE)  # a data dir never served (an import): the file
     if endpoint is None and args.profile is None and args.table is None:
         if info is None:
             raise OperatorError(

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from shared.local.streams import StreamRunner, fold_filter, quarantine_into
-from tests.conftest import TABLE
 
 
-def fold_runner(client: Any, streams: Any, store: Any, path: Path, monkeypatch: pytest.MonkeyPatch) -> StreamRunner:
-    """The local runner feeding the fold Lambda handler (its own filter and checkpoint), on the test's table;
-    `.calls` are the events it handed over (to deliver them again)."""
+def fold_runner(client: Any, feed: Any, store: Any, path: Path, monkeypatch: pytest.MonkeyPatch) -> StreamRunner:
+    """The local runner feeding the fold Lambda handler (its own filter and checkpoint), on the test's table read
+    through `feed` (a feed of its own: a DynamoDB stream feed keeps its iterators); `.calls` are the events it
+    handed over (to deliver them again)."""
     from functions.fold import handler
 
     handler.store.cache_clear()
@@ -25,10 +25,7 @@ def fold_runner(client: Any, streams: Any, store: Any, path: Path, monkeypatch: 
         return handler.lambda_handler(event, context)
 
     runner = StreamRunner(
-        client=client,
-        streams=streams,
-        table=TABLE,
-        region="us-east-1",
+        feed=feed,
         handler=invoke,
         checkpoint_path=path / "fold-checkpoint.json",
         quarantine=quarantine_into(store),

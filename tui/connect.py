@@ -26,7 +26,11 @@ def probe_client(
     import boto3
     from botocore.config import Config
 
+    from shared.storage.sqlite import is_sqlite
+
     endpoint = store.client.meta.endpoint_url
+    if is_sqlite(endpoint):
+        return store.client  # a file on this machine: it answers at once, or fails at once
     custom = _custom(endpoint)
     session = boto3.session.Session(profile_name=profile, region_name=store.client.meta.region_name)
     keys = dict(credentials or {})

@@ -1,4 +1,5 @@
-"""`footfall serve`: the whole pipeline on one machine, on the embedded backend or any DynamoDB endpoint."""
+"""`footfall serve`: the whole pipeline on one machine, on the embedded database (SQLite, `<data-dir>/footfall.db`),
+moto's server (`--backend moto`, for development), or any DynamoDB endpoint."""
 
 from __future__ import annotations
 
@@ -18,13 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from shared.domain.sources import new_source
 from shared.local.files import UMASK, private_dir, write_private_json
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 from shared.storage.migrate import migrate, stamp_new_table
-from shared.storage.schema import TABLE_DEFINITION
+from shared.storage.schema import TABLE_DEFINITION, TTL_ATTRIBUTE
+from shared.storage.sqlite import sqlite_endpoint
 
 INFO_FILE = "serve.json"
+DATABASE_FILE = "footfall.db"
+BACKENDS = ("sqlite", "moto")
 DEFAULT_SOURCE_FILE = "default-source.json"
 OUTBOX_FILE = "outbox.jsonl"
 STARTERS = Path(__file__).resolve().parents[2] / "infra" / "segments" / "starters.json"
@@ -98,9 +104,9 @@ def local_env(
     return env
 
 
-def ensure_table(client: Any, table: str) -> None:
+def ensure_table(client: Any, table: str, *, stamp: bool = True) -> None:
     """Create the table from the one definition unless it exists; a new table is stamped with the newest schema
-    version (`storage.migrate`: nothing to migrate)."""
+    version (`storage.migrate`: nothing to migrate) unless `stamp` is off (an import brings its own)."""
     try:
         client.describe_table(TableName=table)
         return
@@ -108,7 +114,12 @@ def ensure_table(client: Any, table: str) -> None:
         pass
     client.create_table(TableName=table, **TABLE_DEFINITION)
     client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-    stamp_new_table(DynamoTrackingStore(table, client=client))
+    with contextlib.suppress(ClientError):  # as on AWS (infra/template.yaml), where the endpoint has TTL at all
+        client.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+        )
+    if stamp:
+        stamp_new_table(DynamoTrackingStore(table, client=client))
 
 
 def ensure_migrated(store: DynamoTrackingStore, *, out: Callable[[str], None] = print) -> None:
@@ -211,9 +222,14 @@ def start(
     table: str = DEFAULT_TABLE,
     region: str = DEFAULT_REGION,
     workers: int = 2,
+    backend: str = "sqlite",
 ) -> Stack:
     """Start the backend (unless `endpoint_url`), the table, the default source, the collector workers and the
     stream runner (which feeds the process handler).
+
+    Args:
+        backend: without `endpoint_url`, where the data is: `sqlite` (the default; `<data-dir>/footfall.db`,
+            opened by every process itself) or `moto` (moto's server with its snapshots, for development).
 
     The data directory is made (or narrowed to) 0700 with its files 0600, and this process and its children
     create files 0600 from here on (umask 077).
@@ -227,6 +243,9 @@ def start(
     env = local_env(region, endpoint_url or "", table, outbox)
     credentials = None
     try:
+        if endpoint_url is None and backend == "sqlite":
+            endpoint_url = sqlite_endpoint(data_dir / DATABASE_FILE)
+            env = local_env(region, endpoint_url, table, outbox)
         if endpoint_url is None:
             from shared.local.backend import read_credentials
 

@@ -58,7 +58,7 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
     for image in ("NewImage", "OldImage", "Keys"):
         if image in data:
             data[image] = _wire(data[image])
-    return {
+    shaped = {
         "eventID": record.get("eventID", ""),
         "eventName": record["eventName"],
         "eventVersion": "1.1",
@@ -67,6 +67,9 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
         "dynamodb": data,
         "eventSourceARN": stream_arn,
     }
+    if "userIdentity" in record:  # a TTL deletion: DynamoDB's service did it (Lambda passes this on)
+        shaped["userIdentity"] = record["userIdentity"]
+    return shaped
 
 
 def _entity(record: dict[str, Any]) -> str | None:
@@ -102,14 +105,63 @@ def _wire(value: Any) -> Any:
     return value
 
 
+class DynamoStreamsFeed:
+    """A table's DynamoDB stream (AWS, moto, DynamoDB Local) read as the runner's feed: shards, then records after a
+    sequence number. A shard iterator is kept per shard while reading moves on from where the last read ended."""
+
+    def __init__(self, client: Any, streams: Any, table: str, region: str) -> None:
+        self.client = client
+        self.streams = streams
+        self.table = table
+        self.region = region
+        self._iterators: dict[str, tuple[str | None, str]] = {}
+        """shard → (the sequence number its iterator reads after, the iterator)."""
+
+    @property
+    def source_arn(self) -> str:
+        return str(self.client.describe_table(TableName=self.table)["Table"]["LatestStreamArn"])
+
+    def shards(self) -> list[dict[str, Any]]:
+        return list(self.streams.describe_stream(StreamArn=self.source_arn)["StreamDescription"]["Shards"])
+
+    def read(self, shard_id: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        cached = self._iterators.get(shard_id)
+        if cached is not None and cached[0] == after:
+            iterator = cached[1]
+        else:
+            kwargs = (
+                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+                if after
+                else {"ShardIteratorType": "TRIM_HORIZON"}
+            )
+            iterator = self.streams.get_shard_iterator(StreamArn=self.source_arn, ShardId=shard_id, **kwargs)[
+                "ShardIterator"
+            ]
+        page = self.streams.get_records(ShardIterator=iterator, Limit=limit)
+        records = list(page["Records"])
+        following = page.get("NextShardIterator")
+        if not records:
+            self._iterators[shard_id] = (after, following or iterator)
+        elif following:
+            self._iterators[shard_id] = (records[-1]["dynamodb"]["SequenceNumber"], following)
+        else:
+            self._iterators.pop(shard_id, None)
+        return records
+
+    def reset(self) -> None:
+        """Forget the iterators (after a backend error): the next reads re-open them from the positions."""
+        self._iterators.clear()
+
+    def maintain(self) -> None:
+        """Nothing to do: the endpoint expires items and trims its stream itself."""
+
+
 @dataclass
 class StreamRunner:
-    """Polls one table's stream and feeds the handler."""
+    """Polls one table's change feed (`DynamoStreamsFeed`, or the embedded database's `SqliteChangeFeed`) and feeds
+    the handler."""
 
-    client: Any
-    streams: Any
-    table: str
-    region: str
+    feed: Any
     handler: Callable[[dict[str, Any], Any], dict[str, Any]]
     checkpoint_path: Path
     quarantine: Callable[[dict[str, Any], str], None]
@@ -125,7 +177,6 @@ class StreamRunner:
     def __post_init__(self) -> None:
         self.positions: dict[str, str] = self._read_checkpoint()
         self.attempts: dict[str, int] = {}
-        self.iterators: dict[str, str] = {}
 
     def _read_checkpoint(self) -> dict[str, str]:
         try:
@@ -141,15 +192,11 @@ class StreamRunner:
             os.fsync(handle.fileno())
         tmp.replace(self.checkpoint_path)
 
-    def stream_arn(self) -> str:
-        return str(self.client.describe_table(TableName=self.table)["Table"]["LatestStreamArn"])
-
     def poll(self) -> int:
         """Deliver at most one batch per shard; returns the number of records delivered."""
-        arn = self.stream_arn()
-        shards = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        arn = self.feed.source_arn
         delivered = 0
-        for shard in shards:
+        for shard in self.feed.shards():
             self._forget_trimmed(shard)
             delivered += self._poll_shard(arn, shard["ShardId"])
         return delivered
@@ -164,36 +211,19 @@ class StreamRunner:
                 "stream records were trimmed before processing", extra={"lost": int(first) - int(position) - 1}
             )
             del self.positions[shard["ShardId"]]
-            self.iterators.pop(shard["ShardId"], None)
-
-    def _iterator(self, arn: str, shard_id: str) -> str:
-        if shard_id not in self.iterators:
-            position = self.positions.get(shard_id)
-            kwargs = (
-                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": position}
-                if position
-                else {"ShardIteratorType": "TRIM_HORIZON"}
-            )
-            self.iterators[shard_id] = self.streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id, **kwargs)[
-                "ShardIterator"
-            ]
-        return self.iterators[shard_id]
 
     def _poll_shard(self, arn: str, shard_id: str) -> int:
-        page = self.streams.get_records(ShardIterator=self._iterator(arn, shard_id), Limit=self.batch_size)
-        records = page["Records"]
+        records = self.feed.read(shard_id, self.positions.get(shard_id), self.batch_size)
         if 0 < len(records) < self.batch_size and self.batch_window > 0:
             time.sleep(self.batch_window)  # the batching window: let the batch fill a little
-            page = self.streams.get_records(ShardIterator=self._iterator(arn, shard_id), Limit=self.batch_size)
-            records = page["Records"]
+            records = self.feed.read(shard_id, self.positions.get(shard_id), self.batch_size)
         if not records:
-            self.iterators[shard_id] = page.get("NextShardIterator") or self.iterators[shard_id]
             return 0
         wanted = [r for r in records if self.accepts(r)]
         if not wanted:  # like an event filter on the mapping: nothing to invoke for, but the position moves on
-            self._advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"], page.get("NextShardIterator"))
+            self._advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"])
             return len(records)
-        event = {"Records": [lambda_record(r, arn, self.region) for r in wanted], "shardId": shard_id}
+        event = {"Records": [lambda_record(r, arn, self.feed.region) for r in wanted], "shardId": shard_id}
         try:
             answer = self.handler(event, LocalContext(self.function))
         except Exception:
@@ -203,7 +233,7 @@ class StreamRunner:
             answer = {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in wanted]}
         failures = [f["itemIdentifier"] for f in (answer or {}).get("batchItemFailures", [])]
         if not failures:
-            self._advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"], page.get("NextShardIterator"))
+            self._advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"])
             return len(records)
         lowest = min(failures, key=int)
         before = [r for r in records if int(r["dynamodb"]["SequenceNumber"]) < int(lowest)]
@@ -211,22 +241,16 @@ class StreamRunner:
         if self.attempts[lowest] >= self.max_attempts:
             poison = next(r for r in event["Records"] if r["dynamodb"]["SequenceNumber"] == lowest)
             self.quarantine(poison, f"stream record failed {self.attempts.pop(lowest)} times")
-            self._advance(shard_id, lowest, None)
+            self._advance(shard_id, lowest)
             return len(before) + 1
         if before:
-            self._advance(shard_id, before[-1]["dynamodb"]["SequenceNumber"], None)
-        else:
-            self.iterators.pop(shard_id, None)
+            self._advance(shard_id, before[-1]["dynamodb"]["SequenceNumber"])
         return len(before)
 
-    def _advance(self, shard_id: str, sequence: str, next_iterator: str | None) -> None:
+    def _advance(self, shard_id: str, sequence: str) -> None:
         self.positions[shard_id] = sequence
         self.attempts = {seq: n for seq, n in self.attempts.items() if int(seq) > int(sequence)}
         self._save_checkpoint()
-        if next_iterator:
-            self.iterators[shard_id] = next_iterator
-        else:
-            self.iterators.pop(shard_id, None)  # re-open after the checkpoint
 
     def catch_up(self, limit: int = FOLD_POLLS) -> int:
         """Deliver batches until the stream is read to its end (or `limit` polls); returns the records delivered."""
@@ -281,31 +305,33 @@ def main(argv: list[str] | None = None) -> None:
     from functions.fold.handler import lambda_handler as fold_handler
     from functions.process.handler import lambda_handler, settings
     from shared.storage.dynamo import DynamoTrackingStore, make_client
+    from shared.storage.sqlite import is_sqlite
+    from shared.storage.sqlite.feed import SqliteChangeFeed
 
     region = os.environ.get("AWS_REGION", "us-east-1")
     client = make_client(endpoint_url=settings.dynamodb_endpoint, region=region)
-    streams = boto3.client(
-        "dynamodbstreams",
-        endpoint_url=settings.dynamodb_endpoint,
-        region_name=region,
-        config=Config(account_id_endpoint_mode="disabled"),
-    )
+    if is_sqlite(settings.dynamodb_endpoint):
+        feed: Any = SqliteChangeFeed(client, settings.table_name)
+        fold_feed: Any = feed  # positions are the runners' own: the feed itself keeps nothing
+    else:
+        streams = boto3.client(
+            "dynamodbstreams",
+            endpoint_url=settings.dynamodb_endpoint,
+            region_name=region,
+            config=Config(account_id_endpoint_mode="disabled"),
+        )
+        feed = DynamoStreamsFeed(client, streams, settings.table_name, region)
+        fold_feed = DynamoStreamsFeed(client, streams, settings.table_name, region)  # its own iterators
     quarantine = quarantine_into(DynamoTrackingStore(settings.table_name, client=client))
     runner = StreamRunner(
-        client=client,
-        streams=streams,
-        table=settings.table_name,
-        region=region,
+        feed=feed,
         handler=lambda_handler,
         checkpoint_path=args.data_dir / CHECKPOINT_FILE,
         quarantine=quarantine,
         batch_window=args.batch_window,
     )
     fold = StreamRunner(
-        client=client,
-        streams=streams,
-        table=settings.table_name,
-        region=region,
+        feed=fold_feed,
         handler=fold_handler,
         checkpoint_path=args.data_dir / FOLD_CHECKPOINT_FILE,
         quarantine=quarantine,
@@ -321,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if time.monotonic() >= next_sweep:  # the minute job (EventBridge on AWS), more often here
                 schedule_handler({}, LocalContext("footfall-schedule"))
+                feed.maintain()  # TTL expiry and the 24-hour trim of the embedded database's feed
                 next_sweep = time.monotonic() + args.sweep_seconds
             if time.monotonic() >= next_fold:
                 fold.catch_up()
@@ -329,8 +356,8 @@ def main(argv: list[str] | None = None) -> None:
                 time.sleep(args.interval)
         except Exception:  # keep the runner alive through a transient backend error; it resumes from its checkpoint
             logger.exception("stream poll failed")
-            runner.iterators.clear()
-            fold.iterators.clear()
+            runner.feed.reset()
+            fold.feed.reset()
             time.sleep(1)
 
 

@@ -101,7 +101,15 @@ def make_client(
             collector's CPU), since their requests are built by this module, whose tests run with it on.
         credentials: `aws_access_key_id` and `aws_secret_access_key` to use instead of the session's (the
             embedded backend's, read from the local stack's data directory).
+
+    An `endpoint_url` of `sqlite:///path` opens the embedded database there (`shared.storage.sqlite`) instead.
     """
+    from shared.storage.sqlite import is_sqlite, sqlite_path
+
+    if is_sqlite(endpoint_url):
+        from shared.storage.sqlite.engine import SqliteClient
+
+        return SqliteClient(sqlite_path(str(endpoint_url)), region=region or "local")  # type: ignore[return-value]
     import boto3
     from botocore.config import Config
 

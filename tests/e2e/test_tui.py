@@ -107,7 +107,7 @@ def test_the_tui_against_footfall_serve(local_stack: LocalStack, terminal: Termi
     # When the TUI opens on the stack (found through its data dir)
     terminal.start([*FOOTFALL, "tui", "--data-dir", str(local_stack.data_dir)], width=120, height=32, env=_env())
     # Then the overview, with where the data is
-    terminal.wait_for("1 Overview", "Events per minute", "Top events today", "local · footfall @ http")
+    terminal.wait_for("1 Overview", "Events per minute", "Top events today", "local · footfall @ sqlite:")
     # Customers: the list, a search by e-mail, the customer screen and back
     terminal.keys("2")
     terminal.wait_for("u:tia", "page 1")

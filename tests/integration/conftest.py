@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -15,12 +17,23 @@ from shared.domain.sources import Source
 from shared.local.apigw import http_answer, http_api_event
 from shared.storage.dynamo import DynamoTrackingStore, RetryPolicy
 from shared.storage.schema import TABLE_DEFINITION
+from shared.storage.sqlite.engine import SqliteClient
+from shared.storage.sqlite.feed import SqliteChangeFeed
 from tests.builders import a_source
 from tests.conftest import TABLE
 
 
 @pytest.fixture
-def ddb(aws_credentials: None) -> Iterator[Any]:
+def ddb(request: pytest.FixtureRequest, aws_credentials: None, tmp_path: Path) -> Iterator[Any]:
+    """The DynamoDB client: moto's, or the embedded database's (`SqliteClient`) for a test parametrized with
+    `ddb="sqlite"` (indirect), or for every test with `FOOTFALL_TEST_BACKEND=sqlite`."""
+    backend = getattr(request, "param", None) or os.environ.get("FOOTFALL_TEST_BACKEND", "moto")
+    if backend == "sqlite":
+        client = SqliteClient(tmp_path / "footfall.db")
+        client.create_table(TableName=TABLE, **TABLE_DEFINITION)
+        yield client
+        client.close()
+        return
     with mock_aws():
         client = boto3.client("dynamodb")
         client.create_table(TableName=TABLE, **TABLE_DEFINITION)
@@ -84,18 +97,24 @@ def http(ddb: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> Call
 
 @pytest.fixture
 def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
-    """The local stream runner feeding the process Lambda handler from moto's stream; `drain()` runs it and the
-    fold's runner (`.fold`) dry."""
+    """The local stream runner feeding the process Lambda handler from the table's stream (moto's, or the SQLite
+    change feed); `drain()` runs it and the fold's runner (`.fold`) dry."""
     from botocore.config import Config
 
     from functions.process import handler
-    from shared.local.streams import StreamRunner, quarantine_into
+    from shared.local.streams import DynamoStreamsFeed, StreamRunner, quarantine_into
     from tests.streams import drain, fold_runner
 
     handler.store.cache_clear()
     handler.pipeline.cache_clear()  # no segment rules cached from another test's table
     monkeypatch.setattr(handler, "make_client", lambda **_: ddb)
-    streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
+    if isinstance(ddb, SqliteClient):
+        feed: Any = SqliteChangeFeed(ddb, TABLE)
+        fold_feed: Any = feed
+    else:
+        streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
+        feed = DynamoStreamsFeed(ddb, streams, TABLE, "us-east-1")
+        fold_feed = DynamoStreamsFeed(ddb, streams, TABLE, "us-east-1")
     calls: list[dict[str, Any]] = []
 
     def invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -103,17 +122,14 @@ def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch
         return handler.lambda_handler(event, context)
 
     runner = StreamRunner(
-        client=ddb,
-        streams=streams,
-        table=TABLE,
-        region="us-east-1",
+        feed=feed,
         handler=invoke,
         checkpoint_path=tmp_path / "checkpoint.json",
         quarantine=quarantine_into(store),
         batch_window=0,
     )
 
-    fold = fold_runner(ddb, streams, store, tmp_path, monkeypatch)
+    fold = fold_runner(ddb, fold_feed, store, tmp_path, monkeypatch)
 
     def drain_both(limit: int = 1000) -> int:
         return drain(runner, fold, limit=limit)

@@ -12,7 +12,8 @@ from shared.services.segments import apply_segments
 from tests.builders import random_ref
 from tests.oracle import AuditError, audit
 
-pytestmark = pytest.mark.integration
+# Both backends: the audit passes on the store on SQLite fed from its own change feed, as on moto's stream.
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("ddb", ["moto", "sqlite"], indirect=True)]
 
 RULES = {"segments": [{"id": "buyers", "rule": {"count": {"event": "Order Completed"}, "gte": 1}}]}
 

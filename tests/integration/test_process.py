@@ -174,7 +174,8 @@ def test_the_runner_resumes_from_its_checkpoint(http, source, store, stream):
     send(http, key, a_track(userId="cp", event="A"))
     stream.drain()
     checkpoint = json.loads(stream.checkpoint_path.read_text())
-    stream.positions, stream.iterators = {}, {}
+    stream.positions = {}
+    stream.feed.reset()
     stream.positions.update(checkpoint)  # a fresh runner reading the same checkpoint
     send(http, key, a_track(userId="cp", event="B"))
     stream.drain()

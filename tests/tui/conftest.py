@@ -80,7 +80,7 @@ def _stream(client: Any, table: DynamoTrackingStore, monkeypatch: pytest.MonkeyP
     from botocore.config import Config
 
     from functions.process import handler
-    from shared.local.streams import StreamRunner, quarantine_into
+    from shared.local.streams import DynamoStreamsFeed, StreamRunner, quarantine_into
     from tests.streams import drain, fold_runner
 
     handler.store.cache_clear()
@@ -88,17 +88,14 @@ def _stream(client: Any, table: DynamoTrackingStore, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(handler, "make_client", lambda **_: client)
     streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
     runner = StreamRunner(
-        client=client,
-        streams=streams,
-        table=TABLE,
-        region="us-east-1",
+        feed=DynamoStreamsFeed(client, streams, TABLE, "us-east-1"),
         handler=handler.lambda_handler,
         checkpoint_path=path / "checkpoint.json",
         quarantine=quarantine_into(table),
         batch_window=0,
     )
 
-    fold = fold_runner(client, streams, table, path, monkeypatch)
+    fold = fold_runner(client, DynamoStreamsFeed(client, streams, TABLE, "us-east-1"), table, path, monkeypatch)
 
     def drain_both() -> None:
         drain(runner, fold)

@@ -1,0 +1,109 @@
+"""Moving a table's items between backends, as JSON lines in DynamoDB's export format (`{"Item": {...}}`, binary
+values base64), so a local data directory can go to AWS and an AWS table can come home for investigation.
+
+An import is a restore, like DynamoDB's ImportTable: the items are copied as they are (profiles, counters,
+memberships), never processed again. Only the profiles' applied stream positions are dropped: they are sequence
+numbers of the old table's stream, meaningless (and higher or lower at random) in the new one's, where every
+change is new. Into the embedded database it writes no change
+records; into DynamoDB it writes through BatchWriteItem, so import into a table whose stream has no consumer yet
+(before `footfall deploy` maps the process function to it), or the events would be folded in a second time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from shared.ports import CorruptItemError
+from shared.storage import items
+from shared.storage.dynamo import DynamoTrackingStore, deserialize, serialize
+from shared.storage.errors import StorageError, ThrottledError
+
+RESTORE_BATCH = 500
+
+
+def export_lines(store: DynamoTrackingStore) -> Iterator[str]:
+    """Every item of the store's table, one JSON line each (a strongly consistent, paged Scan)."""
+    start: dict[str, Any] | None = None
+    while True:
+        page = store._call(
+            store.client.scan,
+            TableName=store.table_name,
+            ConsistentRead=True,
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        for item in page.get("Items", []):
+            yield json.dumps({"Item": item}, separators=(",", ":"), default=_base64)
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return
+
+
+def import_lines(store: DynamoTrackingStore, lines: Iterable[str]) -> int:
+    """Write the items of export lines into the store's table; returns how many.
+
+    Raises:
+        StorageError: a line is not an exported item (nothing after it is written).
+        ThrottledError: some items could not be written after the retries.
+    """
+    restore = getattr(store.client, "restore_items", None)  # the embedded database: no change records
+    batch: list[dict[str, Any]] = []
+    count = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        batch.append(_item(line, number))
+        if len(batch) >= RESTORE_BATCH:
+            count += _write(store, restore, batch)
+            batch = []
+    return count + (_write(store, restore, batch) if batch else 0)
+
+
+def _write(store: DynamoTrackingStore, restore: Any, batch: list[dict[str, Any]]) -> int:
+    batch = [_restored(item) for item in batch]
+    if restore is not None:
+        restore(TableName=store.table_name, Items=batch)
+    elif store._batch_write([deserialize(item) for item in batch]):
+        raise ThrottledError("some items could not be imported; import the file again (puts are idempotent)")
+    return len(batch)
+
+
+def _restored(item: dict[str, Any]) -> dict[str, Any]:
+    """The item as the new table keeps it: a profile without the old stream's positions."""
+    if item.get("entity", {}).get("S") != items.PROFILE_ENTITY:
+        return item
+    try:
+        stored = items.item_to_profile(deserialize(item))
+    except CorruptItemError:
+        return item  # kept as it is: processing quarantines it as it would have on the old table
+    return serialize(items.profile_to_item(replace(stored, applied={})))
+
+
+def _item(line: str, number: int) -> dict[str, Any]:
+    try:
+        item = json.loads(line)["Item"]
+        return {name: _binary(value) for name, value in item.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StorageError(f"line {number} is not an exported item: {exc}") from exc
+
+
+def _base64(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"not an item value: {type(value).__name__}")
+
+
+def _binary(value: dict[str, Any]) -> dict[str, Any]:
+    kind, inner = next(iter(value.items()))
+    if kind == "B":
+        return {"B": base64.b64decode(inner)}
+    if kind == "BS":
+        return {"BS": [base64.b64decode(v) for v in inner]}
+    if kind == "M":
+        return {"M": {k: _binary(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_binary(v) for v in inner]}
+    return value
