@@ -10,8 +10,8 @@ the same run, and the ratio is reported next to the absolute figure.
    new visitors. A workload whose processing did not catch up is reported FAILED and the bench exits non-zero.
    Baseline: "naive 3", the same events' own event-item units + a de-duplication marker + a profile update each.
 2. `/v1/batch` throughput of `footfall serve` (real HTTP, keep-alive clients, 100 events a request, every event
-   must come back `accepted`). Baseline: moto's raw BatchWriteItem rate (25 items a call, items of the size of
-   real event items) on a fresh embedded backend, from as many client threads, for as long.
+   must come back `accepted`) on its default embedded database (SQLite). Baseline: a raw SQLite insert loop of the
+   same event items (one transaction per 25, one thread) on a fresh file, for as long.
 3. Import time of the collect Lambda's handler module against `import boto3` + one DynamoDB client, each in a
    fresh interpreter, interleaved, medians.
 
@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,8 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.domain.events import batch_items, format_timestamp, parse_envelope, parse_event  # noqa: E402
-from shared.local.backend import read_credentials  # noqa: E402
-from shared.local.stack import ensure_table, local_env, read_info  # noqa: E402
+from shared.local.stack import read_info  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import analytics_bench  # noqa: E402
@@ -600,8 +599,8 @@ def start_serve(workers: int) -> Serve:
             time.sleep(0.1)
         if not info.write_key or not info.collector_url.startswith(f"http://{HOST}:"):
             raise RuntimeError(f"unexpected serve.json: {info}")
-        if not info.dynamodb_endpoint.startswith(f"http://{HOST}:"):
-            raise RuntimeError(f"serve's DynamoDB endpoint is not local: {info.dynamodb_endpoint}")
+        if not info.dynamodb_endpoint.startswith((f"http://{HOST}:", "sqlite:///")):
+            raise RuntimeError(f"serve's database is not local: {info.dynamodb_endpoint}")
     except BaseException:
         discard_serve(Serve(process, data_dir, port, workers, None))
         raise
@@ -617,33 +616,6 @@ def _tail(path: Path) -> str:
     with contextlib.suppress(OSError):
         return path.read_text()[-600:]
     return ""
-
-
-@contextlib.contextmanager
-def moto_backend() -> Iterator[tuple[str, dict[str, str]]]:
-    """A fresh embedded backend (moto + journal), as `footfall serve` starts it; yields its endpoint and keys."""
-    data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-moto-"))
-    process = _track(
-        subprocess.Popen(
-            [sys.executable, "-m", "shared.local.backend", "--data-dir", str(data_dir), "--port", "0"],
-            cwd=ROOT,
-            env=local_env(REGION, "", TABLE),
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().split()
-        if not line or line[0] != "READY":
-            raise RuntimeError(f"the backend did not start (exit code {process.poll()})")
-        credentials = read_credentials(data_dir)
-        assert credentials is not None
-        yield f"http://{HOST}:{int(line[1])}", credentials
-    finally:
-        stop_process(process)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # --- figure 2: throughput ---------------------------------------------------------------------------------------
@@ -720,80 +692,54 @@ def template_items(corpus: Corpus) -> list[list[dict[str, Any]]]:
     return batches
 
 
-def moto_bodies(corpus: Corpus) -> list[bytes]:
-    """BatchWriteItem request bodies (25 real-size event items each) whose SKs carry `TAG`."""
+RAW_SCHEMA = """
+CREATE TABLE items (pk BLOB NOT NULL, sk BLOB NOT NULL, body TEXT NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID;
+"""
 
-    def wire(item: dict[str, Any]) -> dict[str, Any]:  # DynamoDB JSON on the wire: binary values in base64
+
+def sqlite_rate(corpus: Corpus, args: argparse.Namespace) -> LoadStats:
+    """A raw SQLite insert loop: the same event items (JSON bodies, binary in base64) into a fresh WAL file with the
+    embedded store's durability (`synchronous=NORMAL`), one transaction per 25, one thread: the file's ceiling."""
+    import sqlite3
+
+    def wire(item: dict[str, Any]) -> dict[str, Any]:
         return {
             name: {"B": base64.b64encode(value["B"]).decode()} if "B" in value else value
             for name, value in item.items()
         }
 
-    return [
-        json.dumps(
-            {"RequestItems": {TABLE: [{"PutRequest": {"Item": wire(item)}} for item in batch]}},
-            separators=(",", ":"),
-        ).encode()
-        for batch in template_items(corpus)
-    ]
-
-
-def moto_rate(corpus: Corpus, clients: int, args: argparse.Namespace) -> LoadStats:
-    """Raw BatchWriteItem rate of a fresh embedded backend: pre-serialized bodies, SigV4-signed, keep-alive HTTP.
-
-    No boto3 in the loop (only its signer), so the figure is the backend's, not this process's client overhead.
-    """
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    bodies = moto_bodies(corpus)
-    with moto_backend() as (endpoint, credentials):
-        signer = SigV4Auth(
-            Credentials(credentials["aws_access_key_id"], credentials["aws_secret_access_key"]), "dynamodb", REGION
-        )
-        ensure_table(make_client(endpoint_url=endpoint, region=REGION, credentials=credentials), TABLE)
-        port = int(endpoint.rsplit(":", 1)[1])
+    batches = [[wire(item) for item in batch] for batch in template_items(corpus)]
+    data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-sqlite-"))
+    try:
+        db = sqlite3.connect(data_dir / "raw.db", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(RAW_SCHEMA)
         window = Window(args.warmup, args.duration)
-
-        def writer(index: int, stats: LoadStats) -> None:
-            connection = http.client.HTTPConnection(HOST, port, timeout=60)
-            turn = index
-            try:
-                while not window.stop_event.is_set():
-                    body = fresh_body(bodies[turn % len(bodies)])
-                    turn += clients
-                    request = AWSRequest(
-                        method="POST",
-                        url=f"{endpoint}/",
-                        data=body,
-                        headers={
-                            "Content-Type": "application/x-amz-json-1.0",
-                            "X-Amz-Target": "DynamoDB_20120810.BatchWriteItem",
-                        },
-                    )
-                    signer.add_auth(request)
-                    sent = time.perf_counter()
-                    connection.request("POST", "/", body=body, headers=dict(request.headers.items()))
-                    response = connection.getresponse()
-                    data = response.read()
-                    done = time.perf_counter()
-                    if response.status != 200:
-                        stats.bad_requests += 1
-                        stats.samples.append(f"HTTP {response.status}: {data[:200]!r}")
-                        continue
-                    unprocessed = len(json.loads(data).get("UnprocessedItems", {}).get(TABLE, []))
-                    written = BATCH_WRITE_SIZE - unprocessed
-                    stats.bad_events += unprocessed
-                    stats.accepted_total += written
-                    if window.inside(done):
-                        stats.counted += written
-                        stats.requests += 1
-                        stats.latencies.append(done - sent)
-            finally:
-                connection.close()
-
-        return run_threads(clients, window, writer)
+        window.begin()
+        stats = LoadStats()
+        turn = 0
+        while time.perf_counter() < window.end:
+            batch = batches[turn % len(batches)]
+            turn += 1
+            rows = []
+            for item in batch:
+                sk = item["SK"]["S"].replace(TAG, uuid.uuid4().hex)
+                rows.append((item["PK"]["S"], sk, json.dumps({**item, "SK": {"S": sk}}, separators=(",", ":"))))
+            started = time.perf_counter()
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO items (pk, sk, body) VALUES (?, ?, ?)", rows)
+            db.execute("COMMIT")
+            done = time.perf_counter()
+            stats.accepted_total += len(rows)
+            if window.inside(done):
+                stats.counted += len(rows)
+                stats.requests += 1
+                stats.latencies.append(done - started)
+        db.close()
+        return stats
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # --- processing catch-up (throughput and steady-load runs) ----------------------------------------------------
@@ -1003,10 +949,10 @@ def main(argv: list[str] | None = None) -> int:
         phase = time.perf_counter()
         steady_lag, steady_events = paced_lag(args.steady_rate, args.duration)
         print(f"  caught up {steady_lag:.1f} s after the load, {time.perf_counter() - phase:.1f} s", flush=True)
-        print(f"baseline: raw moto BatchWriteItem, {best.clients} threads...", flush=True)
+        print("baseline: raw SQLite insert loop, 1 thread...", flush=True)
         phase = time.perf_counter()
-        moto = moto_rate(build_corpus("wk_placeholder"), best.clients, args)
-        print(f"  {moto.counted / args.duration:,.0f} items/s, {time.perf_counter() - phase:.1f} s", flush=True)
+        raw = sqlite_rate(build_corpus("wk_placeholder"), args)
+        print(f"  {raw.counted / args.duration:,.0f} items/s, {time.perf_counter() - phase:.1f} s", flush=True)
         print("analytics: funnel report read cost at 10k/100k/1M events...", flush=True)
         phase = time.perf_counter()
         figures = analytics_bench.measure()
@@ -1019,7 +965,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_all()
 
     duration = args.duration
-    moto_rate_value = moto.counted / duration
+    raw_rate_value = raw.counted / duration
     collector_rate = best.rate(duration)
     handler_ms = statistics.median(handler_times) * 1000
     boto_ms = statistics.median(boto_times) * 1000
@@ -1040,14 +986,14 @@ def main(argv: list[str] | None = None) -> int:
             seconds_or_failed(drain),
             "—",
             "—",
-            "— (reported: the collector outruns processing on moto)",
+            "— (reported: the collector outruns processing)",
             "—",
         ),
         Row(
             f"/v1/batch throughput, best (serve --workers {best.workers}, {best.clients} clients)",
             f"{collector_rate:,.0f} events/s",
-            f"{moto_rate_value:,.0f} items/s (moto BatchWriteItem, {best.clients} threads)",
-            f"{collector_rate / moto_rate_value:.3f}",
+            f"{raw_rate_value:,.0f} items/s (raw SQLite insert loop, 1 thread)",
+            f"{collector_rate / raw_rate_value:.3f}",
             f"≥ {THROUGHPUT_TARGET:,.0f} events/s",
             yes(collector_rate >= THROUGHPUT_TARGET),
         ),
@@ -1056,8 +1002,8 @@ def main(argv: list[str] | None = None) -> int:
         Row(
             f"/v1/batch throughput (serve --workers {r.workers}, {r.clients} clients)",
             f"{r.rate(duration):,.0f} events/s",
-            f"{moto_rate_value:,.0f} items/s",
-            f"{r.rate(duration) / moto_rate_value:.3f}",
+            f"{raw_rate_value:,.0f} items/s",
+            f"{r.rate(duration) / raw_rate_value:.3f}",
             "— (tried)",
             "—",
         )
@@ -1109,15 +1055,14 @@ def main(argv: list[str] | None = None) -> int:
         "userAgentData, locale, timezone, ip, UTM campaign), 1 of 4 built by the official analytics-python SDK "
         "(identify, Order Completed, Product Added). 100 events per request, unique messageIds.",
         f"Throughput: {args.warmup:g} s warm-up then {duration:g} s measured per configuration, each on a fresh "
-        "`footfall serve` (own data dir, embedded backend with its fsync'd journal); keep-alive http.client threads "
+        "`footfall serve` (own data dir, the embedded SQLite database); keep-alive http.client threads "
         f"in this process; events counted from `accepted` answers completed in the window. Best run: "
         f"{best.stats.requests:,} requests, median request latency {best_latency:.0f} ms.",
-        f"Baseline throughput: fresh `python -m shared.local.backend`, table from TABLE_DEFINITION, BatchWriteItem of "
-        f"{BATCH_WRITE_SIZE} event items (event_to_item on the same kind of parsed events, unique keys) as "
-        f"pre-serialized, SigV4-signed keep-alive HTTP requests from {best.clients} threads (no boto3 in the loop, so "
-        f"this is the backend's ceiling), same warm-up and window; {moto.bad_requests} failed requests, "
-        f"{moto.bad_events} items unprocessed. The collector's path costs the backend more per event than this: "
-        "a consistent BatchGetItem (de-duplication) besides the BatchWriteItems.",
+        f"Baseline throughput: a raw SQLite insert loop in this process (fresh WAL file, synchronous=NORMAL as the "
+        f"embedded store), {BATCH_WRITE_SIZE} event items per transaction (event_to_item on the same kind of parsed "
+        "events, unique keys, JSON bodies), one thread, same warm-up and window: the file's ceiling. The collector's "
+        "path does more per event: parsing and validating the call, a conditional put each (its own transaction, "
+        "with the change-feed row), the suppression read, HTTP.",
         "Import: `python -c` fresh interpreters, timed inside the child with time.perf_counter, interleaved; "
         f"handler {', '.join(f'{t * 1000:.0f}' for t in handler_times)} ms; "
         f"boto3 {', '.join(f'{t * 1000:.0f}' for t in boto_times)} ms.",
