@@ -16,8 +16,8 @@ the same run, and the ratio is reported next to the absolute figure.
    fresh interpreter, interleaved, medians.
 
 4. Funnel report read cost at 10k/100k/1M events (`analytics_bench.py`).
-5. Each TUI screen's reads (requests, ms, read units) on realistic data, in-process and through `footfall serve`
-   over HTTP, and the `--check` path (`recompute`) (`tui_bench.py`).
+5. Each TUI screen's reads (requests, ms, read units) on realistic data, in-process moto and on the embedded SQLite
+   database, and the `--check` path (`recompute`) (`tui_bench.py`).
 
 Default scale (about 10 minutes on a shared 2-core machine): throughput 10 s per configuration; bulk history of
 60 customers (~1,400 events); live 20 s and worst case 10 s at 50 events/s; TUI 2,500 customers x 10 events + one
@@ -1085,9 +1085,10 @@ def main(argv: list[str] | None = None) -> int:
         f"({tui_info['transitions']:,} entries: memberships, due list, audience events, history, sizes "
         f"{tui_info['segment_sizes']}); {tui_bench.FAILED_EVENTS} failed events; {tui_bench.LIVE_ITEMS} live "
         "items. Each screen's data-source reads (what it calls when it opens) timed, median of 3, requests counted "
-        "with a botocore hook, read units from one metered pass (benchmarks/meter.py); in-process, then through "
-        "`footfall serve` over HTTP on the same data (saved as the embedded backend's snapshot; serve started in "
-        f"{tui_info.get('serve_start_seconds', 0):.0f} s). Rendering is not included. Check path: "
+        "with a botocore hook, read units from one metered pass (benchmarks/meter.py); in-process moto, then on "
+        "the same data copied into an embedded SQLite database, the file opened directly as `footfall tui` opens "
+        f"`footfall serve`'s default (copied in {tui_info.get('sqlite_load_seconds', 0):.0f} s, "
+        f"{tui_info.get('sqlite_bytes', 0) / 2**20:.0f} MB with its WAL). Rendering is not included. Check path: "
         "`services.analytics.recompute` (what `funnels show --check` and `retention --check` run) on that table; "
         "baseline: its pure part (`domain.analytics.recompute`) on the same events already in memory."
     )

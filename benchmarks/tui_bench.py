@@ -1,5 +1,5 @@
 """TUI figures for `make bench`: DynamoDB requests, read units and time of each screen's reads, on realistic data,
-in-process and through `footfall serve` over HTTP; and the `--check` path the product runs (`recompute`).
+in-process moto and on the embedded SQLite database; and the `--check` path the product runs (`recompute`).
 
 The table is created from `TABLE_DEFINITION` (stream included) in an in-process moto, and filled with what the
 pipeline leaves behind for synthetic shop traffic:
@@ -11,25 +11,21 @@ pipeline leaves behind for synthetic shop traffic:
   (`evaluate_customers` → conditional membership writes and the due list; `record_membership_changes` → audience
   events, history items and size counters): segment sizes and history in the thousands;
 - hundreds of failed events over the last days; a full live feed (more live items than the screen reads).
-The fill's own stream records are dropped once it is done (as if processed), so `footfall serve` starts idle.
+The fill's own stream records are dropped once it is done (as if processed).
 
 Each screen's data-source reads (`tui.data.StoreDataSource`, what the screen calls when it opens) are timed (median
 of 3) with requests counted by a botocore hook; one more pass through `benchmarks/meter.py` bills their read units.
-Then the moto state is saved as the embedded backend's snapshot in a fresh data dir, `footfall serve` is started on
-it, and the same reads are timed through its DynamoDB endpoint over HTTP (as `footfall tui` runs them).
+Then the table is copied into a fresh SQLite database (`footfall import`'s code) and the same reads are timed on
+it, the file opened directly (as `footfall tui` opens `footfall serve`'s default).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import pickle
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -306,7 +302,7 @@ def time_check(client: Any, store: Any, filled: Filled, now: datetime) -> CheckF
 
 
 def measure(
-    customers: int = 20_000, events_each: int = 10, *, http: bool = True
+    customers: int = 20_000, events_each: int = 10, *, sqlite: bool = True
 ) -> tuple[list[ScreenFigure], dict[str, Any]]:
     import boto3
     from moto import mock_aws
@@ -343,66 +339,32 @@ def measure(
         side = boto3.client("dynamodb", region_name="us-east-1")
         figures = time_screens(client, side, source, segment, now, "in-process")
         info["check"] = time_check(client, store, filled, now)
-        if http:
-            figures += _over_http(backend, segment, now, info)
+        if sqlite:
+            figures += _on_sqlite(store, segment, now, info)
     return figures, info
 
 
-def _over_http(backend: Any, segment: str, now: datetime, info: dict[str, Any]) -> list[ScreenFigure]:
-    """Save the state as the embedded backend's snapshot, start `footfall serve` on it, read through its endpoint."""
-    import boto3
-    from botocore.config import Config
-
-    from shared.local.backend import SNAPSHOT_NAME
-    from shared.local.stack import read_info
-    from shared.storage.dynamo import DynamoTrackingStore, make_client
+def _on_sqlite(store: Any, segment: str, now: datetime, info: dict[str, Any]) -> list[ScreenFigure]:
+    """Copy the table into an embedded SQLite database (`footfall import`'s code) and read it as the TUI does on
+    `footfall serve`'s default: the database file opened directly."""
+    from shared.local.stack import ensure_table
+    from shared.storage.dynamo import DynamoTrackingStore
+    from shared.storage.sqlite.engine import SqliteClient
+    from shared.storage.transfer import export_lines, import_lines
     from tui.data import StoreDataSource
 
     data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-tui-"))
-    started = time.perf_counter()
-    with (data_dir / SNAPSHOT_NAME).open("wb") as handle:
-        pickle.dump(
-            {"generation": 1, "backends": {"123456789012": {"us-east-1": backend}}},
-            handle,
-            protocol=pickle.HIGHEST_PROTOCOL,
-        )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    footfall = Path(sys.executable).parent / "footfall"
-    log = (data_dir / "serve.log").open("w")
-    process = subprocess.Popen(
-        [str(footfall), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
     try:
-        deadline = time.monotonic() + 600
-        while (stack := read_info(data_dir)) is None:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"footfall serve did not start: {(data_dir / 'serve.log').read_text()[-600:]}")
-            time.sleep(0.2)
-        info["serve_start_seconds"] = time.perf_counter() - started
-        assert stack.credentials is not None, "footfall serve wrote no backend credentials"
-        client = make_client(endpoint_url=stack.dynamodb_endpoint, region=stack.region, credentials=stack.credentials)
-        side = boto3.client(
-            "dynamodb",
-            endpoint_url=stack.dynamodb_endpoint,
-            region_name=stack.region,
-            **stack.credentials,
-            config=Config(account_id_endpoint_mode="disabled"),
-        )
-        source = StoreDataSource(DynamoTrackingStore(stack.table, client=client))
-        return time_screens(client, side, source, segment, now, "HTTP")
+        started = time.perf_counter()
+        client = SqliteClient(data_dir / "footfall.db")
+        ensure_table(client, TABLE, stamp=False)  # the import brings the schema version
+        target = DynamoTrackingStore(TABLE, client=client)
+        import_lines(target, export_lines(store))
+        info["sqlite_load_seconds"] = time.perf_counter() - started
+        info["sqlite_bytes"] = sum(p.stat().st_size for p in data_dir.iterdir() if p.name.startswith("footfall.db"))
+        side = SqliteClient(data_dir / "footfall.db")  # the meter's own reads, unhooked
+        return time_screens(client, side, StoreDataSource(target), segment, now, "SQLite")
     finally:
-        with contextlib.suppress(Exception):
-            process.terminate()
-            process.wait(timeout=30)
-        if process.poll() is None:
-            process.kill()
-        log.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
