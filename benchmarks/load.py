@@ -235,6 +235,10 @@ def segment_figures(probes: list[Probe]) -> dict[str, Any]:
     }
 
 
+RATE_SHORTFALL = 0.95
+"""A run that sent less than this share of the asked rate did not test that rate."""
+
+
 def failures(figures: dict[str, Any]) -> list[str]:
     """Why the run misses issue #15's targets (empty when it meets them)."""
     found = []
@@ -257,6 +261,12 @@ def failures(figures: dict[str, Any]) -> list[str]:
     if segment["probes"] == 0:
         found.append("no segment probe was sent (the load was shorter than the probe interval)")
     traffic = figures["traffic"]
+    asked = figures.get("rate")
+    if asked and traffic["sending_events_per_second"] < RATE_SHORTFALL * asked:
+        found.append(
+            f"the load reached only {traffic['sending_events_per_second']:,.0f} of the {asked:,.0f} events/s asked: "
+            "every other figure is for that rate"
+        )
     if traffic["rejected"] or traffic["not_stored"]:
         found.append(f"{traffic['rejected'] + traffic['not_stored']} events not accepted")
     if figures.get("error"):

@@ -143,6 +143,11 @@ def test_verdict_passes_only_when_every_target_is_met() -> None:
     assert any("lag reached the 5 s target in 2 of 3 samples" in p for p in problems)
     assert any("new_customers entered up to 8.0 s" in p for p in problems)
 
+    short = _figures([1.0], [1.0])
+    short["rate"] = 1000.0  # the sender reached 200 events/s of the 1,000 asked
+    assert any("reached only 200 of the 1,000 events/s asked" in p for p in failures(short))
+    assert failures(short | {"rate": 205.0}) == []  # within 5 % of the asked rate
+
     lost = _figures([1.0], [1.0, None])
     lost["caught_up_after_stop_s"] = None
     problems = failures(lost)
