@@ -21,6 +21,7 @@ from shared.ports import CorruptItemError
 from shared.storage import items
 from shared.storage.dynamo import DynamoTrackingStore, deserialize, serialize
 from shared.storage.errors import StorageError, ThrottledError
+from shared.storage.sqlite.codec import decode_value
 
 RESTORE_BATCH = 500
 
@@ -85,7 +86,7 @@ def _restored(item: dict[str, Any]) -> dict[str, Any]:
 def _item(line: str, number: int) -> dict[str, Any]:
     try:
         item = json.loads(line)["Item"]
-        return {name: _binary(value) for name, value in item.items()}
+        return {name: decode_value(value) for name, value in item.items()}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StorageError(f"line {number} is not an exported item: {exc}") from exc
 
@@ -94,16 +95,3 @@ def _base64(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(value).decode("ascii")
     raise TypeError(f"not an item value: {type(value).__name__}")
-
-
-def _binary(value: dict[str, Any]) -> dict[str, Any]:
-    kind, inner = next(iter(value.items()))
-    if kind == "B":
-        return {"B": base64.b64decode(inner)}
-    if kind == "BS":
-        return {"BS": [base64.b64decode(v) for v in inner]}
-    if kind == "M":
-        return {"M": {k: _binary(v) for k, v in inner.items()}}
-    if kind == "L":
-        return {"L": [_binary(v) for v in inner]}
-    return value

@@ -32,7 +32,7 @@ def encode(item: Item) -> str:
 
 def decode(text: str) -> Item:
     """An item stored by `encode`, back in wire form (binary values as bytes, as boto3 returns them)."""
-    return {name: _decode_value(value) for name, value in json.loads(text).items()}
+    return {name: decode_value(value) for name, value in json.loads(text).items()}
 
 
 def _encode_value(value: Value) -> Value:
@@ -48,16 +48,17 @@ def _encode_value(value: Value) -> Value:
     return value
 
 
-def _decode_value(value: Value) -> Value:
+def decode_value(value: Value) -> Value:
+    """A value as JSON carries it (binary in base64) back in boto3's form (bytes); export lines use it too."""
     kind, inner = next(iter(value.items()))
     if kind == "B":
         return {"B": base64.b64decode(inner)}
     if kind == "BS":
         return {"BS": [base64.b64decode(v) for v in inner]}
     if kind == "M":
-        return {"M": {k: _decode_value(v) for k, v in inner.items()}}
+        return {"M": {k: decode_value(v) for k, v in inner.items()}}
     if kind == "L":
-        return {"L": [_decode_value(v) for v in inner]}
+        return {"L": [decode_value(v) for v in inner]}
     return value
 
 
