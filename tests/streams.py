@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from shared.local.streams import StreamRunner, fold_filter, quarantine_into
+from shared.services.quarantine import FOLD_ROUTE
 
 
 def fold_runner(client: Any, feed: Any, store: Any, path: Path, monkeypatch: pytest.MonkeyPatch) -> StreamRunner:
@@ -28,7 +29,7 @@ def fold_runner(client: Any, feed: Any, store: Any, path: Path, monkeypatch: pyt
         feed=feed,
         handler=invoke,
         checkpoint_path=path / "fold-checkpoint.json",
-        quarantine=quarantine_into(store),
+        quarantine=quarantine_into(store, FOLD_ROUTE),
         batch_window=0,
         accepts=fold_filter,
         function="footfall-fold",

@@ -3,8 +3,8 @@
 It reproduces the mapping's semantics: batches of up to `batch_size` records (waiting up to
 `batch_window` seconds to fill one), Lambda-shaped events, `ReportBatchItemFailures` (the batch is retried
 from the lowest failed sequence number), bounded retries, then the failing record goes to the on-failure
-store (the failed-events store, route `stream:process`, replayable with `footfall failed replay`) and the
-stream moves on. The position is checkpointed in `<data-dir>/stream-checkpoint.json` after each batch, so
+store (the failed-events store, route `stream:process`, or `stream:fold` for the fold's runner, replayable with
+`footfall failed replay`) and the stream moves on. The position is checkpointed in `<data-dir>/stream-checkpoint.json` after each batch, so
 a restart resumes where it stopped (at-least-once: the handler is idempotent).
 
 The fold (the counters) is a second reader of the same stream with its own filter and checkpoint
@@ -35,7 +35,7 @@ from typing import Any
 
 from shared.local.context import LocalContext
 from shared.local.files import open_private
-from shared.services.quarantine import STREAM_ROUTE, quarantine_records
+from shared.services.quarantine import FOLD_ROUTE, STREAM_ROUTE, quarantine_records
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "stream-checkpoint.json"
@@ -263,11 +263,12 @@ class StreamRunner:
         return delivered
 
 
-def quarantine_into(store: Any) -> Callable[[dict[str, Any], str], None]:
-    """The on-failure destination: a failed-event record holding the Lambda-shaped stream record."""
+def quarantine_into(store: Any, route: str = STREAM_ROUTE) -> Callable[[dict[str, Any], str], None]:
+    """The on-failure destination: a failed-event record holding the Lambda-shaped stream record (`route` names
+    the reader that set it aside: replay does what that reader does)."""
 
     def put(record: dict[str, Any], reason: str) -> None:
-        quarantine_records(store, [record], reason, now=datetime.now(UTC))
+        quarantine_records(store, [record], reason, now=datetime.now(UTC), route=route)
 
     return put
 
@@ -322,19 +323,19 @@ def main(argv: list[str] | None = None) -> None:
         )
         feed = DynamoStreamsFeed(client, streams, settings.table_name, region)
         fold_feed = DynamoStreamsFeed(client, streams, settings.table_name, region)  # its own iterators
-    quarantine = quarantine_into(DynamoTrackingStore(settings.table_name, client=client))
+    store = DynamoTrackingStore(settings.table_name, client=client)
     runner = StreamRunner(
         feed=feed,
         handler=lambda_handler,
         checkpoint_path=args.data_dir / CHECKPOINT_FILE,
-        quarantine=quarantine,
+        quarantine=quarantine_into(store),
         batch_window=args.batch_window,
     )
     fold = StreamRunner(
         feed=fold_feed,
         handler=fold_handler,
         checkpoint_path=args.data_dir / FOLD_CHECKPOINT_FILE,
-        quarantine=quarantine,
+        quarantine=quarantine_into(store, FOLD_ROUTE),
         batch_window=0,  # its window is the time between runs
         accepts=fold_filter,
         function="footfall-fold",

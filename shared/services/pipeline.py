@@ -32,7 +32,13 @@ from shared.services.analytics import CounterChange, definitions_of, fold, updat
 from shared.services.collect import utcnow
 from shared.services.overview import live_event
 from shared.services.process import StreamChange, process_isolated
-from shared.services.quarantine import failure_reason, quarantine_customer, record_failures
+from shared.services.quarantine import (
+    FOLD_ROUTE,
+    STREAM_ROUTE,
+    failure_reason,
+    quarantine_customer,
+    record_failures,
+)
 from shared.services.segments import (
     AUDIENCE_SOURCE,
     MembershipChange,
@@ -242,12 +248,16 @@ def quarantine(
     quarantined: list[tuple[StreamChange, str]],
     records: Mapping[str, Mapping[str, Any]],
     undecodable: list[Undecodable],
+    *,
+    route: str = STREAM_ROUTE,
 ) -> set[str]:
     """Store the quarantined records; returns those that could not be stored (they are retried instead)."""
     now = utcnow()
     reasons = [(change.sequence, reason) for change, reason in quarantined]
     reasons += [(bad.sequence, f"cannot be decoded: {bad.reason}") for bad in undecodable]
-    failures = [f for sequence, reason in reasons for f in record_failures([records[sequence]], reason, now=now)]
+    failures = [
+        f for sequence, reason in reasons for f in record_failures([records[sequence]], reason, now=now, route=route)
+    ]
     try:
         if failures:
             store.put_failed(failures)
@@ -269,7 +279,7 @@ def fold_batch(
     outcome = Outcome(failed=set(failed))
     undecodable = [result for result, _ in decoded if isinstance(result, Undecodable)]
     records = {str(record["dynamodb"]["SequenceNumber"]): record for _, record in decoded}
-    outcome.failed.update(quarantine(store, [], records, undecodable))
+    outcome.failed.update(quarantine(store, [], records, undecodable, route=FOLD_ROUTE))
     outcome.quarantined = len(undecodable)
     first_failure = min((int(sequence) for sequence in outcome.failed), default=None)
     counted = [r.change for r, _ in decoded if isinstance(r, Counted)]

@@ -18,6 +18,9 @@ from typing import Any, Protocol
 from shared.domain.failures import FailedEvent, failed_event, new_failure_id
 
 STREAM_ROUTE = "stream:process"
+"""A stream record processing set aside (an event, or a membership change whose audience event and history)."""
+FOLD_ROUTE = "stream:fold"
+"""A stream record the fold set aside (a customer's cells or a membership: what it adds to the counters)."""
 CUSTOMER_ROUTE = "customer:evaluate"
 
 
@@ -42,16 +45,18 @@ def _record(route: str, reason: str, raw: str, now: datetime) -> FailedEvent:
     )
 
 
-def record_failures(records: Iterable[dict[str, Any]], reason: str, *, now: datetime) -> list[FailedEvent]:
-    """Failed-event records holding Lambda-shaped stream records."""
-    return [_record(STREAM_ROUTE, reason, json.dumps(record), now) for record in records]
+def record_failures(
+    records: Iterable[dict[str, Any]], reason: str, *, now: datetime, route: str = STREAM_ROUTE
+) -> list[FailedEvent]:
+    """Failed-event records holding Lambda-shaped stream records (`route`: which reader set them aside)."""
+    return [_record(route, reason, json.dumps(record), now) for record in records]
 
 
 def quarantine_records(
-    store: QuarantineStore, records: Iterable[dict[str, Any]], reason: str, *, now: datetime
+    store: QuarantineStore, records: Iterable[dict[str, Any]], reason: str, *, now: datetime, route: str = STREAM_ROUTE
 ) -> None:
     """Set stream records aside (raises `StorageError` when that could not be stored: then retry them)."""
-    failures = record_failures(records, reason, now=now)
+    failures = record_failures(records, reason, now=now, route=route)
     if failures:
         store.put_failed(failures)
 

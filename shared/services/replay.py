@@ -13,12 +13,13 @@ from shared.domain.failures import FailedEvent
 from shared.domain.links import unique_query
 from shared.domain.pixel import pixel_payload, strict_json
 from shared.domain.segments import Due
-from shared.ports import StoredSegment
+from shared.ports import StorageError, StoredSegment
 from shared.services.analytics import CounterChange, counter_change, fold
 from shared.services.collect import Collector, utcnow
 from shared.services.process import ProfileStore, StreamChange, process_changes
-from shared.services.quarantine import CUSTOMER_ROUTE, STREAM_ROUTE
-from shared.services.segments import retry_later, rules_of
+from shared.services.quarantine import CUSTOMER_ROUTE, FOLD_ROUTE, STREAM_ROUTE
+from shared.services.segments import MembershipChange, record_membership_changes, retry_later, rules_of
+from shared.storage.analytics import CELLS_ENTITY
 
 _CALLS = {f"/v1/{call.value}": call for call in CallType}
 
@@ -35,9 +36,12 @@ class ReplayStore(ProfileStore, Protocol):
     def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None: ...
 
 
-def change_from_record(record: dict[str, Any]) -> Any:
-    """A Lambda-shaped stream record (wire-format images) → `CounterChange`, `StreamChange` or None: the decoder
-    `replay` takes for a quarantined stream record (moved as is from the CLI, where the TUI reached for it)."""
+def change_from_record(record: dict[str, Any], route: str = STREAM_ROUTE) -> Any:
+    """A quarantined Lambda-shaped stream record (wire-format images) → what replaying it does, as the reader that
+    set it aside (`route`) would have: the fold's → a `CounterChange`; processing's → a `MembershipChange` (its
+    audience event and history; the fold counted its size) or a `StreamChange` (an event); None when it carries
+    neither. A customer's cells record under processing's route was set aside before the fold had a reader of its
+    own (then processing folded it): it is folded."""
     from shared.storage import items
     from shared.storage.dynamo import deserialize_wire
 
@@ -46,9 +50,11 @@ def change_from_record(record: dict[str, Any]) -> Any:
     new = deserialize_wire(data["NewImage"]) if "NewImage" in data else None
     created = data.get("ApproximateCreationDateTime")
     received = datetime.fromtimestamp(float(created), UTC) if created else datetime.now(UTC)
-    counted = counter_change(data["SequenceNumber"], old, new, received=received)
-    if counted is not None:
-        return counted
+    if route == FOLD_ROUTE or (new or old or {}).get("entity") == CELLS_ENTITY:
+        return counter_change(data["SequenceNumber"], old, new, received=received)
+    membership = items.decode_membership_change(old=old, new=new)
+    if membership is not None:
+        return MembershipChange(**membership)
     event = items.decode_change(old=old, new=new)
     return None if event is None else StreamChange(data["SequenceNumber"], event)
 
@@ -57,7 +63,7 @@ def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decod
     """Process a failed event again; on success it leaves the failed-events store.
 
     Args:
-        decode_record: Lambda-shaped stream record → `StreamChange` (for quarantined stream records).
+        decode_record: (Lambda-shaped stream record, route) → what to replay (`change_from_record`).
 
     Raises:
         ReplayError: it cannot be replayed (authentication failures never are), or it fails again.
@@ -70,20 +76,8 @@ def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decod
         store.put_due([*retry_later([customer_id], now=now, analytics=True), *segments])
         store.delete_failed(failure.id)
         return {"replayed": failure.id, "scheduled": customer_id}
-    if failure.route == STREAM_ROUTE:
-        change: StreamChange | CounterChange | None = decode_record(json.loads(failure.raw))
-        if isinstance(change, CounterChange):
-            # Counters are sums, so a late fold is as good as an on-time one; its own mark makes it count once.
-            if fold(store, f"replay#{failure.id}", [change]):  # type: ignore[arg-type]
-                raise ReplayError("the counters could not be updated; try again")
-            store.delete_failed(failure.id)
-            return {"replayed": failure.id, "counters": len(change.delta)}
-        if change is None:
-            raise ReplayError("the stream record carries no event")
-        if process_changes(store, [change], force=True):
-            raise ReplayError("the stream record failed again")
-        store.delete_failed(failure.id)
-        return {"replayed": failure.id, "events": 1}
+    if failure.route in (STREAM_ROUTE, FOLD_ROUTE):
+        return _replay_stream_record(store, failure, decode_record(json.loads(failure.raw), failure.route))
     if failure.status == 401 or failure.source_id is None:
         raise ReplayError("refused for authentication: it cannot be replayed")
     source = collector.source(failure.source_id, fresh=True)
@@ -122,3 +116,26 @@ def _decode(failure: FailedEvent) -> tuple[list[Any], CallType | None, Any]:
         return [body], _CALLS[route], None
     # One event of a batch (or of a webhook) was recorded alone: it carries its own type.
     return [body], None, None
+
+
+def _replay_stream_record(store: ReplayStore, failure: FailedEvent, change: Any) -> dict[str, Any]:
+    """Do again what the reader that set a stream record aside does with it."""
+    if isinstance(change, MembershipChange):
+        try:
+            record_membership_changes(store, [change])
+        except StorageError as exc:
+            raise ReplayError("the audience event could not be stored; try again") from exc
+        store.delete_failed(failure.id)
+        return {"replayed": failure.id, "membership": change.segment_id}
+    if isinstance(change, CounterChange):
+        # Counters are sums, so a late fold is as good as an on-time one; its own mark makes it count once.
+        if fold(store, f"replay#{failure.id}", [change]):  # type: ignore[arg-type]
+            raise ReplayError("the counters could not be updated; try again")
+        store.delete_failed(failure.id)
+        return {"replayed": failure.id, "counters": len(change.delta)}
+    if change is None:
+        raise ReplayError("the stream record carries no event")
+    if process_changes(store, [change], force=True):
+        raise ReplayError("the stream record failed again")
+    store.delete_failed(failure.id)
+    return {"replayed": failure.id, "events": 1}

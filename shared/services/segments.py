@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from shared.domain.events import CallType, TrackingEvent, format_timestamp
 from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
+from shared.domain.results import Outcome
 from shared.domain.segments import (
     Due,
     Evaluation,
@@ -28,7 +29,15 @@ from shared.domain.segments import (
     parse_rules,
 )
 from shared.domain.sources import AUDIENCE_SOURCE
-from shared.ports import HistoryEntry, Link, RejectedWriteError, StorageError, StoredProfile, StoredSegment
+from shared.ports import (
+    HistoryEntry,
+    Link,
+    RejectedWriteError,
+    StorageError,
+    StoredProfile,
+    StoredSegment,
+    ThrottledError,
+)
 from shared.services.quarantine import failure_reason, quarantine_customer
 
 logger = logging.getLogger(__name__)
@@ -200,7 +209,9 @@ def record_membership_changes(store: Any, changes: Sequence[MembershipChange]) -
     """Turn membership changes into audience events (stored once each) and history items."""
     if not changes:
         return
-    store.put_events([audience_event(change) for change in changes])
+    outcomes = store.put_events([audience_event(change) for change in changes])
+    if Outcome.NOT_STORED in outcomes:  # throttled past the retries: the stream brings the changes again
+        raise ThrottledError(f"{outcomes.count(Outcome.NOT_STORED)} audience events could not be stored")
     store.put_history([HistoryEntry(c.segment_id, c.customer_id, c.at, c.entered, c.rule_version) for c in changes])
 
 

@@ -292,3 +292,47 @@ def test_throttled_membership_writes_are_caught_up_by_the_sweep_and_end_as_a_cle
     assert store.list_failed().items == ()  # throttling is transient: nobody was quarantined
     assert all(memberships(store, person) == {"viewers"} for person in people)
     assert len(audit(store).customers) == 3
+
+
+def test_a_membership_change_processing_sets_aside_is_replayed_as_its_audience_event_and_counted_once(
+    http, source, store, stream, outbox, monkeypatch
+):
+    # Given a segment, and audience events that cannot be stored for now (processing's part of a membership change)
+    import shared.services.pipeline as pipeline
+    from shared.ports import ThrottledError
+    from shared.services.collect import Collector
+    from shared.services.replay import change_from_record, replay
+
+    apply_segments(
+        store,
+        {"segments": [{"id": "viewers", "rule": {"count": {"event": "Viewed"}, "gte": 1}}]},
+        source="test",
+        now=datetime.now(UTC),
+        customers=[],
+    )
+    real = pipeline.record_membership_changes
+
+    def down(*_: Any) -> None:
+        raise ThrottledError("audience events are down")
+
+    monkeypatch.setattr(pipeline, "record_membership_changes", down)
+    _, key = source
+    http("POST", "/v1/track", body=json.dumps({"userId": "vera", "event": "Viewed"}), write_key=key)
+    # When the stream is run dry: processing retries the membership record, then sets it aside; the fold counts it
+    stream.drain()
+    (failure,) = store.list_failed().items
+    assert failure.route == "stream:process"
+    assert dict(store.counter_items("SEGSIZE")) == {"viewers#0": {"net": 1}}
+    assert store.segment_history("viewers") == []
+    # And after the fix it is replayed
+    monkeypatch.setattr(pipeline, "record_membership_changes", real)
+    assert replay(store, Collector(store), failure, change_from_record)["membership"] == "viewers"
+    stream.drain()
+    # Then the audience event and the history entry exist once, and the segment's size is still one
+    assert [e.event for e in store.list_identity_events("u", "vera") if e.event.startswith("Audience")] == [
+        "Audience Entered"
+    ]
+    assert len(store.segment_history("viewers")) == 1
+    assert dict(store.counter_items("SEGSIZE")) == {"viewers#0": {"net": 1}}
+    assert store.list_failed().items == ()
+    assert audit(store)
