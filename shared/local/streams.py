@@ -4,8 +4,9 @@ It reproduces the mapping's semantics: batches of up to `batch_size` records (wa
 `batch_window` seconds to fill one), Lambda-shaped events, `ReportBatchItemFailures` (the batch is retried
 from the lowest failed sequence number), bounded retries, then the failing record goes to the on-failure
 store (the failed-events store, route `stream:process`, or `stream:fold` for the fold's runner, replayable with
-`footfall failed replay`) and the stream moves on. The position is checkpointed in `<data-dir>/stream-checkpoint.json` after each batch, so
-a restart resumes where it stopped (at-least-once: the handler is idempotent).
+`footfall failed replay`) and the stream moves on. The position is checkpointed in
+`<data-dir>/stream-checkpoint.json` after each batch, so a restart resumes where it stopped (at-least-once: the
+handler is idempotent).
 
 The fold (the counters) is a second reader of the same stream with its own filter and checkpoint
 (`fold-checkpoint.json`), run every `--fold-seconds` (`FOLD_SECONDS`, 5 s; the template's window is 10 s): a
