@@ -151,6 +151,8 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
         self.failed_retention = failed_retention
         self.suppression = SuppressionCache()
         """Identities known not erased, kept while this store lives (a warm container's): see `SuppressionCache`."""
+        self._putters = ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="event-put")
+        """Threads for event puts, started on first use and kept while this store lives (not one pool a request)."""
 
     @property
     def client(self) -> DynamoDBClient:
@@ -187,9 +189,9 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
                 outcomes[index] = Outcome.DUPLICATE
             else:
                 first_index[(key[0], key[1])] = index
-        # The same read finds forgotten identities (erased on request): their events are not stored again, and an
-        # alias naming one as its previousId is not stored either (it would link the erased id again).
-        _, forgotten = self._read_suppressed([], [i for e in events for i in named_identities(e)])
+        # Forgotten identities (erased on request): their events are not stored again, and an alias naming one as
+        # its previousId is not stored either (it would link the erased id again).
+        forgotten = self.forgotten_identities([i for e in events for i in named_identities(e)])
         for index, event in enumerate(events):
             if forgotten.intersection(named_identities(event)):
                 outcomes[index] = Outcome.SUPPRESSED
@@ -203,8 +205,7 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
         """Put each item unless its key exists: ACCEPTED, DUPLICATE (it did), or NOT_STORED (throttled throughout)."""
         if len(rows) <= 1:
             return [self._put_if_new(row) for row in rows]
-        with ThreadPoolExecutor(max_workers=min(PARALLEL_PUTS, len(rows))) as pool:
-            return list(pool.map(self._put_if_new, rows))
+        return list(self._putters.map(self._put_if_new, rows))
 
     def _put_if_new(self, row: dict[str, Any]) -> Outcome:
         item = serialize(row)

@@ -88,10 +88,10 @@ class SuppressionCache:
     """What a warm container knows about erasures: identities seen NOT erased, valid while the epoch is unchanged.
 
     Protocol. A forget writes its suppression marks, then raises the epoch (one item, `ADD epoch 1`), then deletes.
-    A reader (`ErasureStorage._read_suppressed`) reads, in one strongly consistent BatchGetItem, the epoch item with
-    whatever else it needs (the collector: the events' de-duplication keys) and the marks of the identities it does
-    not know to be clear. If the epoch it reads is the one the cache was built at, the skipped identities are still
-    clear; if it changed, the cache is dropped and the skipped marks are read in a second batch.
+    A reader (`ErasureStorage.forgotten_identities`) reads, in one strongly consistent BatchGetItem, the epoch item
+    and the marks of the identities it does not know to be clear. If the epoch it reads is the one the cache was
+    built at, the skipped identities are still clear; if it changed, the cache is dropped and the skipped marks are
+    read in a second batch.
 
     Why it is safe. Marks are kept for ever and the epoch only grows. An identity is remembered as clear at epoch E
     only when its mark was read absent at a time the epoch was already E: either its mark read was in a request
@@ -247,25 +247,20 @@ class ErasureStorage:
     suppression: SuppressionCache
 
     def forgotten_identities(self, identities: Sequence[str]) -> set[str]:
-        """Which of these identities were erased (`forget`)."""
-        return self._read_suppressed([], identities)[1]
-
-    def _read_suppressed(
-        self, wanted: Sequence[tuple[str, str]], identities: Sequence[str]
-    ) -> tuple[set[tuple[str, str]], set[str]]:
-        """Which of the `wanted` keys exist, and which `identities` were erased: one strongly consistent batch read
-        (a second one only when the erasure epoch changed, or on a table that may still hold raw marks).
+        """Which of these identities were erased (`forget`): one strongly consistent batch read of the erasure epoch
+        and the marks this store does not know to be clear (a second one only when the epoch changed, or on a table
+        that may still hold raw marks).
 
         Raises:
             ThrottledError: a read could not complete.
         """
         identities = list(dict.fromkeys(identities))
         if not identities:
-            return set(self._existing(list(wanted))), set()
+            return set()
         planned, hashed_only, skipped = self.suppression.plan(identities)
         first = [i for i in identities if i not in skipped]
         marks = {key: i for i in first for key in suppression_keys(i, legacy=not hashed_only)}
-        found = self._existing([EPOCH_KEY, *wanted, *marks])
+        found = self._existing([EPOCH_KEY, *marks])
         epoch_item = found.pop(EPOCH_KEY, None)
         epoch = int(epoch_item.get("epoch", 0)) if epoch_item else 0
         now_hashed_only = bool(epoch_item) and epoch_item.get("marks") == HASHED_MARKS
@@ -284,11 +279,10 @@ class ErasureStorage:
             after=set(again) - forgotten,
             alongside=set(first) - forgotten,
         )
-        return {key for key in found if key not in marks}, forgotten
+        return forgotten
 
     def _existing(self, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        # Strongly consistent: a retry that follows a success must see it, or it would be stored twice; a forget
-        # that returned must be seen by the next request.
+        # Strongly consistent: a forget that returned must be seen by the next request.
         found = self._batch_get(  # type: ignore[attr-defined]
             [{"PK": pk, "SK": sk} for pk, sk in wanted],
             consistent=True,
