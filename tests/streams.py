@@ -1,7 +1,8 @@
-"""The fold's stream runner for tests: the second reader of the stream, beside the process runner of a fixture."""
+"""Stream runners for tests: one that records what it hands over, and the fold's (the second reader of the stream)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +20,33 @@ def fold_runner(client: Any, feed: Any, store: Any, path: Path, monkeypatch: pyt
 
     handler.store.cache_clear()
     monkeypatch.setattr(handler, "make_client", lambda **_: client)
+    return recording_runner(
+        handler.lambda_handler,
+        feed,
+        path / "fold-checkpoint.json",
+        quarantine_into(store, FOLD_ROUTE),
+        accepts=fold_filter,
+        function="footfall-fold",
+    )
+
+
+def recording_runner(
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]],
+    feed: Any,
+    checkpoint: Path,
+    quarantine: Callable[[dict[str, Any], str], None],
+    **options: Any,
+) -> StreamRunner:
+    """A stream runner without a batching window whose `.calls` are the events it handed `handler` (to deliver
+    them again)."""
     calls: list[dict[str, Any]] = []
 
     def invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
         calls.append(event)
-        return handler.lambda_handler(event, context)
+        return handler(event, context)
 
     runner = StreamRunner(
-        feed=feed,
-        handler=invoke,
-        checkpoint_path=path / "fold-checkpoint.json",
-        quarantine=quarantine_into(store, FOLD_ROUTE),
-        batch_window=0,
-        accepts=fold_filter,
-        function="footfall-fold",
+        feed=feed, handler=invoke, checkpoint_path=checkpoint, quarantine=quarantine, batch_window=0, **options
     )
     runner.calls = calls  # type: ignore[attr-defined]
     return runner

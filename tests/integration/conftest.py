@@ -102,8 +102,8 @@ def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch
     from botocore.config import Config
 
     from functions.process import handler
-    from shared.local.streams import DynamoStreamsFeed, StreamRunner, quarantine_into
-    from tests.streams import drain, fold_runner
+    from shared.local.streams import DynamoStreamsFeed, quarantine_into
+    from tests.streams import drain, fold_runner, recording_runner
 
     handler.store.cache_clear()
     handler.pipeline.cache_clear()  # no segment rules cached from another test's table
@@ -115,20 +115,7 @@ def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch
         streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
         feed = DynamoStreamsFeed(ddb, streams, TABLE, "us-east-1")
         fold_feed = DynamoStreamsFeed(ddb, streams, TABLE, "us-east-1")
-    calls: list[dict[str, Any]] = []
-
-    def invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        calls.append(event)
-        return handler.lambda_handler(event, context)
-
-    runner = StreamRunner(
-        feed=feed,
-        handler=invoke,
-        checkpoint_path=tmp_path / "checkpoint.json",
-        quarantine=quarantine_into(store),
-        batch_window=0,
-    )
-
+    runner = recording_runner(handler.lambda_handler, feed, tmp_path / "checkpoint.json", quarantine_into(store))
     fold = fold_runner(ddb, fold_feed, store, tmp_path, monkeypatch)
 
     def drain_both(limit: int = 1000) -> int:
@@ -136,7 +123,6 @@ def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch
 
     runner.drain = drain_both  # type: ignore[attr-defined]
     runner.fold = fold  # type: ignore[attr-defined]
-    runner.calls = calls  # type: ignore[attr-defined]
     yield runner
     handler.store.cache_clear()
     handler.pipeline.cache_clear()
