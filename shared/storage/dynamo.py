@@ -166,7 +166,7 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
     def put_events(self, events: Sequence[TrackingEvent]) -> list[Outcome]:
         """Store events exactly once per (identity, source, messageId), within one call too.
 
-        Each new event is one put conditional on its key being free (in parallel, `PARALLEL_PUTS` at a time): a
+        Each new event is one put conditional on its key being free (`PARALLEL_PUTS` partitions at a time): a
         failed condition means it was stored before (DUPLICATE), so de-duplication costs no read and holds even for
         two deliveries racing each other. One strongly consistent batch read finds the erasure epoch and the
         suppression marks of the identities this store does not already know to be clear at that epoch (see
@@ -202,10 +202,27 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
         return outcomes
 
     def _put_new(self, rows: list[dict[str, Any]]) -> list[Outcome]:
-        """Put each item unless its key exists: ACCEPTED, DUPLICATE (it did), or NOT_STORED (throttled throughout)."""
-        if len(rows) <= 1:
-            return [self._put_if_new(row) for row in rows]
-        return list(self._putters.map(self._put_if_new, rows))
+        """Put each item unless its key exists: ACCEPTED, DUPLICATE (it did), or NOT_STORED (throttled throughout).
+
+        Partitions are written in parallel, the items of one partition (one identity's events) one after the
+        other in the request's order: the stream brings an identity's events to processing in the order they were
+        sent (an identify before the purchase after it, not a second customer merged later).
+        """
+        partitions: dict[str, list[int]] = {}
+        for position, row in enumerate(rows):
+            partitions.setdefault(row["PK"], []).append(position)
+        outcomes: list[Outcome] = [Outcome.NOT_STORED] * len(rows)
+
+        def put_in_order(positions: list[int]) -> None:
+            for position in positions:
+                outcomes[position] = self._put_if_new(rows[position])
+
+        if len(partitions) <= 1:
+            for positions in partitions.values():
+                put_in_order(positions)
+        else:
+            list(self._putters.map(put_in_order, partitions.values()))
+        return outcomes
 
     def _put_if_new(self, row: dict[str, Any]) -> Outcome:
         item = serialize(row)

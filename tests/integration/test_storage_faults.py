@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -143,3 +144,29 @@ def test_moto_streams_need_account_id_endpoints_disabled():
         arn = client.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
         streams = boto3.client("dynamodbstreams")
         assert streams.describe_stream(StreamArn=arn)["StreamDescription"]["StreamStatus"] == "ENABLED"
+
+
+def test_one_identitys_events_are_written_in_the_order_they_were_sent(ddb, store):
+    # Given a request with forty events of one visitor among twenty other visitors' events
+    from shared.domain.events import parse_event
+    from shared.services.collect import utcnow
+
+    calls = [a_track(userId="ordered", event=f"Step {n}") for n in range(40)]
+    calls += [a_track(userId=f"other-{n}") for n in range(20)]
+    events = [parse_event(call, source_id="web", received_at=utcnow(), new_id=lambda: "x") for call in calls]
+    written: list[str] = []
+    first = {event.message_id for event in events[:5]}
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        sk = json.loads(params["body"])["Item"]["SK"]["S"]
+        if any(message_id in sk for message_id in first):
+            time.sleep(0.05)  # the first puts are slow: a put of a later event must still wait for them
+        written.append(sk)
+
+    ddb.meta.events.register("before-call.dynamodb.PutItem", record)
+    # When it is stored (other visitors' partitions in parallel with the first one's)
+    assert store.put_events(events) == [Outcome.ACCEPTED] * 60
+    # Then the visitor's events were written one after the other in the order sent (the stream keeps that order)
+    order = {event.message_id: n for n, event in enumerate(events[:40])}
+    mine = [sk for sk in written if any(message_id in sk for message_id in order)]
+    assert [next(order[m] for m in order if m in sk) for sk in mine] == list(range(40))
