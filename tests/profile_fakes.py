@@ -25,7 +25,7 @@ class InMemoryProfileStore:
     def get_links(self, identities: Sequence[str]) -> dict[str, Link]:
         return {identity: self.links[identity] for identity in identities if identity in self.links}
 
-    def forgotten_identities(self, identities: Sequence[str]) -> set[str]:
+    def forgotten_identities(self, identities: Sequence[str], *, clear_at: object = None) -> set[str]:
         return set()
 
     def link_identity(self, link: Link) -> Link:

@@ -69,7 +69,7 @@ def decode(record: DynamoDBRecord) -> Decoded | None:
         event = items.decode_change(old=old, new=new)
     except Exception as exc:
         return Undecodable(sequence, failure_reason(exc))
-    return None if event is None else StreamChange(sequence, event)
+    return None if event is None else StreamChange(sequence, event, items.clear_epoch_of(new))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -63,10 +63,13 @@ def update_customers(
     now: datetime,
     events: Mapping[str, list[TrackingEvent]] | None = None,
     profiles: Mapping[str, StoredProfile] | None = None,
+    created: Set[str] = frozenset(),
 ) -> int:
     """Recompute these customers' cells and store those that changed. Returns the counter changes they make.
 
     A customer merged away contributes nothing any more: its cells become empty (the fold takes them back).
+    `created`: customers whose profile was just created, hence with no cells stored (not read; the write is
+    conditional on there being none, so a wrong guess is read again).
 
     Raises:
         StorageError: when it could not be saved (the caller retries the batch; nothing was counted twice).
@@ -85,7 +88,8 @@ def update_customers(
         with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
             for stored, found in zip(missing, pool.map(lambda p: customer_events(store, p), missing), strict=True):
                 known[stored.profile.customer_id] = found
-        previous = store.get_cells(wanted)
+        previous = {c: StoredCells(c, 0, {}) for c in wanted if c in created}
+        previous |= store.get_cells([c for c in wanted if c not in created]) if len(previous) < len(wanted) else {}
         changes = []
         for customer_id in wanted:
             profile = profiles.get(customer_id)
@@ -105,6 +109,7 @@ def update_customers(
             if c.previous.customer_id not in conflicted
         )
         wanted = sorted(conflicted)
+        created = frozenset()  # another writer stored cells: read them
         for customer_id in conflicted:
             known.pop(customer_id, None)  # another writer moved it: read everything again
         profiles = None

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared.domain.analytics import Definitions
-from shared.domain.segments import SegmentRule
+from shared.domain.segments import Memberships, SegmentRule
 from shared.ports import RejectedWriteError, StorageError, StoredProfile
 from shared.publishers import Publishers
 from shared.services.analytics import CounterChange, definitions_of, fold, update_customers
@@ -111,6 +111,13 @@ class StreamPipeline:
         outcome.failed.update(self.publish(audience))
         saved: list[str] = []
         written: dict[str, StoredProfile] = {}
+        created: set[str] = set()
+
+        def stored(profile: StoredProfile, new: bool) -> None:
+            written[profile.profile.customer_id] = profile
+            if new:
+                created.add(profile.profile.customer_id)
+
         quarantined: list[tuple[StreamChange, str]] = []
         erased: list[StreamChange] = []
         events = [c for c in changes if c not in audience]
@@ -121,14 +128,14 @@ class StreamPipeline:
                 on_saved=saved.append,
                 quarantine=lambda group, reason: quarantined.extend((change, reason) for change in group),
                 on_erased=erased.append,
-                on_stored=lambda stored: written.__setitem__(stored.profile.customer_id, stored),
+                on_stored=stored,
             )
         )
         undecodable = [result for result, _ in decoded if isinstance(result, Undecodable)]
         records = {str(record["dynamodb"]["SequenceNumber"]): record for _, record in decoded}
         outcome.failed.update(quarantine(self.store, quarantined, records, undecodable))
         outcome.quarantined = len(quarantined) + len(undecodable)
-        self.evaluate(list(dict.fromkeys(saved)), written)  # the isolation fallback may report one twice
+        self.evaluate(list(dict.fromkeys(saved)), written, created)  # the isolation fallback may report one twice
         # The live feed never shows an identity erased since its events were stored.
         self.record_feed([c for c in events if c not in erased], [record for _, record in decoded])
         outcome.events_folded = len(events)
@@ -167,7 +174,12 @@ class StreamPipeline:
             return {change.sequence for change in audience}
         return set()
 
-    def evaluate(self, customer_ids: list[str], known: Mapping[str, StoredProfile] | None = None) -> None:
+    def evaluate(
+        self,
+        customer_ids: list[str],
+        known: Mapping[str, StoredProfile] | None = None,
+        created: Set[str] = frozenset(),
+    ) -> None:
         """Segments and analytics of the customers a batch changed, on one read of their events.
 
         The profiles are saved by then: when this fails for now, the customers go on the due list and the sweep
@@ -175,12 +187,15 @@ class StreamPipeline:
         customers are evaluated one at a time and the one that still fails is quarantined, not the others.
 
         `known` are profiles as this batch wrote them (a read would return them, unless another writer saved one
-        since: that writer evaluates it again after its own save); the others are read.
+        since: that writer evaluates it again after its own save); the others are read. `created` are customers
+        whose profile this batch created: they have no memberships, deadlines or cells yet, which are not read.
+        (A writer racing this one for a new customer found it created and evaluates it after; the transitions and
+        cells written here are conditional, so a stale guess writes nothing.)
         """
         if not customer_ids:
             return
         try:
-            self._evaluate(customer_ids, known or {})
+            self._evaluate(customer_ids, known or {}, created)
         except Exception:
             logger.exception("evaluation failed for good; evaluating one customer at a time")
             for customer_id in customer_ids:
@@ -189,7 +204,9 @@ class StreamPipeline:
                 except Exception as exc:
                     quarantine_customer(self.store, customer_id, failure_reason(exc), now=utcnow())
 
-    def _evaluate(self, customer_ids: list[str], known: Mapping[str, StoredProfile]) -> None:
+    def _evaluate(
+        self, customer_ids: list[str], known: Mapping[str, StoredProfile], created: Set[str] = frozenset()
+    ) -> None:
         store = self.store
         rules, definitions, now = self.segment_rules(), self.analytics_definitions(), utcnow()
         try:
@@ -200,7 +217,11 @@ class StreamPipeline:
             ids = [p.profile.customer_id for p in active]
             with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:  # every customer's reads at once
                 events = dict(zip(ids, pool.map(lambda p: customer_events(store, p), active), strict=True))
-                memberships = dict(zip(ids, pool.map(store.memberships_of, ids), strict=True)) if rules else {}
+                memberships: dict[str, Memberships] = {}
+                if rules:
+                    read = [i for i in ids if i not in created]
+                    memberships = {i: Memberships() for i in ids if i in created}
+                    memberships |= dict(zip(read, pool.map(store.memberships_of, read), strict=True))
         except StorageError as exc:
             if isinstance(exc, RejectedWriteError):
                 raise
@@ -219,7 +240,9 @@ class StreamPipeline:
                 logger.warning("segment evaluation failed; scheduled for the next sweep")
                 store.put_due(retry_later(customer_ids, now=now))
         try:
-            update_customers(store, customer_ids, definitions, now=now, events=events, profiles=profiles)
+            update_customers(
+                store, customer_ids, definitions, now=now, events=events, profiles=profiles, created=created
+            )
         except StorageError as exc:
             if isinstance(exc, RejectedWriteError):
                 raise

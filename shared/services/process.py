@@ -53,6 +53,9 @@ class StreamChange:
 
     sequence: str
     event: TrackingEvent
+    clear_epoch: int | None = None
+    """The erasure epoch at which the collector found every identity the event names not erased (None: unknown),
+    so processing need not read their suppression marks again while the epoch is unchanged."""
 
 
 class ProfileStore(Protocol):
@@ -62,7 +65,9 @@ class ProfileStore(Protocol):
 
     def link_identity(self, link: Link) -> Link: ...
 
-    def forgotten_identities(self, identities: Sequence[str]) -> set[str]: ...
+    def forgotten_identities(
+        self, identities: Sequence[str], *, clear_at: Mapping[str, int] | None = None
+    ) -> set[str]: ...
 
     def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
 
@@ -101,6 +106,8 @@ class _Batch:
     """Told of each event that cannot be folded (it is skipped); without it such an event fails its record."""
     saved: dict[str, StoredProfile] = field(default_factory=dict)
     """customer id → the profile as this batch left it (written, or read and found already up to date)."""
+    created: set[str] = field(default_factory=set)
+    """Customers whose profile this batch's write created: nothing else of theirs can be stored yet."""
 
 
 def process_changes(
@@ -111,7 +118,7 @@ def process_changes(
     on_saved: Callable[[str], None] | None = None,
     on_poison: Callable[[StreamChange, str], None] | None = None,
     on_erased: Callable[[StreamChange], None] | None = None,
-    on_stored: Callable[[StoredProfile], None] | None = None,
+    on_stored: Callable[[StoredProfile, bool], None] | None = None,
 ) -> list[str]:
     """Fold a batch of new events into identities and profiles.
 
@@ -122,7 +129,8 @@ def process_changes(
         on_poison: told of each event that cannot be folded into its profile, which is then skipped.
         on_erased: told of each event skipped because it names an identity erased since it was stored.
         on_stored: told the profile as this batch left it, for customers reported to `on_saved` (saves the
-            evaluation a read of what was just written).
+            evaluation a read of what was just written), and whether this batch's write created it (then the
+            customer has nothing else stored yet: no memberships, no cells, no deadlines).
 
     Returns:
         The sequence numbers of the records that failed for now (to report as `batchItemFailures`).
@@ -182,12 +190,12 @@ def _report(
     batch: _Batch,
     customer_id: str,
     on_saved: Callable[[str], None] | None,
-    on_stored: Callable[[StoredProfile], None] | None,
+    on_stored: Callable[[StoredProfile, bool], None] | None,
 ) -> None:
     if on_saved is not None:
         on_saved(customer_id)
         if on_stored is not None and customer_id in batch.saved:
-            on_stored(batch.saved[customer_id])
+            on_stored(batch.saved[customer_id], customer_id in batch.created)
 
 
 def process_isolated(
@@ -197,7 +205,7 @@ def process_isolated(
     on_saved: Callable[[str], None] | None = None,
     quarantine: Callable[[Sequence[StreamChange], str], None],
     on_erased: Callable[[StreamChange], None] | None = None,
-    on_stored: Callable[[StoredProfile], None] | None = None,
+    on_stored: Callable[[StoredProfile, bool], None] | None = None,
 ) -> list[str]:
     """`process_changes`, with any permanent failure contained to the identity whose records caused it.
 
@@ -254,8 +262,15 @@ def _read(batch: _Batch, changes: Sequence[StreamChange]) -> None:
             wanted += [identity_key("u", change.event.previous_id), identity_key("a", change.event.previous_id)]
         elif (other := linked_identity(change.event)) is not None:
             wanted.append(other)
+    # The collector stamps an event with the erasure epoch at which it found the event's identities not erased:
+    # while the epoch is unchanged, their marks need no second read.
+    clear_at: dict[str, int] = {}
+    for change in changes:
+        if change.clear_epoch is not None:
+            for identity in named_identities(change.event):
+                clear_at[identity] = max(change.clear_epoch, clear_at.get(identity, change.clear_epoch))
     batch.forgotten = batch.store.forgotten_identities(
-        [i for change in changes for i in named_identities(change.event)]
+        [i for change in changes for i in named_identities(change.event)], clear_at=clear_at
     )
     found = batch.store.get_links(wanted)
     batch.links.update({identity: link.customer_id for identity, link in found.items()})
@@ -411,6 +426,8 @@ def _fold_customer(batch: _Batch, customer_id: str, changes: list[StreamChange],
         marks = _max_marks(stored.applied, {primary_identity(c.event): c.sequence for c in done})
         try:
             batch.saved[customer_id] = batch.store.save_profile(replace(stored, profile=profile, applied=marks))
+            if not stored.version:
+                batch.created.add(customer_id)
         except ConditionFailedError:
             # Someone else wrote it: read it again and fold again (the marks prevent double counting).
             try:

@@ -196,7 +196,14 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
             if forgotten.intersection(named_identities(event)):
                 outcomes[index] = Outcome.SUPPRESSED
         new = [index for index in first_index.values() if outcomes[index] is Outcome.ACCEPTED]
-        put = [items.event_to_item(events[index], retention=self.event_retention) for index in new]
+        put = [
+            items.event_to_item(
+                events[index],
+                retention=self.event_retention,
+                clear_epoch=self.clear_epoch(named_identities(events[index])),
+            )
+            for index in new
+        ]
         for index, outcome in zip(new, self._put_new(put), strict=True):
             outcomes[index] = outcome
         return outcomes

@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -152,6 +152,21 @@ class SuppressionCache:
             self.clear |= remembered
 
 
+def _with_witnesses(
+    planned: int | None, skipped: set[str], identities: Sequence[str], clear_at: Mapping[str, int]
+) -> tuple[int | None, set[str]]:
+    """Add identities other readers found not erased at an epoch to those a read may skip (`forgotten_identities`):
+    those of the newest such epoch, which the read then plans at (the cache's entries, at an older epoch, go)."""
+    witnessed = [clear_at[i] for i in identities if i in clear_at]
+    if not witnessed:
+        return planned, skipped
+    newest = max(witnessed)
+    vouched = {i for i in identities if clear_at.get(i) == newest}
+    if planned is None or newest > planned:
+        return newest, vouched
+    return planned, skipped | vouched if newest == planned else skipped
+
+
 def failed_index_rows(failure: FailedEvent, record: dict[str, Any]) -> list[dict[str, Any]]:
     """Index items of a failed record: one per identity its input names (decoded whatever the encoding)."""
     return [
@@ -246,10 +261,17 @@ class ErasureStorage:
 
     suppression: SuppressionCache
 
-    def forgotten_identities(self, identities: Sequence[str]) -> set[str]:
+    def forgotten_identities(self, identities: Sequence[str], *, clear_at: Mapping[str, int] | None = None) -> set[str]:
         """Which of these identities were erased (`forget`): one strongly consistent batch read of the erasure epoch
         and the marks this store does not know to be clear (a second one only when the epoch changed, or on a table
         that may still hold raw marks).
+
+        Args:
+            clear_at: identity → an epoch at which another reader found it not erased, as its `SuppressionCache`
+                would remember it (the collector stamps each event it stores with it: `stamp_clear`). Such an
+                identity is as good as one in this store's cache at that epoch: its mark is skipped while the epoch
+                read now is that one. (The reader saw that epoch before this read began, so if this read sees it
+                too, it held throughout.)
 
         Raises:
             ThrottledError: a read could not complete.
@@ -258,6 +280,7 @@ class ErasureStorage:
         if not identities:
             return set()
         planned, hashed_only, skipped = self.suppression.plan(identities)
+        planned, skipped = _with_witnesses(planned, skipped, identities, clear_at or {})
         first = [i for i in identities if i not in skipped]
         marks = {key: i for i in first for key in suppression_keys(i, legacy=not hashed_only)}
         found = self._existing([EPOCH_KEY, *marks])
@@ -280,6 +303,14 @@ class ErasureStorage:
             alongside=set(first) - forgotten,
         )
         return forgotten
+
+    def clear_epoch(self, identities: Iterable[str]) -> int | None:
+        """The epoch at which this store's cache knows all these identities not erased (None: it does not).
+
+        What the collector stamps on an event it stores, for processing (`forgotten_identities(clear_at=…)`)."""
+        epoch, hashed_only, clear = self.suppression.plan(list(identities))
+        wanted = set(identities)
+        return epoch if epoch is not None and hashed_only and wanted and wanted <= clear else None
 
     def _existing(self, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         # Strongly consistent: a forget that returned must be seen by the next request.

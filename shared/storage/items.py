@@ -177,8 +177,14 @@ def binary(value: bytes | bytearray | str) -> bytes:
     return base64.b64decode(value) if isinstance(value, str) else bytes(value)
 
 
-def event_to_item(event: TrackingEvent, *, retention: timedelta | None = None) -> dict[str, Any]:
-    """The item of one stored event."""
+CLEAR_EPOCH_ATTRIBUTE = "clear"
+"""On an event item: the erasure epoch at which the collector found the event's identities not erased (optional)."""
+
+
+def event_to_item(
+    event: TrackingEvent, *, retention: timedelta | None = None, clear_epoch: int | None = None
+) -> dict[str, Any]:
+    """The item of one stored event; `clear_epoch`: see `CLEAR_EPOCH_ATTRIBUTE`."""
     kind, identifier = event.identity
     item: dict[str, Any] = {
         "PK": keys.identity_pk(kind, identifier),
@@ -196,6 +202,8 @@ def event_to_item(event: TrackingEvent, *, retention: timedelta | None = None) -
         item["trust"] = SERVER_TRUST  # sent with a server source's key: processing may honour its merges
     if retention is not None:
         item[TTL_ATTRIBUTE] = int((event.received_at + retention).timestamp())
+    if clear_epoch is not None:
+        item[CLEAR_EPOCH_ATTRIBUTE] = clear_epoch
     return item
 
 
@@ -315,6 +323,12 @@ def decode_change(*, old: dict[str, Any] | None, new: dict[str, Any] | None) -> 
     if old or not new or new.get("entity") != EVENT_ENTITY:
         return None
     return item_to_event(new)
+
+
+def clear_epoch_of(new: dict[str, Any] | None) -> int | None:
+    """The erasure epoch an event item's new image is stamped with (`CLEAR_EPOCH_ATTRIBUTE`), or None."""
+    value = (new or {}).get(CLEAR_EPOCH_ATTRIBUTE)
+    return int(value) if value is not None else None
 
 
 def decode_membership_change(*, old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:

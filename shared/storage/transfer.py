@@ -4,7 +4,7 @@ values base64), so a local data directory can go to AWS and an AWS table can com
 An import is a restore, like DynamoDB's ImportTable: the items are copied as they are (profiles, counters,
 memberships), never processed again. Only the profiles' applied stream positions are dropped: they are sequence
 numbers of the old table's stream, meaningless (and higher or lower at random) in the new one's, where every
-change is new. Into the embedded database it writes no change
+change is new; so are the events' erasure epochs, for the same reason. Into the embedded database it writes no change
 records; into DynamoDB it writes through BatchWriteItem, so import into a table whose stream has no consumer yet
 (before `footfall deploy` maps the process function to it), or the events would be folded in a second time.
 """
@@ -73,7 +73,10 @@ def _write(store: DynamoTrackingStore, restore: Any, batch: list[dict[str, Any]]
 
 
 def _restored(item: dict[str, Any]) -> dict[str, Any]:
-    """The item as the new table keeps it: a profile without the old stream's positions."""
+    """The item as the new table keeps it: a profile without the old stream's positions, an event without the old
+    table's erasure epoch (`items.CLEAR_EPOCH_ATTRIBUTE`: the new table's epochs count other forgets)."""
+    if item.get("entity", {}).get("S") == items.EVENT_ENTITY:
+        return {name: value for name, value in item.items() if name != items.CLEAR_EPOCH_ATTRIBUTE}
     if item.get("entity", {}).get("S") != items.PROFILE_ENTITY:
         return item
     try:

@@ -336,3 +336,53 @@ def test_a_membership_change_processing_sets_aside_is_replayed_as_its_audience_e
     assert dict(store.counter_items("SEGSIZE")) == {"viewers#0": {"net": 1}}
     assert store.list_failed().items == ()
     assert audit(store)
+
+
+def test_a_customer_new_in_a_batch_is_evaluated_without_reading_memberships_or_cells(
+    ddb, http, source, store, stream, monkeypatch
+):
+    # Given the starter segments, and a spy on every read of a customer's partition
+    from shared.storage import keys
+    from shared.storage.analytics import ANALYTICS_SK
+
+    _, key = source
+    apply_segments(store, json.loads(STARTERS.read_text()), source="starters", now=datetime.now(UTC), customers=[])
+    visitor = random_ref("visitor")
+    customer = keys.customer_pk(f"a:{visitor}")
+    seen: list[tuple[str, str]] = []
+    query, batch_get = ddb.query, ddb.batch_get_item
+
+    def spy_query(**kwargs: Any) -> Any:
+        values = kwargs.get("ExpressionAttributeValues", {})
+        if values.get(":pk", {}).get("S") == customer:
+            seen.append(("Query", kwargs["KeyConditionExpression"]))
+        return query(**kwargs)
+
+    def spy_batch_get(**kwargs: Any) -> Any:
+        for options in kwargs["RequestItems"].values():
+            seen.extend(("Get", k["SK"]["S"]) for k in options["Keys"] if k["PK"]["S"] == customer)
+        return batch_get(**kwargs)
+
+    monkeypatch.setattr(ddb, "query", spy_query)
+    monkeypatch.setattr(ddb, "batch_get_item", spy_batch_get)
+    view = {"type": "track", "anonymousId": visitor, "event": "Product Viewed", "properties": {"product_id": "p1"}}
+    # When their first events are processed
+    assert (
+        http("POST", "/v1/batch", body=json.dumps({"batch": [view, view | {"event": "Page"}]}), write_key=key).status
+        == 200
+    )
+    stream.drain()
+    processing = list(seen)
+    # Then they entered their segments and their cells are stored, with no read of memberships or cells (there are
+    # none before the profile that this batch created)
+    assert memberships(store, visitor) == {"new_customers"}
+    assert store.get_cells([f"a:{visitor}"])[f"a:{visitor}"].version == 1
+    assert [what for what in processing if what[0] == "Query" or what[1] == ANALYTICS_SK] == []
+    # When they come back in a later batch: now there is something to read, and it is read
+    seen.clear()
+    again = view | {"properties": {"product_id": "p2"}}
+    assert http("POST", "/v1/batch", body=json.dumps({"batch": [again]}), write_key=key).status == 200
+    stream.drain()
+    assert ("Get", ANALYTICS_SK) in seen
+    assert any(what[0] == "Query" for what in seen)
+    assert store.get_cells([f"a:{visitor}"])[f"a:{visitor}"].version == 2

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.services.customers import forget_customer
+from shared.services.customers import find_customer, forget_customer
 from shared.storage import keys
 from shared.storage.dynamo import DynamoTrackingStore, RetryPolicy
 from shared.storage.erasure import SuppressionCache
@@ -115,3 +115,56 @@ def test_the_cache_is_bounded():
     cache.learn(planned=None, epoch=1, hashed_only=True, after={"u:a", "u:b"}, alongside=set())
     cache.learn(planned=1, epoch=1, hashed_only=True, after=set(), alongside={"u:c"})
     assert cache.clear == {"u:c"}
+
+
+def _event_item(store: DynamoTrackingStore, user_id: str) -> dict[str, Any]:
+    [item] = store._query(
+        KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": keys.identity_pk("u", user_id)}}
+    )
+    return item
+
+
+def test_processing_skips_the_marks_the_collector_found_clear_and_reads_them_after_a_forget(
+    ddb, http, source, store, stream, reads
+):
+    # Given a warm collector and a warm processing container
+    store.flag_marks_hashed()
+    _, key = source
+    assert _send(http, key, a_track(userId=random_ref("warm"), event="First")) == ["accepted"]
+    stream.drain()
+    epoch = (keys.ERASURE_PK, keys.EPOCH_SK)
+    # When a new identity's event is stored: the collector read her mark at the epoch it knew, and says so
+    ana = random_ref("ana")
+    ana_mark = (keys.identity_hash_pk(f"u:{ana}"), keys.FORGOTTEN_SK)
+    reads.clear()
+    assert _send(http, key, a_track(userId=ana, event="Hello")) == ["accepted"]
+    assert reads == [[epoch, ana_mark]]
+    assert _event_item(store, ana)["clear"] == 0
+    # Then processing reads the epoch only: her mark is not read a second time
+    reads.clear()
+    stream.drain()
+    assert find_customer(store, ana) is not None
+    assert not any(ana_mark in batch for batch in reads)
+    assert any(epoch in batch for batch in reads)
+
+    # When another new identity's event is stored, stamped, and she is forgotten before processing sees it
+    bob = random_ref("bob")
+    bob_mark = (keys.identity_hash_pk(f"u:{bob}"), keys.FORGOTTEN_SK)
+    assert _send(http, key, a_track(userId=bob, event="Hello")) == ["accepted"]
+    assert _event_item(store, bob)["clear"] == 0
+    forget_customer(DynamoTrackingStore(TABLE, client=ddb), bob, now=datetime.now(UTC))
+    reads.clear()
+    stream.drain()
+    # Then the raised epoch made processing read her mark: nothing of hers is folded back
+    assert any(bob_mark in batch for batch in reads)
+    assert find_customer(store, bob) is None
+    assert store.get_links([f"u:{bob}"]) == {}
+
+
+def test_a_cold_collector_stamps_nothing(http, source, store):
+    # A collector that has not seen the epoch before its read cannot vouch for the marks it read alongside
+    store.flag_marks_hashed()
+    _, key = source
+    cold = random_ref("cold")
+    assert _send(http, key, a_track(userId=cold, event="First")) == ["accepted"]
+    assert "clear" not in _event_item(store, cold)
