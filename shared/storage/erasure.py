@@ -33,14 +33,23 @@ key only. A forget of an identity that still has a raw mark deletes it with the 
 Every forget raises the erasure epoch (`ERASURE` / `EPOCH`) after writing its marks: readers keep, per warm
 container, the identities they found not erased at an epoch, and skip their marks while the epoch is unchanged
 (`SuppressionCache` says why that is safe and why the order matters).
+
+With the epoch goes a digest of every erased identity (`ERASURE` / `DIGEST#<epoch>`: the sorted 4-byte prefixes of
+their hashes), written in the same transaction that raises the epoch, so that a reader knows an identity it has
+never seen is not erased without reading its mark: a prefix absent from the digest of the epoch it reads. Only a
+prefix found in it (an erased identity, or one in 2^32 / erased others by chance) costs a mark read. The digest
+holds up to `DIGEST_LIMIT` identities (beyond, forgets raise the epoch alone and every mark is read, as before the
+digest); a table written before it gets its first digest from `footfall migrate` (`build_erasure_digest`), and an
+import rebuilds it (the items imported bring marks of their own).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,7 +59,7 @@ from shared.domain.failures import FailedEvent, identities_in
 from shared.domain.identity import named_identities, split_identity
 from shared.ports import ConditionFailedError, CorruptItemError
 from shared.storage import items, keys
-from shared.storage.errors import ThrottledError
+from shared.storage.errors import StorageError, ThrottledError
 from shared.storage.schema import TTL_ATTRIBUTE
 
 FAILED_LOOKBACK_DAYS = 31
@@ -65,6 +74,13 @@ _FLAG_ATTEMPTS = 4
 
 
 EPOCH_KEY = (keys.ERASURE_PK, keys.EPOCH_SK)
+DIGEST_SK_PREFIX = "DIGEST#"
+PREFIX_BYTES = 4
+DIGEST_LIMIT = 90_000
+"""Erased identities a digest holds at most (360 KB: under DynamoDB's 400 KB item limit)."""
+DIGEST_ATTEMPTS = 5
+OLD_DIGEST_SECONDS = 24 * 3600
+"""How long a digest outlives its epoch (for readers that read the epoch just before it was raised; TTL)."""
 HASHED_MARKS = "hashed"
 """The epoch item's `marks` once no raw mark is left (set by the migration, or at a new table's creation)."""
 SUPPRESSION_CACHE_LIMIT = 100_000
@@ -119,14 +135,35 @@ class SuppressionCache:
     hashed_only: bool = True
     """What the last read said of the table: no raw mark left (a guess until then; a read always checks)."""
     clear: set[str] = field(default_factory=set)
+    digest: frozenset[bytes] | None = None
+    """The prefixes of the identities erased as of `digest_epoch` (None: no digest known)."""
+    digest_epoch: int | None = None
+    """The epoch `digest` was read at (or found missing at: then it is not read again until the epoch moves)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def plan(self, identities: Sequence[str]) -> tuple[int | None, bool, set[str]]:
-        """`(epoch, hashed_only, identities whose marks may be skipped)` as of now: what a read builds on."""
+        """`(epoch, hashed_only, identities whose marks may be skipped)` as of now: what a read builds on.
+
+        Skipped: those remembered clear, and those whose prefix the digest of the same epoch does not hold (the
+        digest was read after that epoch was, so it is as good a witness as a mark read absent then)."""
         with self._lock:
             if self.epoch is None:
                 return None, self.hashed_only, set()
-            return self.epoch, self.hashed_only, self.clear.intersection(identities)
+            skipped = self.clear.intersection(identities)
+            if self.digest is not None and self.digest_epoch == self.epoch and self.hashed_only:
+                skipped |= {i for i in identities if digest_prefix(i) not in self.digest}
+            return self.epoch, self.hashed_only, skipped
+
+    def wants_digest(self, epoch: int) -> bool:
+        """Whether the digest of this epoch (just read) is still to be read."""
+        with self._lock:
+            return self.epoch == epoch and self.hashed_only and self.digest_epoch != epoch
+
+    def learn_digest(self, epoch: int, digest: frozenset[bytes] | None) -> None:
+        """Record the digest read at `epoch` (None: there is none), unless the cache moved on meanwhile."""
+        with self._lock:
+            if self.epoch == epoch:
+                self.digest, self.digest_epoch = digest, epoch
 
     def learn(
         self, *, planned: int | None, epoch: int, hashed_only: bool, after: set[str], alongside: set[str]
@@ -150,6 +187,23 @@ class SuppressionCache:
             if len(self.clear) + len(remembered) > self.limit:
                 self.clear = set()
             self.clear |= remembered
+
+
+def digest_prefix(identity: str) -> bytes:
+    """What the digest keeps of an erased identity: the first bytes of its hash (`keys.identity_hash`)."""
+    return bytes.fromhex(keys.identity_hash(identity)[: 2 * PREFIX_BYTES])
+
+
+def digest_key(epoch: int) -> tuple[str, str]:
+    return keys.ERASURE_PK, f"{DIGEST_SK_PREFIX}{epoch:020d}"
+
+
+def encode_digest(prefixes: Iterable[bytes]) -> bytes:
+    return b"".join(sorted(set(prefixes)))
+
+
+def decode_digest(data: bytes) -> frozenset[bytes]:
+    return frozenset(data[at : at + PREFIX_BYTES] for at in range(0, len(data), PREFIX_BYTES))
 
 
 def _with_witnesses(
@@ -302,7 +356,15 @@ class ErasureStorage:
             after=set(again) - forgotten,
             alongside=set(first) - forgotten,
         )
+        if self.suppression.wants_digest(epoch):  # once per epoch and container: a GetItem after the epoch's read
+            self.suppression.learn_digest(epoch, self.erasure_digest(epoch))
         return forgotten
+
+    def erasure_digest(self, epoch: int) -> frozenset[bytes] | None:
+        """The digest of the identities erased as of `epoch` (None: there is none)."""
+        pk, sk = digest_key(epoch)
+        item = self._get({"PK": pk, "SK": sk}, consistent=True)  # type: ignore[attr-defined]
+        return decode_digest(bytes(item["prefixes"])) if item and "prefixes" in item else None
 
     def clear_epoch(self, identities: Iterable[str]) -> int | None:
         """The epoch at which this store's cache knows all these identities not erased (None: it does not).
@@ -322,8 +384,30 @@ class ErasureStorage:
         )
         return {(item["PK"], item["SK"]): item for item in found}
 
-    def raise_erasure_epoch(self) -> None:
-        """Tell every reader's `SuppressionCache` that identities were erased (after their marks are written)."""
+    def raise_erasure_epoch(self, erased: Sequence[str] = ()) -> None:
+        """`raise_erasure_epoch_with` the prefixes of these identities."""
+        self.raise_erasure_epoch_with({digest_prefix(identity) for identity in erased})
+
+    def raise_erasure_epoch_with(self, prefixes: Set[bytes]) -> None:
+        """Tell every reader's `SuppressionCache` that identities were erased (after their marks are written): the
+        epoch goes up by one, with the digest of the new epoch (the last one's plus `erased`) in the same
+        transaction. Without a digest at the current epoch (a table not migrated yet, or past `DIGEST_LIMIT`), the
+        epoch goes up alone.
+
+        Raises:
+            StorageError: other forgets kept raising the epoch meanwhile (`DIGEST_ATTEMPTS` times): run it again.
+        """
+        for _ in range(DIGEST_ATTEMPTS):
+            item = self._get({"PK": keys.ERASURE_PK, "SK": keys.EPOCH_SK}, consistent=True)  # type: ignore[attr-defined]
+            epoch = int(item.get("epoch", 0)) if item else 0
+            digest = self.erasure_digest(epoch)
+            new = (digest or frozenset()) | prefixes
+            if digest is None or len(new) > DIGEST_LIMIT:
+                break
+            if self._put_digest(epoch, new):
+                return
+        else:
+            raise StorageError("the erasure epoch kept moving; run forget again (it is idempotent)")
         self._call(  # type: ignore[attr-defined]
             self.client.update_item,
             TableName=self.table_name,
@@ -332,6 +416,86 @@ class ErasureStorage:
             ExpressionAttributeNames={"#epoch": "epoch", "#entity": "entity"},
             ExpressionAttributeValues={":one": {"N": "1"}, ":entity": {"S": "erasure_epoch"}},
         )
+
+    def build_erasure_digest(self) -> int:
+        """Give a table written before digests its first one: every hashed mark (one filtered Scan, a one-shot
+        migration) goes into the digest of the next epoch, raised with it. Returns how many marks it holds (none
+        written past `DIGEST_LIMIT`). A forget racing it writes its marks first, so either the scan finds them or
+        that forget's own raise (which builds on this digest, or fails its condition and builds on the next one)
+        adds them. Idempotent: run again, it writes the digest of one more epoch.
+        """
+        from shared.storage.segments import _scan
+
+        for _ in range(DIGEST_ATTEMPTS):
+            item = self._get({"PK": keys.ERASURE_PK, "SK": keys.EPOCH_SK}, consistent=True)  # type: ignore[attr-defined]
+            epoch = int(item.get("epoch", 0)) if item else 0
+            prefixes = {
+                bytes.fromhex(row["PK"].removeprefix("IDH#")[: 2 * PREFIX_BYTES])
+                for row in _scan(
+                    self,
+                    FilterExpression="SK = :forgotten AND begins_with(PK, :hashed)",
+                    ExpressionAttributeValues={":forgotten": {"S": keys.FORGOTTEN_SK}, ":hashed": {"S": "IDH#"}},
+                    ProjectionExpression="PK",
+                )
+            }
+            if len(prefixes) > DIGEST_LIMIT:
+                return len(prefixes)
+            if self._put_digest(epoch, prefixes, expire_old=self.erasure_digest(epoch) is not None):
+                return len(prefixes)
+        raise StorageError("the erasure epoch kept moving; run migrate again")
+
+    def _put_digest(self, epoch: int, prefixes: Set[bytes], *, expire_old: bool = True) -> bool:
+        """One transaction: the digest of epoch + 1, the epoch raised to it if it is still `epoch`, and (with
+        `expire_old`) the old digest's expiry. False when the epoch had moved (nothing written)."""
+        from shared.storage.dynamo import serialize
+
+        pk, sk = digest_key(epoch + 1)
+        old_pk, old_sk = digest_key(epoch)
+        row = {"PK": pk, "SK": sk, "entity": "erasure_digest", "epoch": epoch + 1, "prefixes": encode_digest(prefixes)}
+        expiry = {":ttl": {"N": str(int(time.time()) + OLD_DIGEST_SECONDS)}}
+        condition = "#epoch = :epoch" + (" OR attribute_not_exists(#epoch)" if epoch == 0 else "")
+        expire = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": {"PK": {"S": old_pk}, "SK": {"S": old_sk}},
+                "UpdateExpression": "SET #ttl = :ttl",
+                "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
+                "ExpressionAttributeValues": expiry,
+            }
+        }
+        try:
+            self._call(  # type: ignore[attr-defined]
+                self.client.transact_write_items,
+                TransactItems=[
+                    {"Put": {"TableName": self.table_name, "Item": serialize(row)}},
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {"PK": {"S": keys.ERASURE_PK}, "SK": {"S": keys.EPOCH_SK}},
+                            "UpdateExpression": "SET #epoch = :next, #entity = :entity",
+                            "ConditionExpression": condition,
+                            "ExpressionAttributeNames": {"#epoch": "epoch", "#entity": "entity"},
+                            "ExpressionAttributeValues": {
+                                ":epoch": {"N": str(epoch)},
+                                ":next": {"N": str(epoch + 1)},
+                                ":entity": {"S": "erasure_epoch"},
+                            },
+                        }
+                    },
+                    *([expire] if expire_old else []),
+                ],
+            )
+        except ConditionFailedError:
+            return False  # another forget raised it first
+        return True
+
+    def put_first_digest(self) -> None:
+        """A new, empty table: the (empty) digest of epoch 0."""
+        from shared.storage.dynamo import serialize
+
+        pk, sk = digest_key(0)
+        row = {"PK": pk, "SK": sk, "entity": "erasure_digest", "epoch": 0, "prefixes": b""}
+        self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))  # type: ignore[attr-defined]
 
     def flag_marks_hashed(self) -> None:
         """Record that no raw suppression mark is left: readers read the hashed key only from now on."""
@@ -425,7 +589,7 @@ class ErasureStorage:
         ]
         if self._batch_write(marks):  # type: ignore[attr-defined]
             raise ThrottledError("suppression marks could not be written")
-        self.raise_erasure_epoch()  # after the marks, never before: `SuppressionCache` says why
+        self.raise_erasure_epoch(identities)  # after the marks, never before: `SuppressionCache` says why
         doomed: list[dict[str, Any]] = []
         for identity in identities:
             doomed += self._keys_of(keys.identity_pk(*split_identity(identity)))

@@ -50,9 +50,15 @@ def one_entry_per_deadline(store: DynamoTrackingStore) -> int:
     return upgrade_due_items(store)
 
 
+def erasure_digest(store: DynamoTrackingStore) -> int:
+    """The first digest of the erased identities, from the marks (see `shared.storage.erasure`)."""
+    return store.build_erasure_digest()
+
+
 STEPS: list[Step] = [
     Step(1, "hashed suppression marks", move_legacy_marks, on_new_table=lambda store: store.flag_marks_hashed()),
     Step(2, "one due entry per customer deadline", one_entry_per_deadline),
+    Step(3, "digest of the erased identities", erasure_digest, on_new_table=lambda store: store.put_first_digest()),
 ]
 """Counters folded from the stream need no step: a table's old per-customer shards keep summing correctly (reports
 add every shard of a key) and each customer's next cells write moves its counts to the fold's shard."""

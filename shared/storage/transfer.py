@@ -4,7 +4,9 @@ values base64), so a local data directory can go to AWS and an AWS table can com
 An import is a restore, like DynamoDB's ImportTable: the items are copied as they are (profiles, counters,
 memberships), never processed again. Only the profiles' applied stream positions are dropped: they are sequence
 numbers of the old table's stream, meaningless (and higher or lower at random) in the new one's, where every
-change is new; so are the events' erasure epochs, for the same reason. Into the embedded database it writes no change
+change is new; so are the events' erasure epochs, for the same reason, and the old table's erasure epoch and digests
+(`ERASURE` partition): the import raises the new table's epoch with the imported marks in its digest instead
+(marks of a table written before hashed marks are imported hashed). Into the embedded database it writes no change
 records; into DynamoDB it writes through BatchWriteItem, so import into a table whose stream has no consumer yet
 (before `footfall deploy` maps the process function to it), or the events would be folded in a second time.
 """
@@ -18,8 +20,9 @@ from dataclasses import replace
 from typing import Any
 
 from shared.ports import CorruptItemError
-from shared.storage import items
+from shared.storage import items, keys
 from shared.storage.dynamo import DynamoTrackingStore, deserialize, serialize
+from shared.storage.erasure import PREFIX_BYTES
 from shared.storage.errors import StorageError, ThrottledError
 from shared.storage.sqlite.codec import decode_value
 
@@ -53,14 +56,32 @@ def import_lines(store: DynamoTrackingStore, lines: Iterable[str]) -> int:
     restore = getattr(store.client, "restore_items", None)  # the embedded database: no change records
     batch: list[dict[str, Any]] = []
     count = 0
+    erased: set[bytes] = set()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        batch.append(_item(line, number))
+        item = _item(line, number)
+        if item["PK"].get("S") == keys.ERASURE_PK:
+            continue  # the old table's epoch and digests: this table has its own
+        if item["SK"].get("S") == keys.FORGOTTEN_SK:
+            item = _hashed_mark(item)
+            erased.add(bytes.fromhex(item["PK"]["S"].removeprefix("IDH#")[: 2 * PREFIX_BYTES]))
+        batch.append(item)
         if len(batch) >= RESTORE_BATCH:
             count += _write(store, restore, batch)
             batch = []
-    return count + (_write(store, restore, batch) if batch else 0)
+    count += _write(store, restore, batch) if batch else 0
+    if erased:
+        store.raise_erasure_epoch_with(erased)  # readers here read these marks, the new ones among them
+    return count
+
+
+def _hashed_mark(item: dict[str, Any]) -> dict[str, Any]:
+    """A suppression mark as this version keeps it (`IDH#<hash>`; raw `ID#<kind>#<id>` before)."""
+    pk = item["PK"]["S"]
+    if pk.startswith("IDH#"):
+        return item
+    return {**item, "PK": {"S": keys.identity_hash_pk(":".join(keys.parse_identity_pk(pk)))}}
 
 
 def _write(store: DynamoTrackingStore, restore: Any, batch: list[dict[str, Any]]) -> int:

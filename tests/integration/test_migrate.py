@@ -81,7 +81,11 @@ def test_migrate_moves_the_raw_marks_once_and_the_table_stays_correct(ddb, http,
     first = migrate.migrate(store)
     second = migrate.migrate(store)
     # Then the first run moved the 5 raw marks, the second had nothing to do
-    assert first == [("hashed suppression marks", 5), ("one due entry per customer deadline", 0)]
+    assert first == [
+        ("hashed suppression marks", 5),
+        ("one due entry per customer deadline", 0),
+        ("digest of the erased identities", 7),
+    ]
     assert second == []
     assert store.move_legacy_marks() == 0  # the step itself converges too
     assert migrate.stored_version(store) == migrate.latest_version()
@@ -143,7 +147,11 @@ def test_a_migration_that_stops_midway_converges_when_run_again(ddb, http, store
     _erased_are_refused(http, store, old_table)
     # When it runs again, normally
     left = len(_raw_marks(ddb))
-    assert migrate.migrate(store) == [("hashed suppression marks", left), ("one due entry per customer deadline", 0)]
+    assert migrate.migrate(store) == [
+        ("hashed suppression marks", left),
+        ("one due entry per customer deadline", 0),
+        ("digest of the erased identities", 7),
+    ]
     # Then it converged: no raw mark, the newest version, nothing more to do, erased ids refused
     assert _raw_marks(ddb) == set() and migrate.stored_version(store) == migrate.latest_version()
     assert migrate.migrate(store) == []
@@ -165,6 +173,7 @@ def test_footfall_migrate_json(ddb, old_table, tmp_path, capsys):
         "steps": [
             {"name": "hashed suppression marks", "changed": 5},
             {"name": "one due entry per customer deadline", "changed": 0},
+            {"name": "digest of the erased identities", "changed": 7},
         ],
     }
     assert second == {"table": TABLE, "from_version": latest, "version": latest, "latest_version": latest, "steps": []}
@@ -184,6 +193,7 @@ def test_a_table_serve_creates_is_stamped_and_an_old_one_is_migrated_by_serve(dd
     assert said == [
         f"migrated {TABLE}: hashed suppression marks (5 items changed)",
         f"migrated {TABLE}: one due entry per customer deadline (0 items changed)",
+        f"migrated {TABLE}: digest of the erased identities (7 items changed)",
     ]
 
 

@@ -12,7 +12,8 @@ import pytest
 from shared.services.customers import find_customer, forget_customer
 from shared.storage import keys
 from shared.storage.dynamo import DynamoTrackingStore, RetryPolicy
-from shared.storage.erasure import SuppressionCache
+from shared.storage.erasure import SuppressionCache, digest_prefix
+from shared.storage.migrate import stamp_new_table
 from tests.builders import a_track, random_ref
 from tests.conftest import TABLE
 
@@ -168,3 +169,86 @@ def test_a_cold_collector_stamps_nothing(http, source, store):
     cold = random_ref("cold")
     assert _send(http, key, a_track(userId=cold, event="First")) == ["accepted"]
     assert "clear" not in _event_item(store, cold)
+
+
+# --- the digest of erased identities ----------------------------------------------------------------------------
+
+
+def _mark(identity: str) -> tuple[str, str]:
+    return keys.identity_hash_pk(identity), keys.FORGOTTEN_SK
+
+
+def test_with_the_digest_a_warm_collector_reads_no_mark_of_a_new_identity_but_reads_an_erased_ones(
+    ddb, http, source, store, reads
+):
+    # Given a table as the product makes it (hashed marks, the first digest), and a collector that read the epoch
+    stamp_new_table(store)
+    _, key = source
+    epoch = (keys.ERASURE_PK, keys.EPOCH_SK)
+    first = random_ref("first")
+    assert _send(http, key, a_track(userId=first, event="Hi")) == ["accepted"]
+    assert reads == [[epoch, _mark(f"u:{first}")]]
+    # When identities it has never seen arrive: the epoch is read, no mark
+    reads.clear()
+    bob, cat = random_ref("bob"), random_ref("cat")
+    assert _send(http, key, a_track(userId=bob, event="Hi"), a_track(userId=cat, event="Hi")) == ["accepted"] * 2
+    assert reads == [[epoch]]
+    # When Bob is forgotten by another process
+    forget_customer(DynamoTrackingStore(TABLE, client=ddb), bob, now=datetime.now(UTC))
+    assert digest_prefix(f"u:{bob}") in store.erasure_digest(1)
+    reads.clear()
+    dan = random_ref("dan")
+    # Then the changed epoch makes the collector read the marks it skipped: Bob is refused
+    assert _send(http, key, a_track(userId=bob, event="Again"), a_track(userId=dan, event="Hi")) == [
+        "suppressed",
+        "accepted",
+    ]
+    assert any(_mark(f"u:{bob}") in batch for batch in reads)
+    # And with the new epoch's digest read, Bob's prefix is in it: his mark is read, a newcomer's is not
+    reads.clear()
+    eve = random_ref("eve")
+    assert _send(http, key, a_track(userId=bob, event="Later"), a_track(userId=eve, event="Hi")) == [
+        "suppressed",
+        "accepted",
+    ]
+    assert reads == [[epoch, _mark(f"u:{bob}")]]
+    assert store.list_identity_events("u", bob) == []
+
+
+def test_forgets_racing_each_other_both_land_in_the_digest(ddb, store, monkeypatch):
+    stamp_new_table(store)
+    first = DynamoTrackingStore(TABLE, client=ddb)
+    second = DynamoTrackingStore(TABLE, client=ddb)
+    read = first.erasure_digest
+    raced: list[int] = []
+
+    def racing(epoch: int) -> Any:
+        found = read(epoch)
+        if not raced:  # between this forget's read and its transaction, another forget raises the epoch
+            raced.append(epoch)
+            second.forget(identities=["u:racer"], customer_ids=[], at="2026-11-30T00:00:00Z")
+        return found
+
+    monkeypatch.setattr(first, "erasure_digest", racing)
+    first.forget(identities=["u:slow"], customer_ids=[], at="2026-11-30T00:00:00Z")
+    assert raced == [0]
+    digest = store.erasure_digest(2)
+    assert digest == {digest_prefix("u:racer"), digest_prefix("u:slow")}
+    assert store.forgotten_identities(["u:racer", "u:slow", "u:other"]) == {"u:racer", "u:slow"}
+
+
+def test_migrate_gives_a_table_with_marks_its_first_digest(ddb, store, reads):
+    # Given a table whose identities were forgotten before digests existed (hashed marks, no digest)
+    store.flag_marks_hashed()
+    store.forget(identities=["u:old"], customer_ids=[], at="2026-11-30T00:00:00Z")
+    assert store.erasure_digest(1) is None
+    # When the migration step runs (twice: it is idempotent)
+    assert store.build_erasure_digest() == 1
+    assert store.build_erasure_digest() == 1
+    # Then the digest of the epoch it raised holds the old mark, and a warm reader reads no mark of a newcomer
+    assert store.erasure_digest(3) == {digest_prefix("u:old")}
+    reader = DynamoTrackingStore(TABLE, client=ddb)
+    assert reader.forgotten_identities(["u:old"]) == {"u:old"}
+    reads.clear()
+    assert reader.forgotten_identities(["u:new", "u:old"]) == {"u:old"}
+    assert reads == [[(keys.ERASURE_PK, keys.EPOCH_SK), _mark("u:old")]]

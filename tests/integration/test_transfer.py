@@ -98,3 +98,34 @@ def test_a_processed_table_moved_from_moto_to_sqlite_audits_the_same_and_process
         audit(moved)
     finally:
         copy.close()
+
+
+def test_an_import_puts_the_erased_identities_it_brings_in_the_new_tables_digest(store, tmp_path: Path):
+    # Given a table where one identity was forgotten, exported
+    from shared.storage.erasure import digest_prefix
+    from shared.storage.migrate import stamp_new_table
+    from shared.storage.schema import TABLE_DEFINITION
+    from shared.storage.transfer import import_lines
+
+    stamp_new_table(store)
+    store.forget(identities=["u:gone"], customer_ids=[], at="2026-11-30T00:00:00Z")
+    lines = list(export_lines(store))
+    # And a local database that erased one of its own
+    client = SqliteClient(tmp_path / "footfall.db")
+    try:
+        client.create_table(TableName=TABLE, **TABLE_DEFINITION)
+        target = DynamoTrackingStore(TABLE, client=client)
+        stamp_new_table(target)
+        target.forget(identities=["u:local"], customer_ids=[], at="2026-11-30T00:00:00Z")
+        reader = DynamoTrackingStore(TABLE, client=client)
+        assert reader.forgotten_identities(["u:warm"]) == set()  # a warm reader, with the digest of epoch 1
+        # When the export is imported
+        import_lines(target, lines)
+        # Then the new epoch's digest holds both, and readers (the warm one too) refuse both
+        epoch = int(target._get({"PK": "ERASURE", "SK": "EPOCH"}, consistent=True)["epoch"])
+        assert epoch == 2  # the old table's epoch item was not imported over this one's
+        assert target.erasure_digest(epoch) == {digest_prefix("u:gone"), digest_prefix("u:local")}
+        for _ in range(2):
+            assert reader.forgotten_identities(["u:gone", "u:local", "u:new"]) == {"u:gone", "u:local"}
+    finally:
+        client.close()
