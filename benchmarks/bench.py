@@ -1190,6 +1190,16 @@ def cost_rows(workloads: list[cost_bench.Workload]) -> list[Row]:
         )
         rows.append(
             Row(
+                f"round trips per customer-batch (processing's requests / profile writes), {workload.name}",
+                f"{workload.round_trips:.2f}",
+                "—",
+                "—",
+                f"≤ {cost_bench.TARGETS['round_trips']:g}",
+                yes(workload.round_trips <= cost_bench.TARGETS["round_trips"]),
+            )
+        )
+        rows.append(
+            Row(
                 f"RU per event end-to-end, {workload.name}",
                 f"{workload.ru:.2f} RU",
                 "—",

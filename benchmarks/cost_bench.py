@@ -64,7 +64,7 @@ COLLECT_READ_ENTITIES = ("pk:ID", "pk:IDH", "erasure_epoch", "forgotten")
 identities' suppression marks (`pk:IDH` when absent, `forgotten` when present). Processing reads them too (absent
 identity links are `pk:ID`, its suppression check the rest): their sum bounds the collect path's reads from above."""
 
-TARGETS = {"collect": 1.0, "bulk": 1.5, "live": 2.0, "worst": 4.0, "reads": 2.0}
+TARGETS = {"collect": 1.0, "bulk": 1.5, "live": 2.0, "worst": 4.0, "reads": 2.0, "round_trips": 2.0}
 """WU per event from DESIGN.md ("Numbers to reach"); `worst` is the issue's bound for mostly new visitors."""
 
 
@@ -103,6 +103,23 @@ class Workload:
             if (name.startswith("event/") and name != PROCESSING_EVENTS) or name in COLLECT_ENTITIES
         ]
         return sum(line.total_wu for line in lines) / self.events
+
+    @property
+    def customer_batches(self) -> int:
+        """One customer's share of one processing batch: each is one profile write (merges add their tombstone)."""
+        line = self.ledger.entities.get("profile")
+        return line.writes - line.failed_conditions if line else 0
+
+    @property
+    def processing_requests(self) -> int:
+        """DynamoDB data requests the process function made (its User-Agent says `footfall/process`)."""
+        made = self.ledger.components.get("process", {})
+        return sum(count for operation, count in made.items() if operation in metering.WRITES | metering.READS)
+
+    @property
+    def round_trips(self) -> float:
+        """Processing's requests per customer-batch (the issue's bound: 2)."""
+        return self.processing_requests / max(self.customer_batches, 1)
 
     @property
     def collect_ru(self) -> float:
@@ -416,11 +433,16 @@ def ledger_table(workload: Workload) -> list[str]:
         f"| {reads:,} | **{ledger.ru / events:.3f}** |"
     )
     failed = sum(x.failed_conditions for x in ledger.entities.values())
+    by_function = {name or "(unnamed)": dict(sorted(ops.items())) for name, ops in sorted(ledger.components.items())}
     lines += [
         "",
         f"Requests: {json.dumps(dict(sorted(ledger.operations.items())))}; failed conditions billed: {failed:,}; "
         f"rejected (not billed): {json.dumps(ledger.rejected)}; unknown operations: {json.dumps(ledger.unknown)}; "
         f"replayed reads that disagreed: {ledger.replay_mismatches}.",
+        "",
+        f"Round trips: the process function made {workload.processing_requests:,} requests for "
+        f"{workload.customer_batches:,} customer-batches (profile writes), {workload.round_trips:.2f} each; by "
+        f"function and operation: {json.dumps(by_function)}.",
         "",
     ]
     return lines

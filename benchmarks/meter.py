@@ -273,6 +273,9 @@ class Ledger:
     """Requests answered with an error that consumes no capacity (throttling, validation), by error code."""
     replay_mismatches: int = 0
     """Replayed reads whose evaluated count differed from the answer's `ScannedCount` (sizes then approximate)."""
+    components: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Requests by the function that made them (`footfall/<component>` in the User-Agent; "" when unnamed), by
+    operation."""
 
     def line(self, entity: str) -> Line:
         return self.entities.setdefault(entity, Line())
@@ -293,6 +296,7 @@ class Ledger:
             "unknown": self.unknown,
             "rejected": self.rejected,
             "replay_mismatches": self.replay_mismatches,
+            "components": self.components,
         }
 
     @classmethod
@@ -304,6 +308,7 @@ class Ledger:
             unknown=dict(data["unknown"]),
             rejected=dict(data["rejected"]),
             replay_mismatches=int(data["replay_mismatches"]),
+            components={name: dict(ops) for name, ops in data.get("components", {}).items()},
         )
 
 
@@ -445,11 +450,13 @@ class Meter:
                 seen.before = self.reader.get_items(table, keys)
         return seen
 
-    def after(self, seen: Pending, status: int, answer: Mapping[str, Any]) -> None:
-        """Bill a request from its answer."""
+    def after(self, seen: Pending, status: int, answer: Mapping[str, Any], *, component: str = "") -> None:
+        """Bill a request from its answer; `component`: the function that made it (see `Ledger.components`)."""
         operation = seen.operation
         with self._ledger_lock:
             self.ledger.operations[operation] = self.ledger.operations.get(operation, 0) + 1
+            made = self.ledger.components.setdefault(component, {})
+            made[operation] = made.get(operation, 0) + 1
         if operation in FREE:
             with self._ledger_lock:
                 self.ledger.free[operation] = self.ledger.free.get(operation, 0) + 1
@@ -758,7 +765,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                     answer = json.loads(data) if data else {}
                 except ValueError:
                     answer = {}
-                meter.after(seen, status, answer)
+                meter.after(seen, status, answer, component=_component(self.headers.get("User-Agent", "")))
         self.send_response(status)
         for name, value in response_headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
@@ -776,6 +783,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def _component(user_agent: str) -> str:
+    """The function a request came from: `footfall/<component>` in its User-Agent (`make_client(component=…)`)."""
+    found = re.search(r"footfall/([a-z]+)", user_agent)
+    return found.group(1) if found else ""
 
 
 def _needs_replay(operation: str, params: Mapping[str, Any]) -> bool:

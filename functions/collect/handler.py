@@ -37,7 +37,7 @@ def collector() -> Collector:
     # Built on first use, not at import: reused while the container is warm, created after moto starts in tests.
     store = DynamoTrackingStore(
         settings.table_name,
-        client=make_client(endpoint_url=settings.dynamodb_endpoint, validate=False),
+        client=make_client(endpoint_url=settings.dynamodb_endpoint, validate=False, component="collect"),
         event_retention=settings.event_retention,
         failed_retention=settings.failed_retention,
     )

@@ -36,7 +36,8 @@ copy_config_to_registered_loggers(source_logger=logger, include={"shared", "func
 def store() -> DynamoTrackingStore:
     # Built on first use, not at import: reused while the container is warm, created after moto starts in tests.
     return DynamoTrackingStore(
-        settings.table_name, client=make_client(endpoint_url=settings.dynamodb_endpoint, validate=False)
+        settings.table_name,
+        client=make_client(endpoint_url=settings.dynamodb_endpoint, validate=False, component="process"),
     )
 
 

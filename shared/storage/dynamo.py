@@ -93,6 +93,7 @@ def make_client(
     profile: str | None = None,
     validate: bool = True,
     credentials: Mapping[str, str] | None = None,
+    component: str | None = None,
 ) -> DynamoDBClient:
     """A DynamoDB client; with `endpoint_url` it talks to moto, DynamoDB Local, LocalStack or Alternator.
 
@@ -101,6 +102,8 @@ def make_client(
             collector's CPU), since their requests are built by this module, whose tests run with it on.
         credentials: `aws_access_key_id` and `aws_secret_access_key` to use instead of the session's (the
             embedded backend's, read from the local stack's data directory).
+        component: which function makes the requests (`collect`, `process`…), named in their User-Agent as
+            `footfall/<component>` (what the cost bench counts round trips by; CloudTrail shows it too).
 
     An `endpoint_url` of `sqlite:///path` opens the embedded database there (`shared.storage.sqlite`) instead.
     """
@@ -120,6 +123,8 @@ def make_client(
         "max_pool_connections": 32,
         "parameter_validation": validate,
     }
+    if component:
+        options["user_agent_extra"] = f"footfall/{component}"
     # Account-id endpoints (botocore >= 1.44) are AWS-only hosts: other endpoints must not get them. On AWS
     # botocore's default is kept, so an older botocore (a Lambda runtime's) that lacks the option still works.
     if endpoint_url and "account_id_endpoint_mode" in Config.OPTION_DEFAULTS:

@@ -335,3 +335,35 @@ def test_throttled_requests_are_not_billed() -> None:
     ledger = meter.snapshot()
     assert ledger.entities == {}
     assert ledger.rejected == {"ProvisionedThroughputExceededException": 1}
+
+
+def test_the_proxy_counts_requests_by_the_function_named_in_their_user_agent(aws_credentials: None) -> None:
+    # Given a proxy in front of a moto server, and two clients as the product makes them
+    from moto.server import ThreadedMotoServer
+
+    from shared.storage.dynamo import make_client
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        upstream = f"http://{host}:{port}"
+        boto3.client("dynamodb", endpoint_url=upstream).create_table(TableName="by-function", **TABLE_DEFINITION)
+        proxy = start_proxy(upstream)
+        try:
+            endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
+            process = make_client(endpoint_url=endpoint, component="process")
+            unnamed = make_client(endpoint_url=endpoint)
+            proxy.meter.reset()
+            # When each makes requests
+            for n in range(3):
+                process.put_item(TableName="by-function", Item={"PK": {"S": f"p{n}"}, "SK": {"S": "x"}})
+            process.get_item(TableName="by-function", Key={"PK": {"S": "p0"}, "SK": {"S": "x"}})
+            unnamed.get_item(TableName="by-function", Key={"PK": {"S": "p1"}, "SK": {"S": "x"}})
+            # Then the ledger says which function made which
+            assert proxy.meter.snapshot().components == {"process": {"PutItem": 3, "GetItem": 1}, "": {"GetItem": 1}}
+        finally:
+            proxy.shutdown()
+            proxy.server_close()
+    finally:
+        server.stop()
