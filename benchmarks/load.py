@@ -14,9 +14,13 @@ Two modes (not part of `make test`: it is a measurement, and takes minutes):
   - segment latency: every 10 s during the load, a deciding event for a starter segment that one event enters
     (`--segment`, default `new_customers`) from a fresh userId, timed until the membership is `in` in the store
     (and until its `Audience Entered` is published to the local outbox);
+  - time-based latency: a segment decided by a deadline (`load_timed_abandoners`: a cart not ordered within
+    `TIMED_WINDOW` s, applied at the start), probed every 10 s during the load by a fresh userId's cart, timed from
+    its deadline until the membership is `in` (target `--timed-target`, default 10 s: issue #15's local bound);
   - the collector's p50/p99 `/v1/batch` latency at that rate.
   Exit status 1 when a lag sample reached `--lag-target` (default 5 s), a segment entry took longer than
-  `--segment-target` (default 5 s), a probe was never seen, or an event was not accepted.
+  `--segment-target` (default 5 s) or a time-based one longer than `--timed-target` after its deadline, a probe
+  was never seen, or an event was not accepted.
 
 `--json PATH` writes the summary's figures as JSON.
 
@@ -62,6 +66,27 @@ SEGMENT_PROBES: dict[str, tuple[str, dict[str, Any]]] = {
     "email_engaged": ("Email Opened", {"campaign": "bench"}),
 }
 """Starter segments a single event from a new customer enters, and that event (name, properties)."""
+TIMED_SEGMENT = "load_timed_abandoners"
+TIMED_WINDOW = 5.0
+"""Seconds after a probe's cart until it is due (the rule's window)."""
+TIMED_EVENT = "Load Cart Probe"
+TIMED_RULES = {
+    "segments": [
+        {
+            "id": TIMED_SEGMENT,
+            "name": "Load test: carts not ordered within 5 s",
+            "rule": {
+                "absence": {
+                    "did": {"event": TIMED_EVENT},
+                    "then_not": {"event": "Order Completed"},
+                    "within": f"{TIMED_WINDOW:g}s",
+                    "match": ["cart_id"],
+                }
+            },
+        }
+    ]
+}
+"""Applied at the start of a steady run beside the starters (which it leaves as they are)."""
 
 
 # --- pure helpers (tested in tests/unit/test_load_tool.py) --------------------------------------------------------
@@ -108,6 +133,8 @@ class Probe:
     """Monotonic clock when it was first seen processed."""
     published: float | None = None
     """Segment probes: monotonic clock when its `Audience Entered` reached the outbox."""
+    after: float = 0.0
+    """Seconds after `sent` from which its latency counts (a time-based probe: its window, until its deadline)."""
     expired: bool = False
     """Not seen within the timeout."""
     rejected: str | None = None
@@ -119,11 +146,11 @@ class Probe:
 
     @property
     def latency(self) -> float | None:
-        return None if self.seen is None else self.seen - self.sent
+        return None if self.seen is None else self.seen - self.sent - self.after
 
     @property
     def publish_latency(self) -> float | None:
-        return None if self.published is None else self.published - self.sent
+        return None if self.published is None else self.published - self.sent - self.after
 
     @property
     def pending(self) -> bool:
@@ -260,6 +287,14 @@ def failures(figures: dict[str, Any]) -> list[str]:
         )
     if segment["probes"] == 0:
         found.append("no segment probe was sent (the load was shorter than the probe interval)")
+    if (timed := figures.get("timed")) is not None:
+        if timed["never_entered"]:
+            found.append(f"{timed['never_entered']} of {timed['probes']} time-based probes never entered {timed['id']}")
+        if timed["max_s"] is not None and timed["max_s"] > timed["target_s"]:
+            found.append(
+                f"segment {timed['id']} entered up to {timed['max_s']:.1f} s after the deadline "
+                f"(target <= {timed['target_s']:g} s)"
+            )
     traffic = figures["traffic"]
     asked = figures.get("rate")
     if asked and traffic["sending_events_per_second"] < RATE_SHORTFALL * asked:
@@ -293,6 +328,16 @@ def summary_lines(figures: dict[str, Any]) -> list[str]:
         f"to enter ({segment['entered']} of {segment['probes']} probes; target <= {segment['target_s']:g} s)",
         f"Audience Entered out    p50 {seconds(segment['published_p50_s'])}, max "
         f"{seconds(segment['published_max_s'])} to reach the outbox ({segment['published']} of {segment['probes']})",
+        *(
+            [
+                f"time-based (deadline)   p50 {seconds(timed['p50_s'])}, max "
+                f"{seconds(math.inf if timed['never_entered'] else timed['max_s'])} after the deadline to enter "
+                f"{timed['id']} ({timed['entered']} of {timed['probes']} probes; target <= {timed['target_s']:g} s); "
+                f"in the outbox p50 {seconds(timed['published_p50_s'])}, max {seconds(timed['published_max_s'])}"
+            ]
+            if (timed := figures.get("timed"))
+            else []
+        ),
         f"collector /v1/batch     p50 {collector['p50_ms']:.0f} ms, p99 {collector['p99_ms']:.0f} ms "
         f"({collector['requests']} requests of up to 100 events)"
         if collector["requests"]
@@ -406,10 +451,13 @@ class Probing:
         self, args: argparse.Namespace, poster: Poster, store: Any, outbox: Outbox, run: str, started: float
     ) -> None:
         self.args, self.poster, self.store, self.outbox, self.run = args, poster, store, outbox, run
+        self.timed_outbox = Outbox(outbox.path)  # a reader of its own: each reads the lines once
         self.started = started
         self.markers, self.segment_probes = InFlight(args.catch_up), InFlight(args.catch_up)
+        self.timed_probes = InFlight(args.catch_up)
         self.lag_tick = Ticker(started, SAMPLE_EVERY)
         self.segment_tick = Ticker(started + SEGMENT_EVERY / 2, SEGMENT_EVERY)
+        self.timed_tick = Ticker(started + SEGMENT_EVERY / 4, SEGMENT_EVERY)
         self.stopped_at: float | None = None
         self.stop_marker: Probe | None = None
         self.deadline = math.inf
@@ -440,6 +488,9 @@ class Probing:
             if "order_id" in properties:
                 properties["order_id"] = uuid.uuid4().hex[:12]
             self.post(self.segment_probes, "segment", event, properties)
+        if loading and self.timed_tick.due(now):
+            probe = self.post(self.timed_probes, "timed", TIMED_EVENT, {"cart_id": uuid.uuid4().hex[:12]})
+            probe.after = TIMED_WINDOW
 
     def look(self) -> None:
         """One look at the store (and the outbox) for every probe in flight; gives up on those too old."""
@@ -455,13 +506,21 @@ class Probing:
         for probe in self.segment_probes.pending():
             if self.args.segment in self.store.memberships_of(probe.customer_id):
                 self.segment_probes.mark_seen([probe.name], time.monotonic())
+        for probe in self.timed_probes.pending():
+            if time.monotonic() >= probe.sent + probe.after and TIMED_SEGMENT in self.store.memberships_of(
+                probe.customer_id
+            ):
+                self.timed_probes.mark_seen([probe.name], time.monotonic())
         published = self.outbox.entered(self.args.segment)
+        timed_out = self.timed_outbox.entered(TIMED_SEGMENT)
         now = time.monotonic()
-        for probe in self.segment_probes.probes:
-            if probe.published is None and probe.name in published:
-                probe.published = now
+        for book, announced in ((self.segment_probes, published), (self.timed_probes, timed_out)):
+            for probe in book.probes:
+                if probe.published is None and probe.name in announced:
+                    probe.published = now
         self.markers.expire(now)
         self.segment_probes.expire(now)
+        self.timed_probes.expire(now)
 
     @property
     def caught_up(self) -> float | None:
@@ -476,10 +535,11 @@ class Probing:
         done = self.stop_marker is not None and not self.stop_marker.pending
         unpublished = [
             p
-            for p in self.segment_probes.probes
+            for p in [*self.segment_probes.probes, *self.timed_probes.probes]
             if p.seen is not None and p.published is None and now - p.sent < self.args.catch_up
         ]
-        return done and self.markers.settled and self.segment_probes.settled and not unpublished
+        settled = self.markers.settled and self.segment_probes.settled and self.timed_probes.settled
+        return done and settled and not unpublished
 
     def newest_lag(self) -> float | None:
         seen = [p.latency for p in self.markers.probes if p.latency is not None]
@@ -506,6 +566,9 @@ def run_steady(args: argparse.Namespace) -> dict[str, Any]:
             client=make_client(endpoint_url=info.dynamodb_endpoint, region=info.region, credentials=info.credentials),
         )
         target = simulate.local_target(serve.data_dir, find_source=store.get_source)
+        from shared.services.segments import apply_segments
+
+        apply_segments(store, TIMED_RULES, source="load", now=datetime.now(UTC), customers=[])
         poster = Poster(serve.port, info.write_key)
         run = uuid.uuid4().hex[:8]
         print(
@@ -602,6 +665,12 @@ def steady_figures(
             "target_s": args.segment_target,
             **segment_figures(probing.segment_probes.probes),
         },
+        "timed": {
+            "id": TIMED_SEGMENT,
+            "window_s": TIMED_WINDOW,
+            "target_s": args.timed_target,
+            **segment_figures(probing.timed_probes.probes),
+        },
         "collector": {
             "requests": len(latencies),
             "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
@@ -697,6 +766,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment", choices=sorted(SEGMENT_PROBES), default="new_customers", help="steady: probe")
     parser.add_argument("--segment-target", type=float, default=5.0, help="steady: max seconds to enter (5)")
     parser.add_argument("--seed", type=int, default=15, help="steady: simulator seed (default 15)")
+    parser.add_argument(
+        "--timed-target", type=float, default=10.0, help="steady: max seconds after a deadline to enter (10)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)

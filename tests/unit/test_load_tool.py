@@ -200,3 +200,19 @@ def test_a_new_bench_run_keeps_the_sections_other_tools_wrote(tmp_path: Path) ->
     assert kept_sections(results) == "\n## Steady load (x)\n\ncurve\n\n## Mutation testing (y)\n\nscores\n"
     results.write_text("# results\n\n| old table |\n")
     assert kept_sections(results) == ""
+
+
+def test_time_based_probes_count_from_their_deadline_and_fail_past_the_target() -> None:
+    # A probe sent at 0 with a 5 s window, seen in the segment at 12 s: 7 s after its deadline
+    def timed(seen: list[float | None]) -> dict:
+        probes = [Probe(f"t{n}", sent=0.0, t=0.0, seen=x, expired=x is None, after=5.0) for n, x in enumerate(seen)]
+        return {"id": "load_timed_abandoners", "window_s": 5.0, "target_s": 10.0, **segment_figures(probes)}
+
+    good = _figures([1.0], [1.0]) | {"timed": timed([12.0, 8.0])}
+    assert failures(good) == []
+    assert good["timed"]["max_s"] == 7.0 and good["timed"]["p50_s"] == 5.0
+    assert "p50 5.0 s, max 7.0 s after the deadline" in "\n".join(summary_lines(good))
+    late = _figures([1.0], [1.0]) | {"timed": timed([16.5, 9.0])}
+    assert failures(late) == ["segment load_timed_abandoners entered up to 11.5 s after the deadline (target <= 10 s)"]
+    lost = _figures([1.0], [1.0]) | {"timed": timed([6.0, None])}
+    assert failures(lost) == ["1 of 2 time-based probes never entered load_timed_abandoners"]
