@@ -20,11 +20,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.observability import logger, metrics
 from shared.config import Settings
 from shared.publishers import EventBridgePublisher, OutboxFile, Publishers, WebhookPublisher
-from shared.services.pipeline import Decoded, Membership, StreamPipeline, Undecodable
-from shared.services.process import StreamChange
+from shared.services.pipeline import Decoded, StreamPipeline, Undecodable, decode_images
 from shared.services.quarantine import failure_reason
-from shared.services.segments import MembershipChange
-from shared.storage import items
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 
 settings = Settings.from_env()
@@ -63,14 +60,9 @@ def decode(record: DynamoDBRecord) -> Decoded | None:
     assert image is not None and image.sequence_number is not None
     sequence = image.sequence_number
     try:
-        old, new = image.old_image or None, image.new_image or None
-        membership = items.decode_membership_change(old=old, new=new)
-        if membership is not None:
-            return Membership(sequence, MembershipChange(**membership))
-        event = items.decode_change(old=old, new=new)
+        return decode_images(sequence, image.old_image or None, image.new_image or None)
     except Exception as exc:
         return Undecodable(sequence, failure_reason(exc))
-    return None if event is None else StreamChange(sequence, event, items.clear_epoch_of(new))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -80,6 +80,23 @@ class Counted:
 Decoded = StreamChange | Membership | Counted | Undecodable
 
 
+def decode_images(sequence: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Decoded | None:
+    """What one of processing's stream records brings, from its item images (plain Python values): a segment entry
+    or exit, a new event (with the erasure epoch the collector stamped it with), or None for anything else. The one
+    decoder of processing's records: the process function's and `footfall failed replay`'s.
+
+    Raises:
+        Exception: an item that cannot be decoded (the caller quarantines the record).
+    """
+    from shared.storage import items
+
+    membership = items.decode_membership_change(old=dict(old) if old else None, new=dict(new) if new else None)
+    if membership is not None:
+        return Membership(sequence, MembershipChange(**membership))
+    event = items.decode_change(old=dict(old) if old else None, new=dict(new) if new else None)
+    return None if event is None else StreamChange(sequence, event, items.clear_epoch_of(dict(new) if new else None))
+
+
 @dataclass
 class Outcome:
     """What a batch came to: the records to retry, and figures for the metrics."""

@@ -16,7 +16,8 @@ from shared.domain.segments import Due
 from shared.ports import StorageError, StoredSegment
 from shared.services.analytics import CounterChange, counter_change, fold
 from shared.services.collect import Collector, utcnow
-from shared.services.process import ProfileStore, StreamChange, process_changes
+from shared.services.pipeline import Membership, decode_images
+from shared.services.process import ProfileStore, process_changes
 from shared.services.quarantine import CUSTOMER_ROUTE, FOLD_ROUTE, STREAM_ROUTE
 from shared.services.segments import MembershipChange, record_membership_changes, retry_later, rules_of
 from shared.storage.analytics import CELLS_ENTITY
@@ -42,7 +43,6 @@ def change_from_record(record: dict[str, Any], route: str = STREAM_ROUTE) -> Any
     audience event and history; the fold counted its size) or a `StreamChange` (an event); None when it carries
     neither. A customer's cells record under processing's route was set aside before the fold had a reader of its
     own (then processing folded it): it is folded."""
-    from shared.storage import items
     from shared.storage.dynamo import deserialize_wire
 
     data = record["dynamodb"]
@@ -52,11 +52,8 @@ def change_from_record(record: dict[str, Any], route: str = STREAM_ROUTE) -> Any
     received = datetime.fromtimestamp(float(created), UTC) if created else datetime.now(UTC)
     if route == FOLD_ROUTE or (new or old or {}).get("entity") == CELLS_ENTITY:
         return counter_change(data["SequenceNumber"], old, new, received=received)
-    membership = items.decode_membership_change(old=old, new=new)
-    if membership is not None:
-        return MembershipChange(**membership)
-    event = items.decode_change(old=old, new=new)
-    return None if event is None else StreamChange(data["SequenceNumber"], event)
+    decoded = decode_images(data["SequenceNumber"], old, new)
+    return decoded.change if isinstance(decoded, Membership) else decoded
 
 
 def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decode_record: Any) -> dict[str, Any]:
