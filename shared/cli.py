@@ -89,7 +89,6 @@ def _start_stack(args: argparse.Namespace) -> Any:
             table=args.table or stack.DEFAULT_TABLE,
             region=args.region or stack.DEFAULT_REGION,
             workers=args.workers,
-            backend=args.backend,
         )
     except RuntimeError as exc:
         raise CliError(str(exc)) from exc
@@ -124,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     running = _start_stack(args)
     try:
         info = running.info
-        client = make_client(endpoint_url=info.dynamodb_endpoint, region=info.region, credentials=info.credentials)
+        client = make_client(endpoint_url=info.dynamodb_endpoint, region=info.region)
         store = DynamoTrackingStore(info.table, client=client)
         target = simulate.local_target(args.data_dir, find_source=store.get_source)
     except (simulate.SimulatorError, StorageError) as exc:
@@ -930,46 +929,58 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from shared.local.stack import ensure_table
-    from shared.storage.sqlite import is_sqlite
     from shared.storage.transfer import import_lines
 
     if args.from_moto:
-        lines, store = _moto_import(args)
-    else:
-        store, _ = open_store(args)
-    if is_sqlite(store.client.meta.endpoint_url):
-        # A new local database gets its table; the items' schema version comes with them (serve migrates if old).
-        ensure_table(store.client, store.table_name, stamp=False)
-    if args.from_moto:
-        count = import_lines(store, lines)
-    else:
-        source = sys.stdin if args.file == "-" else Path(args.file).open()  # noqa: SIM115 - stdin is not ours
-        try:
-            count = import_lines(store, source)
-        finally:
-            if source is not sys.stdin:
-                source.close()
+        return _import_from_moto(args)
+    store, _ = open_store(args)
+    _ensure_local_table(store)
+    source = sys.stdin if args.file == "-" else Path(args.file).open()  # noqa: SIM115 - stdin is not ours
+    try:
+        count = import_lines(store, source)
+    finally:
+        if source is not sys.stdin:
+            source.close()
     _print(args, {"table": store.table_name, "imported": count}, lambda d: f"imported {d['imported']} items")
     return 0
 
 
-def _moto_import(args: argparse.Namespace) -> tuple[list[str], DynamoTrackingStore]:
-    """The items of a former moto data directory, and the store to put them in (its own SQLite file by default)."""
-    from shared.local.stack import DATABASE_FILE, DEFAULT_REGION, DEFAULT_TABLE, read_info
-    from shared.local.upgrade import UnprocessedChangesError, moto_export
+def _ensure_local_table(store: DynamoTrackingStore) -> None:
+    """A new local database gets its table; the items' schema version comes with them (serve migrates if old)."""
+    from shared.local.stack import ensure_table
+    from shared.storage.sqlite import is_sqlite
+
+    if is_sqlite(store.client.meta.endpoint_url):
+        ensure_table(store.client, store.table_name, stamp=False)
+
+
+def _import_from_moto(args: argparse.Namespace) -> int:
+    """The items of a former moto data directory into the store the arguments name (its own SQLite file by
+    default)."""
+    from shared.local.files import write_private_json
+    from shared.local.stack import DATABASE_FILE, DEFAULT_REGION, DEFAULT_TABLE, INFO_FILE, read_info
+    from shared.local.upgrade import moto_export
     from shared.storage.sqlite import sqlite_endpoint
+    from shared.storage.transfer import import_lines
 
     old = read_info(args.from_moto)
     table = old.table if old else DEFAULT_TABLE
-    try:
-        lines = moto_export(args.from_moto, table, (old.region if old else None) or DEFAULT_REGION)
-    except (UnprocessedChangesError, RuntimeError) as exc:
-        raise CliError(str(exc)) from exc
-    if args.endpoint_url is None and args.profile is None and args.table is None:
+    lines = moto_export(args.from_moto, table, (old.region if old else None) or DEFAULT_REGION)
+    into_the_directory = args.endpoint_url is None and args.profile is None and args.table is None
+    if into_the_directory:
         client = make_client(endpoint_url=sqlite_endpoint(args.from_moto / DATABASE_FILE))
-        return lines, DynamoTrackingStore(table, client=client)
-    return lines, open_store(args)[0]
+        store = DynamoTrackingStore(table, client=client)
+    else:
+        store, _ = open_store(args)
+    _ensure_local_table(store)
+    count = import_lines(store, lines)
+    if into_the_directory and old is not None:
+        # It named the former backend's server, gone with it: the directory's commands open the file from now on.
+        write_private_json(
+            args.from_moto / INFO_FILE, asdict(replace(old, dynamodb_endpoint=store.client.meta.endpoint_url))
+        )
+    _print(args, {"table": store.table_name, "imported": count}, lambda d: f"imported {d['imported']} items")
+    return 0
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -995,12 +1006,6 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_argument("--host", default="127.0.0.1")
         serve.add_argument("--port", type=int, default=8788)
         serve.add_argument("--workers", type=int, default=2, help="collector worker processes (default 2)")
-        serve.add_argument(
-            "--backend",
-            choices=("sqlite", "moto"),
-            default="sqlite",
-            help="without --endpoint-url: the embedded database (default, <data-dir>/footfall.db) or moto's server",
-        )
         _connection(serve)
         serve.set_defaults(func=func)
     demo = serve  # the loop's last parser

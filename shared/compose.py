@@ -21,7 +21,7 @@ def open_store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str,
         args: `data_dir`, `endpoint_url`, `table`, `region` and `profile` (the CLI's connection arguments).
 
     Returns:
-        The store, and `{"info": <the local stack's info or None>, "credentials": <its backend's or None>}`.
+        The store, and `{"info": <the local stack's info or None>}`.
 
     Raises:
         OperatorError: nothing names a table and no local stack runs in `data_dir`.
@@ -44,6 +44,5 @@ def open_store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str,
     region = args.region or (info.region if info and endpoint == info.dynamodb_endpoint else None)
     if endpoint:
         region = region or DEFAULT_REGION
-    credentials = info.client_credentials(endpoint) if info else None
-    client = make_client(endpoint_url=endpoint, region=region, profile=args.profile, credentials=credentials)
-    return DynamoTrackingStore(table, client=client), {"info": info, "credentials": credentials}
+    client = make_client(endpoint_url=endpoint, region=region, profile=args.profile)
+    return DynamoTrackingStore(table, client=client), {"info": info}

@@ -99,8 +99,7 @@ def make_client(
     Args:
         validate: botocore's client-side parameter validation; the Lambdas turn it off (about a tenth of the
             collector's CPU), since their requests are built by this module, whose tests run with it on.
-        credentials: `aws_access_key_id` and `aws_secret_access_key` to use instead of the session's (the
-            embedded backend's, read from the local stack's data directory).
+        credentials: `aws_access_key_id` and `aws_secret_access_key` to use instead of the session's.
 
     An `endpoint_url` of `sqlite:///path` opens the embedded database there (`shared.storage.sqlite`) instead.
     """
