@@ -35,6 +35,7 @@ from shared.domain.webhooks import mapping_from_dict
 from shared.errors import OperatorError
 from shared.ports import StorageError
 from shared.storage.dynamo import DynamoTrackingStore, make_client
+from shared.storage.sqlite import DamagedDatabaseError
 
 DEFAULT_DATA_DIR = Path(".footfall")
 _SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -1221,7 +1222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except CliError as exc:
+    except (CliError, DamagedDatabaseError) as exc:  # a damaged database file is the operator's to restore
         print(f"footfall: {exc}", file=sys.stderr)
         return 2
     except StorageError as exc:
