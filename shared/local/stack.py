@@ -207,6 +207,7 @@ def start(
     table: str = DEFAULT_TABLE,
     region: str = DEFAULT_REGION,
     workers: int = 2,
+    durable: bool = False,
 ) -> Stack:
     """Start the table, the default source, the collector workers and the stream runner (which feeds the process
     handler), on the embedded database `<data-dir>/footfall.db` (opened by every process itself) unless
@@ -214,6 +215,10 @@ def start(
 
     The data directory is made (or narrowed to) 0700 with its files 0600, and this process and its children
     create files 0600 from here on (umask 077).
+
+    Args:
+        durable: every process commits to the embedded database with `synchronous=FULL` (each commit on disk
+            before the collector answers: a power cut loses nothing acknowledged) instead of NORMAL.
     """
     os.umask(UMASK)
     private_dir(data_dir)
@@ -221,7 +226,7 @@ def start(
         raise RuntimeError(f"port {port} on {host} is in use (another footfall serve?); pick one with --port")
     processes: list[subprocess.Popen[str]] = []
     outbox = data_dir / OUTBOX_FILE
-    endpoint_url = endpoint_url or sqlite_endpoint(data_dir / DATABASE_FILE)
+    endpoint_url = endpoint_url or sqlite_endpoint(data_dir / DATABASE_FILE, durable=durable)
     env = local_env(region, endpoint_url, table, outbox)
     try:
         client = make_client(endpoint_url=endpoint_url, region=region)

@@ -103,12 +103,15 @@ def make_client(
 
     An `endpoint_url` of `sqlite:///path` opens the embedded database there (`shared.storage.sqlite`) instead.
     """
-    from shared.storage.sqlite import is_sqlite, sqlite_path
+    from shared.storage.sqlite import is_sqlite, sqlite_path, sqlite_synchronous
 
     if is_sqlite(endpoint_url):
         from shared.storage.sqlite.engine import SqliteClient
 
-        return SqliteClient(sqlite_path(str(endpoint_url)), region=region or "local")  # type: ignore[return-value]
+        endpoint = str(endpoint_url)
+        return SqliteClient(  # type: ignore[return-value]
+            sqlite_path(endpoint), region=region or "local", synchronous=sqlite_synchronous(endpoint)
+        )
     import boto3
     from botocore.config import Config
 

@@ -167,3 +167,27 @@ def test_footfall_serve_refuses_a_database_that_is_not_one_with_what_to_do(tmp_p
     # Then it does not start, and says why and what to do
     assert serve.returncode == 2
     _says_what_to_do(serve.stderr, data_dir / "footfall.db")
+
+
+@pytest.mark.parametrize(("durable", "synchronous"), [(False, 1), (True, 2)], ids=["default NORMAL", "--durable FULL"])
+def test_every_process_opening_the_endpoint_commits_as_footfall_serve_was_told(
+    tmp_path: Path, durable: bool, synchronous: int
+):
+    # Given the endpoint `footfall serve [--durable]` hands its workers (and writes in serve.json)
+    from shared.storage.dynamo import make_client
+    from shared.storage.sqlite import sqlite_endpoint
+
+    endpoint = sqlite_endpoint(tmp_path / "footfall.db", durable=durable)
+    # When a worker opens it
+    client = make_client(endpoint_url=endpoint)
+    try:
+        # Then its commits are synced as asked (SQLite: 1 = NORMAL, 2 = FULL), and it names the same endpoint
+        assert client._db.execute("PRAGMA synchronous").fetchone() == (synchronous,)
+        assert client.meta.endpoint_url == endpoint
+    finally:
+        client.close()
+
+
+def test_durable_is_refused_with_an_endpoint_of_your_own(capsys):
+    assert main(["serve", "--durable", "--endpoint-url", "http://127.0.0.1:8000"]) == 2
+    assert "--durable is for the embedded database" in capsys.readouterr().err

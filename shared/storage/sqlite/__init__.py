@@ -1,7 +1,10 @@
 """The embedded database: SQLite behind boto3's DynamoDB client API, so the one store runs on both.
 
 A database file is named like an endpoint, `sqlite:///abs/path/footfall.db`, so that everything that passes an
-endpoint around (settings, `serve.json`, `--endpoint-url`) can point at one; `make_client` opens it.
+endpoint around (settings, `serve.json`, `--endpoint-url`) can point at one; `make_client` opens it. The endpoint
+also carries how commits are made durable, so that every process opening the file commits alike: without a query,
+SQLite's `synchronous=NORMAL` (a commit survives a crash or `kill -9` of any process, not a power cut); with
+`?synchronous=FULL` (`footfall serve --durable`), each commit is on disk before it returns (a power cut too).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 from shared.ports import StorageError
 
 SCHEME = "sqlite://"
+DURABLE = "?synchronous=FULL"
 _DAMAGED = frozenset({11, 26})
 """SQLITE_CORRUPT (a page that is not what it should be) and SQLITE_NOTADB (no database header)."""
 
@@ -25,14 +29,19 @@ def is_sqlite(endpoint: str | None) -> bool:
     return bool(endpoint) and str(endpoint).startswith(SCHEME)
 
 
-def sqlite_endpoint(path: Path) -> str:
-    """The endpoint naming a database file (absolute: other processes may run elsewhere)."""
-    return SCHEME + str(path.resolve())
+def sqlite_endpoint(path: Path, *, durable: bool = False) -> str:
+    """The endpoint naming a database file (absolute: other processes may run elsewhere); `durable` for FULL."""
+    return SCHEME + str(path.resolve()) + (DURABLE if durable else "")
 
 
 def sqlite_path(endpoint: str) -> Path:
     """The database file an endpoint names."""
-    return Path(endpoint[len(SCHEME) :])
+    return Path(endpoint[len(SCHEME) :].partition("?")[0])
+
+
+def sqlite_synchronous(endpoint: str) -> str:
+    """SQLite's `synchronous` setting the endpoint asks for: FULL or NORMAL."""
+    return "FULL" if endpoint.endswith(DURABLE) else "NORMAL"
 
 
 def damaged(exc: sqlite3.DatabaseError, path: Path) -> DamagedDatabaseError | None:

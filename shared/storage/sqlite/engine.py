@@ -84,7 +84,7 @@ class SqliteClient(ReadOperations, WriteOperations):
         self.region = region
         self.clock = clock
         self.exceptions = SimpleNamespace(**{code: type(code, (ClientError,), {}) for code in _ERROR_CODES})
-        self.meta = Meta(region, Events(), sqlite_endpoint(self.path))
+        self.meta = Meta(region, Events(), sqlite_endpoint(self.path, durable=synchronous.upper() == "FULL"))
         for method, operation in OPERATIONS.items():
             setattr(self, method, hooked(self.meta.events, operation, getattr(self, method), self.invalid))
         if str(path) != ":memory:" and not self.path.exists():
