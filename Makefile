@@ -30,7 +30,7 @@ $(SAM_STAMP): infra/sam-requirements.txt
 	$(VENV)/sam/bin/pip install --quiet -r infra/sam-requirements.txt
 	touch $(SAM_STAMP)
 
-demo: setup  ## run the local stack on the embedded backend (data in .footfall/)
+demo: setup  ## run the local stack on the embedded database (data in .footfall/footfall.db)
 	$(VENV)/bin/footfall demo
 
 serve: setup

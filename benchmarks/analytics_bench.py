@@ -1,8 +1,8 @@
 """Analytics figures for `make bench`: funnel report read cost at 10k/100k/1M events.
 
 Read cost: the counter items processing keeps for the events (each customer's cells, summed: exactly what the
-stream writes) are put into an in-process moto table (with the embedded backend's partition indexes), then a
-30-day purchase-funnel report is read 5 times; requests are counted with a botocore hook.
+stream writes) are put into a fresh embedded database (SQLite, `footfall serve`'s default, opened in this process),
+then a 30-day purchase-funnel report is read 5 times; requests are counted with a botocore-style hook.
 The check path (`footfall funnels show --check` runs `services.analytics.recompute` over the stored events) is
 measured by `tui_bench.py`, on its table of stored events.
 """
@@ -10,13 +10,15 @@ measured by `tui_bench.py`, on its table of stored events.
 from __future__ import annotations
 
 import json
-import os
 import random
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from shared.domain import analytics
@@ -82,24 +84,24 @@ def counter_cells(rows: list[tuple[str, float, str, str]], definitions: analytic
 
 
 def read_cost(cells: analytics.Cells, document: dict[str, Any]) -> tuple[int, float, int]:
-    import boto3
-    from moto import mock_aws
-
-    from shared.local import accel
     from shared.services.analytics import funnel_report
     from shared.storage.dynamo import DynamoTrackingStore
     from shared.storage.schema import TABLE_DEFINITION
+    from shared.storage.sqlite.engine import SqliteClient
 
-    accel.install()
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
+    data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-analytics-"))
+    client = SqliteClient(data_dir / "footfall.db")
+    try:
         client.create_table(TableName="bench", **TABLE_DEFINITION)
         store = DynamoTrackingStore("bench", client=client)
         store.put_analytics_definitions(document)
-        for (pk, sk), counts in cells.items():
-            item = {"PK": {"S": pk}, "SK": {"S": sk}, **{a: {"N": str(n)} for a, n in counts.items()}}
-            client.put_item(TableName="bench", Item=item)
+        counters = [
+            {"PK": {"S": pk}, "SK": {"S": sk}, **{a: {"N": str(n)} for a, n in counts.items()}}
+            for (pk, sk), counts in cells.items()
+        ]
+        for start in range(0, len(counters), 25):
+            batch = [{"PutRequest": {"Item": item}} for item in counters[start : start + 25]]
+            client.batch_write_item(RequestItems={"bench": batch})
         requests = {"n": 0}
         client.meta.events.register("before-call.dynamodb", lambda **_: requests.__setitem__("n", requests["n"] + 1))
         times = []
@@ -110,6 +112,9 @@ def read_cost(cells: analytics.Cells, document: dict[str, Any]) -> tuple[int, fl
             times.append(time.perf_counter() - began)
         assert report.steps[0].customers > 0
         return requests["n"], statistics.median(times) * 1000, len(cells)
+    finally:
+        client.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def measure(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)) -> Figures:

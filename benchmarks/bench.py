@@ -16,8 +16,8 @@ the same run, and the ratio is reported next to the absolute figure.
    fresh interpreter, interleaved, medians.
 
 4. Funnel report read cost at 10k/100k/1M events (`analytics_bench.py`).
-5. Each TUI screen's reads (requests, ms, read units) on realistic data, in-process moto and on the embedded SQLite
-   database, and the `--check` path (`recompute`) (`tui_bench.py`).
+5. Each TUI screen's reads (requests, ms, read units) on realistic data in the embedded SQLite database, and the
+   `--check` path (`recompute`) (`tui_bench.py`).
 
 Default scale (about 10 minutes on a shared 2-core machine): throughput 10 s per configuration; bulk history of
 60 customers (~1,400 events); live 20 s and worst case 10 s at 50 events/s; TUI 2,500 customers x 10 events + one
@@ -765,9 +765,7 @@ def wait_for_processing(serve: Serve, *, timeout: float = 60.0) -> float:
     connection.close()
     store = DynamoTrackingStore(
         serve.info.table,
-        client=make_client(
-            endpoint_url=serve.info.dynamodb_endpoint, region=serve.info.region, credentials=serve.info.credentials
-        ),
+        client=make_client(endpoint_url=serve.info.dynamodb_endpoint, region=serve.info.region),
     )
     while time.monotonic() - started < timeout:
         if store.get_profiles([f"u:{marker}"]):
@@ -1040,8 +1038,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     best_latency = statistics.median(best.stats.latencies) * 1000 if best.stats.latencies else float("nan")
     notes = [
-        "Write and read units (benchmarks/cost_bench.py, benchmarks/meter.py): each workload runs a fresh embedded "
-        "backend with the metering proxy in front of it and `footfall serve --endpoint-url <proxy>`, so every "
+        "Write and read units (benchmarks/cost_bench.py, benchmarks/meter.py): each workload runs a fresh moto "
+        "server (stock) with the metering proxy in front of it and `footfall serve --endpoint-url <proxy>`, so every "
         "request of the collector workers, the stream runner and the scheduler is billed as AWS bills it (item "
         "size per 1 KB written / 4 KB read, the larger of before and after, transaction actions 2x, index entries, "
         "deletes, failed conditions; the rules and their sources are in meter.py's docstring). The stream runner "
@@ -1070,15 +1068,16 @@ def main(argv: list[str] | None = None) -> int:
     ]
     notes.append(
         "Analytics (benchmarks/analytics_bench.py): the purchase funnel's counter items that processing keeps for "
-        "10k/100k/1M synthetic shop events over 30 days (each customer's cells, summed) are put into an in-process "
-        "moto table with the embedded backend's partition indexes; a 30-day report is read 5 times (requests "
-        "counted with a botocore hook: the definitions GetItem and one Query; median latency shown, moto's "
-        "in-process cost included)."
+        "10k/100k/1M synthetic shop events over 30 days (each customer's cells, summed) are put into a fresh "
+        "embedded database (SQLite, opened in this process as `footfall serve`'s default is); a 30-day report is "
+        "read 5 times (requests counted with a botocore-style hook: the definitions GetItem and one Query; median "
+        "latency shown)."
     )
     check = tui_info["check"]
     notes.append(
         f"TUI (benchmarks/tui_bench.py): {tui_info['items']:,} items in a table made from TABLE_DEFINITION (stream "
-        f"enabled) in an in-process moto, in {tui_info['fill_seconds']:.0f} s: {check.customers:,} customers, "
+        f"enabled) in a fresh embedded SQLite database, in {tui_info['fill_seconds']:.0f} s "
+        f"({tui_info['sqlite_bytes'] / 2**20:.0f} MB with its WAL): {check.customers:,} customers, "
         f"{check.events:,} events (one heavy merged customer with {len(tui_bench.HEAVY_IDENTITIES)} identities and "
         f"{len(tui_bench.HEAVY_IDENTITIES) * tui_bench.HEAVY_EVENTS_EACH:,} events, plus its merged tombstone), "
         f"profiles folded by processing's code, links, {tui_info['counter_items']:,} counter items; every customer "
@@ -1086,10 +1085,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({tui_info['transitions']:,} entries: memberships, due list, audience events, history, sizes "
         f"{tui_info['segment_sizes']}); {tui_bench.FAILED_EVENTS} failed events; {tui_bench.LIVE_ITEMS} live "
         "items. Each screen's data-source reads (what it calls when it opens) timed, median of 3, requests counted "
-        "with a botocore hook, read units from one metered pass (benchmarks/meter.py); in-process moto, then on "
-        "the same data copied into an embedded SQLite database, the file opened directly as `footfall tui` opens "
-        f"`footfall serve`'s default (copied in {tui_info.get('sqlite_load_seconds', 0):.0f} s, "
-        f"{tui_info.get('sqlite_bytes', 0) / 2**20:.0f} MB with its WAL). Rendering is not included. Check path: "
+        "with a botocore-style hook, read units from one metered pass (benchmarks/meter.py), the file opened "
+        "directly as `footfall tui` opens `footfall serve`'s default. Rendering is not included. Check path: "
         "`services.analytics.recompute` (what `funnels show --check` and `retention --check` run) on that table; "
         "baseline: its pure part (`domain.analytics.recompute`) on the same events already in memory."
     )

@@ -563,7 +563,7 @@ def run_steady(args: argparse.Namespace) -> dict[str, Any]:
         info = serve.info
         store = DynamoTrackingStore(
             info.table,
-            client=make_client(endpoint_url=info.dynamodb_endpoint, region=info.region, credentials=info.credentials),
+            client=make_client(endpoint_url=info.dynamodb_endpoint, region=info.region),
         )
         target = simulate.local_target(serve.data_dir, find_source=store.get_source)
         from shared.services.segments import apply_segments

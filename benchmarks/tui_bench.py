@@ -1,28 +1,26 @@
-"""TUI figures for `make bench`: DynamoDB requests, read units and time of each screen's reads, on realistic data,
-in-process moto and on the embedded SQLite database; and the `--check` path the product runs (`recompute`).
+"""TUI figures for `make bench`: DynamoDB requests, read units and time of each screen's reads, on realistic data in
+the embedded SQLite database; and the `--check` path the product runs (`recompute`).
 
-The table is created from `TABLE_DEFINITION` (stream included) in an in-process moto, and filled with what the
+The table is created from `TABLE_DEFINITION` (stream included) in a fresh database file, and filled with what the
 pipeline leaves behind for synthetic shop traffic:
 - every event item, every customer's profile folded from their events by processing's own code, their identity
-  links, each customer's analytics cells summed into the counter items (straight into moto's table model: fast);
+  links, each customer's analytics cells summed into the counter items (batch writes of the finished items);
 - a heavy merged customer: three identities (two devices, then a login) with thousands of events, and the
   tombstone of the profile merged into it;
 - segment memberships of *every* customer under the starter rules, written by the product's own path
   (`evaluate_customers` → conditional membership writes and the due list; `record_membership_changes` → audience
   events, history items and size counters): segment sizes and history in the thousands;
 - hundreds of failed events over the last days; a full live feed (more live items than the screen reads).
-The fill's own stream records are dropped once it is done (as if processed).
+The fill's own change records are dropped once it is done (as if processed).
 
 Each screen's data-source reads (`tui.data.StoreDataSource`, what the screen calls when it opens) are timed (median
-of 3) with requests counted by a botocore hook; one more pass through `benchmarks/meter.py` bills their read units.
-Then the table is copied into a fresh SQLite database (`footfall import`'s code) and the same reads are timed on
-it, the file opened directly (as `footfall tui` opens `footfall serve`'s default).
+of 3) with requests counted by a botocore-style hook, the file opened directly (as `footfall tui` opens `footfall
+serve`'s default); one more pass through `benchmarks/meter.py` bills their read units.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import statistics
@@ -65,7 +63,7 @@ class ScreenFigure:
     requests: int
     ms: float
     ru: float = 0.0
-    path: str = "in-process"
+    path: str = "SQLite"
 
 
 def _events(identity: str, rng: random.Random, now: datetime, count: int, tag: str) -> list[TrackingEvent]:
@@ -101,8 +99,26 @@ class Filled:
     """Every customer's events (the check path's input, for its in-memory baseline)."""
 
 
-def fill(table: Any, store: Any, customers: int, events_each: int, now: datetime) -> Filled:
-    """Put what the pipeline would have stored for this traffic into moto's table (see the module docstring)."""
+class _Batches:
+    """Items put 25 to a `BatchWriteItem`, as they come."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.pending: list[dict[str, Any]] = []
+
+    def put(self, item: dict[str, Any]) -> None:
+        self.pending.append({"PutRequest": {"Item": item}})
+        if len(self.pending) == 25:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.client.batch_write_item(RequestItems={TABLE: self.pending})
+            self.pending = []
+
+
+def fill(client: Any, store: Any, customers: int, events_each: int, now: datetime) -> Filled:
+    """Put what the pipeline would have stored for this traffic into the table (see the module docstring)."""
     from shared.services.segments import evaluate_customers, rules_of
     from shared.storage import items
     from shared.storage.dynamo import serialize
@@ -114,7 +130,8 @@ def fill(table: Any, store: Any, customers: int, events_each: int, now: datetime
     rules = rules_of(store.list_segments())
     counters: analytics.Cells = {}
     by_customer: dict[str, list[TrackingEvent]] = {}
-    put = table.put_item
+    batches = _Batches(client)
+    put = batches.put
     people = [(f"u:c{n}", (f"u:c{n}",)) for n in range(customers)] + [(HEAVY, HEAVY_IDENTITIES)]
     transitions = 0
     for start in range(0, len(people), CHUNK):
@@ -136,6 +153,7 @@ def fill(table: Any, store: Any, customers: int, events_each: int, now: datetime
             analytics.add(counters, analytics.customer_cells(customer_id, events, definitions, now=now))
             by_customer[customer_id] = events
             chunk[customer_id] = stored
+        batches.flush()
         transitions += _memberships(store, chunk, by_customer, rules, now, evaluate_customers)
     # the profile merged into the heavy customer: a tombstone pointing at it
     merged = CustomerProfile(customer_id=HEAVY_IDENTITIES[2], identities=(HEAVY_IDENTITIES[2],), merged_into=HEAVY)
@@ -149,6 +167,7 @@ def fill(table: Any, store: Any, customers: int, events_each: int, now: datetime
                 **{a: {"N": str(n)} for a, n in counts.items()},
             }
         )
+    batches.flush()
     _failed_and_live(store, now)
     return Filled({"counter_items": len(counters), "transitions": transitions}, by_customer)
 
@@ -301,71 +320,41 @@ def time_check(client: Any, store: Any, filled: Filled, now: datetime) -> CheckF
     return CheckFigure(seconds, requests["n"], baseline, len(filled.by_customer), events)
 
 
-def measure(
-    customers: int = 20_000, events_each: int = 10, *, sqlite: bool = True
-) -> tuple[list[ScreenFigure], dict[str, Any]]:
-    import boto3
-    from moto import mock_aws
-    from moto.dynamodb.models import dynamodb_backends
-
-    from shared.local import accel
+def measure(customers: int = 20_000, events_each: int = 10) -> tuple[list[ScreenFigure], dict[str, Any]]:
     from shared.services.segments import apply_segments
     from shared.storage.dynamo import DynamoTrackingStore
     from shared.storage.schema import TABLE_DEFINITION
+    from shared.storage.sqlite.engine import SqliteClient
     from tui.data import StoreDataSource
 
-    accel.install()
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled")
     now = datetime.now(UTC).replace(microsecond=0)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
+    data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-tui-"))
+    client = SqliteClient(data_dir / "footfall.db")
+    side = SqliteClient(data_dir / "footfall.db")  # the meter's own reads, unhooked
+    try:
         client.create_table(TableName=TABLE, **TABLE_DEFINITION)
-        backend = dynamodb_backends["123456789012"]["us-east-1"]
-        table = backend.get_table(TABLE)
         store = DynamoTrackingStore(TABLE, client=client)
         apply_segments(store, json.loads(SEGMENT_STARTERS.read_text()), source="starters", now=now, customers=[])
         began = time.perf_counter()
-        filled = fill(table, store, customers, events_each, now)
+        filled = fill(client, store, customers, events_each, now)
         info = dict(filled.info)
         info["fill_seconds"] = time.perf_counter() - began
-        table.stream_shard.items.clear()  # the fill's records: as if processed already
-        info["items"] = sum(len(p) if isinstance(p, dict) else 1 for p in table.items.values())
-        info["stream"] = table.stream_specification
+        client.trim_feed(now=time.time() + 2 * 86400)  # the fill's change records: as if processed already
+        info["items"] = client.read("SELECT COUNT(*) FROM items WHERE tbl = ?", (TABLE,))[0][0]
+        info["stream"] = client.describe_table(TableName=TABLE)["Table"].get("StreamSpecification")
+        info["sqlite_bytes"] = sum(p.stat().st_size for p in data_dir.iterdir() if p.name.startswith("footfall.db"))
         source = StoreDataSource(store)
         sizes = {row.segment_id: row.size or 0 for row in source.segments(now=now)}
         segment = max(sizes, key=lambda s: sizes[s])
         info["segment"] = (segment, sizes[segment])
         info["segment_sizes"] = sizes
-        side = boto3.client("dynamodb", region_name="us-east-1")
-        figures = time_screens(client, side, source, segment, now, "in-process")
+        figures = time_screens(client, side, source, segment, now, "SQLite")
         info["check"] = time_check(client, store, filled, now)
-        if sqlite:
-            figures += _on_sqlite(store, segment, now, info)
-    return figures, info
-
-
-def _on_sqlite(store: Any, segment: str, now: datetime, info: dict[str, Any]) -> list[ScreenFigure]:
-    """Copy the table into an embedded SQLite database (`footfall import`'s code) and read it as the TUI does on
-    `footfall serve`'s default: the database file opened directly."""
-    from shared.local.stack import ensure_table
-    from shared.storage.dynamo import DynamoTrackingStore
-    from shared.storage.sqlite.engine import SqliteClient
-    from shared.storage.transfer import export_lines, import_lines
-    from tui.data import StoreDataSource
-
-    data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-tui-"))
-    try:
-        started = time.perf_counter()
-        client = SqliteClient(data_dir / "footfall.db")
-        ensure_table(client, TABLE, stamp=False)  # the import brings the schema version
-        target = DynamoTrackingStore(TABLE, client=client)
-        import_lines(target, export_lines(store))
-        info["sqlite_load_seconds"] = time.perf_counter() - started
-        info["sqlite_bytes"] = sum(p.stat().st_size for p in data_dir.iterdir() if p.name.startswith("footfall.db"))
-        side = SqliteClient(data_dir / "footfall.db")  # the meter's own reads, unhooked
-        return time_screens(client, side, StoreDataSource(target), segment, now, "SQLite")
     finally:
+        side.close()
+        client.close()
         shutil.rmtree(data_dir, ignore_errors=True)
+    return figures, info
 
 
 def _first(values: Any, count: int) -> list[Any]:

@@ -21,13 +21,14 @@ def open_store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str,
         args: `data_dir`, `endpoint_url`, `table`, `region` and `profile` (the CLI's connection arguments).
 
     Returns:
-        The store, and `{"info": <the local stack's info or None>, "credentials": <its backend's or None>}`.
+        The store, and `{"info": <the local stack's info or None>}`.
 
     Raises:
-        OperatorError: nothing names a table and no local stack runs in `data_dir`.
+        OperatorError: nothing names a table and no local stack runs in `data_dir`, or the embedded database file
+            is damaged (what to do is in the message).
     """
     from shared.local.stack import DATABASE_FILE, DEFAULT_REGION, DEFAULT_TABLE, read_info
-    from shared.storage.sqlite import sqlite_endpoint
+    from shared.storage.sqlite import DamagedDatabaseError, sqlite_endpoint
 
     info = read_info(args.data_dir)
     endpoint = args.endpoint_url
@@ -44,6 +45,8 @@ def open_store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str,
     region = args.region or (info.region if info and endpoint == info.dynamodb_endpoint else None)
     if endpoint:
         region = region or DEFAULT_REGION
-    credentials = info.client_credentials(endpoint) if info else None
-    client = make_client(endpoint_url=endpoint, region=region, profile=args.profile, credentials=credentials)
-    return DynamoTrackingStore(table, client=client), {"info": info, "credentials": credentials}
+    try:
+        client = make_client(endpoint_url=endpoint, region=region, profile=args.profile)
+    except DamagedDatabaseError as exc:
+        raise OperatorError(str(exc)) from exc
+    return DynamoTrackingStore(table, client=client), {"info": info}

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         store, extra = open_store(args)
     except BotoCoreError as exc:  # e.g. an unknown --profile
         raise OperatorError(str(exc)) from exc
-    check_reachable(store, profile=args.profile, credentials=extra.get("credentials"))
+    check_reachable(store, profile=args.profile)
     app = make_app(StoreDataSource(store, label=describe(store, extra.get("info"))))
     app.run()
     return app.return_code or 0

@@ -15,14 +15,8 @@ def _custom(endpoint: str | None) -> bool:
     return bool(endpoint) and ".amazonaws.com" not in (endpoint or "")
 
 
-def probe_client(
-    store: DynamoTrackingStore, *, profile: str | None = None, credentials: dict[str, str] | None = None
-) -> Any:
-    """A client to the store's endpoint with short timeouts and no retries: an answer, or an error, in seconds.
-
-    Args:
-        credentials: the local stack's embedded backend's, when the store is on it.
-    """
+def probe_client(store: DynamoTrackingStore, *, profile: str | None = None) -> Any:
+    """A client to the store's endpoint with short timeouts and no retries: an answer, or an error, in seconds."""
     import boto3
     from botocore.config import Config
 
@@ -33,8 +27,8 @@ def probe_client(
         return store.client  # a file on this machine: it answers at once, or fails at once
     custom = _custom(endpoint)
     session = boto3.session.Session(profile_name=profile, region_name=store.client.meta.region_name)
-    keys = dict(credentials or {})
-    if custom and not keys and session.get_credentials() is None:
+    keys: dict[str, str] = {}
+    if custom and session.get_credentials() is None:
         keys = {"aws_access_key_id": "footfall", "aws_secret_access_key": "footfall"}
     config = Config(
         connect_timeout=2,
@@ -45,9 +39,7 @@ def probe_client(
     return session.client("dynamodb", endpoint_url=endpoint if custom else None, config=config, **keys)
 
 
-def check_reachable(
-    store: DynamoTrackingStore, *, profile: str | None = None, credentials: dict[str, str] | None = None
-) -> None:
+def check_reachable(store: DynamoTrackingStore, *, profile: str | None = None) -> None:
     """One GetItem with short timeouts.
 
     Raises:
@@ -57,9 +49,7 @@ def check_reachable(
 
     endpoint = store.client.meta.endpoint_url
     try:
-        probe_client(store, profile=profile, credentials=credentials).get_item(
-            TableName=store.table_name, Key=PROBE_KEY
-        )
+        probe_client(store, profile=profile).get_item(TableName=store.table_name, Key=PROBE_KEY)
     except NoCredentialsError as exc:
         raise OperatorError("no AWS credentials: pass --profile, or --endpoint-url for a local endpoint") from exc
     except ClientError as exc:

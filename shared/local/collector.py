@@ -27,7 +27,7 @@ from typing import Any
 
 from shared.domain.events import MAX_BATCH_BYTES
 from shared.local.apigw import http_answer, http_api_event
-from shared.local.backend import die_with_parent
+from shared.local.children import die_with_parent
 from shared.local.context import LocalContext
 
 # Bodies over this are refused before they are read (the handler's own limit is 500 KB after decompression).

@@ -1,5 +1,5 @@
-"""`footfall serve`: the whole pipeline on one machine, on the embedded database (SQLite, `<data-dir>/footfall.db`),
-moto's server (`--backend moto`, for development), or any DynamoDB endpoint."""
+"""`footfall serve`: the whole pipeline on one machine, on the embedded database (SQLite, `<data-dir>/footfall.db`)
+or any DynamoDB endpoint (`--endpoint-url`: DynamoDB Local, moto's server for development, AWS)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,14 +30,13 @@ from shared.storage.sqlite import sqlite_endpoint
 
 INFO_FILE = "serve.json"
 DATABASE_FILE = "footfall.db"
-BACKENDS = ("sqlite", "moto")
 DEFAULT_SOURCE_FILE = "default-source.json"
 OUTBOX_FILE = "outbox.jsonl"
 STARTERS = Path(__file__).resolve().parents[2] / "infra" / "segments" / "starters.json"
 DEFAULT_TABLE = "footfall"
 DEFAULT_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "footfall", "AWS_SECRET_ACCESS_KEY": "footfall"}
-"""For an endpoint of your own (`--endpoint-url`) when no credentials are set; the embedded backend has its own."""
+"""For an endpoint of your own (`--endpoint-url`) when no credentials are set."""
 
 
 @dataclass(frozen=True)
@@ -50,41 +49,27 @@ class StackInfo:
     region: str
     write_key: str | None
     pid: int
-    credentials: dict[str, str] | None = None
-    """The embedded backend's credentials for this start (`aws_access_key_id`, `aws_secret_access_key`)."""
-
-    def client_credentials(self, endpoint: str | None) -> dict[str, str] | None:
-        """The credentials to talk to `endpoint`: the backend's own when it is this stack's embedded backend."""
-        return self.credentials if endpoint == self.dynamodb_endpoint else None
 
 
 def read_info(data_dir: Path) -> StackInfo | None:
-    """The running (or last) local stack's coordinates, if `serve` ever ran with this data dir."""
+    """The running (or last) local stack's coordinates, if `serve` ever ran with this data dir.
+
+    Fields this version does not know (an older version's `credentials`) are left out.
+    """
     try:
-        return StackInfo(**json.loads((data_dir / INFO_FILE).read_text()))
-    except (OSError, ValueError, TypeError):
+        saved = json.loads((data_dir / INFO_FILE).read_text())
+        return StackInfo(**{field.name: saved[field.name] for field in fields(StackInfo)})
+    except (OSError, ValueError, TypeError, KeyError):
         return None
 
 
-def local_env(
-    region: str,
-    endpoint: str,
-    table: str,
-    outbox: Path | None = None,
-    credentials: dict[str, str] | None = None,
-) -> dict[str, str]:
+def local_env(region: str, endpoint: str, table: str, outbox: Path | None = None) -> dict[str, str]:
     """Environment for the local workers: the collector's settings, credentials, quiet Powertools.
 
-    Args:
-        credentials: the embedded backend's (they replace any in the environment); without them, fake ones
-            unless the environment has some (an endpoint of your own may want real ones).
+    Credentials are fake ones unless the environment has some (an endpoint of your own may want real ones); the
+    embedded database needs none.
     """
     env = dict(os.environ)
-    if credentials is not None:
-        env.pop("AWS_SESSION_TOKEN", None)
-        env.pop("AWS_PROFILE", None)
-        env["AWS_ACCESS_KEY_ID"] = credentials["aws_access_key_id"]
-        env["AWS_SECRET_ACCESS_KEY"] = credentials["aws_secret_access_key"]
     for name, value in LOCAL_CREDENTIALS.items():
         env.setdefault(name, value)
     env.update(
@@ -222,17 +207,18 @@ def start(
     table: str = DEFAULT_TABLE,
     region: str = DEFAULT_REGION,
     workers: int = 2,
-    backend: str = "sqlite",
+    durable: bool = False,
 ) -> Stack:
-    """Start the backend (unless `endpoint_url`), the table, the default source, the collector workers and the
-    stream runner (which feeds the process handler).
-
-    Args:
-        backend: without `endpoint_url`, where the data is: `sqlite` (the default; `<data-dir>/footfall.db`,
-            opened by every process itself) or `moto` (moto's server with its snapshots, for development).
+    """Start the table, the default source, the collector workers and the stream runner (which feeds the process
+    handler), on the embedded database `<data-dir>/footfall.db` (opened by every process itself) unless
+    `endpoint_url` names a DynamoDB endpoint.
 
     The data directory is made (or narrowed to) 0700 with its files 0600, and this process and its children
     create files 0600 from here on (umask 077).
+
+    Args:
+        durable: every process commits to the embedded database with `synchronous=FULL` (each commit on disk
+            before the collector answers: a power cut loses nothing acknowledged) instead of NORMAL.
     """
     os.umask(UMASK)
     private_dir(data_dir)
@@ -240,23 +226,10 @@ def start(
         raise RuntimeError(f"port {port} on {host} is in use (another footfall serve?); pick one with --port")
     processes: list[subprocess.Popen[str]] = []
     outbox = data_dir / OUTBOX_FILE
-    env = local_env(region, endpoint_url or "", table, outbox)
-    credentials = None
+    endpoint_url = endpoint_url or sqlite_endpoint(data_dir / DATABASE_FILE, durable=durable)
+    env = local_env(region, endpoint_url, table, outbox)
     try:
-        if endpoint_url is None and backend == "sqlite":
-            endpoint_url = sqlite_endpoint(data_dir / DATABASE_FILE)
-            env = local_env(region, endpoint_url, table, outbox)
-        if endpoint_url is None:
-            from shared.local.backend import read_credentials
-
-            backend, ready = _spawn(["shared.local.backend", "--data-dir", str(data_dir)], env)
-            processes.append(backend)
-            endpoint_url = f"http://127.0.0.1:{ready.split()[1]}"
-            credentials = read_credentials(data_dir)
-            if credentials is None:
-                raise RuntimeError(f"the backend wrote no credentials in {data_dir}")
-            env = local_env(region, endpoint_url, table, outbox, credentials)
-        client = make_client(endpoint_url=endpoint_url, region=region, credentials=credentials)
+        client = make_client(endpoint_url=endpoint_url, region=region)
         ensure_table(client, table)
         store = DynamoTrackingStore(table, client=client)
         ensure_migrated(store)  # before any worker reads the table
@@ -278,7 +251,6 @@ def start(
         region=region,
         write_key=write_key,
         pid=os.getpid(),
-        credentials=credentials,
     )
     write_private_json(data_dir / INFO_FILE, asdict(info))
     return Stack(info, processes)

@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds to let a partial batch fill (default 0.5, or FOOTFALL_STREAM_BATCH_WINDOW)",
     )
     args = parser.parse_args(argv)
-    from shared.local.backend import die_with_parent
+    from shared.local.children import die_with_parent
 
     die_with_parent()
     # Powertools warns on every invocation that publishes no metric; locally metrics are off anyway.

@@ -1,74 +1,165 @@
 """A data directory of the former embedded backend (moto's server: snapshot and journal) moved to SQLite.
 
-`footfall import --from-moto DIR` starts that backend on DIR once more, checks that the stream runners (process
-and fold) had handed over every change (one they had not would never be processed after the move), and restores
-every item into `DIR/footfall.db`; the moto files are left where they are.
+That backend kept moto's DynamoDB state as a pickle of moto's backends, `dynamodb.snapshot` (it names the journal
+generation that continues it), and every state-changing request applied after it in `dynamodb.journal.<generation>`
+(JSON lines: the request's `X-Amz-Target`, its SigV4 scope and its body, appended before the answer left).
+
+`footfall import --from-moto DIR` loads both into moto in this process, as a library (`mock_aws`: no server, no
+socket, none of moto's internals patched), checks that the stream runners (process and fold) had handed over every
+change (one they had not would never be processed after the move), and returns every item as export lines for
+`DIR/footfall.db`; the moto files are left where they are. moto is then needed for this one command only: the
+`from-moto` extra.
 """
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import json
-import subprocess
+import pickle
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from shared.local.stack import local_env
+from shared.errors import OperatorError
 from shared.local.streams import CHECKPOINT_FILE, FOLD_CHECKPOINT_FILE, DynamoStreamsFeed, fold_filter, process_filter
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 from shared.storage.transfer import export_lines
 
+SNAPSHOT_NAME = "dynamodb.snapshot"
+JOURNAL_PREFIX = "dynamodb.journal."
+EXTRA = "from-moto"
+_KEYS = {"aws_access_key_id": "footfall", "aws_secret_access_key": "footfall"}
+"""Any key will do for moto; this is the one the journal names (moto routes by the region of the scope only)."""
 
-class UnprocessedChangesError(RuntimeError):
-    """The stream holds changes the runner had not processed yet."""
+
+class UnprocessedChangesError(OperatorError):
+    """The stream holds changes the runners had not processed yet."""
 
 
-@contextlib.contextmanager
-def moto_store(data_dir: Path, table: str, region: str) -> Iterator[DynamoTrackingStore]:
-    """The table of a moto-backend data directory, served for as long as the block runs."""
-    from shared.local.backend import read_credentials
+def _to_stderr(line: str) -> None:
+    print(f"footfall: {line}", file=sys.stderr)
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shared.local.backend", "--data-dir", str(data_dir)],
-        env=local_env(region, "", table),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+
+def moto_export(data_dir: Path, table: str, region: str, *, out: Callable[[str], None] = _to_stderr) -> list[str]:
+    """Every item of a moto-backend data directory, as export lines, once its stream is fully processed.
+
+    Raises:
+        OperatorError: moto is not installed, `data_dir` holds no moto data or not `table`, or (as
+            `UnprocessedChangesError`) the runners had not processed every change.
+    """
+    with _loaded(data_dir, out) as clients:
+        store = DynamoTrackingStore(table, client=clients("dynamodb", region))
+        try:
+            store.client.describe_table(TableName=table)
+        except store.client.exceptions.ResourceNotFoundException as exc:
+            raise OperatorError(f"the moto data in {data_dir} has no table {table!r}") from exc
+        check_processed(store, clients("dynamodbstreams", region), data_dir, region)
+        return list(export_lines(store))
+
+
+@contextmanager
+def _loaded(data_dir: Path, out: Callable[[str], None]) -> Iterator[Callable[[str, str], Any]]:
+    """moto in this process holding the data directory's state, and a maker of clients to it (service, region)."""
     try:
-        assert process.stdout is not None
-        ready = process.stdout.readline().split()
-        credentials = read_credentials(data_dir)
-        if not ready or ready[0] != "READY" or credentials is None:
-            raise RuntimeError(f"the moto backend did not start on {data_dir}")
-        client = make_client(endpoint_url=f"http://127.0.0.1:{ready[1]}", region=region, credentials=credentials)
-        yield DynamoTrackingStore(table, client=client)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+        from moto import mock_aws
+    except ImportError as exc:
+        raise OperatorError(
+            f"reading the former moto backend's files needs moto: pip install 'footfall[{EXTRA}]' ({exc})"
+        ) from exc
+    snapshot = data_dir / SNAPSHOT_NAME
+    if not snapshot.exists() and not list(data_dir.glob(JOURNAL_PREFIX + "*")):
+        raise OperatorError(f"{data_dir} holds no data of the former moto backend (no {SNAPSHOT_NAME}, no journal)")
+    made: dict[tuple[str, str], Any] = {}
+
+    def client(service: str, region: str) -> Any:
+        if (service, region) not in made:
+            if service == "dynamodb":
+                made[service, region] = make_client(region=region, credentials=_KEYS)
+            else:
+                import boto3
+                from botocore.config import Config
+
+                config = Config(account_id_endpoint_mode="disabled")
+                made[service, region] = boto3.client(service, region_name=region, config=config, **_KEYS)
+        return made[service, region]
+
+    with mock_aws():
+        generation = _restore(snapshot) if snapshot.exists() else 0
+        _replay(data_dir / f"{JOURNAL_PREFIX}{generation}", lambda region: client("dynamodb", region), out)
+        yield client
 
 
-def check_processed(store: DynamoTrackingStore, data_dir: Path, region: str) -> None:
-    """Raise unless every change in the stream is at or before the runner's checkpoint."""
-    import boto3
-    from botocore.config import Config
+def _restore(snapshot: Path) -> int:
+    """Put the snapshot's DynamoDB backends (tables, items, streams) into moto; returns its journal generation."""
+    from moto.dynamodb.models import dynamodb_backends
 
-    from shared.local.backend import read_credentials
+    with snapshot.open("rb") as handle:
+        saved = pickle.load(handle)  # written by the former backend into its owner's own data directory (0600)
+    for account, regions in saved["backends"].items():
+        for region, backend in regions.items():
+            dynamodb_backends[account][region] = backend
+    return int(saved["generation"])
 
-    streams = boto3.client(
-        "dynamodbstreams",
-        endpoint_url=store.client.meta.endpoint_url,
-        region_name=region,
-        config=Config(account_id_endpoint_mode="disabled"),
-        **(read_credentials(data_dir) or {}),
-    )
+
+def _replay(journal: Path, client: Callable[[str], Any], out: Callable[[str], None]) -> int:
+    """Apply a journal's requests in order, as the former backend did on start; returns how many.
+
+    A torn last line (a crash while it was written: never answered) ends the journal. A request that does not
+    succeed again is reported and skipped, as the former backend did (it succeeded when journaled).
+    """
+    from botocore import xform_name
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if not journal.exists():
+        return 0
+    count = 0
+    with journal.open("rb") as lines:
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                break
+            operation = record["target"].rpartition(".")[2]
+            dynamodb = client(_scope_region(record["auth"]))
+            shape = dynamodb.meta.service_model.operation_model(operation).input_shape
+            try:
+                getattr(dynamodb, xform_name(operation))(**_parameters(shape, json.loads(record["body"])))
+            except (ClientError, BotoCoreError) as exc:
+                out(f"journal record {count + 1} ({operation}) did not apply again: {exc}")
+            count += 1
+    return count
+
+
+def _scope_region(authorization: str) -> str:
+    """The region of a SigV4 `Authorization` header's credential scope (`Credential=<key>/<date>/<region>/...`)."""
+    return authorization.split("Credential=", 1)[1].split("/")[2]
+
+
+def _parameters(shape: Any, value: Any) -> Any:
+    """A request body of DynamoDB's JSON protocol as boto3's parameters: the same, with binary values as bytes."""
+    if shape.type_name == "structure":
+        return {name: _parameters(shape.members[name], inner) for name, inner in value.items() if name in shape.members}
+    if shape.type_name == "list":
+        return [_parameters(shape.member, inner) for inner in value]
+    if shape.type_name == "map":
+        return {key: _parameters(shape.value, inner) for key, inner in value.items()}
+    if shape.type_name == "blob":
+        return base64.b64decode(value)
+    return value
+
+
+def check_processed(store: DynamoTrackingStore, streams: Any, data_dir: Path, region: str) -> None:
+    """Raise unless every change in the stream is at or before the runners' checkpoints."""
     for checkpoint, accepts in ((CHECKPOINT_FILE, process_filter), (FOLD_CHECKPOINT_FILE, fold_filter)):
         feed = DynamoStreamsFeed(store.client, streams, store.table_name, region)
         if _pending(feed, data_dir / checkpoint, accepts):
             raise UnprocessedChangesError(
-                "the stream holds changes not processed yet: run `footfall serve --backend moto` on this data "
-                "directory until processing catches up, stop it, then import again"
+                f"the stream in {data_dir} holds changes not processed yet (the stack stopped before processing "
+                "caught up), and this version no longer serves moto data: run `footfall serve --backend moto` of "
+                "the Footfall version that wrote the directory on it until processing catches up, stop it, then "
+                "import again"
             )
 
 
@@ -86,10 +177,3 @@ def _pending(feed: DynamoStreamsFeed, checkpoint: Path, accepts: Any) -> bool:
                 return True
             position = records[-1]["dynamodb"]["SequenceNumber"]
     return False
-
-
-def moto_export(data_dir: Path, table: str, region: str) -> list[str]:
-    """Every item of a moto-backend data directory, as export lines, once its stream is fully processed."""
-    with moto_store(data_dir, table, region) as store:
-        check_processed(store, data_dir, region)
-        return list(export_lines(store))

@@ -100,19 +100,21 @@ def make_client(
     Args:
         validate: botocore's client-side parameter validation; the Lambdas turn it off (about a tenth of the
             collector's CPU), since their requests are built by this module, whose tests run with it on.
-        credentials: `aws_access_key_id` and `aws_secret_access_key` to use instead of the session's (the
-            embedded backend's, read from the local stack's data directory).
+        credentials: `aws_access_key_id` and `aws_secret_access_key` to use instead of the session's.
         component: which function makes the requests (`collect`, `process`…), named in their User-Agent as
             `footfall/<component>` (what the cost bench counts round trips by; CloudTrail shows it too).
 
     An `endpoint_url` of `sqlite:///path` opens the embedded database there (`shared.storage.sqlite`) instead.
     """
-    from shared.storage.sqlite import is_sqlite, sqlite_path
+    from shared.storage.sqlite import is_sqlite, sqlite_path, sqlite_synchronous
 
     if is_sqlite(endpoint_url):
         from shared.storage.sqlite.engine import SqliteClient
 
-        return SqliteClient(sqlite_path(str(endpoint_url)), region=region or "local")  # type: ignore[return-value]
+        endpoint = str(endpoint_url)
+        return SqliteClient(  # type: ignore[return-value]
+            sqlite_path(endpoint), region=region or "local", synchronous=sqlite_synchronous(endpoint)
+        )
     import boto3
     from botocore.config import Config
 

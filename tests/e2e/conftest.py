@@ -135,9 +135,7 @@ class LocalStack:
         assert self.info is not None
         return DynamoTrackingStore(
             self.info.table,
-            client=make_client(
-                endpoint_url=self.info.dynamodb_endpoint, region=self.info.region, credentials=self.info.credentials
-            ),
+            client=make_client(endpoint_url=self.info.dynamodb_endpoint, region=self.info.region),
         )
 
     def events(self, kind: str, identifier: str) -> list[Any]:

@@ -182,6 +182,25 @@ def test_the_runner_resumes_from_its_checkpoint(http, source, store, stream):
     assert find_customer(store, "cp").profile.event_counts == {"A": 1, "B": 1}
 
 
+@pytest.mark.parametrize("ddb", ["moto"], indirect=True)
+def test_a_checkpoint_the_stream_trimmed_away_restarts_from_the_oldest_record_kept(ddb, stream):
+    # Given 30 stream records and a checkpoint at the fourth, then the first 10 trimmed (DynamoDB Streams keeps 24
+    # hours; moto never trims, so the test does it to moto's shard as DynamoDB would: the numbering stays)
+    from moto.dynamodb.models import dynamodb_backends
+
+    for n in range(30):
+        ddb.put_item(TableName=TABLE, Item={"PK": {"S": f"x{n}"}, "SK": {"S": "y"}})
+    shard = dynamodb_backends["123456789012"]["us-east-1"].tables[TABLE].stream_shard
+    first = shard.starting_sequence_number
+    stream.positions[shard.id] = str(first + 3)
+    del shard.items[:10]
+    shard.starting_sequence_number += 10
+    # When
+    stream.drain()
+    # Then the runner went on from the oldest record left, to the last
+    assert stream.positions[shard.id] == str(first + 29)
+
+
 def test_events_duplicated_by_a_racing_write_are_counted_once(ddb, http, source, store, stream):
     # Given an event stored, then written again on the same key (two deliveries racing): a MODIFY record
     _, key = source

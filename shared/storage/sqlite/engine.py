@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.storage.sqlite import feed, sqlite_endpoint
+from shared.storage.sqlite import damaged, feed, sqlite_endpoint
 from shared.storage.sqlite.codec import decode, encode
 from shared.storage.sqlite.expressions import ExpressionError, Item, equal
 from shared.storage.sqlite.hooks import OPERATIONS, Events, Meta, hooked
@@ -76,12 +76,15 @@ class SqliteClient(ReadOperations, WriteOperations):
         Args:
             synchronous: SQLite's `synchronous` in WAL mode: NORMAL keeps every committed write through a crash
                 or `kill -9` of any process (not through a power cut since the last checkpoint); FULL through both.
+
+        Raises:
+            DamagedDatabaseError: the file is not a database, or its schema cannot be read.
         """
         self.path = Path(path)
         self.region = region
         self.clock = clock
         self.exceptions = SimpleNamespace(**{code: type(code, (ClientError,), {}) for code in _ERROR_CODES})
-        self.meta = Meta(region, Events(), sqlite_endpoint(self.path))
+        self.meta = Meta(region, Events(), sqlite_endpoint(self.path, durable=synchronous.upper() == "FULL"))
         for method, operation in OPERATIONS.items():
             setattr(self, method, hooked(self.meta.events, operation, getattr(self, method), self.invalid))
         if str(path) != ":memory:" and not self.path.exists():
@@ -92,15 +95,20 @@ class SqliteClient(ReadOperations, WriteOperations):
         self._busy_timeout = busy_timeout
         self._db = self._connect()
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
-        if not self.read("SELECT 1 FROM sqlite_master WHERE name = 'changes_at'"):  # the schema's last statement
-            with self._write() as db:
-                for statement in filter(str.strip, SCHEMA.split(";")):
-                    db.execute(statement)
         self._tables: dict[str, Table] = {}
+        try:
+            with self._database_errors():
+                self._db.execute("PRAGMA journal_mode=WAL")  # the first read of the file: its header
+                self._db.execute(f"PRAGMA synchronous={synchronous}")
+            if not self.read("SELECT 1 FROM sqlite_master WHERE name = 'changes_at'"):  # the schema's last statement
+                with self._write() as db:
+                    for statement in filter(str.strip, SCHEMA.split(";")):
+                        db.execute(statement)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Close the database connections."""
@@ -182,15 +190,17 @@ class SqliteClient(ReadOperations, WriteOperations):
         """SQLite's failures as the DynamoDB errors the store already handles: the writer lock held past the busy
         timeout is throttling; a full disk or an I/O error is an internal error. Both are transient to the store
         (ThrottledError: the collector answers "retry", having acknowledged nothing), and the transaction is rolled
-        back, so nothing half-written remains."""
+        back, so nothing half-written remains. A damaged file is not transient: `DamagedDatabaseError`, which names
+        the file and what to do (no DynamoDB error means that)."""
         try:
             yield
-        except sqlite3.OperationalError as exc:
-            busy = "locked" in str(exc) or "busy" in str(exc)
+        except sqlite3.DatabaseError as exc:
+            error = damaged(exc, self.path)
+            if error is not None:
+                raise error from exc
+            busy = isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
             code = "ThrottlingException" if busy else "InternalServerError"
             raise self.error(code, f"SQLite: {exc}", "SQLite") from exc
-        except sqlite3.DatabaseError as exc:
-            raise self.error("InternalServerError", f"SQLite: {exc}", "SQLite") from exc
 
     def table(self, name: str, operation: str) -> Table:
         """A table's definition (read again from the file when another process may have created it)."""
