@@ -5,24 +5,29 @@ generation that continues it), and every state-changing request applied after it
 (JSON lines: the request's `X-Amz-Target`, its SigV4 scope and its body, appended before the answer left).
 
 `footfall import --from-moto DIR` loads both into moto in this process, as a library (`mock_aws`: no server, no
-socket, none of moto's internals patched), checks that the stream runners (process and fold) had handed over every
-change (one they had not would never be processed after the move), and returns every item as export lines for
-`DIR/footfall.db`; the moto files are left where they are. moto is then needed for this one command only: the
-`from-moto` extra.
+socket, none of moto's internals patched). Changes the stream runners (process and fold) had not handed over yet
+(the stack stopped before processing caught up) would never be processed after the move, so they are processed
+first, here, by the same process and fold functions `footfall serve` ran, from copies of the runners' checkpoints.
+Then every item is returned as export lines for `DIR/footfall.db`; the moto files (checkpoints included) are left
+where they are. moto is needed for this one command only: the `from-moto` extra.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import pickle
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from shared.errors import OperatorError
+from shared.local.stack import OUTBOX_FILE
 from shared.local.streams import CHECKPOINT_FILE, FOLD_CHECKPOINT_FILE, DynamoStreamsFeed, fold_filter, process_filter
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 from shared.storage.transfer import export_lines
@@ -55,7 +60,16 @@ def moto_export(data_dir: Path, table: str, region: str, *, out: Callable[[str],
             store.client.describe_table(TableName=table)
         except store.client.exceptions.ResourceNotFoundException as exc:
             raise OperatorError(f"the moto data in {data_dir} has no table {table!r}") from exc
-        check_processed(store, clients("dynamodbstreams", region), data_dir, region)
+        streams = clients("dynamodbstreams", region)
+        with tempfile.TemporaryDirectory(prefix="footfall-from-moto-") as work:
+            checkpoints = Path(work)
+            for name in (CHECKPOINT_FILE, FOLD_CHECKPOINT_FILE):
+                if (data_dir / name).exists():
+                    shutil.copyfile(data_dir / name, checkpoints / name)
+            if not _processed(store, streams, checkpoints, region):
+                out("processing the changes the stack had not processed before it stopped")
+                process_pending(store, streams, checkpoints, region, outbox=data_dir / OUTBOX_FILE)
+            check_processed(store, streams, checkpoints, region)
         return list(export_lines(store))
 
 
@@ -150,17 +164,75 @@ def _parameters(shape: Any, value: Any) -> Any:
     return value
 
 
-def check_processed(store: DynamoTrackingStore, streams: Any, data_dir: Path, region: str) -> None:
-    """Raise unless every change in the stream is at or before the runners' checkpoints."""
+PENDING_ROUNDS = 20
+"""Rounds of process-then-fold at most (each round's writes bring records for the next: memberships, cells)."""
+
+
+def process_pending(store: DynamoTrackingStore, streams: Any, checkpoints: Path, region: str, *, outbox: Path) -> None:
+    """Run the process and fold functions over the stream from the checkpoints in `checkpoints` until neither has
+    anything left, as `footfall serve`'s stream runner did (their stores reach this process's moto: `mock_aws`).
+
+    Raises:
+        UnprocessedChangesError: the functions were already set up for another table in this process, or the
+            stream did not settle within `PENDING_ROUNDS` rounds.
+    """
+    from shared.local.streams import StreamRunner, quarantine_into
+    from shared.services.quarantine import FOLD_ROUTE
+
+    os.environ.update(
+        {
+            "FOOTFALL_TABLE_NAME": store.table_name,
+            "FOOTFALL_DYNAMODB_ENDPOINT": "",
+            "FOOTFALL_OUTBOX_PATH": str(outbox),
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
+    )
+    from functions.fold import handler as fold
+    from functions.process import handler as process
+
+    for function in (process, fold):
+        if function.settings.table_name != store.table_name or function.settings.dynamodb_endpoint:
+            raise UnprocessedChangesError("the stream holds changes not processed yet, and they cannot be here")
+        function.store.cache_clear()
+    process.pipeline.cache_clear()
+    runners = [
+        StreamRunner(
+            feed=DynamoStreamsFeed(store.client, streams, store.table_name, region),
+            handler=process.lambda_handler,
+            checkpoint_path=checkpoints / CHECKPOINT_FILE,
+            quarantine=quarantine_into(store),
+            batch_window=0,
+        ),
+        StreamRunner(
+            feed=DynamoStreamsFeed(store.client, streams, store.table_name, region),
+            handler=fold.lambda_handler,
+            checkpoint_path=checkpoints / FOLD_CHECKPOINT_FILE,
+            quarantine=quarantine_into(store, FOLD_ROUTE),
+            batch_window=0,
+            accepts=fold_filter,
+            function="footfall-fold",
+        ),
+    ]
+    for _ in range(PENDING_ROUNDS):
+        if sum(runner.catch_up() for runner in runners) == 0:
+            return
+    raise UnprocessedChangesError(f"the stream's changes did not settle in {PENDING_ROUNDS} rounds of processing")
+
+
+def check_processed(store: DynamoTrackingStore, streams: Any, checkpoints: Path, region: str) -> None:
+    """Raise unless every change in the stream is at or before the runners' checkpoints (in `checkpoints`)."""
+    if not _processed(store, streams, checkpoints, region):
+        raise UnprocessedChangesError("the stream still holds changes not processed after processing them")
+
+
+def _processed(store: DynamoTrackingStore, streams: Any, checkpoints: Path, region: str) -> bool:
     for checkpoint, accepts in ((CHECKPOINT_FILE, process_filter), (FOLD_CHECKPOINT_FILE, fold_filter)):
         feed = DynamoStreamsFeed(store.client, streams, store.table_name, region)
-        if _pending(feed, data_dir / checkpoint, accepts):
-            raise UnprocessedChangesError(
-                f"the stream in {data_dir} holds changes not processed yet (the stack stopped before processing "
-                "caught up), and this version no longer serves moto data: run `footfall serve --backend moto` of "
-                "the Footfall version that wrote the directory on it until processing catches up, stop it, then "
-                "import again"
-            )
+        if _pending(feed, checkpoints / checkpoint, accepts):
+            return False
+    return True
 
 
 def _pending(feed: DynamoStreamsFeed, checkpoint: Path, accepts: Any) -> bool:
