@@ -191,3 +191,37 @@ def test_every_process_opening_the_endpoint_commits_as_footfall_serve_was_told(
 def test_durable_is_refused_with_an_endpoint_of_your_own(capsys):
     assert main(["serve", "--durable", "--endpoint-url", "http://127.0.0.1:8000"]) == 2
     assert "--durable is for the embedded database" in capsys.readouterr().err
+
+
+def test_a_checkpoint_past_the_feed_reads_on_from_its_end(tmp_path: Path):
+    # Given a runner whose checkpoint is past the feed's end, as after a power cut rolled back committed changes
+    # it had handed over (synchronous=NORMAL): the numbers past the end will be given again
+    from shared.local.streams import StreamRunner
+    from shared.storage.sqlite.feed import SqliteChangeFeed
+
+    client = SqliteClient(tmp_path / "footfall.db")
+    try:
+        client.create_table(TableName=TABLE, **TABLE_DEFINITION)
+        client.put_item(TableName=TABLE, Item=item("before"))
+        (tmp_path / "checkpoint.json").write_text(json.dumps({"shardId-00000000000000000000-00000001": "9" * 10}))
+        seen: list[str] = []
+
+        def handler(event: dict[str, Any], _: Any) -> dict[str, Any]:
+            seen.extend(r["dynamodb"]["Keys"]["PK"]["S"] for r in event["Records"])
+            return {"batchItemFailures": []}
+
+        runner = StreamRunner(
+            feed=SqliteChangeFeed(client, TABLE),
+            handler=handler,
+            checkpoint_path=tmp_path / "checkpoint.json",
+            quarantine=lambda *_: None,
+            batch_window=0,
+            accepts=lambda _: True,
+        )
+        # When a change is made after the restart (the runner started with it)
+        client.put_item(TableName=TABLE, Item=item("after"))
+        runner.catch_up()
+        # Then it is handed over (not skipped as seen), and what was handed over before is not handed over again
+        assert seen == ["after"]
+    finally:
+        client.close()
