@@ -10,7 +10,7 @@ STACK ?= footfall
 SDK_DIR := tests/e2e/sdk
 SDK_STAMP := $(SDK_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup demo serve test test-unit test-integration test-e2e lint format bench load mutate deploy clean
+.PHONY: setup demo serve test test-unit test-integration test-e2e lint format bench bench-scale load mutate deploy clean
 
 setup: $(STAMP) $(SAM_STAMP) $(SDK_STAMP)
 
@@ -67,6 +67,9 @@ deploy: setup  ## build and deploy to AWS (needs AWS credentials): make deploy S
 
 bench: setup  ## performance figures (not a test): writes benchmarks/RESULTS.md
 	$(PY) benchmarks/bench.py
+
+bench-scale: setup  ## TUI screens at 100k customers / 1M events on SQLite, grown to 10M: MB per million events, serve start (not a test; ~1 h): writes benchmarks/SCALE.md; quick check: SCALE_ARGS='--customers 10000 --events 100000 --grow-to 0'
+	$(PY) benchmarks/scale_bench.py $(SCALE_ARGS)
 
 load: setup  ## load test (not a test) against a fresh `footfall serve`: LOAD_ARGS='--clients 16' (flat out) or '--rate 200' (lag curve, segment latency)
 	$(PY) benchmarks/load.py $(LOAD_ARGS)

@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.domain.events import batch_items, format_timestamp, parse_envelope, parse_event  # noqa: E402
-from shared.local.stack import read_info  # noqa: E402
+from shared.local.stack import INFO_FILE, read_info  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import analytics_bench  # noqa: E402
@@ -567,11 +567,17 @@ class Serve:
     info: Any
 
 
-def start_serve(workers: int) -> Serve:
+def start_serve(workers: int, data_dir: Path | None = None) -> Serve:
+    """`footfall serve` on a free port, once its `serve.json` says it is ready (this start's, not a stale one).
+
+    Args:
+        data_dir: the data directory to serve (default: a fresh temporary one, removed by `discard_serve`).
+    """
     footfall = Path(sys.executable).parent / "footfall"
     if not footfall.exists():
         raise RuntimeError(f"{footfall} not found: run `make setup` first")
-    data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-serve-"))
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="footfall-bench-serve-"))
+    (data_dir / INFO_FILE).unlink(missing_ok=True)
     port = free_port()
     log = (data_dir / "serve.log").open("w")
     command = [str(footfall), "serve", "--data-dir", str(data_dir), "--host", HOST, "--port", str(port)]
@@ -590,7 +596,7 @@ def start_serve(workers: int) -> Serve:
     try:
         while True:
             info = read_info(data_dir)
-            if info is not None:
+            if info is not None and info.pid == process.pid:
                 break
             if process.poll() is not None:
                 raise RuntimeError(f"footfall serve exited ({process.returncode}): {_tail(data_dir / 'serve.log')}")
@@ -1079,11 +1085,13 @@ def main(argv: list[str] | None = None) -> int:
         f"enabled) in a fresh embedded SQLite database, in {tui_info['fill_seconds']:.0f} s "
         f"({tui_info['sqlite_bytes'] / 2**20:.0f} MB with its WAL): {check.customers:,} customers, "
         f"{check.events:,} events (one heavy merged customer with {len(tui_bench.HEAVY_IDENTITIES)} identities and "
-        f"{len(tui_bench.HEAVY_IDENTITIES) * tui_bench.HEAVY_EVENTS_EACH:,} events, plus its merged tombstone), "
-        f"profiles folded by processing's code, links, {tui_info['counter_items']:,} counter items; every customer "
-        "evaluated against the starter segments through the product's write path "
-        f"({tui_info['transitions']:,} entries: memberships, due list, audience events, history, sizes "
-        f"{tui_info['segment_sizes']}); {tui_bench.FAILED_EVENTS} failed events; {tui_bench.LIVE_ITEMS} live "
+        f"{len(tui_bench.HEAVY_IDENTITIES) * tui_bench.HEAVY_EVENTS_EACH:,} events and two logins, plus its merged "
+        f"tombstone), profiles folded by processing's code, links, {tui_info['counter_items']:,} counter items (the "
+        "customers' cells and segment sizes, summed as the fold sums them); every customer evaluated against the "
+        "starter segments through the product's write path "
+        f"({tui_info['transitions']:,} entries: memberships, due list, audience events, history; sizes "
+        f"{tui_info['segment_sizes']}), then their analytics cells items (`update_customers`); "
+        f"{tui_bench.FAILED_EVENTS} failed events; {tui_bench.LIVE_ITEMS} live "
         "items. Each screen's data-source reads (what it calls when it opens) timed, median of 3, requests counted "
         "with a botocore-style hook, read units from one metered pass (benchmarks/meter.py), the file opened "
         "directly as `footfall tui` opens `footfall serve`'s default. Rendering is not included. Check path: "

@@ -1,15 +1,17 @@
 """TUI figures for `make bench`: DynamoDB requests, read units and time of each screen's reads, on realistic data in
 the embedded SQLite database; and the `--check` path the product runs (`recompute`).
 
-The table is created from `TABLE_DEFINITION` (stream included) in a fresh database file, and filled with what the
-pipeline leaves behind for synthetic shop traffic:
+The table is created from `TABLE_DEFINITION` (stream included) in a fresh database file, and filled (`fill`, which
+`scale_bench.py` runs at a larger scale) with what the pipeline leaves behind for synthetic shop traffic:
 - every event item, every customer's profile folded from their events by processing's own code, their identity
-  links, each customer's analytics cells summed into the counter items (batch writes of the finished items);
-- a heavy merged customer: three identities (two devices, then a login) with thousands of events, and the
-  tombstone of the profile merged into it;
+  links (restored in batches: `SqliteClient.restore_items`, no change record);
+- a heavy merged customer: three identities (two devices, each then logged in: an identify naming both ids) with
+  thousands of events, and the tombstone of the profile merged into it;
 - segment memberships of *every* customer under the starter rules, written by the product's own path
   (`evaluate_customers` → conditional membership writes and the due list; `record_membership_changes` → audience
-  events, history items and size counters): segment sizes and history in the thousands;
+  events and history items), then each customer's analytics cells item (`update_customers`);
+- the counter items: each customer's cells and each membership's size step (`size_cells`), summed as the fold sums
+  them from those items' stream records (so the independent oracle, `tests/oracle`, audits the fill right);
 - hundreds of failed events over the last days; a full live feed (more live items than the screen reads).
 The fill's own change records are dropped once it is done (as if processed).
 
@@ -41,6 +43,8 @@ from shared.domain.profiles import CustomerProfile, apply_events
 from shared.local.stack import STARTERS as SEGMENT_STARTERS
 from shared.ports import Link, StoredProfile
 from shared.services.analytics import STARTERS as ANALYTICS_STARTERS
+from shared.storage import items
+from shared.storage.segments import size_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["page", "Product Viewed", "Product Viewed", "Product Added", "Checkout Started", "Order Completed"]
@@ -63,7 +67,7 @@ class ScreenFigure:
     requests: int
     ms: float
     ru: float = 0.0
-    path: str = "SQLite"
+    path: str = "in-process"
 
 
 def _events(identity: str, rng: random.Random, now: datetime, count: int, tag: str) -> list[TrackingEvent]:
@@ -92,36 +96,100 @@ def _events(identity: str, rng: random.Random, now: datetime, count: int, tag: s
     return events
 
 
+Write = Callable[[list[dict[str, Any]]], None]
+"""Puts plain items (as `shared.storage.items` builds them) straight into the table: no stream record, as if
+processed long ago (`restore_writer`: `SqliteClient.restore_items`)."""
+
+
+def restore_writer(client: Any) -> Write:
+    """Items restored into the embedded database (`SqliteClient.restore_items`: no change record)."""
+    from shared.storage.dynamo import serialize
+
+    def write(rows: list[dict[str, Any]]) -> None:
+        client.restore_items(TableName=TABLE, Items=[serialize(row) for row in rows])
+
+    return write
+
+
+@dataclass
+class Built:
+    """One customer as the pipeline leaves it: their events, their folded profile, and the items of both plus the
+    identity links."""
+
+    customer_id: str
+    events: list[TrackingEvent]
+    stored: StoredProfile
+    rows: list[dict[str, Any]]
+
+
+def build_customer(number: int, rng: random.Random, now: datetime, events_each: int) -> Built:
+    """Customer `u:c<number>` with `events_each` events (one identity, so no link to make but their own)."""
+    customer_id = f"u:c{number}"
+    events = _events(customer_id, rng, now, events_each, tag=customer_id)
+    return _built(customer_id, (customer_id,), events, now)
+
+
+def build_heavy(rng: random.Random, now: datetime) -> Built:
+    """The heavy merged customer: thousands of events on two devices, then a login on each (an identify naming
+    both ids, which is what links a device to the user)."""
+    events = []
+    for identity in HEAVY_IDENTITIES:
+        events += _events(identity, rng, now, HEAVY_EVENTS_EACH, tag=identity)
+    user = split_identity(HEAVY)[1]
+    for number, identity in enumerate(HEAVY_IDENTITIES[1:]):
+        last = max(e.timestamp for e in events if e.anonymous_id == split_identity(identity)[1])
+        events.append(
+            TrackingEvent(
+                source_id="web",
+                message_id=f"m{HEAVY}-login-{number}",
+                type=CallType.IDENTIFY,
+                timestamp=last,
+                received_at=last,
+                user_id=user,
+                anonymous_id=split_identity(identity)[1],
+                traits={"email": "heavy@example.com"},
+            )
+        )
+    events.sort(key=lambda e: e.timestamp)
+    return _built(HEAVY, HEAVY_IDENTITIES, events, now)
+
+
+def _built(customer_id: str, identities: tuple[str, ...], events: list[TrackingEvent], now: datetime) -> Built:
+    stored = StoredProfile(apply_events(CustomerProfile(customer_id=customer_id, identities=identities), events), 1)
+    rows = [items.event_to_item(event) for event in events]
+    rows.append(items.profile_to_item(stored))
+    rows += [items.link_item(Link(i, customer_id, events[0].message_id, now.isoformat())) for i in identities]
+    return Built(customer_id, events, stored, rows)
+
+
 @dataclass
 class Filled:
     info: dict[str, Any]
     by_customer: dict[str, list[TrackingEvent]]
-    """Every customer's events (the check path's input, for its in-memory baseline)."""
+    """Every customer's events (the check path's input, for its in-memory baseline); empty unless kept."""
+    customers: int = 0
+    events: int = 0
+    """Customers' own events (the audience events the segments' path writes are not counted)."""
 
 
-class _Batches:
-    """Items put 25 to a `BatchWriteItem`, as they come."""
+def fill(
+    write: Write,
+    store: Any,
+    customers: int,
+    events_each: int,
+    now: datetime,
+    *,
+    keep_events: bool = True,
+    after_chunk: Callable[[int], None] | None = None,
+) -> Filled:
+    """Put what the pipeline would have stored for this traffic into the table (see the module docstring).
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.pending: list[dict[str, Any]] = []
-
-    def put(self, item: dict[str, Any]) -> None:
-        self.pending.append({"PutRequest": {"Item": item}})
-        if len(self.pending) == 25:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            self.client.batch_write_item(RequestItems={TABLE: self.pending})
-            self.pending = []
-
-
-def fill(client: Any, store: Any, customers: int, events_each: int, now: datetime) -> Filled:
-    """Put what the pipeline would have stored for this traffic into the table (see the module docstring)."""
-    from shared.services.segments import evaluate_customers, rules_of
-    from shared.storage import items
-    from shared.storage.dynamo import serialize
+    Args:
+        write: puts plain items (events, profiles, links, counters) straight into the table.
+        keep_events: keep every customer's events in `Filled.by_customer` (the check path's baseline needs them).
+        after_chunk: called after each chunk of customers is written, with the number of customers done.
+    """
+    from shared.services.segments import rules_of
 
     rng = random.Random(5)
     document = json.loads(ANALYTICS_STARTERS.read_text())
@@ -130,69 +198,49 @@ def fill(client: Any, store: Any, customers: int, events_each: int, now: datetim
     rules = rules_of(store.list_segments())
     counters: analytics.Cells = {}
     by_customer: dict[str, list[TrackingEvent]] = {}
-    batches = _Batches(client)
-    put = batches.put
-    people = [(f"u:c{n}", (f"u:c{n}",)) for n in range(customers)] + [(HEAVY, HEAVY_IDENTITIES)]
-    transitions = 0
-    for start in range(0, len(people), CHUNK):
-        chunk: dict[str, StoredProfile] = {}
-        for customer_id, identities in people[start : start + CHUNK]:
-            heavy = customer_id == HEAVY
-            events = []
-            for identity in identities:
-                count = HEAVY_EVENTS_EACH if heavy else events_each
-                events += _events(identity, rng, now, count, tag=identity)
-            events.sort(key=lambda e: e.timestamp)
-            for event in events:
-                put(serialize(items.event_to_item(event)))
-            profile = apply_events(CustomerProfile(customer_id=customer_id, identities=identities), events)
-            stored = StoredProfile(profile, version=1)
-            put(serialize(items.profile_to_item(stored)))
-            for identity in identities:
-                put(serialize(items.link_item(Link(identity, customer_id, events[0].message_id, now.isoformat()))))
-            analytics.add(counters, analytics.customer_cells(customer_id, events, definitions, now=now))
-            by_customer[customer_id] = events
-            chunk[customer_id] = stored
-        batches.flush()
-        transitions += _memberships(store, chunk, by_customer, rules, now, evaluate_customers)
+    transitions = events = 0
+    for start in range(0, customers + 1, CHUNK):
+        numbers = range(start, min(start + CHUNK, customers))
+        chunk = [build_customer(n, rng, now, events_each) for n in numbers]
+        if start + CHUNK > customers:
+            chunk.append(build_heavy(rng, now))
+        write([row for built in chunk for row in built.rows])
+        for built in chunk:
+            analytics.add(counters, analytics.customer_cells(built.customer_id, built.events, definitions, now=now))
+            events += len(built.events)
+        changes = _evaluate(store, chunk, rules, definitions, now)
+        for change in changes:  # the fold's size counters: what each membership record adds
+            analytics.add(counters, size_cells(change.segment_id, 1 if change.entered else -1, change.at[:10]))
+        transitions += len(changes)
+        if keep_events:
+            by_customer.update((built.customer_id, built.events) for built in chunk)
+        if after_chunk is not None:
+            after_chunk(min(start + CHUNK, customers))
     # the profile merged into the heavy customer: a tombstone pointing at it
     merged = CustomerProfile(customer_id=HEAVY_IDENTITIES[2], identities=(HEAVY_IDENTITIES[2],), merged_into=HEAVY)
-    put(serialize(items.profile_to_item(StoredProfile(merged, version=2))))
-    for (pk, sk), counts in counters.items():
-        put(
-            {
-                "PK": {"S": pk},
-                "SK": {"S": sk},
-                "entity": {"S": "counter"},
-                **{a: {"N": str(n)} for a, n in counts.items()},
-            }
-        )
-    batches.flush()
+    write([items.profile_to_item(StoredProfile(merged, version=2))])
+    write([counter_item(pk, sk, counts) for (pk, sk), counts in counters.items()])
     _failed_and_live(store, now)
-    return Filled({"counter_items": len(counters), "transitions": transitions}, by_customer)
+    info = {"counter_items": len(counters), "transitions": transitions}
+    return Filled(info, by_customer, customers + 1, events)
 
 
-def _memberships(
-    store: Any,
-    chunk: dict[str, StoredProfile],
-    by_customer: dict[str, list[TrackingEvent]],
-    rules: list[Any],
-    now: datetime,
-    evaluate_customers: Callable[..., Any],
-) -> int:
-    """Every rule on every customer of the chunk, written as processing writes it (memberships, due list, audience
-    events, history, sizes)."""
-    from shared.services.segments import MembershipChange, record_membership_changes
+def counter_item(pk: str, sk: str, counts: dict[str, int]) -> dict[str, Any]:
+    """A counter item as the fold leaves it."""
+    return {"PK": pk, "SK": sk, "entity": "counter", **counts}
 
+
+def _evaluate(store: Any, chunk: list[Built], rules: list[Any], definitions: Any, now: datetime) -> list[Any]:
+    """What processing's evaluation writes for the chunk's customers: every rule on every customer (memberships,
+    due list, audience events, history), then their analytics cells items. Returns the membership changes."""
+    from shared.services.analytics import update_customers
+    from shared.services.segments import MembershipChange, evaluate_customers, record_membership_changes
+
+    profiles = {built.customer_id: built.stored for built in chunk}
+    events = {built.customer_id: built.events for built in chunk}
     versions = {rule.id: rule.version for rule in rules}
     found = evaluate_customers(
-        store,
-        list(chunk),
-        rules,
-        now=now,
-        profiles=chunk,
-        events={c: by_customer[c] for c in chunk},
-        memberships={c: {} for c in chunk},
+        store, list(profiles), rules, now=now, profiles=profiles, events=events, memberships={c: {} for c in profiles}
     )
     at = format_timestamp(now)
     changes = [
@@ -202,7 +250,8 @@ def _memberships(
         for t in found
     ]
     record_membership_changes(store, changes)
-    return len(changes)
+    update_customers(store, list(profiles), definitions, now=now, events=events, profiles=profiles)
+    return changes
 
 
 def _failed_and_live(store: Any, now: datetime) -> None:
@@ -218,6 +267,11 @@ def _failed_and_live(store: Any, now: datetime) -> None:
         for number in range(FAILED_EVENTS)
     ]
     store.put_failed(failures)
+    put_live_feed(store, now)
+
+
+def put_live_feed(store: Any, now: datetime) -> None:
+    """A full live feed as of `now` (its items expire an hour later)."""
     for number in range(LIVE_ITEMS):
         feed = [
             {
@@ -321,6 +375,8 @@ def time_check(client: Any, store: Any, filled: Filled, now: datetime) -> CheckF
 
 
 def measure(customers: int = 20_000, events_each: int = 10) -> tuple[list[ScreenFigure], dict[str, Any]]:
+    """Fill a fresh embedded database file and time every screen's reads on it, opened as `footfall tui` opens
+    `footfall serve`'s default; then the check path."""
     from shared.services.segments import apply_segments
     from shared.storage.dynamo import DynamoTrackingStore
     from shared.storage.schema import TABLE_DEFINITION
@@ -336,7 +392,7 @@ def measure(customers: int = 20_000, events_each: int = 10) -> tuple[list[Screen
         store = DynamoTrackingStore(TABLE, client=client)
         apply_segments(store, json.loads(SEGMENT_STARTERS.read_text()), source="starters", now=now, customers=[])
         began = time.perf_counter()
-        filled = fill(client, store, customers, events_each, now)
+        filled = fill(restore_writer(client), store, customers, events_each, now)
         info = dict(filled.info)
         info["fill_seconds"] = time.perf_counter() - began
         client.trim_feed(now=time.time() + 2 * 86400)  # the fill's change records: as if processed already

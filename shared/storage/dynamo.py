@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.domain.events import TrackingEvent
@@ -51,8 +51,17 @@ def serialize(item: dict[str, Any]) -> dict[str, Any]:
 
 def deserialize(image: dict[str, Any]) -> dict[str, Any]:
     """DynamoDB JSON → plain Python item (binary values as `bytes`)."""
-    plain = {name: _deserializer.deserialize(value) for name, value in image.items()}
-    return {name: value.value if isinstance(value, Binary) else value for name, value in plain.items()}
+    return {name: _plain(value) for name, value in image.items()}
+
+
+def _plain(value: dict[str, Any]) -> Any:
+    # Strings and binaries (most attributes of most items) without the general deserializer's dispatch, which was
+    # a quarter of the CPU of reading a customer's events from the embedded database.
+    if "S" in value:
+        return value["S"]
+    if "B" in value:
+        return value["B"]
+    return _deserializer.deserialize(value)
 
 
 def deserialize_wire(image: dict[str, Any]) -> dict[str, Any]:
@@ -267,6 +276,8 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
                     ":pk": {"S": keys.identity_pk(kind, identifier)},
                     ":sk": {"S": keys.EVENT_SK_PREFIX},
                 },
+                # Only what `item_to_event` reads: less to send and to decode (the read units are the same).
+                ProjectionExpression=items.EVENT_ATTRIBUTES,
             )
         ]
         return sorted(found, key=lambda event: (event.timestamp, event.message_id))

@@ -207,8 +207,12 @@ def event_to_item(
     return item
 
 
+EVENT_ATTRIBUTES = "src, body, trust"
+"""What `item_to_event` reads of an event item: the projection of a read of many events."""
+
+
 def item_to_event(item: dict[str, Any]) -> TrackingEvent:
-    """Inverse of `event_to_item`."""
+    """Inverse of `event_to_item` (reads only `EVENT_ATTRIBUTES`)."""
     return event_from_payload(
         decode_json(item["body"]), source_id=item["src"], trusted=item.get("trust") == SERVER_TRUST
     )
