@@ -122,8 +122,10 @@ def build(data_dir: Path, customers: int, events_each: int, now: datetime) -> Bu
 
     def after_chunk(done: int) -> None:
         drop_feed(client)  # as the stream runner would have: processed, and trimmed (the pages are reused)
-        if done % 10_000 < tui_bench.CHUNK or done == customers:
-            print(f"  built {done:,} of {customers:,} customers ({time.perf_counter() - started:.0f} s)", flush=True)
+        if done % 10_000 == 0 or done > customers:
+            print(
+                f"  built {done:,} of {customers + 1:,} customers ({time.perf_counter() - started:.0f} s)", flush=True
+            )
 
     filled = tui_bench.fill(
         restore_writer(client), store, customers, events_each, now, keep_events=False, after_chunk=after_chunk

@@ -187,7 +187,8 @@ def fill(
     Args:
         write: puts plain items (events, profiles, links, counters) straight into the table.
         keep_events: keep every customer's events in `Filled.by_customer` (the check path's baseline needs them).
-        after_chunk: called after each chunk of customers is written, with the number of customers done.
+        after_chunk: called after each chunk of customers is written, with the number written so far (the heavy
+            one included).
     """
     from shared.services.segments import rules_of
 
@@ -198,7 +199,7 @@ def fill(
     rules = rules_of(store.list_segments())
     counters: analytics.Cells = {}
     by_customer: dict[str, list[TrackingEvent]] = {}
-    transitions = events = 0
+    transitions = events = written = 0
     for start in range(0, customers + 1, CHUNK):
         numbers = range(start, min(start + CHUNK, customers))
         chunk = [build_customer(n, rng, now, events_each) for n in numbers]
@@ -214,8 +215,9 @@ def fill(
         transitions += len(changes)
         if keep_events:
             by_customer.update((built.customer_id, built.events) for built in chunk)
+        written += len(chunk)
         if after_chunk is not None:
-            after_chunk(min(start + CHUNK, customers))
+            after_chunk(written)
     # the profile merged into the heavy customer: a tombstone pointing at it
     merged = CustomerProfile(customer_id=HEAVY_IDENTITIES[2], identities=(HEAVY_IDENTITIES[2],), merged_into=HEAVY)
     write([items.profile_to_item(StoredProfile(merged, version=2))])
