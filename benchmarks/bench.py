@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -852,9 +852,17 @@ def machine() -> dict[str, str]:
     }
 
 
-def render(rows: list[Row], header: dict[str, str], notes: list[str], ledgers: list[str]) -> str:
+def render(
+    rows: list[Row],
+    header: dict[str, str],
+    notes: list[str],
+    ledgers: Sequence[str] = (),
+    *,
+    title: str = "# Footfall benchmark results",
+) -> str:
+    """A results page: the header, the table of rows, the notes, and the per-entity ledgers when there are any."""
     lines = [
-        "# Footfall benchmark results",
+        title,
         "",
         f"- date: {header['date']}",
         f"- machine: nproc {header['nproc']}, {header['cpu']}, {header['python']} "
@@ -867,7 +875,8 @@ def render(rows: list[Row], header: dict[str, str], notes: list[str], ledgers: l
     ]
     lines += [f"| {r.what} | {r.measured} | {r.baseline} | {r.ratio} | {r.target} | {r.met} |" for r in rows]
     lines += ["", "Notes:", ""] + [f"- {note}" for note in notes]
-    lines += ["", "### Per-entity ledgers (write and read units, billed as AWS bills them)", "", *ledgers]
+    if ledgers:
+        lines += ["", "### Per-entity ledgers (write and read units, billed as AWS bills them)", "", *ledgers]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

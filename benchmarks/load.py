@@ -278,23 +278,11 @@ def failures(figures: dict[str, Any]) -> list[str]:
     if figures["caught_up_after_stop_s"] is None:
         found.append("processing did not catch up after the load stopped")
     segment = figures["segment"]
-    if segment["never_entered"]:
-        found.append(f"{segment['never_entered']} of {segment['probes']} segment probes never entered {segment['id']}")
-    if segment["max_s"] is not None and segment["max_s"] > segment["target_s"]:
-        found.append(
-            f"segment {segment['id']} entered up to {segment['max_s']:.1f} s after the deciding event "
-            f"(target <= {segment['target_s']:g} s)"
-        )
+    found += _entry_failures(segment, "segment probes", "the deciding event")
     if segment["probes"] == 0:
         found.append("no segment probe was sent (the load was shorter than the probe interval)")
     if (timed := figures.get("timed")) is not None:
-        if timed["never_entered"]:
-            found.append(f"{timed['never_entered']} of {timed['probes']} time-based probes never entered {timed['id']}")
-        if timed["max_s"] is not None and timed["max_s"] > timed["target_s"]:
-            found.append(
-                f"segment {timed['id']} entered up to {timed['max_s']:.1f} s after the deadline "
-                f"(target <= {timed['target_s']:g} s)"
-            )
+        found += _entry_failures(timed, "time-based probes", "the deadline")
     traffic = figures["traffic"]
     asked = figures.get("rate")
     if asked and traffic["sending_events_per_second"] < RATE_SHORTFALL * asked:
@@ -306,6 +294,19 @@ def failures(figures: dict[str, Any]) -> list[str]:
         found.append(f"{traffic['rejected'] + traffic['not_stored']} events not accepted")
     if figures.get("error"):
         found.append(f"the run stopped early: {figures['error']}")
+    return found
+
+
+def _entry_failures(probed: dict[str, Any], probes: str, since: str) -> list[str]:
+    """Why a kind of segment probe misses its target: some never entered, or one entered too late."""
+    found = []
+    if probed["never_entered"]:
+        found.append(f"{probed['never_entered']} of {probed['probes']} {probes} never entered {probed['id']}")
+    if probed["max_s"] is not None and probed["max_s"] > probed["target_s"]:
+        found.append(
+            f"segment {probed['id']} entered up to {probed['max_s']:.1f} s after {since} "
+            f"(target <= {probed['target_s']:g} s)"
+        )
     return found
 
 

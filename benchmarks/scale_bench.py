@@ -304,21 +304,12 @@ def stage_rows(stage: Stage) -> list[bench.Row]:
 
 
 def render(rows: list[bench.Row], header: dict[str, str], notes: list[str]) -> str:
-    lines = [
-        "## Scale: one data dir at 100 k customers / 1 M events, grown to 10 M (benchmarks/scale_bench.py)",
-        "",
-        f"- date: {header['date']}",
-        f"- machine: nproc {header['nproc']}, {header['cpu']}, {header['python']} "
-        f"(load average at start: {header['load']})",
-        f"- run time: {header['elapsed']}",
-        f"- scale: {header['scale']}",
-        "",
-        "| what | measured | baseline (same run) | ratio | target | met |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [f"| {r.what} | {r.measured} | {r.baseline} | {r.ratio} | {r.target} | {r.met} |" for r in rows]
-    lines += ["", "Notes:", ""] + [f"- {note}" for note in notes]
-    return "\n".join(lines) + "\n"
+    return bench.render(
+        rows,
+        header,
+        notes,
+        title="## Scale: one data dir at 100 k customers / 1 M events, grown to 10 M (benchmarks/scale_bench.py)",
+    )
 
 
 def notes_of(built: Built, grown: Built | None, counts: dict[str, int], args: argparse.Namespace) -> list[str]:
