@@ -322,7 +322,7 @@ class ErasureStorage:
 
         Args:
             clear_at: identity → an epoch at which another reader found it not erased, as its `SuppressionCache`
-                would remember it (the collector stamps each event it stores with it: `stamp_clear`). Such an
+                would remember it (the collector stamps each event it stores with it: `clear_epoch`). Such an
                 identity is as good as one in this store's cache at that epoch: its mark is skipped while the epoch
                 read now is that one. (The reader saw that epoch before this read began, so if this read sees it
                 too, it held throughout.)
@@ -390,7 +390,7 @@ class ErasureStorage:
 
     def raise_erasure_epoch_with(self, prefixes: Set[bytes]) -> None:
         """Tell every reader's `SuppressionCache` that identities were erased (after their marks are written): the
-        epoch goes up by one, with the digest of the new epoch (the last one's plus `erased`) in the same
+        epoch goes up by one, with the digest of the new epoch (the last one's plus `prefixes`) in the same
         transaction. Without a digest at the current epoch (a table not migrated yet, or past `DIGEST_LIMIT`), the
         epoch goes up alone.
 
