@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -103,6 +104,13 @@ class CollectorServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         self.reaping.set()
         super().server_close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away before its answer (or was cut off by the reaper) is not a server error: no
+        # traceback in the log for it. Anything else is printed as socketserver does.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -96,3 +96,18 @@ def test_slow_clients_holding_every_slot_do_not_stop_a_normal_request_from_being
         trickler.join()
         for connection in slow:
             connection.close()
+
+
+def test_a_client_gone_before_its_answer_leaves_no_traceback_but_a_server_error_does(server: CollectorServer, capsys):
+    # A client that hung up (or was cut off) while its answer was written: nothing to report
+    try:
+        raise BrokenPipeError(32, "Broken pipe")
+    except BrokenPipeError:
+        server.handle_error(None, ("127.0.0.1", 1))
+    assert capsys.readouterr().err == ""
+    # Anything else is still printed
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        server.handle_error(None, ("127.0.0.1", 1))
+    assert "ValueError: a bug" in capsys.readouterr().err
