@@ -151,7 +151,8 @@ def test_snippet_pixel_and_beacon_land_in_the_table_with_the_right_customer(loca
     assert profile.traits == {"plan": "pro"} and profile.first_touch.campaign["name"] == "nov"
     pixel = _eventually(lambda: local_stack.events("a", "pixel-reader"))
     assert [e.event for e in pixel] == ["Pixel Seen"]
-    assert len(local_stack.stored_message_ids()) == len(set(local_stack.stored_message_ids()))
+    stored_ids = local_stack.stored_message_ids()  # one read: processing may add audience events between two
+    assert len(stored_ids) == len(set(stored_ids))
 
 
 def test_do_not_track_sends_nothing(local_stack, site, tmp_path):
