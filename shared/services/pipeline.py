@@ -90,11 +90,12 @@ def decode_images(sequence: str, old: Mapping[str, Any] | None, new: Mapping[str
     """
     from shared.storage import items
 
-    membership = items.decode_membership_change(old=dict(old) if old else None, new=dict(new) if new else None)
+    before, after = (dict(image) if image else None for image in (old, new))
+    membership = items.decode_membership_change(old=before, new=after)
     if membership is not None:
         return Membership(sequence, MembershipChange(**membership))
-    event = items.decode_change(old=dict(old) if old else None, new=dict(new) if new else None)
-    return None if event is None else StreamChange(sequence, event, items.clear_epoch_of(dict(new) if new else None))
+    event = items.decode_change(old=before, new=after)
+    return None if event is None else StreamChange(sequence, event, items.clear_epoch_of(after))
 
 
 @dataclass
