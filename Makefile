@@ -10,7 +10,7 @@ STACK ?= footfall
 SDK_DIR := tests/e2e/sdk
 SDK_STAMP := $(SDK_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup demo serve test test-unit test-integration test-e2e lint format bench bench-scale load mutate deploy clean
+.PHONY: setup demo serve test test-unit test-integration test-e2e test-tui lint format bench bench-scale load mutate deploy clean
 
 setup: $(STAMP) $(SAM_STAMP) $(SDK_STAMP)
 
@@ -36,8 +36,8 @@ demo: setup  ## run the local stack on the embedded database (data in .footfall/
 serve: setup
 	$(VENV)/bin/footfall serve
 
-test: setup  ## every test: unit, integration (moto), end-to-end (real HTTP against `footfall serve`)
-	$(PY) -m pytest
+test: setup  ## every test: unit, integration (moto), end-to-end (real HTTP against `footfall serve`); lists the 15 slowest
+	$(PY) -m pytest --durations=15
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
@@ -47,6 +47,9 @@ test-integration: setup
 
 test-e2e: setup
 	$(PY) -m pytest tests/e2e
+
+test-tui: setup  ## the TUI alone: its screens against a fake and a real store, SVG snapshots, the tmux smoke test
+	$(PY) -m pytest tests/tui tests/e2e/test_tui.py
 
 lint: setup  ## ruff, then the import contracts of pyproject.toml ([tool.importlinter])
 	$(VENV)/bin/ruff check .
