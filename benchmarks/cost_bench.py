@@ -1,11 +1,12 @@
 """What the workloads users run cost on DynamoDB, billed as AWS bills it, per entity (part of `make bench`).
 
-Each workload runs the whole local pipeline: a fresh moto server (stock, `moto[server]`: a DynamoDB with streams;
-what it costs is what AWS bills, whatever answers), the metering proxy of `benchmarks/meter.py` in front of it, and
-`footfall serve --endpoint-url <proxy>` (collector workers, stream runner, scheduler: every
-DynamoDB call they make goes through the proxy). The stream runner batches as the event source mapping in
-`infra/template.yaml` does (BatchSize 1000, MaximumBatchingWindowInSeconds 1): at a steady rate, about one
-invocation a second. Traffic comes from `shared.simulate` (the demo's simulator, the same corpus and wire formats):
+Each workload runs the whole local pipeline as `make demo` does: `footfall serve` on a fresh embedded database
+(collector workers, stream runner, scheduler), each of its processes billing its own requests in-process
+(`benchmarks/meter.py`, `meter_this_process`, loaded by `benchmarks/metered/sitecustomize.py`): what it costs is
+what AWS would bill for the same requests, and nothing stands between the pipeline and its database. The stream
+runner batches as the event source mapping in `infra/template.yaml` does (BatchSize 1000,
+MaximumBatchingWindowInSeconds 1): at a steady rate, about one invocation a second. Traffic comes from
+`shared.simulate` (the demo's simulator, the same corpus and wire formats):
 
 - bulk: `generate` — N customers over 14 days of history, sent as fast as the collector answers;
 - live: then, on the same stack, `live` traffic at a steady rate (a third of visits are the history's customers
@@ -13,14 +14,14 @@ invocation a second. Traffic comes from `shared.simulate` (the demo's simulator,
 - worst: on a fresh stack, `live` traffic with no history and a thousand visits at once, so that nearly every
   event is a new visitor's (little for processing to coalesce), at the same rate.
 
-After the traffic a marker event is sent; processing has caught up when the marker's profile exists and the stream
-holds no record after the runner's checkpoint (nothing queued, no invocation in flight). Within the timeout the
-workload is billed; otherwise it is FAILED, not a number. How long that takes here is mostly moto's (a Query reads
-every item of its table), not the pipeline's: processing lag is measured on the embedded database (`bench.py`).
-The ledger is reset once the stack is up, so setup (table, default source, starter segments) is not billed; the
-marker is an accepted event and counted as one. Events per workload = the event items the collector stored (the
-ledger's `event/<source>` writes), checked equal to what the collector's answers account for (accepted batch events
-+ recorded opens and clicks + the marker).
+After the traffic a marker event is sent; processing has caught up when the marker's profile exists and the stream holds
+no record after the runner's checkpoint (nothing queued, no invocation in flight). Within the timeout the workload is
+billed; otherwise it is FAILED, not a number. Images for the bill are read through a second, unmetered client; two
+processes writing one item at once could be billed from the other's image (the pipeline's functions seldom write one
+item at the same moment). The ledger is reset once the stack is up, so setup (table, default source, starter segments)
+is not billed; the marker is an accepted event and counted as one. Events per workload = the event items the collector
+stored (the ledger's `event/<source>` writes), checked equal to what the collector's answers account for (accepted batch
+events + recorded opens and clicks + the marker).
 """
 
 from __future__ import annotations
@@ -44,13 +45,12 @@ from typing import Any
 import meter as metering
 
 from shared import simulate
-from shared.local.stack import local_env, read_info
+from shared.local.stack import read_info
 from shared.local.streams import CHECKPOINT_FILE, FOLD_CHECKPOINT_FILE
-from shared.storage.dynamo import DynamoTrackingStore, make_client
+from shared.storage.dynamo import DynamoTrackingStore
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-REGION = "us-east-1"
 TABLE = "footfall"
 BATCH_WINDOW = 1.0
 FOLD_WINDOW = 10.0
@@ -65,17 +65,6 @@ COLLECT_READ_ENTITIES = ("pk:ID", "pk:IDH", "erasure_epoch", "forgotten")
 """What the collector's one consistent read lands on: event keys not stored yet (`pk:ID`), the erasure epoch, the
 identities' suppression marks (`pk:IDH` when absent, `forgotten` when present). Processing reads them too (absent
 identity links are `pk:ID`, its suppression check the rest): their sum bounds the collect path's reads from above."""
-
-MOTO_SERVER = f"""
-import threading
-from moto.server import ThreadedMotoServer
-
-server = ThreadedMotoServer(ip_address="{HOST}", port=0, verbose=False)
-server.start()
-print("READY", server.get_host_and_port()[1], flush=True)
-threading.Event().wait()
-"""
-"""The upstream: moto's own server, unchanged, in a process of its own; it prints `READY <port>` once it listens."""
 
 TARGETS = {"collect": 1.0, "bulk": 1.5, "live": 2.0, "worst": 4.0, "reads": 2.0, "round_trips": 2.0}
 """WU per event from DESIGN.md ("Numbers to reach"); `worst` is the issue's bound for mostly new visitors."""
@@ -145,21 +134,6 @@ class Workload:
 # --- processes ------------------------------------------------------------------------------------------------------
 
 
-def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log.open("w"), stdin=subprocess.DEVNULL, text=True
-    )
-
-
-def _ready_port(process: subprocess.Popen[str], what: str) -> int:
-    assert process.stdout is not None
-    words = process.stdout.readline().split()
-    if not words or words[0] != "READY":
-        raise RuntimeError(f"{what} did not start (exit code {process.poll()})")
-    threading.Thread(target=process.stdout.read, daemon=True).start()  # keep draining: a full pipe must not block it
-    return int(words[1])
-
-
 def _stop(process: subprocess.Popen[Any]) -> None:
     if process.poll() is None:
         process.terminate()
@@ -173,17 +147,16 @@ def _stop(process: subprocess.Popen[Any]) -> None:
 @dataclass
 class MeteredStack:
     data_dir: Path
-    backend: str
-    """The moto server's endpoint (unmetered: only the bench's own checks use it)."""
-    proxy: str
-    """The metering proxy's endpoint (what the pipeline uses)."""
+    meter: metering.MeterDumps
+    """The ledgers of the stack's processes (what the pipeline's requests cost)."""
     target: simulate.Target
     store: DynamoTrackingStore
-    """On the moto server directly: the bench's checks are not billed."""
-    streams: Any
+    """On an unmetered client of its own: the bench's checks are not billed."""
+    feed: Any
+    """The embedded database's change feed, read unmetered (where the stream runners' checkpoints stand)."""
 
     def reset(self) -> None:
-        metering.fetch_ledger(self.proxy, reset=True)
+        self.meter.reset()
 
     def measure(
         self, name: str, description: str, traffic: Callable[[simulate.Target], simulate.Stats], *, timeout: float
@@ -197,7 +170,7 @@ class MeteredStack:
         lag = self._caught_up(sent, timeout) if marker_ok else None
         if lag is not None and not self._folded(timeout):
             lag = None  # counters never caught up: reported as not caught up
-        ledger = metering.fetch_ledger(self.proxy)
+        ledger = self.meter.ledger()
         stored = sum(
             line.writes - line.failed_conditions
             for entity, line in ledger.entities.items()
@@ -250,45 +223,35 @@ class MeteredStack:
             positions = json.loads((self.data_dir / checkpoint).read_text())
         except (OSError, ValueError):
             return False
-        arn = self.store.client.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
-        for shard in self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-            position = positions.get(shard["ShardId"])
-            kwargs = (
-                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": position}
-                if position
-                else {"ShardIteratorType": "TRIM_HORIZON"}
-            )
-            iterator = self.streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], **kwargs)
-            if self.streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1)["Records"]:
+        for shard in self.feed.shards():
+            if self.feed.read(shard["ShardId"], positions.get(shard["ShardId"]), 1):
                 return False
         return True
 
 
 @contextlib.contextmanager
 def metered_stack(workers: int = 2) -> Iterator[MeteredStack]:
-    """moto server + metering proxy + `footfall serve --endpoint-url <proxy>`, all fresh; stopped on exit."""
-    import boto3
-    from botocore.config import Config
+    """`footfall serve` on a fresh embedded database, each of its processes metered in-process; stopped on exit."""
+    from shared.storage.sqlite.engine import SqliteClient
+    from shared.storage.sqlite.feed import SqliteChangeFeed
 
     data_dir = Path(tempfile.mkdtemp(prefix="footfall-bench-cost-"))
-    env = local_env(REGION, "", TABLE)
+    meter_dir = data_dir / "meter"
+    meter_dir.mkdir()
+    env = dict(os.environ)
     env["FOOTFALL_STREAM_BATCH_WINDOW"] = str(BATCH_WINDOW)
     env["FOOTFALL_FOLD_WINDOW"] = str(FOLD_WINDOW)
-    processes: list[subprocess.Popen[Any]] = []
+    env["FOOTFALL_METER_DIR"] = str(meter_dir)
+    env["FOOTFALL_METER_QUALIFY"] = ",".join(f"{entity}={attribute}" for entity, attribute in QUALIFY.items())
+    paths = [str(ROOT / "benchmarks" / "metered"), str(ROOT / "benchmarks"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+    serve = None
     try:
-        backend = _spawn([sys.executable, "-c", MOTO_SERVER], env, data_dir / "backend.log")
-        processes.append(backend)
-        backend_url = f"http://{HOST}:{_ready_port(backend, 'the moto server')}"
-        command = [sys.executable, str(ROOT / "benchmarks" / "meter.py"), "proxy", "--upstream", backend_url]
-        command += [f"--qualify={entity}={attribute}" for entity, attribute in QUALIFY.items()]
-        proxy = _spawn(command, env, data_dir / "proxy.log")
-        processes.append(proxy)
-        proxy_url = f"http://{HOST}:{_ready_port(proxy, 'the metering proxy')}"
         footfall = Path(sys.executable).parent / "footfall"
         serve_dir = data_dir / "serve"
         port = _free_port()
         command = [str(footfall), "serve", "--data-dir", str(serve_dir), "--host", HOST, "--port", str(port)]
-        command += ["--workers", str(workers), "--endpoint-url", proxy_url, "--table", TABLE, "--region", REGION]
+        command += ["--workers", str(workers)]
         serve = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -297,27 +260,19 @@ def metered_stack(workers: int = 2) -> Iterator[MeteredStack]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        processes.append(serve)
         deadline = time.monotonic() + 90
         while read_info(serve_dir) is None:
             if serve.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"footfall serve did not start: {(data_dir / 'serve.log').read_text()[-600:]}")
             time.sleep(0.1)
-        store = DynamoTrackingStore(TABLE, client=make_client(endpoint_url=backend_url, region=REGION))
-        streams = boto3.client(
-            "dynamodbstreams",
-            endpoint_url=backend_url,
-            region_name=REGION,
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            config=Config(account_id_endpoint_mode="disabled"),  # moto's endpoint, not an AWS account's host
-        )
+        client = SqliteClient(serve_dir / "footfall.db")
+        store = DynamoTrackingStore(TABLE, client=client)
         target = simulate.local_target(serve_dir, find_source=store.get_source)
-        yield MeteredStack(serve_dir, backend_url, proxy_url, target, store, streams)
+        yield MeteredStack(serve_dir, metering.MeterDumps(meter_dir), target, store, SqliteChangeFeed(client, TABLE))
     finally:
-        for process in reversed(processes):
+        if serve is not None:
             with contextlib.suppress(Exception):
-                _stop(process)
+                _stop(serve)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -5,10 +5,14 @@ Not shipped (it lives beside the benchmarks). It sees requests in one of two way
 - `Meter.attach(client)`: botocore's `before-call.dynamodb` / `after-call.dynamodb` events on one client (the
   serialized request body and the raw response body, exactly what goes over the wire). For in-process code that
   takes an injected client (tests, the TUI bench).
-- `python benchmarks/meter.py proxy --upstream URL`: an HTTP proxy in front of a DynamoDB endpoint. `footfall serve`
-  runs its collector workers, stream runner and scheduler as child processes that build their own clients, so a hook
-  in this process cannot see them; every one of them reaches DynamoDB only through `--endpoint-url`, so a proxy
-  there cannot miss a call. This is what the bench uses.
+- `meter_this_process(directory)`: the same hook on every embedded-database client a process makes through
+  `make_client`, its ledger dumped to `<directory>/<pid>.json` a few times a second. `footfall serve` runs its
+  collector workers and stream runner as child processes that build their own clients; the cost bench starts it
+  with `benchmarks/metered/` on `PYTHONPATH`, whose `sitecustomize` calls this in each of them when
+  `FOOTFALL_METER_DIR` is set, and sums the dumps (`MeterDumps`). This is what the bench uses: the real local
+  pipeline on the embedded database, nothing in between.
+- `python benchmarks/meter.py proxy --upstream URL`: an HTTP proxy in front of a DynamoDB endpoint (any endpoint a
+  `footfall serve --endpoint-url` can use; every call of its processes goes through it).
 
 What is billed (Amazon DynamoDB Developer Guide; `search` docs corpus, pages cited):
 - Item size ("Item sizes and formats", CapacityUnitCalculations.html): attribute name lengths (UTF-8) plus values;
@@ -39,13 +43,14 @@ What is billed (Amazon DynamoDB Developer Guide; `search` docs corpus, pages cit
 - Not billed: throttled and otherwise rejected requests (no capacity consumed). Any operation the meter does not
   know is counted in `Ledger.unknown`; the bench fails on a non-empty one rather than skipping it.
 
-Before and after images: the meter reads them from the backend through a separate, unmetered client
-(`BackendReader`, consistent BatchGetItem) just before a write goes out and, for updates, just after. A shadow of
-sizes would have to re-implement UpdateExpression; a read of the real item cannot disagree with the backend. The
-proxy holds one lock from the before-read to the after-read of every write (and of every read it must replay), so
-no other write can slip in between; the client hook does not (exact for one writer per item at a time, which is
-how the tests use it). Query/Scan with a filter, a projection or `Select=COUNT`, and GetItem/BatchGetItem with a
-projection, are replayed unmetered without them to size what DynamoDB evaluated.
+Before and after images: the meter reads them from the backend through a separate, unmetered client (`BackendReader`,
+consistent BatchGetItem) just before a write goes out and, for updates, just after. A shadow of sizes would have to
+re-implement UpdateExpression; a read of the real item cannot disagree with the backend. The proxy holds one lock from
+the before-read to the after-read of every write (and of every read it must replay), so no other write can slip in
+between; the client hook does not (exact for one writer per item at a time, which is how the tests use it; the
+pipeline's functions seldom write one item at the same moment). Query/Scan with a filter, a projection or
+`Select=COUNT`, and GetItem/BatchGetItem with a projection, are replayed unmetered without them to size what DynamoDB
+evaluated.
 
 Per-entity ledger: every item carries an `entity` attribute (after image, else before image, else the request's
 item); an item without one is classed by its partition key prefix (`PK` up to the first `#`).
@@ -299,6 +304,26 @@ class Ledger:
             "components": self.components,
         }
 
+    def add(self, other: Ledger) -> None:
+        """Add `other`'s bill to this one (the ledgers of several processes)."""
+        for name, line in other.entities.items():
+            mine = self.line(name)
+            for counted, value in asdict(line).items():
+                setattr(mine, counted, getattr(mine, counted) + value)
+        for mine, theirs in (
+            (self.operations, other.operations),
+            (self.free, other.free),
+            (self.unknown, other.unknown),
+            (self.rejected, other.rejected),
+        ):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+        self.replay_mismatches += other.replay_mismatches
+        for component, operations in other.components.items():
+            made = self.components.setdefault(component, {})
+            for operation, count in operations.items():
+                made[operation] = made.get(operation, 0) + count
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Ledger:
         return cls(
@@ -418,7 +443,8 @@ class Meter:
         meter.attach(client)
         return meter
 
-    def attach(self, client: Any) -> None:
+    def attach(self, client: Any, *, component: str = "") -> None:
+        """Bill every request `client` makes; `component`: the function making them (see `Ledger.components`)."""
         state = threading.local()
 
         def before_call(model: Any, params: dict[str, Any], **_: Any) -> None:
@@ -433,7 +459,7 @@ class Meter:
                 answer = json.loads(http_response.content or b"{}")
             except ValueError:
                 answer = {}
-            self.after(seen, http_response.status_code, answer)
+            self.after(seen, http_response.status_code, answer, component=component)
 
         client.meta.events.register("before-call.dynamodb", before_call)
         client.meta.events.register("after-call.dynamodb", after_call)
@@ -465,7 +491,9 @@ class Meter:
             with self._ledger_lock:
                 self.ledger.unknown[operation] = self.ledger.unknown.get(operation, 0) + 1
             return
-        error = str(answer.get("__type", "")).rpartition("#")[2] if status >= 400 else ""
+        # DynamoDB's error body names the error in `__type`; the embedded database's (botocore's parsed `Error`)
+        # in `Code`.
+        error = str(answer.get("__type") or answer.get("Code") or "").rpartition("#")[2] if status >= 400 else ""
         if error and error not in ("ConditionalCheckFailedException", "TransactionCanceledException"):
             with self._ledger_lock:
                 self.ledger.rejected[error] = self.ledger.rejected.get(error, 0) + 1
@@ -854,6 +882,112 @@ def main(argv: list[str] | None = None) -> None:
     server = start_proxy(args.upstream, host=args.host, port=args.port, region=args.region, qualify=qualify)
     print(f"READY {server.server_address[1]}", flush=True)
     threading.Event().wait()
+
+
+# --- metering the processes of a `footfall serve` on the embedded database ------------------------------------------
+
+DUMP_SECONDS = 0.2
+GENERATION_FILE = "generation"
+
+
+def meter_this_process(directory: Path, *, qualify: Mapping[str, str] | None = None) -> Meter:
+    """Bill every embedded-database client this process makes through `shared.storage.dynamo.make_client` from now
+    on (call it before the code that imports `make_client` by name), and dump the ledger to `<directory>/<pid>.json`
+    every `DUMP_SECONDS`: `{"pid", "generation", "at", "ledger"}`. Writing a higher number into
+    `<directory>/generation` resets the ledger (the next dump carries that generation). Images are read through an
+    unmetered client on the same file."""
+    import os
+    import time
+
+    from shared.storage import dynamo
+    from shared.storage.sqlite.engine import SqliteClient
+
+    original = dynamo.make_client
+    meter = Meter(qualify=qualify)
+
+    def make_client(**options: Any) -> Any:
+        client = original(**options)
+        if isinstance(client, SqliteClient):
+            if meter.reader is None:
+                side = original(endpoint_url=options.get("endpoint_url"), region=options.get("region"))
+                meter.reader = BackendReader(side, meter.schema)
+            meter.attach(client, component=options.get("component") or "")
+        return client
+
+    dynamo.make_client = make_client  # type: ignore[assignment]  # the bench's processes only
+    target = directory / f"{os.getpid()}.json"
+
+    def dump_forever() -> None:
+        generation = 0
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                wanted = int((directory / GENERATION_FILE).read_text() or 0)
+                if wanted > generation:
+                    meter.reset()
+                    generation = wanted
+            dump = {
+                "pid": os.getpid(),
+                "generation": generation,
+                "at": time.time(),
+                "ledger": meter.snapshot().to_json(),
+            }
+            partial = target.with_suffix(".tmp")
+            partial.write_text(json.dumps(dump))
+            partial.replace(target)
+            time.sleep(DUMP_SECONDS)
+
+    threading.Thread(target=dump_forever, name="meter-dump", daemon=True).start()
+    return meter
+
+
+@dataclass
+class MeterDumps:
+    """The bench's side of `meter_this_process`: reset every process's ledger, and sum them."""
+
+    directory: Path
+    generation: int = 0
+
+    def _live_dumps(self) -> list[dict[str, Any]]:
+        import os
+
+        dumps = []
+        for path in self.directory.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                dump = json.loads(path.read_text())
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(dump["pid"]), 0)  # a process gone (never, while the stack runs) is left out
+                    dumps.append(dump)
+        return dumps
+
+    def _wait(self, done: Any, timeout: float, what: str) -> list[dict[str, Any]]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dumps = self._live_dumps()
+            if dumps and all(done(dump) for dump in dumps):
+                return dumps
+            time.sleep(DUMP_SECONDS / 2)
+        raise RuntimeError(f"the metered processes did not {what} within {timeout:g} s")
+
+    def reset(self, timeout: float = 30.0) -> None:
+        """Start every process's ledger afresh; returns once each has (its next dump carries the new generation)."""
+        self.generation += 1
+        (self.directory / GENERATION_FILE).write_text(str(self.generation))
+        self._wait(lambda dump: dump["generation"] == self.generation, timeout, "reset their ledgers")
+
+    def ledger(self, timeout: float = 30.0) -> Ledger:
+        """The sum of every process's ledger as of now (waits for a dump of each made after this call)."""
+        import time
+
+        asked = time.time()
+        dumps = self._wait(
+            lambda dump: dump["at"] > asked and dump["generation"] == self.generation, timeout, "dump their ledgers"
+        )
+        total = Ledger()
+        for dump in dumps:
+            total.add(Ledger.from_json(dump["ledger"]))
+        return total
 
 
 def ledger_rows(ledger: Ledger, events: int) -> list[tuple[str, int, float, float, float]]:

@@ -682,3 +682,16 @@ def test_size_of_a_missing_attribute_is_false_not_an_error(clients):
     # Then DynamoDB's filter keeps that item (the others have no size: false); moto refuses the filter instead
     assert [i["PK"] for i in outcome(sqlite, "scan", params)["Items"]] == [s("G")]
     assert outcome(moto, "scan", params)[:2] == ("error", "ValidationException")
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["alone", "with a hook on its events"])
+def test_its_errors_are_the_clients_exception_classes_whether_or_not_a_hook_listens(clients, listened):
+    # Given the embedded client, with or without a handler on its botocore events (a meter, a fault injector)
+    _, sqlite = clients
+    if listened:
+        sqlite.meta.events.register("after-call.dynamodb", lambda **_: None)
+    # Then a missing table and a false condition raise the modeled classes, which callers catch by name
+    with pytest.raises(sqlite.exceptions.ResourceNotFoundException):
+        sqlite.describe_table(TableName="missing")
+    with pytest.raises(sqlite.exceptions.ConditionalCheckFailedException):
+        sqlite.put_item(**put("C#1", "PROFILE"), ConditionExpression="attribute_not_exists(PK)")

@@ -2,7 +2,8 @@
 
 Each step of the script below is billed by hand in its comment (item sizes per the Developer Guide's rules) and
 checked as the change it makes to the ledger, through both of the meter's front-ends: a botocore hook on an
-in-process moto client, and the HTTP proxy in front of a moto server (what `make bench` uses).
+in-process moto client, and the HTTP proxy in front of a moto server. Last, the hook the cost bench loads into each
+process of `footfall serve` (benchmarks/metered) and the dumps it sums.
 """
 
 from __future__ import annotations
@@ -367,3 +368,58 @@ def test_the_proxy_counts_requests_by_the_function_named_in_their_user_agent(aws
             proxy.server_close()
     finally:
         server.stop()
+
+
+CHILD = """
+import sys
+from shared.storage.dynamo import make_client
+from shared.storage.schema import TABLE_DEFINITION
+
+client = make_client(endpoint_url=sys.argv[1], component="process")
+client.create_table(TableName="t", **TABLE_DEFINITION)
+client.put_item(TableName="t", Item={"PK": {"S": "ID#u#1"}, "SK": {"S": "LINK"}, "entity": {"S": "link"}})
+print("READY", flush=True)
+sys.stdin.readline()
+client.put_item(TableName="t", Item={"PK": {"S": "ID#u#2"}, "SK": {"S": "LINK"}, "entity": {"S": "link"}})
+client.get_item(TableName="t", Key={"PK": {"S": "ID#u#2"}, "SK": {"S": "LINK"}})
+print("DONE", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_process_started_with_the_bench_hook_bills_its_embedded_database_requests_into_its_dump(tmp_path) -> None:
+    # Given a Python process started as the cost bench starts `footfall serve` (benchmarks/metered on PYTHONPATH),
+    # which makes an embedded-database client through make_client and writes one item before the ledger is reset
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchmarks.meter import MeterDumps
+
+    root = Path(__file__).resolve().parents[2]
+    meter_dir = tmp_path / "meter"
+    meter_dir.mkdir()
+    env = dict(os.environ, FOOTFALL_METER_DIR=str(meter_dir))
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "benchmarks" / "metered"), str(root / "benchmarks"), str(root)])
+    endpoint = f"sqlite:///{tmp_path / 'footfall.db'}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, endpoint], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "READY"
+        dumps = MeterDumps(meter_dir)
+        dumps.reset()
+        # When it writes a second item (PK 2+6, SK 2+4, entity 6+4 = 24 bytes: 1 WU) and reads it back (0.5 RU)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "DONE"
+        ledger = dumps.ledger()
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+    # Then the summed dumps hold exactly what followed the reset, named after the function that made it
+    assert ledger.entities["link"].writes == 1
+    assert ledger.wu == 1
+    assert ledger.ru == 0.5
+    assert ledger.components == {"process": {"PutItem": 1, "GetItem": 1}}

@@ -95,6 +95,7 @@ def hooked(
         answered = events.emit_until_response(
             f"before-call.dynamodb.{operation}", model=model, params=request, request_signer=None, context={}
         )[1]
+        failure: ClientError | None = None
         if answered is not None:
             http, parsed = answered
         else:
@@ -103,13 +104,15 @@ def hooked(
                 http = AWSResponse("https://dynamodb.local/", 200, {}, None)
                 content = json.dumps(parsed, default=_wire).encode()
             except ClientError as exc:
-                parsed = exc.response
+                failure, parsed = exc, exc.response
                 http = AWSResponse("https://dynamodb.local/", 400, {}, None)
                 content = json.dumps(parsed.get("Error", {}), default=str).encode()
             http._content = content
         events.emit(f"after-call.dynamodb.{operation}", http_response=http, parsed=parsed, model=model, context={})
         if http.status_code >= 300:
-            raise ClientError(parsed, operation)
+            # the operation's own error keeps its class (`client.exceptions.ResourceNotFoundException`…), as it
+            # does when nothing listens; an answer a handler made up is a plain ClientError with its code
+            raise failure if failure is not None else ClientError(parsed, operation)
         return parsed
 
     return call
