@@ -63,7 +63,7 @@ class Settings:
             if raw is None or raw == "":
                 return default
             try:
-                value = kind(raw)
+                value: float = kind(raw)  # int or float
             except ValueError:
                 problems.append(f"{PREFIX}{name} must be a number, not {raw!r}")
                 return default

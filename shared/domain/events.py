@@ -233,7 +233,7 @@ def parse_event(
         raise PayloadTooLargeError(f"event is larger than {MAX_EVENT_BYTES // 1024} KB")
     envelope = envelope or BatchEnvelope()
     kind = call_type or _call_type(raw.get("type"))
-    objects = {key: _object(raw, key) for key in OBJECT_FIELDS}
+    objects: dict[str, Any] = {key: _object(raw, key) for key in OBJECT_FIELDS}
     for key in ("context", "integrations"):
         inherited = getattr(envelope, key)
         if inherited:

@@ -217,7 +217,7 @@ class _Working:
         self.revenue = profile.revenue
         self.last_order_at = profile.last_order_at
         self.daily = {day: dict(counts) for day, counts in profile.daily.items()}
-        self.carts = {
+        self.carts: dict[str, dict[str, Any]] = {
             cid: {"ordered": c.get("ordered"), "products": {p: dict(v) for p, v in c.get("products", {}).items()}}
             for cid, c in profile.carts.items()
         }
@@ -369,7 +369,7 @@ class _Working:
         carts: dict[str, dict[str, Any]] = {}
         for cart_id, cart in self.carts.items():
             products = {pid: kept for pid, p in cart["products"].items() if (kept := _prune_product(p, oldest))}
-            ordered = cart.get("ordered") if (cart.get("ordered") or "") > oldest else None
+            ordered = cart["ordered"] if (cart["ordered"] or "") > oldest else None
             if products or ordered:
                 carts[cart_id] = {"ordered": ordered, "products": products}
         self.carts = carts

@@ -124,7 +124,7 @@ def _context(fields: Mapping[str, Any], user_agent: str | None) -> dict[str, Any
     width, _, height = (_text(fields, "res") or "").partition("x")
     if width.isdigit() and height.isdigit():
         context["screen"] = {"width": int(width), "height": int(height)}
-    snowplow = {
+    snowplow: dict[str, Any] = {
         name: value
         for name, value in (
             ("app_id", _text(fields, "aid")),

@@ -113,9 +113,9 @@ def rotate_secret(source: Source, kind: str, new_secret: str) -> Source:
     """Put `new_secret` first and keep the previous newest one valid; older ones stop working."""
     if kind not in ("link", "webhook"):
         raise ConfigurationError(f"unknown secret kind {kind!r}: use link or webhook")
-    attribute = f"{kind}_secrets"
-    current: tuple[str, ...] = getattr(source, attribute)
-    return replace(source, **{attribute: (new_secret, *current)[:ACTIVE_SECRETS]})
+    if kind == "link":
+        return replace(source, link_secrets=(new_secret, *source.link_secrets)[:ACTIVE_SECRETS])
+    return replace(source, webhook_secrets=(new_secret, *source.webhook_secrets)[:ACTIVE_SECRETS])
 
 
 def matches_write_key(source: Source, write_key: str, *, now: datetime | None = None) -> bool:
