@@ -10,7 +10,11 @@ import argparse
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the commands import the services when they run: `footfall --help` stays quick
+    from shared.services.customers import CustomerDetail, CustomerSummary, Forgotten
+    from shared.services.segments import SegmentExplanation, SegmentPlan, SegmentsApplied
 
 DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
@@ -92,40 +96,41 @@ def replayed(d: Mapping[str, Any]) -> str:
 
 
 def customers(d: Mapping[str, Any]) -> str:
+    rows: list[CustomerSummary] = d["customers"]
     return (
         "\n".join(
-            f"{r['customer_id']:40} {r['user_id'] or '-':20} {r['events']:>6} events {r['orders']:>3} orders "
-            f"last seen {r['last_seen']}"
-            for r in d["customers"]
+            f"{r.customer_id:40} {r.user_id or '-':20} {r.events:>6} events {r.orders:>3} orders "
+            f"last seen {r.last_seen}"
+            for r in rows
         )
         or "no customers yet"
     )
 
 
-def customer(d: Mapping[str, Any]) -> str:
-    computed = d["computed"]
+def customer(d: CustomerDetail) -> str:
+    computed = d.computed
     lines = [
-        f"customer   {d['customer_id']}",
-        f"user id    {d['user_id'] or '-'}",
-        f"identities {', '.join(d['identities'])}",
-        f"seen       {d['first_seen']} .. {d['last_seen']}",
-        f"orders     {d['orders']}  revenue {d['revenue']}  aov {computed['average_order_value']}",
-        f"traits     {json.dumps(d['traits'])}",
+        f"customer   {d.customer_id}",
+        f"user id    {d.user_id or '-'}",
+        f"identities {', '.join(d.identities)}",
+        f"seen       {d.first_seen} .. {d.last_seen}",
+        f"orders     {d.orders}  revenue {d.revenue}  aov {computed['average_order_value']}",
+        f"traits     {json.dumps(d.traits)}",
         f"30 days    {json.dumps(computed['rolling']['30d'])}",
         f"open cart  {json.dumps(computed['open_cart'])}",
     ]
-    if d["flags"]:
-        lines.append(f"flags      {json.dumps(d['flags'])}")
+    if d.flags:
+        lines.append(f"flags      {json.dumps(d.flags)}")
     lines.append("recent events:")
-    lines += [f"  {e['at']}  {e['type']:9} {e['event'] or ''}" for e in d["recent_events"]]
+    lines += [f"  {e.at}  {e.type:9} {e.event or ''}" for e in d.recent_events]
     return "\n".join(lines)
 
 
-def forgotten(reference: str) -> Callable[[Mapping[str, Any]], str]:
-    def text(d: Mapping[str, Any]) -> str:
+def forgotten(reference: str) -> Callable[[Forgotten], str]:
+    def text(d: Forgotten) -> str:
         return (
-            f"forgot {d['customer_id'] or reference}: {d['deleted_items']} items deleted; "
-            f"identities {', '.join(d['identities'])} will not be stored again"
+            f"forgot {d.customer_id or reference}: {d.deleted_items} items deleted; "
+            f"identities {', '.join(d.identities)} will not be stored again"
         )
 
     return text
@@ -134,17 +139,17 @@ def forgotten(reference: str) -> Callable[[Mapping[str, Any]], str]:
 # --- segments ---------------------------------------------------------------------------------------------------
 
 
-def applied_segments(d: Mapping[str, Any]) -> str:
+def applied_segments(d: SegmentsApplied) -> str:
     return (
         "applied "
-        + ", ".join(f"{s['id']} v{s['version']}" for s in d["segments"])
-        + f"; backfill: {d['entered']} entered, {d['exited']} exited"
+        + ", ".join(f"{s.id} v{s.version}" for s in d.segments)
+        + f"; backfill: {d.entered} entered, {d.exited} exited"
     )
 
 
-def segment_plan(d: Mapping[str, Any]) -> str:
+def segment_plan(plan: SegmentPlan) -> str:
     return "\n".join(
-        f"{sid:20} +{p['enter']} -{p['exit']} (size {p['size']}) {' '.join(p['sample_enter'])}" for sid, p in d.items()
+        f"{sid:20} +{p.enter} -{p.exit} (size {p.size}) {' '.join(p.sample_enter)}" for sid, p in plan.items()
     )
 
 
@@ -162,12 +167,12 @@ def segment_history(rows: list[Mapping[str, Any]]) -> str:
     return "\n".join(f"{r['at']}  {r['change']:8} {r['customer_id']}" for r in rows) or "no history"
 
 
-def explanation(d: Mapping[str, Any]) -> str:
+def explanation(d: SegmentExplanation) -> str:
     return "\n".join(
         [
-            f"{d['customer_id']} is {'in' if d['member'] else 'not in'} {d['segment']}",
-            *(f"  - {r}" for r in d["reasons"]),
-            f"next change: {d['next_change'] or 'only with a new event'}",
+            f"{d.customer_id} is {'in' if d.member else 'not in'} {d.segment}",
+            *(f"  - {r}" for r in d.reasons),
+            f"next change: {d.next_change or 'only with a new event'}",
         ]
     )
 
