@@ -116,25 +116,42 @@ def evaluate_customers(
         facts = customer_facts(store, stored) if known is None else Facts(stored.profile.traits, known)
         known_memberships = (memberships or {}).get(customer_id)
         current = store.memberships_of(customer_id) if known_memberships is None else known_memberships
-        deadlines: list[datetime] = []
-        for rule in rules:
-            result = evaluate(rule, facts, now)
-            if result.member != (rule.id in current):
-                transition = _transition(store, stored, rule, result, now)
-                if transition is not None:
-                    transitions.append(transition)
-            if result.next_change is not None:
-                deadlines.append(result.next_change)
-        if deadlines:
-            due = Due(customer_id, due_time(min(deadlines)))
-            scheduled = current.scheduled if isinstance(current, Memberships) else frozenset()
-            if due.at not in scheduled:
-                new.append(due)
-            elif reschedule:
-                again.append(due)
+        changed, earliest = _evaluate_customer(store, stored, rules, facts, current, now=now)
+        transitions += changed
+        if earliest is None:
+            continue
+        due = Due(customer_id, due_time(earliest))
+        scheduled = current.scheduled if isinstance(current, Memberships) else frozenset()
+        if due.at not in scheduled:
+            new.append(due)
+        elif reschedule:
+            again.append(due)
     store.put_due(new)
     store.put_due(again, indexed=True)
     return transitions
+
+
+def _evaluate_customer(
+    store: SegmentStore,
+    stored: StoredProfile,
+    rules: Sequence[SegmentRule],
+    facts: Facts,
+    current: Mapping[str, Membership],
+    *,
+    now: datetime,
+) -> tuple[list[Transition], datetime | None]:
+    """One customer's transitions (written), and their earliest deadline (when a rule's answer changes next)."""
+    transitions: list[Transition] = []
+    deadlines: list[datetime] = []
+    for rule in rules:
+        result = evaluate(rule, facts, now)
+        if result.member != (rule.id in current):
+            transition = _transition(store, stored, rule, result, now)
+            if transition is not None:
+                transitions.append(transition)
+        if result.next_change is not None:
+            deadlines.append(result.next_change)
+    return transitions, min(deadlines, default=None)
 
 
 def _transition(
