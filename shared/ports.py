@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from shared.domain.events import TrackingEvent
 from shared.domain.failures import FailedEvent
 from shared.domain.profiles import CustomerProfile
 from shared.domain.results import Outcome
+from shared.domain.segments import Due, Membership, Memberships
 from shared.domain.sources import Source
 
 T = TypeVar("T")
@@ -112,3 +114,51 @@ class TrackingStore(Protocol):
     def find_source_by_write_key(self, write_key: str) -> Source | None:
         """The source owning a write key."""
         ...
+
+
+# --- the read and write sides the customer and segment services need (each names only what it calls) ------------
+
+
+class IdentityEventReader(Protocol):
+    """The events stored under one identity."""
+
+    def list_identity_events(self, kind: str, identifier: str) -> list[TrackingEvent]: ...
+
+
+class CustomerReader(IdentityEventReader, Protocol):
+    """What the customer views read: links, profiles, the customer list, identities' events."""
+
+    def get_links(self, identities: Sequence[str]) -> dict[str, Link]: ...
+    def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
+    def list_customers(self, *, limit: int = 50, next_token: str | None = None) -> Page[StoredProfile]: ...
+
+
+class CustomerEraser(CustomerReader, Protocol):
+    """What erasure needs: the customer views' reads, and the erasure itself."""
+
+    def forget(self, *, identities: Sequence[str], customer_ids: Sequence[str], at: str) -> int: ...
+
+
+class AudienceWriter(Protocol):
+    """Where membership changes go: audience events (stored once each) and segment history."""
+
+    def put_events(self, events: Sequence[TrackingEvent]) -> list[Outcome]: ...
+    def put_history(self, entries: Sequence[HistoryEntry]) -> None: ...
+
+
+class SegmentStore(IdentityEventReader, Protocol):
+    """What the segments service needs: definitions, profiles, memberships, the due list, quarantine."""
+
+    def list_segments(self) -> list[StoredSegment]: ...
+    def put_segments(self, segments: Sequence[StoredSegment]) -> None: ...
+    def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
+    def get_links(self, identities: Sequence[str]) -> dict[str, Link]: ...
+    def memberships_of(self, customer_id: str) -> Memberships: ...
+    def change_membership(
+        self, membership: Membership, *, entered: bool, at: str, identity: tuple[str, str]
+    ) -> bool: ...
+    def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None: ...
+    def due_between(self, since: datetime, until: datetime) -> list[Due]: ...
+    def sweep_cursor(self) -> datetime | None: ...
+    def set_sweep_cursor(self, at: datetime) -> None: ...
+    def put_failed(self, failures: Sequence[FailedEvent]) -> None: ...

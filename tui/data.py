@@ -2,36 +2,41 @@
 
 Every read is of pre-aggregated items (profiles, memberships, segment history, the analytics and overview
 items the stream maintains) or of one customer's own events; no screen is drawn from a scan of raw events.
-The analytics and overview read functions are imported when first called: until they exist the screens show
-a "not available yet" placeholder (`NotAvailable`).
+The reads are the `shared.services` functions the CLI calls, and their typed read models are what the screens
+draw (a customer's events are the customers service's `RecentEvent`s); the rows below only put together what one
+screen shows from several of them.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.domain.events import TrackingEvent
 from shared.domain.failures import FailedEvent
 from shared.domain.reports import (
     FunnelReport,
     LiveEvent,
     Overview,
     RetentionReport,
-    SegmentSize,
     TimingReport,
 )
+from shared.domain.segments import Memberships
 from shared.ports import Page, StoredProfile
+from shared.services import analytics
+from shared.services import overview as overviews
+from shared.services.customers import CustomerSummary, RecentEvent, customer_detail, customer_summary, find_customer
+from shared.services.segments import SegmentExplanation, explain, rules_of
 
 if TYPE_CHECKING:
     from shared.storage.dynamo import DynamoTrackingStore
 
 
 class NotAvailable(Exception):
-    """The read needs a service this version does not have yet (the message names it): a placeholder shows."""
+    """The data source cannot answer this read (the message says why): the screen shows a placeholder."""
 
 
 class NotFound(LookupError):
@@ -55,16 +60,8 @@ class CustomerRow:
     last_seen: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class TimelineEvent:
-    """One of a customer's events, for the timeline."""
-
-    at: str
-    type: str
-    event: str
-    source: str
-    message_id: str
-    properties: dict[str, Any] = field(default_factory=dict)
+TimelineEvent = RecentEvent
+"""One of a customer's events, for the timeline: the customers service's read model as it is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,37 +159,26 @@ class DataSource(Protocol):
 HISTORY_SHOWN = 50
 
 
-def service(module: str, name: str) -> Callable[..., Any]:
-    """A read function of `shared.services.<module>`, or `NotAvailable` while it does not exist yet.
-
-    Only a missing module or function means "not yet": an import error inside an existing module is a bug and
-    propagates (the screen shows it as an error).
-    """
-    qualified = f"shared.services.{module}"
-    try:
-        found = importlib.import_module(qualified)
-    except ModuleNotFoundError as exc:
-        if exc.name != qualified:
-            raise
-        raise NotAvailable(qualified) from exc
-    function = getattr(found, name, None)
-    if function is None:
-        raise NotAvailable(f"{qualified}.{name}")
-    return function  # type: ignore[no-any-return]
-
-
-def _row(stored: StoredProfile) -> CustomerRow:
-    from shared.services.customers import customer_summary
-
-    summary = customer_summary(stored.profile)
+def _row(summary: CustomerSummary) -> CustomerRow:
     return CustomerRow(
-        customer_id=summary["customer_id"],
-        user_id=summary["user_id"],
-        email=summary["email"] if isinstance(summary["email"], str) else None,
-        events=int(summary["events"]),
-        orders=int(summary["orders"]),
-        revenue=float(summary["revenue"]),
-        last_seen=summary["last_seen"],
+        customer_id=summary.customer_id,
+        user_id=summary.user_id,
+        email=summary.email if isinstance(summary.email, str) else None,
+        events=summary.events,
+        orders=summary.orders,
+        revenue=float(summary.revenue),
+        last_seen=summary.last_seen,
+    )
+
+
+def _why(explanation: SegmentExplanation, name: str) -> SegmentWhy:
+    return SegmentWhy(
+        segment_id=explanation.segment,
+        name=name,
+        member=explanation.member,
+        rule_says=explanation.rule_says,
+        reasons=explanation.reasons,
+        next_change=explanation.next_change,
     )
 
 
@@ -200,23 +186,23 @@ class _ReadOnce:
     """The store, with one customer's events and memberships read once for a whole customer screen.
 
     `customer_detail` and every segment's `explain` read the same identity events: without this the customer
-    screen would cost one query per identity per segment.
+    screen would cost one query per identity per segment. Every other read goes to the store as it is.
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: DynamoTrackingStore) -> None:
         self._store = store
-        self._events: dict[tuple[str, str], Any] = {}
-        self._memberships: dict[str, Any] = {}
+        self._events: dict[tuple[str, str], list[TrackingEvent]] = {}
+        self._memberships: dict[str, Memberships] = {}
 
-    def list_identity_events(self, kind: str, identifier: str) -> Any:
+    def list_identity_events(self, kind: str, identifier: str) -> list[TrackingEvent]:
         if (kind, identifier) not in self._events:
             self._events[kind, identifier] = self._store.list_identity_events(kind, identifier)
         return list(self._events[kind, identifier])
 
-    def memberships_of(self, customer_id: str) -> Any:
+    def memberships_of(self, customer_id: str) -> Memberships:
         if customer_id not in self._memberships:
             self._memberships[customer_id] = self._store.memberships_of(customer_id)
-        return dict(self._memberships[customer_id])
+        return Memberships(self._memberships[customer_id], scheduled=self._memberships[customer_id].scheduled)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -232,87 +218,62 @@ class StoreDataSource:
     # --- overview -------------------------------------------------------------------------------------------
 
     def overview(self, *, now: datetime) -> Overview:
-        result: Overview = service("overview", "overview")(self.store, now=now)
-        return result
+        return overviews.overview(self.store, now=now)
 
     def live(self, *, limit: int) -> list[LiveEvent]:
-        result: list[LiveEvent] = service("overview", "recent_events")(self.store, limit=limit)
-        return result
+        return overviews.recent_events(self.store, limit=limit)
 
     # --- customers ------------------------------------------------------------------------------------------
 
     def customers(self, *, limit: int, next_token: str | None = None) -> Page[CustomerRow]:
         page = self.store.list_customers(limit=limit, next_token=next_token)
-        return Page(tuple(_row(stored) for stored in page.items), page.next_token)
+        return Page(tuple(_row(customer_summary(stored.profile)) for stored in page.items), page.next_token)
 
     def find_customer(self, reference: str) -> str | None:
-        from shared.services.customers import find_customer
-
         found = find_customer(self.store, reference.strip())
         return found.profile.customer_id if found else None
 
     def customer_rows(self, customer_ids: Sequence[str]) -> list[CustomerRow]:
         found = self.store.get_profiles(list(customer_ids)) if customer_ids else {}
         return [
-            _row(found[cid]) if cid in found else CustomerRow(cid, None, None, 0, 0, 0.0, None) for cid in customer_ids
+            _row(customer_summary(found[cid].profile))
+            if cid in found
+            else CustomerRow(cid, None, None, 0, 0, 0.0, None)
+            for cid in customer_ids
         ]
 
     def customer(self, customer_id: str, *, now: datetime) -> CustomerView:
-        from shared.services.customers import customer_detail, find_customer
-        from shared.services.segments import explain, rules_of
-
         reader = _ReadOnce(self.store)
         stored = find_customer(reader, customer_id)
         if stored is None:
             raise NotFound(f"no customer {customer_id!r}")
         detail = customer_detail(reader, stored, now=now, recent=10**9)
-        definitions = {segment.id: segment for segment in self.store.list_segments()}
-        segments = []
-        for rule in rules_of(definitions.values()):
-            why = explain(reader, rule, stored, now=now)
-            segments.append(
-                SegmentWhy(
-                    segment_id=rule.id,
-                    name=definitions[rule.id].name if rule.id in definitions else rule.id,
-                    member=bool(why["member"]),
-                    rule_says=bool(why["rule_says"]),
-                    reasons=tuple(why["reasons"]),
-                    next_change=why["next_change"],
-                )
-            )
-        segments.sort(key=lambda why: (not why.member, why.segment_id))
         return CustomerView(
-            row=_row(stored),
-            first_seen=detail["first_seen"],
-            identities=tuple(detail["identities"]),
-            traits=dict(detail["traits"]),
-            computed=dict(detail["computed"]),
-            segments=tuple(segments),
-            events=tuple(
-                TimelineEvent(
-                    at=e["at"],
-                    type=e["type"],
-                    event=e["event"] or e["type"],
-                    source=e["source"],
-                    message_id=e["message_id"],
-                    properties=dict(e["properties"]),
-                )
-                for e in detail["recent_events"]
-            ),
+            row=_row(detail),
+            first_seen=detail.first_seen,
+            identities=detail.identities,
+            traits=detail.traits,
+            computed=detail.computed,
+            segments=self._segments_of(reader, stored, now),
+            events=detail.recent_events,
         )
 
+    def _segments_of(self, reader: _ReadOnce, stored: StoredProfile, now: datetime) -> tuple[SegmentWhy, ...]:
+        """Every segment's answer for the customer: the ones they are in first."""
+        definitions = self.store.list_segments()
+        names = {segment.id: segment.name for segment in definitions}
+        segments = [
+            _why(explain(reader, rule, stored, now=now), names.get(rule.id, rule.id)) for rule in rules_of(definitions)
+        ]
+        return tuple(sorted(segments, key=lambda why: (not why.member, why.segment_id)))
+
     def timing(self, customer_id: str) -> TimingReport:
-        result: TimingReport = service("analytics", "timing_report")(self.store, customer_id)
-        return result
+        return analytics.timing_report(self.store, customer_id)
 
     # --- segments -------------------------------------------------------------------------------------------
 
     def segments(self, *, now: datetime) -> list[SegmentRow]:
-        try:
-            found: list[SegmentSize] = service("overview", "segment_sizes")(self.store, now=now)
-            sizes = {size.segment_id: size for size in found}
-        except NotAvailable:
-            sizes = {}
+        sizes = {size.segment_id: size for size in overviews.segment_sizes(self.store, now=now)}
         rows = []
         for segment in sorted(self.store.list_segments(), key=lambda s: s.id):
             size = sizes.get(segment.id)
@@ -347,19 +308,13 @@ class StoreDataSource:
     # --- analytics ------------------------------------------------------------------------------------------
 
     def funnels(self) -> list[FunnelRef]:
-        return [FunnelRef(str(f.id), str(f.name)) for f in service("analytics", "list_funnels")(self.store)]
+        return [FunnelRef(f.id, f.name) for f in analytics.list_funnels(self.store)]
 
     def funnel(self, funnel_id: str, *, start: date, end: date) -> FunnelReport:
-        report: FunnelReport = service("analytics", "funnel_report")(
-            self.store, funnel_id, start=start, end=end, breakdown=True
-        )
-        return report
+        return analytics.funnel_report(self.store, funnel_id, start=start, end=end, breakdown=True)
 
     def retention(self, *, by: str, cumulative: bool, today: date) -> RetentionReport:
-        report: RetentionReport = service("analytics", "retention_report")(
-            self.store, by=by, event="*", cumulative=cumulative, today=today
-        )
-        return report
+        return analytics.retention_report(self.store, by=by, event="*", cumulative=cumulative, today=today)
 
     # --- failed events --------------------------------------------------------------------------------------
 

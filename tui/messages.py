@@ -1,32 +1,26 @@
-"""Messages between the TUI's workers, widgets and screens."""
+"""Messages between the TUI's workers and screens: facts (what was read, what failed), never what to do next."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
-from textual.widget import Widget
 
 
 @dataclass
 class Loaded(Message):
-    """A worker's read finished: `done(value)` runs on the UI thread (if no newer read of the group started)."""
+    """A worker's read of `group` (the screen's `generation`-th) returned `value`."""
 
     group: str
     generation: int
     value: Any
-    done: Callable[[Any], None]
-    target: Widget | None
 
 
 @dataclass
 class LoadFailed(Message):
-    """A worker's read failed: the screen notifies (and shows a placeholder for `NotAvailable`)."""
+    """A worker's read of `group` (the screen's `generation`-th) raised `error`."""
 
     group: str
     generation: int
     error: BaseException
-    target: Widget | None
-    unavailable: Callable[[str], None] | None

@@ -1,37 +1,94 @@
-"""Reading customers: the views the CLI and the TUI show (one implementation for both)."""
+"""Reading customers: the views the CLI and the TUI show (one implementation for both).
+
+The views are typed read models (frozen dataclasses): the CLI's `--json` is their serialisation, field by field in
+declaration order, and the TUI draws them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.identity import identity_key, split_identity
 from shared.domain.profiles import CustomerProfile, Touch, open_cart, rolling
-from shared.ports import CorruptItemError, Link, Page, StoredProfile
+from shared.ports import CorruptItemError, CustomerEraser, CustomerReader, StoredProfile
 
 RECENT_EVENTS = 20
 
+__all__ = [
+    "RECENT_EVENTS",
+    "CustomerDetail",
+    "CustomerReader",
+    "CustomerSummary",
+    "Forgotten",
+    "RecentEvent",
+    "customer_detail",
+    "customer_summary",
+    "find_customer",
+    "forget_customer",
+]
 
-class CustomerReader(Protocol):
-    """What the customer views need from storage."""
 
-    def get_links(self, identities: Sequence[str]) -> dict[str, Link]: ...
+@dataclass(frozen=True, slots=True)
+class CustomerSummary:
+    """One row of a customer list."""
 
-    def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
+    customer_id: str
+    user_id: str | None
+    email: Any
+    """The `email` trait as stored (a string, or nothing)."""
+    first_seen: str | None
+    last_seen: str | None
+    events: int
+    orders: int
+    revenue: int | float
 
-    def list_customers(self, *, limit: int = 50, next_token: str | None = None) -> Page[StoredProfile]: ...
 
-    def list_identity_events(self, kind: str, identifier: str) -> list[TrackingEvent]: ...
+@dataclass(frozen=True, slots=True)
+class RecentEvent:
+    """One of a customer's events, newest first in a `CustomerDetail`."""
+
+    at: str
+    type: str
+    event: str | None
+    """The track call's event name, or the page/screen name (None for calls that have neither)."""
+    message_id: str
+    source: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerDetail(CustomerSummary):
+    """Everything about one customer: the summary, then identities, traits, computed traits, recent events."""
+
+    identities: tuple[str, ...]
+    traits: dict[str, Any]
+    computed: dict[str, Any]
+    """Computed traits by name: `event_counts`, `average_order_value`, `last_order_at`, `rolling` (7/30/90-day
+    figures), `open_cart`, `first_touch`, `last_touch` (channel, at, campaign) and `engagement`."""
+    flags: dict[str, Any]
+    links: tuple[dict[str, Any], ...]
+    """How the identities came together (the provenance of every merge and link)."""
+    recent_events: tuple[RecentEvent, ...]
+    total_stored_events: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What an erasure did."""
+
+    customer_id: str | None
+    """The customer erased (None when the reference named no known customer: its identities are suppressed)."""
+    identities: tuple[str, ...]
+    deleted_items: int
 
 
 def find_customer(store: CustomerReader, reference: str) -> StoredProfile | None:
     """A customer by customer id, identity (`u:…`/`a:…`), userId or anonymousId; merges are followed."""
-    candidates = (
-        [reference] if reference[:2] in ("u:", "a:") else [identity_key("u", reference), identity_key("a", reference)]
-    )
+    candidates = _named(reference)
     links = store.get_links(candidates)
     customer_ids = [links[c].customer_id for c in candidates if c in links] or [reference]
     for _ in range(8):  # follow merge tombstones
@@ -56,23 +113,23 @@ def _touch(touch: Touch | None) -> dict[str, Any] | None:
     return None if touch is None else {"channel": touch.channel, "at": touch.at, "campaign": dict(touch.campaign)}
 
 
-def customer_summary(profile: CustomerProfile) -> dict[str, Any]:
+def customer_summary(profile: CustomerProfile) -> CustomerSummary:
     """One row of a customer list."""
-    return {
-        "customer_id": profile.customer_id,
-        "user_id": profile.user_id,
-        "email": profile.traits.get("email"),
-        "first_seen": profile.first_seen,
-        "last_seen": profile.last_seen,
-        "events": sum(profile.event_counts.values()),
-        "orders": profile.orders,
-        "revenue": _plain(profile.revenue),
-    }
+    return CustomerSummary(
+        customer_id=profile.customer_id,
+        user_id=profile.user_id,
+        email=profile.traits.get("email"),
+        first_seen=profile.first_seen,
+        last_seen=profile.last_seen,
+        events=sum(profile.event_counts.values()),
+        orders=profile.orders,
+        revenue=_plain(profile.revenue),
+    )
 
 
 def customer_detail(
     store: CustomerReader, stored: StoredProfile, *, now: datetime, recent: int = RECENT_EVENTS
-) -> dict[str, Any]:
+) -> CustomerDetail:
     """Everything about one customer: profile, computed traits, identities, recent events."""
     profile = stored.profile
     events: list[TrackingEvent] = []
@@ -80,55 +137,58 @@ def customer_detail(
         kind, value = split_identity(identity)
         events += store.list_identity_events(kind, value)
     events.sort(key=lambda event: (event.timestamp, event.message_id), reverse=True)
-    return _plain(
-        {
-            **customer_summary(profile),
-            "identities": list(profile.identities),
-            "traits": dict(profile.traits),
-            "computed": {
-                "event_counts": dict(profile.event_counts),
-                "average_order_value": profile.average_order_value,
-                "last_order_at": profile.last_order_at,
-                "rolling": rolling(profile, now),
-                "open_cart": open_cart(profile),
-                "first_touch": _touch(profile.first_touch),
-                "last_touch": _touch(profile.last_touch),
-                "engagement": {channel: dict(hours) for channel, hours in profile.engagement.items()},
-            },
-            "flags": dict(profile.flags),
-            "links": list(profile.links),
-            "recent_events": [
-                {
-                    "at": format_timestamp(e.timestamp),
-                    "type": str(e.type),
-                    "event": e.event or e.name,
-                    "message_id": e.message_id,
-                    "source": e.source_id,
-                    "properties": dict(e.properties),
-                }
-                for e in events[:recent]
-            ],
-            "total_stored_events": len(events),
-        }
+    summary = customer_summary(profile)
+    return CustomerDetail(
+        customer_id=_plain(summary.customer_id),
+        user_id=_plain(summary.user_id),
+        email=_plain(summary.email),
+        first_seen=_plain(summary.first_seen),
+        last_seen=_plain(summary.last_seen),
+        events=_plain(summary.events),
+        orders=_plain(summary.orders),
+        revenue=summary.revenue,
+        identities=tuple(profile.identities),
+        traits=_plain(dict(profile.traits)),
+        computed=_plain(_computed(profile, now)),
+        flags=_plain(dict(profile.flags)),
+        links=tuple(_plain(list(profile.links))),
+        recent_events=tuple(_recent(event) for event in events[:recent]),
+        total_stored_events=len(events),
     )
 
 
-class Eraser(CustomerReader, Protocol):
-    """What erasure needs from storage."""
+def _computed(profile: CustomerProfile, now: datetime) -> dict[str, Any]:
+    return {
+        "event_counts": dict(profile.event_counts),
+        "average_order_value": profile.average_order_value,
+        "last_order_at": profile.last_order_at,
+        "rolling": rolling(profile, now),
+        "open_cart": open_cart(profile),
+        "first_touch": _touch(profile.first_touch),
+        "last_touch": _touch(profile.last_touch),
+        "engagement": {channel: dict(hours) for channel, hours in profile.engagement.items()},
+    }
 
-    def forget(self, *, identities: Sequence[str], customer_ids: Sequence[str], at: str) -> int: ...
+
+def _recent(event: TrackingEvent) -> RecentEvent:
+    return RecentEvent(
+        at=format_timestamp(event.timestamp),
+        type=str(event.type),
+        event=event.event or event.name,
+        message_id=event.message_id,
+        source=event.source_id,
+        properties=_plain(dict(event.properties)),
+    )
 
 
-def forget_customer(store: Eraser, reference: str, *, now: datetime) -> dict[str, Any]:
+def forget_customer(store: CustomerEraser, reference: str, *, now: datetime) -> Forgotten:
     """Erase a customer (GDPR): every identity, event, link and profile, including customers merged into it;
     later events for any of its identities are not stored.
 
     A reference to no known customer (`u:`/`a:` identity, userId or anonymousId) is still suppressed, so data
     that has not arrived yet will not be kept either.
     """
-    named = (
-        [reference] if reference[:2] in ("u:", "a:") else [identity_key("u", reference), identity_key("a", reference)]
-    )
+    named = _named(reference)
     customers: list[str] = []
     identities = named
     try:
@@ -147,8 +207,15 @@ def forget_customer(store: Eraser, reference: str, *, now: datetime) -> dict[str
         customers = [profile.customer_id, *merged_away]
     # The counters stop counting them when their cells items go: the fold takes back what a REMOVE held.
     deleted = store.forget(identities=identities, customer_ids=customers, at=format_timestamp(now))
-    return {
-        "customer_id": found.profile.customer_id if found else (customers[0] if customers else None),
-        "identities": identities,
-        "deleted_items": deleted,
-    }
+    return Forgotten(
+        customer_id=found.profile.customer_id if found else (customers[0] if customers else None),
+        identities=tuple(identities),
+        deleted_items=deleted,
+    )
+
+
+def _named(reference: str) -> list[str]:
+    """The identities a reference names: itself if it is one (`u:…`/`a:…`), else the userId and anonymousId."""
+    return (
+        [reference] if reference[:2] in ("u:", "a:") else [identity_key("u", reference), identity_key("a", reference)]
+    )

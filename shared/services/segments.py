@@ -8,13 +8,12 @@ otherwise, conditionally, so it happens (and is announced) once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from shared.domain.events import CallType, TrackingEvent, format_timestamp
-from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
 from shared.domain.results import Outcome
 from shared.domain.segments import (
@@ -30,9 +29,11 @@ from shared.domain.segments import (
 )
 from shared.domain.sources import AUDIENCE_SOURCE
 from shared.ports import (
+    AudienceWriter,
     HistoryEntry,
-    Link,
+    IdentityEventReader,
     RejectedWriteError,
+    SegmentStore,
     StorageError,
     StoredProfile,
     StoredSegment,
@@ -51,25 +52,6 @@ SWEEP_RETRY_AFTER = timedelta(minutes=1)
 """When the sweep could not evaluate a customer for now, it is due again this much later."""
 
 
-class SegmentStore(Protocol):
-    """What the segments service needs from storage."""
-
-    def list_segments(self) -> list[StoredSegment]: ...
-    def put_segments(self, segments: Sequence[StoredSegment]) -> None: ...
-    def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
-    def get_links(self, identities: Sequence[str]) -> dict[str, Link]: ...
-    def list_identity_events(self, kind: str, identifier: str) -> list[TrackingEvent]: ...
-    def memberships_of(self, customer_id: str) -> Memberships: ...
-    def change_membership(
-        self, membership: Membership, *, entered: bool, at: str, identity: tuple[str, str]
-    ) -> bool: ...
-    def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None: ...
-    def due_between(self, since: datetime, until: datetime) -> list[Due]: ...
-    def sweep_cursor(self) -> datetime | None: ...
-    def set_sweep_cursor(self, at: datetime) -> None: ...
-    def put_failed(self, failures: Sequence[FailedEvent]) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class Transition:
     """A customer entering or leaving a segment."""
@@ -85,7 +67,7 @@ def rules_of(segments: Iterable[StoredSegment]) -> list[SegmentRule]:
     return parse_rules({"segments": [s.definition for s in segments]}, source="stored segments")
 
 
-def customer_events(store: Any, profile: StoredProfile) -> list[TrackingEvent]:
+def customer_events(store: IdentityEventReader, profile: StoredProfile) -> list[TrackingEvent]:
     """A customer's events, every identity's, audience events left out (what segments and analytics read)."""
     events: list[TrackingEvent] = []
     for identity in profile.profile.identities or (profile.profile.customer_id,):
@@ -134,25 +116,42 @@ def evaluate_customers(
         facts = customer_facts(store, stored) if known is None else Facts(stored.profile.traits, known)
         known_memberships = (memberships or {}).get(customer_id)
         current = store.memberships_of(customer_id) if known_memberships is None else known_memberships
-        deadlines: list[datetime] = []
-        for rule in rules:
-            result = evaluate(rule, facts, now)
-            if result.member != (rule.id in current):
-                transition = _transition(store, stored, rule, result, now)
-                if transition is not None:
-                    transitions.append(transition)
-            if result.next_change is not None:
-                deadlines.append(result.next_change)
-        if deadlines:
-            due = Due(customer_id, due_time(min(deadlines)))
-            scheduled = current.scheduled if isinstance(current, Memberships) else frozenset()
-            if due.at not in scheduled:
-                new.append(due)
-            elif reschedule:
-                again.append(due)
+        changed, earliest = _evaluate_customer(store, stored, rules, facts, current, now=now)
+        transitions += changed
+        if earliest is None:
+            continue
+        due = Due(customer_id, due_time(earliest))
+        scheduled = current.scheduled if isinstance(current, Memberships) else frozenset()
+        if due.at not in scheduled:
+            new.append(due)
+        elif reschedule:
+            again.append(due)
     store.put_due(new)
     store.put_due(again, indexed=True)
     return transitions
+
+
+def _evaluate_customer(
+    store: SegmentStore,
+    stored: StoredProfile,
+    rules: Sequence[SegmentRule],
+    facts: Facts,
+    current: Mapping[str, Membership],
+    *,
+    now: datetime,
+) -> tuple[list[Transition], datetime | None]:
+    """One customer's transitions (written), and their earliest deadline (when a rule's answer changes next)."""
+    transitions: list[Transition] = []
+    deadlines: list[datetime] = []
+    for rule in rules:
+        result = evaluate(rule, facts, now)
+        if result.member != (rule.id in current):
+            transition = _transition(store, stored, rule, result, now)
+            if transition is not None:
+                transitions.append(transition)
+        if result.next_change is not None:
+            deadlines.append(result.next_change)
+    return transitions, min(deadlines, default=None)
 
 
 def _transition(
@@ -205,7 +204,7 @@ def audience_event(change: MembershipChange) -> TrackingEvent:
     )
 
 
-def record_membership_changes(store: Any, changes: Sequence[MembershipChange]) -> None:
+def record_membership_changes(store: AudienceWriter, changes: Sequence[MembershipChange]) -> None:
     """Turn membership changes into audience events (stored once each) and history items."""
     if not changes:
         return
@@ -308,9 +307,68 @@ def _contained(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class AppliedSegment:
+    """A segment as a rule file stored it."""
+
+    id: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentsApplied:
+    """What applying a rule file did: the segments stored, and the backfill's entries and exits."""
+
+    segments: tuple[AppliedSegment, ...]
+    entered: int
+    exited: int
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentDiff:
+    """What a rule would change in its segment: how many enter and leave (with a sample of each), the size after."""
+
+    enter: int
+    exit: int
+    size: int
+    sample_enter: tuple[str, ...]
+    sample_exit: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPlan(Mapping[str, SegmentDiff]):
+    """The membership diff a rule file would make: each segment's, by id, in the file's order."""
+
+    diffs: dict[str, SegmentDiff]
+
+    def __getitem__(self, segment_id: str) -> SegmentDiff:
+        return self.diffs[segment_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.diffs)
+
+    def __len__(self) -> int:
+        return len(self.diffs)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentExplanation:
+    """Why a customer is in or out of a segment, and when that can next change."""
+
+    segment: str
+    customer_id: str
+    member: bool
+    """Whether the stored membership says the customer is in."""
+    rule_says: bool
+    """Whether the rule, evaluated now, says so (they differ while a change is on its way)."""
+    reasons: tuple[str, ...]
+    next_change: str | None
+    """When the rule's answer changes without a new event (a window closing), if it can."""
+
+
 def apply_segments(
     store: SegmentStore, document: Any, *, source: str, now: datetime, customers: Iterable[str]
-) -> dict[str, Any]:
+) -> SegmentsApplied:
     """Validate a rule file, store its segments (a changed rule gets a new version), and backfill memberships.
 
     Raises:
@@ -322,12 +380,7 @@ def apply_segments(
     stored: list[StoredSegment] = []
     for rule in rules:
         definition = {k: v for k, v in entries[rule.id].items() if k != "version"}
-        old = existing.get(rule.id)
-        version = (
-            old.version
-            if old and {k: v for k, v in old.definition.items() if k != "version"} == definition
-            else (old.version + 1 if old else 1)
-        )
+        version = _version(existing.get(rule.id), definition)
         stored.append(
             StoredSegment(rule.id, rule.name, version, {**definition, "version": version}, format_timestamp(now))
         )
@@ -336,16 +389,30 @@ def apply_segments(
         store.set_sweep_cursor(now.replace(microsecond=0))
     applied = rules_of(stored)
     transitions = evaluate_customers(store, customers, applied, now=now)
-    return {
-        "segments": [{"id": s.id, "version": s.version} for s in stored],
-        "entered": sum(t.entered for t in transitions),
-        "exited": sum(not t.entered for t in transitions),
-    }
+    return SegmentsApplied(
+        segments=tuple(AppliedSegment(s.id, s.version) for s in stored),
+        entered=sum(t.entered for t in transitions),
+        exited=sum(not t.entered for t in transitions),
+    )
+
+
+def _version(old: StoredSegment | None, definition: Mapping[str, Any]) -> int:
+    """A stored segment's version: the same for the same definition, the next one for a changed definition."""
+    if old is None:
+        return 1
+    unchanged = {k: v for k, v in old.definition.items() if k != "version"} == definition
+    return old.version if unchanged else old.version + 1
 
 
 def plan_segments(
-    store: SegmentStore, document: Any, *, source: str, now: datetime, customers: Iterable[str], members: Any
-) -> dict[str, Any]:
+    store: SegmentStore,
+    document: Any,
+    *,
+    source: str,
+    now: datetime,
+    customers: Iterable[str],
+    members: Callable[[str], Iterable[str]],
+) -> SegmentPlan:
     """The membership diff a rule file would make (+entered / -exited, with samples), changing nothing."""
     rules = parse_rules(document, source=source)
     current = {rule.id: set(members(rule.id)) for rule in rules}
@@ -358,28 +425,25 @@ def plan_segments(
         for rule in rules:
             if evaluate(rule, facts, now).member:
                 wanted[rule.id].add(customer_id)
-    diff = {}
-    for rule in rules:
-        enter, leave = sorted(wanted[rule.id] - current[rule.id]), sorted(current[rule.id] - wanted[rule.id])
-        diff[rule.id] = {
-            "enter": len(enter),
-            "exit": len(leave),
-            "size": len(wanted[rule.id]),
-            "sample_enter": enter[:5],
-            "sample_exit": leave[:5],
-        }
-    return diff
+    return SegmentPlan({rule.id: _diff(current[rule.id], wanted[rule.id]) for rule in rules})
 
 
-def explain(store: SegmentStore, rule: SegmentRule, stored: StoredProfile, *, now: datetime) -> dict[str, Any]:
+def _diff(current: set[str], wanted: set[str]) -> SegmentDiff:
+    enter, leave = sorted(wanted - current), sorted(current - wanted)
+    return SegmentDiff(
+        enter=len(enter), exit=len(leave), size=len(wanted), sample_enter=tuple(enter[:5]), sample_exit=tuple(leave[:5])
+    )
+
+
+def explain(store: SegmentStore, rule: SegmentRule, stored: StoredProfile, *, now: datetime) -> SegmentExplanation:
     """Why a customer is in or out of a segment, and when that can next change."""
     result = evaluate(rule, customer_facts(store, stored), now)
     member = rule.id in store.memberships_of(stored.profile.customer_id)
-    return {
-        "segment": rule.id,
-        "customer_id": stored.profile.customer_id,
-        "member": member,
-        "rule_says": result.member,
-        "reasons": list(result.reasons),
-        "next_change": format_timestamp(result.next_change) if result.next_change else None,
-    }
+    return SegmentExplanation(
+        segment=rule.id,
+        customer_id=stored.profile.customer_id,
+        member=member,
+        rule_says=result.member,
+        reasons=tuple(result.reasons),
+        next_change=format_timestamp(result.next_change) if result.next_change else None,
+    )

@@ -45,7 +45,7 @@ RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "
 # What may be in a zip besides our two packages: infra/requirements.txt and its dependencies.
 REQUIRED = {"aws_lambda_powertools", "jmespath", "typing_extensions"}
 # What of `shared` never reaches a zip (the developer's tools; infra/Makefile's LOCAL_ONLY).
-LOCAL_ONLY = {"local", "cli.py", "compose.py", "deploy.py", "simulate"}
+LOCAL_ONLY = {"local", "cli", "compose.py", "deploy.py", "simulate"}
 
 
 @pytest.fixture(scope="module")

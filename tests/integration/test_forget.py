@@ -70,7 +70,7 @@ def test_forget_erases_every_item_of_a_merged_customer_and_suppresses_its_ids(dd
     left = all_items(ddb)
     mentions = {(i["PK"], i["SK"]) for i in left if "erin" in readable(i) or anon in readable(i)}
     assert mentions == set()
-    assert summary["deleted_items"] == before - len(left) + 2 + 1  # + 2 suppression marks + the erasure epoch item
+    assert summary.deleted_items == before - len(left) + 2 + 1  # + 2 suppression marks + the erasure epoch item
     assert store.list_failed().items == ()  # the refused input that named Erin went too
     assert store.segment_history("buyers") == [] and list(store.segment_members("buyers")) == []
     assert find_customer(store, "erin") is None and find_customer(store, anon) is None

@@ -80,7 +80,7 @@ def test_a_profile_that_cannot_be_decoded_is_quarantined_and_everyone_else_proce
     assert victim in json.dumps(json.loads(quarantined.raw)["dynamodb"]["Keys"])
     # And the victim can still be erased (forget does not need to decode the profile)
     result = forget_customer(store, victim, now=items.parse_timestamp("2026-11-30T00:00:00Z", "now"))
-    assert result["customer_id"] == f"u:{victim}" and result["deleted_items"] > 0
+    assert result.customer_id == f"u:{victim}" and result.deleted_items > 0
     assert find_customer(store, victim) is None
 
 

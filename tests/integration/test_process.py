@@ -65,8 +65,8 @@ def test_anonymous_browsing_then_identify_then_purchase_is_one_customer_with_the
     assert profile.event_counts == {"Product Viewed": 1, "Product Added": 1, "$identify": 1, "Order Completed": 1}
     assert (profile.orders, profile.revenue, profile.traits["email"]) == (1, Decimal(30), "x@y.z")
     detail = customer_detail(store, by_user, now=datetime.now(UTC))
-    assert detail["total_stored_events"] == 4
-    assert detail["computed"]["open_cart"] == []
+    assert detail.total_stored_events == 4
+    assert detail.computed["open_cart"] == []
     # provenance: the identify call that linked the two identities is on record
     assert [(link["attached"], link["via"]) for link in profile.links] == [(f"u:{user}", "login-1")]
     assert audit(store).customers[profile.customer_id] == {f"u:{user}", f"a:{anon}"}

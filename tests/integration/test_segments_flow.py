@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from shared.local.stack import STARTERS
 from shared.publishers import OutboxFile
 from shared.services.customers import find_customer
-from shared.services.segments import apply_segments, explain, rules_of, run_scheduler
+from shared.services.segments import (
+    AppliedSegment,
+    SegmentsApplied,
+    apply_segments,
+    explain,
+    rules_of,
+    run_scheduler,
+)
 from tests.builders import random_ref
 from tests.oracle import audit
 from tests.oracle.raw import AUDIENCE_SOURCE, scan
@@ -144,12 +151,12 @@ def test_apply_backfills_existing_customers_and_explain_says_why(http, source, s
     summary = apply_segments(
         store, rules, source="test", now=datetime.now(UTC), customers=[find_customer(store, "sam").profile.customer_id]
     )
-    assert summary == {"segments": [{"id": "openers", "version": 1}], "entered": 1, "exited": 0}
+    assert summary == SegmentsApplied(segments=(AppliedSegment("openers", 1),), entered=1, exited=0)
     (rule,) = rules_of(store.list_segments())
     why = explain(store, rule, find_customer(store, "sam"), now=datetime.now(UTC))
-    assert why["member"] and why["rule_says"]
-    assert why["reasons"][0].startswith("count of Email Opened = 3")
-    assert why["next_change"] is not None  # the first open leaves the 14-day window then
+    assert why.member and why.rule_says
+    assert why.reasons[0].startswith("count of Email Opened = 3")
+    assert why.next_change is not None  # the first open leaves the 14-day window then
     changed = {
         "segments": [
             {
@@ -166,7 +173,7 @@ def test_apply_backfills_existing_customers_and_explain_says_why(http, source, s
             source="test",
             now=datetime.now(UTC),
             customers=[find_customer(store, "sam").profile.customer_id],
-        )["exited"]
+        ).exited
         == 1
     )
     assert store.list_segments()[0].version == 2

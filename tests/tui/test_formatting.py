@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tui import formatting as f
-from tui.data import IteratorPager, NotAvailable, service
+from tui.data import IteratorPager
 
 NOW = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
 
@@ -87,26 +87,6 @@ def test_error_text_never_a_traceback():
     assert f.error_text(throttled) == "ThrottlingException: slow down"
     assert f.error_text(EndpointConnectionError(endpoint_url="http://x")).startswith("the table does not answer")
     assert f.error_text(KeyError("purchase")) == "KeyError: 'purchase'"
-
-
-def test_a_missing_service_is_not_available_but_a_broken_one_is_an_error(monkeypatch):
-    with pytest.raises(NotAvailable):
-        service("no_such_module", "overview")
-    with pytest.raises(NotAvailable):
-        service("customers", "no_such_function")
-    assert service("customers", "find_customer").__name__ == "find_customer"
-    import importlib
-
-    real = importlib.import_module
-
-    def broken(name, *args):
-        if name == "shared.services.customers":
-            raise ModuleNotFoundError("No module named 'yaml'", name="yaml")
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", broken)
-    with pytest.raises(ModuleNotFoundError):
-        service("customers", "find_customer")
 
 
 def test_iterator_pager_pulls_lazily():

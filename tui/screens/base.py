@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -25,6 +26,16 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """The latest read of a group: which one it is, and what the screen does with its answer."""
+
+    generation: int
+    done: Callable[[Any], None]
+    target: Widget | None
+    unavailable: Callable[[str], None] | None
+
+
 class DataScreen(Screen[None]):
     """A screen that reads through the app's data source, never on the UI thread."""
 
@@ -32,7 +43,7 @@ class DataScreen(Screen[None]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._generations: dict[str, int] = {}
+        self._pending: dict[str, _Pending] = {}
 
     @property
     def operator(self) -> OperatorApp:
@@ -80,45 +91,43 @@ class DataScreen(Screen[None]):
         """Run `call` in a thread worker; `done(result)` then runs on the UI thread.
 
         A newer read of the same group supersedes an older one still running (its result is dropped). Failures
-        become notifications; `NotAvailable` calls `unavailable(reason)` instead, when given.
+        become notifications; `NotAvailable` calls `unavailable(reason)` instead, when given. The worker posts
+        only what happened (`Loaded`, `LoadFailed`); what to do with it stays here, with the read it answers.
         """
-        generation = self._generations.get(group, 0) + 1
-        self._generations[group] = generation
+        previous = self._pending.get(group)
+        generation = (previous.generation if previous else 0) + 1
+        self._pending[group] = _Pending(generation, done, target, unavailable)
         if target is not None:
             target.loading = True
         self.run_worker(
-            partial(self._read, group, generation, call, done, target, unavailable),
-            name=group,
-            group=group,
-            thread=True,
-            exit_on_error=False,
+            partial(self._read, group, generation, call), name=group, group=group, thread=True, exit_on_error=False
         )
 
-    def _read(
-        self,
-        group: str,
-        generation: int,
-        call: Callable[[], Any],
-        done: Callable[[Any], None],
-        target: Widget | None,
-        unavailable: Callable[[str], None] | None,
-    ) -> None:
+    def _read(self, group: str, generation: int, call: Callable[[], Any]) -> None:
         try:
             value = call()
         except Exception as exc:  # every failure becomes a notification, never a traceback
-            self.post_message(LoadFailed(group, generation, exc, target, unavailable))
+            self.post_message(LoadFailed(group, generation, exc))
         else:
-            self.post_message(Loaded(group, generation, value, done, target))
+            self.post_message(Loaded(group, generation, value))
+
+    def _answered(self, group: str, generation: int) -> _Pending | None:
+        """The read this answer is for, if it is still the latest of its group (its loading indicator off)."""
+        pending = self._pending.get(group)
+        if pending is None or pending.generation != generation:
+            return None
+        if pending.target is not None:
+            pending.target.loading = False
+        return pending
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
         message.stop()
-        if message.generation != self._generations.get(message.group):
+        pending = self._answered(message.group, message.generation)
+        if pending is None:
             return
-        if message.target is not None:
-            message.target.loading = False
         try:
-            message.done(message.value)
+            pending.done(message.value)
         except Exception as exc:
             logger.exception("could not show %s", message.group)
             self.notify(error_text(exc), title=f"Could not show {message.group}", severity="error")
@@ -126,11 +135,10 @@ class DataScreen(Screen[None]):
     @on(LoadFailed)
     def _failed(self, message: LoadFailed) -> None:
         message.stop()
-        if message.generation != self._generations.get(message.group):
+        pending = self._answered(message.group, message.generation)
+        if pending is None:
             return
-        if message.target is not None:
-            message.target.loading = False
-        if isinstance(message.error, NotAvailable) and message.unavailable is not None:
-            message.unavailable(str(message.error))
+        if isinstance(message.error, NotAvailable) and pending.unavailable is not None:
+            pending.unavailable(str(message.error))
             return
         self.notify(error_text(message.error), title=f"Could not read {message.group}", severity="error", timeout=8)

@@ -300,7 +300,9 @@ class CustomerScreen(DataScreen):
         table = self.query_one("#customer-timeline", DataTable)
         table.clear()
         for event in events[start : start + TIMELINE_PAGE]:
-            table.add_row(short_time(event.at), event.type, event.event, event.source, _compact(event.properties))
+            table.add_row(
+                short_time(event.at), event.type, event.event or event.type, event.source, _compact(event.properties)
+            )
         shown = (
             f"events {start + 1}-{min(start + TIMELINE_PAGE, len(events))} of {len(events)}" if events else "no events"
         )
