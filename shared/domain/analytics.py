@@ -1,6 +1,6 @@
 """Funnels, retention, best time and channel, and the overview counts: definitions, rules and figures.
 
-Everything a report shows is a sum of *cells* (counter item key → attribute → count), and every customer
+Everything a report shows is a sum of *cells* (cell → counter name → count, `shared.domain.cells`), and every customer
 contributes cells that are a pure function of that customer's stored events:
 
 - **funnel journeys**: the customer's events in time order (ties by message id) run through the funnel. A
@@ -39,19 +39,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from shared.domain.cells import (
+    SHARD,
+    TOTAL,
+    Cells,
+    FunnelCell,
+    HourOfWeek,
+    LastReturn,
+    Minute,
+    Named,
+    Reached,
+    ReachedBy,
+    RetentionCell,
+    ReturnedOn,
+    StatsCell,
+    StepTime,
+    TimingCell,
+    add,
+)
 from shared.domain.errors import RuleDefinitionError, TrackingError
 from shared.domain.events import CallType, TrackingEvent
 from shared.domain.profiles import channel_of, event_key, hour_of_week
 from shared.domain.reports import CohortRow, FunnelReport, Recommendation, RetentionReport, StepFigures
 from shared.domain.segments import parse_duration as _rule_duration
 
-Cells = dict[tuple[str, str], dict[str, int]]
-"""(PK, SK) of a counter item → attribute → count."""
-
-SHARD = "0"
-"""The one counter item per key (its sort key's shard part). Counters are written by the stream fold, once per
-counter item per window (not once per customer), so one item per key stays far below a partition's 1,000 WU/s;
-reports still sum whatever shards a key has (tables written before the fold have 4)."""
 DEFAULT_WINDOW = timedelta(days=14)
 RETENTION_OFFSETS = {"day": 31, "week": 13}
 """Offsets kept per cohort (day 0-30, week 0-12)."""
@@ -335,7 +346,7 @@ def customer_cells(
 ) -> Cells:
     """Everything one customer adds to the counters (pure: same events, same cells)."""
     everything = ordered(e for e in events)
-    cells: Cells = defaultdict(lambda: defaultdict(int))
+    cells: dict[Any, Any] = defaultdict(lambda: defaultdict(int))
     if not everything:
         return {}
     shard = SHARD
@@ -347,37 +358,38 @@ def customer_cells(
     _retention_cells(cells, everything, definitions.return_events, shard)
     for event in everything:
         channel = channel_of(event)
-        cells[("TIMING", f"{channel}#{shard}")][f"h|{channel}|{hour_of_week(event)}"] += 1
+        cells[TimingCell(channel, shard)][HourOfWeek(channel, hour_of_week(event))] += 1
     horizon = (now - timedelta(days=STATS_DAYS)).date().isoformat()
     catalogued = definitions.catalogued()
     for event in everything:
         day = event.timestamp.date().isoformat()
         if day >= horizon:
-            hour = cells[(f"STATS#{day}", f"H{event.timestamp.strftime('%H')}#{shard}")]
-            hour["n"] += 1
-            hour[f"m|{event.timestamp.strftime('%H%M')}"] += 1
+            moment = event.timestamp
+            hour = cells[StatsCell(day, moment.hour, shard)]
+            hour[TOTAL] += 1
+            hour[Minute(moment.hour, moment.minute)] += 1
             name = event_key(event)
-            cells[(f"STATS#{day}", f"E#{shard}")][f"e|{name if name in catalogued else OTHER}"] += 1
-    return {key: dict(attributes) for key, attributes in cells.items()}
+            cells[StatsCell(day, None, shard)][Named(name if name in catalogued else OTHER)] += 1
+    return {key: dict(counts) for key, counts in cells.items()}
 
 
 def _journey_cells(cells: Cells, funnel: Funnel, journey: Journey, shard: str) -> None:
-    day = f"DAY#{journey.entry.date().isoformat()}"
-    item = cells[(f"FUNNEL#{funnel.id}", f"{day}#{shard}")]
+    day = journey.entry.date().isoformat()
+    item = cells[FunnelCell(funnel.id, day, None, shard)]
     for step in range(1, len(journey.times) + 1):
-        item[f"s|{step}"] += 1
-        item[f"b|{journey.breakdown}|{step}"] += 1
-        if step > 1:  # times in an item per step: an item's attributes stay few (one update expression each)
+        item[Reached(step)] += 1
+        item[ReachedBy(journey.breakdown, step)] += 1
+        if step > 1:  # times in a cell per step: an item's attributes stay few (one update expression each)
             took = (journey.times[step - 1] - journey.times[step - 2]).total_seconds()
-            cells[(f"FUNNEL#{funnel.id}", f"{day}#T{step}#{shard}")][f"t|{step}|{bucket(took)}"] += 1
+            cells[FunnelCell(funnel.id, day, step, shard)][StepTime(step, bucket(took))] += 1
 
 
 def _retention_cells(cells: Cells, events: Sequence[TrackingEvent], return_events: Sequence[str], shard: str) -> None:
     first = events[0].timestamp.date()
     for by, limit in RETENTION_OFFSETS.items():
         cohort = period(first, by)
-        item = cells[(f"RETENTION#{by}", f"{cohort.isoformat()}#{shard}")]
-        item["n"] += 1
+        item = cells[RetentionCell(by, cohort.isoformat(), shard)]
+        item[TOTAL] += 1
         for name in return_events:
             offsets = {
                 _offset(cohort, e.timestamp.date(), by)
@@ -386,9 +398,9 @@ def _retention_cells(cells: Cells, events: Sequence[TrackingEvent], return_event
             }
             offsets = {o for o in offsets if o < limit}
             for offset in offsets:
-                item[f"on|{name}|{offset}"] += 1
+                item[ReturnedOn(name, offset)] += 1
             if offsets:
-                item[f"last|{name}|{max(offsets)}"] += 1
+                item[LastReturn(name, max(offsets))] += 1
 
 
 def period(day: date, by: str) -> date:
@@ -402,10 +414,10 @@ def _offset(cohort: date, day: date, by: str) -> int:
 
 def difference(new: Cells, old: Cells, *, now: datetime) -> Cells:
     """What to add to the counters to go from `old` to `new` (overview cells older than the horizon: nothing)."""
-    horizon = f"STATS#{(now - timedelta(days=STATS_DAYS)).date().isoformat()}"
+    horizon = (now - timedelta(days=STATS_DAYS)).date().isoformat()
     delta: Cells = {}
     for key in new.keys() | old.keys():
-        if key[0].startswith("STATS#") and key[0] < horizon:
+        if _frozen(key, horizon):
             continue
         before, after = old.get(key, {}), new.get(key, {})
         changed = {a: after.get(a, 0) - before.get(a, 0) for a in after.keys() | before.keys()}
@@ -417,15 +429,13 @@ def difference(new: Cells, old: Cells, *, now: datetime) -> Cells:
 
 def kept(cells: Cells, *, now: datetime) -> Cells:
     """The cells worth remembering for the next difference (frozen overview cells are dropped)."""
-    horizon = f"STATS#{(now - timedelta(days=STATS_DAYS)).date().isoformat()}"
-    return {key: value for key, value in cells.items() if not (key[0].startswith("STATS#") and key[0] < horizon)}
+    horizon = (now - timedelta(days=STATS_DAYS)).date().isoformat()
+    return {key: value for key, value in cells.items() if not _frozen(key, horizon)}
 
 
-def add(total: Cells, more: Cells, sign: int = 1) -> None:
-    for key, attributes in more.items():
-        target = total.setdefault(key, {})
-        for name, count in attributes.items():
-            target[name] = target.get(name, 0) + sign * count
+def _frozen(cell: Any, horizon: str) -> bool:
+    """Business rule: an overview cell of a day before the horizon no longer changes."""
+    return isinstance(cell, StatsCell) and cell.day < horizon
 
 
 def recompute(
@@ -441,32 +451,30 @@ def recompute(
 # --- figures ---------------------------------------------------------------------------------------------------------
 
 
-def funnel_report(
-    funnel: Funnel, items: Iterable[tuple[str, Mapping[str, int]]], start: date, end: date
-) -> FunnelReport:
-    """A report from counter items `(SK, attributes)` of this funnel (any SK outside the range is ignored)."""
-    totals: dict[str, int] = defaultdict(int)
-    for sort_key, attributes in items:
-        day = sort_key.split("#")[1]
-        if start.isoformat() <= day <= end.isoformat():
-            for name, count in attributes.items():
+def funnel_report(funnel: Funnel, cells: Cells, start: date, end: date) -> FunnelReport:
+    """A report from this funnel's cells (cells of other funnels, or of entry days outside the range, are ignored)."""
+    totals: dict[Any, int] = defaultdict(int)
+    first, last = start.isoformat(), end.isoformat()
+    for cell, counts in cells.items():
+        if isinstance(cell, FunnelCell) and cell.funnel_id == funnel.id and first <= cell.day <= last:
+            for name, count in counts.items():
                 totals[name] += int(count)
-    steps = _figures(funnel, lambda step: totals.get(f"s|{step}", 0), totals)
-    values = sorted({name.split("|")[1] for name in totals if name.startswith("b|")})
+    steps = _figures(funnel, lambda step: totals.get(Reached(step), 0), totals)
+    values = sorted({name.value for name in totals if isinstance(name, ReachedBy)})
     breakdown = {
-        value: _figures(funnel, lambda step, v=value: totals.get(f"b|{v}|{step}", 0), None) for value in values
+        value: _figures(funnel, lambda step, v=value: totals.get(ReachedBy(v, step), 0), None) for value in values
     }
     return FunnelReport(funnel.id, funnel.name, start, end, steps, breakdown)
 
 
-def _figures(funnel: Funnel, reached: Any, totals: Mapping[str, int] | None) -> list[StepFigures]:
+def _figures(funnel: Funnel, reached: Any, totals: Mapping[Any, int] | None) -> list[StepFigures]:
     figures: list[StepFigures] = []
     first = reached(1)
     for index, step in enumerate(funnel.steps, start=1):
         count = reached(index)
         previous = reached(index - 1) if index > 1 else None
         histogram = (
-            {int(n.split("|")[2]): c for n, c in totals.items() if n.startswith(f"t|{index}|") and c}
+            {n.bucket: c for n, c in totals.items() if isinstance(n, StepTime) and n.step == index and c}
             if totals is not None and index > 1
             else {}
         )
@@ -499,7 +507,7 @@ def percentile(histogram: Mapping[int, int], fraction: float) -> float | None:
 
 
 def retention_report(
-    items: Iterable[tuple[str, Mapping[str, int]]],
+    cells: Cells,
     *,
     by: str,
     event: str,
@@ -507,17 +515,18 @@ def retention_report(
     today: date,
     cohorts: int,
 ) -> RetentionReport:
-    """Cohort rows (newest last) from `RETENTION#<by>` items `(SK, attributes)`."""
+    """Cohort rows (newest last) from the `by` cohorts' cells (other cells are ignored)."""
     limit = RETENTION_OFFSETS[by]
-    merged: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for sort_key, attributes in items:
-        cohort = date.fromisoformat(sort_key.split("#")[0])
-        for name, count in attributes.items():
-            merged[cohort][name] += int(count)
+    merged: dict[date, dict[Any, int]] = defaultdict(lambda: defaultdict(int))
+    for cell, counts in cells.items():
+        if isinstance(cell, RetentionCell) and cell.by == by:
+            cohort = date.fromisoformat(cell.cohort)
+            for name, count in counts.items():
+                merged[cohort][name] += int(count)
     rows = []
     for cohort in sorted(merged)[-cohorts:]:
         counts = merged[cohort]
-        size = counts.get("n", 0)
+        size = counts.get(TOTAL, 0)
         observable = _offset(cohort, today, by)
         values: list[float | None] = []
         for offset in range(limit):
@@ -525,9 +534,9 @@ def retention_report(
                 values.append(None)
                 continue
             if cumulative:
-                came = sum(counts.get(f"last|{event}|{o}", 0) for o in range(offset, limit))
+                came = sum(counts.get(LastReturn(event, o), 0) for o in range(offset, limit))
             else:
-                came = counts.get(f"on|{event}|{offset}", 0)
+                came = counts.get(ReturnedOn(event, offset), 0)
             values.append(came / size)
         rows.append(CohortRow(cohort, size, values))
     return RetentionReport(by, event, cumulative, rows)
@@ -564,14 +573,14 @@ def recommend(
     return Recommendation(best_channel, best_hour, mine / (mine + PRIOR_WEIGHT), mine)
 
 
-def population_from(items: Iterable[Mapping[str, int]]) -> dict[str, dict[int, int]]:
-    """Channel → hour → events from `TIMING` items."""
+def population_from(cells: Cells) -> dict[str, dict[int, int]]:
+    """Channel → hour → events from the timing cells (other cells are ignored)."""
     table: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for attributes in items:
-        for name, count in attributes.items():
-            if name.startswith("h|"):
-                _, channel, hour = name.split("|")
-                table[channel][int(hour)] += int(count)
+    for cell, counts in cells.items():
+        if isinstance(cell, TimingCell):
+            for name, count in counts.items():
+                if isinstance(name, HourOfWeek):
+                    table[name.channel][name.hour] += int(count)
     return {channel: dict(hours) for channel, hours in table.items()}
 
 
