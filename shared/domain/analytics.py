@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -59,6 +59,7 @@ from shared.domain.cells import (
 )
 from shared.domain.errors import RuleDefinitionError, TrackingError
 from shared.domain.events import CallType, TrackingEvent
+from shared.domain.filters import NO_FILTER, FilterDefinitionError, PropertyFilter, parse_where, text
 from shared.domain.profiles import channel_of, event_key, hour_of_week
 from shared.domain.reports import CohortRow, FunnelReport, Recommendation, RetentionReport, StepFigures
 from shared.domain.segments import parse_duration as _rule_duration
@@ -105,16 +106,14 @@ class AnalyticsDefinitionError(TrackingError):
 @dataclass(frozen=True, slots=True)
 class Step:
     event: str
-    where: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """Property → accepted values (compared as text)."""
+    where: PropertyFilter = NO_FILTER
+    """Which of these events count, by their properties (the same language as segment rules')."""
     within: timedelta | None = None
     """This step must follow the previous one within this time."""
     label: str = ""
 
     def matches(self, event: TrackingEvent) -> bool:
-        if event_key(event) != self.event:
-            return False
-        return all(_text(event.properties.get(name)) in accepted for name, accepted in self.where.items())
+        return event_key(event) == self.event and self.where.matches(event.properties)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +141,7 @@ class Funnel:
                 {
                     "event": s.event,
                     "label": s.label,
-                    **({"where": {k: list(v) for k, v in s.where.items()}} if s.where else {}),
+                    **({"where": s.where.definition()} if s.where else {}),
                     **({"within": f"{int(s.within.total_seconds())}s"} if s.within else {}),
                 }
                 for s in self.steps
@@ -254,9 +253,13 @@ def _step(data: Any, where: str, *, first: bool) -> Step:
         raise AnalyticsDefinitionError(f"{where}.where: expected property → value(s)")
     if first and "within" in data:
         raise AnalyticsDefinitionError(f"{where}.within: the first step has no previous step")
+    try:
+        properties = parse_where(conditions, f"{where}.where", shorthand="in")
+    except FilterDefinitionError as exc:
+        raise AnalyticsDefinitionError(str(exc)) from exc
     return Step(
         event=data["event"],
-        where={str(k): tuple(_text(v) for v in (vs if isinstance(vs, list) else [vs])) for k, vs in conditions.items()},
+        where=properties,
         within=parse_duration(data["within"], f"{where}.within") if "within" in data else None,
         label=str(data.get("label") or data["event"]),
     )
@@ -267,12 +270,6 @@ def parse_duration(text: Any, where: str) -> timedelta:
         return _rule_duration(text, where)
     except RuleDefinitionError as exc:
         raise AnalyticsDefinitionError(str(exc)) from exc
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
 
 
 # --- journeys ------------------------------------------------------------------------------------------------------
@@ -322,7 +319,7 @@ def _deadline(funnel: Funnel, journey: Journey) -> datetime:
 def _breakdown(funnel: Funnel, event: TrackingEvent, first_channel: str) -> str:
     if funnel.breakdown == "channel":
         return first_channel
-    value = _text(event.properties.get(funnel.breakdown.split(":", 1)[1]))
+    value = text(event.properties.get(funnel.breakdown.split(":", 1)[1]))
     if not value:
         return "(none)"
     return value if value in funnel.breakdown_values else OTHER
@@ -615,8 +612,7 @@ def check_funnel(  # noqa: C901 - one tight loop on purpose: the check path must
             return False
         if not filtered[index]:
             return True
-        props = (properties or {}).get(message, {})
-        return all(_text(props.get(k)) in v for k, v in funnel.steps[index].where.items())
+        return funnel.steps[index].where.matches((properties or {}).get(message, {}))
 
     def close(entry: float, reached: int) -> None:
         day = datetime.fromtimestamp(entry, UTC).date().isoformat()

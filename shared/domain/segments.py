@@ -22,6 +22,7 @@ from typing import Any
 
 from shared.domain.errors import RuleDefinitionError
 from shared.domain.events import TrackingEvent
+from shared.domain.filters import NO_FILTER, FilterDefinitionError, PropertyFilter, number, parse_where, property_at
 from shared.domain.profiles import event_key, money
 
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
@@ -40,16 +41,17 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
-    """Which events count: by name (`$page`, `$identify`… for non-track calls; empty = any) and properties."""
+    """Which events count: by name (`$page`, `$identify`… for non-track calls; empty = any) and properties (the
+    property-filter language of `shared.domain.filters`, the same as funnel steps')."""
 
     names: tuple[str, ...] = ()
-    where: tuple[tuple[str, Any], ...] = ()
+    where: PropertyFilter = NO_FILTER
 
     def matches(self, event: TrackingEvent) -> bool:
         """Business rule: an event counts if its name is listed (or none is) and every property matches."""
         if self.names and event_key(event) not in self.names:
             return False
-        return all(_property(event, path) == value for path, value in self.where)
+        return self.where.matches(event.properties)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,7 @@ class Comparison:
         if actual is None:
             return False
         try:
-            return COMPARISONS[self.op](_number(actual), _number(self.value))
+            return COMPARISONS[self.op](number(actual), number(self.value))
         except TypeError:
             return False
 
@@ -343,23 +345,12 @@ def _absence(condition: AbsenceCondition, events: list[TrackingEvent], now: date
 
 
 def _property(event: TrackingEvent, path: str) -> Any:
-    node: Any = event.properties
-    for part in path.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-        return Decimal(str(value))
-    return value
+    return property_at(event.properties, path)
 
 
 def _names(events: EventFilter) -> str:
     name = " or ".join(events.names) or "any event"
-    return name + "".join(f" [{path}={value!r}]" for path, value in events.where)
+    return name + "".join(f" [{test.describe()}]" for test in events.where.tests)
 
 
 def _show(value: Any) -> str:
@@ -488,7 +479,10 @@ def _filter(data: Any, where: str) -> EventFilter:
     conditions = data.get("where", {})
     if not isinstance(conditions, Mapping):
         raise RuleDefinitionError(f"{where}.where: expected a mapping of property to value")
-    return EventFilter(tuple(names), tuple(sorted(conditions.items())))
+    try:
+        return EventFilter(tuple(names), parse_where(conditions, f"{where}.where", shorthand="eq"))
+    except FilterDefinitionError as exc:
+        raise RuleDefinitionError(str(exc)) from exc
 
 
 def _window(data: Mapping[str, Any], where: str) -> Window:
