@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -164,33 +164,28 @@ def _parse_cell(pk: str, sk: str) -> Any:
     return RawCell(pk, sk)
 
 
+_NAMES: dict[type, Callable[[Any], str]] = {
+    Total: lambda _: "n",
+    Net: lambda _: "net",
+    Reached: lambda c: f"s|{c.step}",
+    ReachedBy: lambda c: f"b|{c.value}|{c.step}",
+    StepTime: lambda c: f"t|{c.step}|{c.bucket}",
+    ReturnedOn: lambda c: f"on|{c.event}|{c.offset}",
+    LastReturn: lambda c: f"last|{c.event}|{c.offset}",
+    HourOfWeek: lambda c: f"h|{c.channel}|{c.hour}",
+    Minute: lambda c: f"m|{c.hour:02d}{c.minute:02d}",
+    Named: lambda c: f"e|{c.event}",
+    RawCounter: lambda c: c.name,
+}
+
+
 @lru_cache(maxsize=65536)
 def counter_name(counter: Any) -> str:
     """The attribute name of a counter in its item."""
-    match counter:
-        case Total():
-            return "n"
-        case Net():
-            return "net"
-        case Reached(step=step):
-            return f"s|{step}"
-        case ReachedBy(value=value, step=step):
-            return f"b|{value}|{step}"
-        case StepTime(step=step, bucket=bucket):
-            return f"t|{step}|{bucket}"
-        case ReturnedOn(event=event, offset=offset):
-            return f"on|{event}|{offset}"
-        case LastReturn(event=event, offset=offset):
-            return f"last|{event}|{offset}"
-        case HourOfWeek(channel=channel, hour=hour):
-            return f"h|{channel}|{hour}"
-        case Minute(hour=hour, minute=minute):
-            return f"m|{hour:02d}{minute:02d}"
-        case Named(event=event):
-            return f"e|{event}"
-        case RawCounter(name=name):
-            return name
-    raise TypeError(f"not a counter name: {counter!r}")
+    spell = _NAMES.get(type(counter))
+    if spell is None:
+        raise TypeError(f"not a counter name: {counter!r}")
+    return spell(counter)
 
 
 _PAIRS: dict[str, Any] = {"b": ReachedBy, "on": ReturnedOn, "last": LastReturn, "h": HourOfWeek}
