@@ -12,7 +12,6 @@ Stdlib only and tiny: the collector imports the storage adapter, which imports t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 SHARD = "0"
 """The one counter item per cell (its shard). Counters are written by the stream fold, once per counter item per
@@ -153,11 +152,6 @@ Counter = Total | Net | Reached | ReachedBy | StepTime | ReturnedOn | LastReturn
 
 Cells = dict[Cell, dict[Counter, int]]
 """Cell → counter name → count."""
-
-
-def order(value: Any) -> str:
-    """A stable sort key for cells and counter names of any kind (they do not compare with each other)."""
-    return repr(value)
 
 
 def add(total: Cells, more: Cells, sign: int = 1) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from shared.domain import analytics
 from shared.domain.analytics import Cells, Definitions, Funnel
-from shared.domain.cells import order, size_cells
+from shared.domain.cells import size_cells
 from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.reports import FunnelReport, RetentionReport, TimingReport
 from shared.ports import (
@@ -31,6 +31,7 @@ from shared.ports import (
     CellsRecord,
     ConditionFailedError,
     CounterRecord,
+    FoldStore,
     StorageError,
     StoredCells,
     StoredProfile,
@@ -148,7 +149,7 @@ FOLD_ATTRIBUTES = 250
 """Attributes per counter update (an update expression stays far below DynamoDB's 4 KB)."""
 
 
-def fold(store: AnalyticsStore, lane: str, changes: Sequence[CounterChange]) -> list[str]:
+def fold(store: FoldStore, lane: str, changes: Sequence[CounterChange]) -> list[str]:
     """Add a batch's counter changes to the counters, once each however often the stream delivers them.
 
     `lane` is the stream shard the records come from (their sequence numbers are ordered within it). The changes
@@ -163,7 +164,7 @@ def fold(store: AnalyticsStore, lane: str, changes: Sequence[CounterChange]) -> 
     for _ in range(SAVE_ATTEMPTS):
         try:
             mark = store.fold_mark(lane)
-            for upto, delta in _fold_steps(ordered, mark):
+            for upto, delta in _fold_steps(store, ordered, mark):
                 store.fold_counters(lane, after=mark, upto=upto, delta=delta)
                 mark = upto
             return []
@@ -178,14 +179,14 @@ def fold(store: AnalyticsStore, lane: str, changes: Sequence[CounterChange]) -> 
     return [c.sequence for c in ordered if mark is None or fold_position(c.sequence) > mark]
 
 
-def _fold_steps(ordered: Sequence[CounterChange], mark: str | None) -> Iterator[tuple[str, Cells]]:
+def _fold_steps(store: FoldStore, ordered: Sequence[CounterChange], mark: str | None) -> Iterator[tuple[str, Cells]]:
     """(mark after, delta) per transaction: records summed while they fit; a record too big alone, in parts."""
     pending: Cells = {}
     upto = ""
     for change in ordered:
         if mark is not None and fold_position(change.sequence) <= mark:
             continue  # folded before
-        parts = _parts(change.delta)
+        parts = _parts(store, change.delta)
         done = fold_part(mark, change.sequence)
         if len(parts) == 1 and done < 0:
             if pending and not _fits(pending, change.delta):
@@ -211,11 +212,15 @@ def _fits(pending: Cells, more: Cells) -> bool:
     )
 
 
-def _parts(delta: Cells) -> list[Cells]:
-    """A delta cut into pieces that each fit one transaction (usually one piece)."""
+def _parts(store: FoldStore, delta: Cells) -> list[Cells]:
+    """A delta cut into pieces that each fit one transaction (usually one piece).
+
+    The cut follows the store's own order of cells and counter names, so a record folded in parts is cut the same
+    way by every version that resumes it (the mark says which parts are done).
+    """
     pieces: list[tuple[Any, dict[Any, int]]] = []
-    for key, attributes in sorted(delta.items(), key=lambda item: order(item[0])):
-        names = sorted(attributes, key=order)
+    for key, attributes in sorted(delta.items(), key=lambda item: store.cell_order(item[0])):
+        names = sorted(attributes, key=store.counter_order)
         for start in range(0, len(names), FOLD_ATTRIBUTES):
             pieces.append((key, {name: attributes[name] for name in names[start : start + FOLD_ATTRIBUTES]}))
     parts: list[Cells] = [{}]

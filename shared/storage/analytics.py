@@ -340,6 +340,14 @@ class AnalyticsStorage:
         item = self._get({"PK": FOLD_PK, "SK": lane}, consistent=True)  # type: ignore[attr-defined]
         return str(item["mark"]) if item else None
 
+    def cell_order(self, cell: Any) -> tuple[str, str]:
+        """A cell's place in the fold's order: its key (so a delta is cut as it always was)."""
+        return cell_key(cell)
+
+    def counter_order(self, counter: Any) -> str:
+        """A counter name's place in the fold's order: its attribute name."""
+        return counter_name(counter)
+
     def fold_counters(self, lane: str, *, after: str | None, upto: str, delta: Cells) -> None:
         """Add `delta` to the counters and move the shard's mark from `after` to `upto`, in one transaction.
 

@@ -27,6 +27,12 @@ class FoldStore:
     def fold_mark(self, lane: str) -> str | None:
         return self.marks.get(lane)
 
+    def cell_order(self, cell: tuple[str, str]) -> tuple[str, str]:
+        return cell
+
+    def counter_order(self, counter: str) -> str:
+        return counter
+
     def fold_counters(self, lane: str, *, after: str | None, upto: str, delta: Cells) -> None:
         assert len(delta) <= FOLD_ITEMS and all(len(a) <= FOLD_ATTRIBUTES for a in delta.values())
         if self.throttle:
