@@ -3,15 +3,16 @@
 Every analytics figure is a sum of cells: `Cells` maps a cell (a funnel's entry day, a retention cohort, a
 channel's engagement, a day's events, a segment's size) to its counts by counter name. These are plain frozen
 values; how a cell is keyed and how a counter name is spelled in the table is the storage layer's business
-(`shared.storage.analytics` maps them both ways, byte for byte). Frozen dataclasses, not tuples: two cells or
-two counter names of different kinds are never equal, whatever their fields hold.
+(`shared.storage.analytics` maps them both ways, byte for byte). Named tuples, for speed (a customer's cells are
+recomputed on every change, and the check path computes a million events' worth): each ends with its `kind`, so
+two cells or two counter names of different kinds are never equal, whatever their other fields hold.
 
 Stdlib only and tiny: the collector imports the storage adapter, which imports this module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SHARD = "0"
 """The one counter item per cell (its shard). Counters are written by the stream fold, once per counter item per
@@ -22,8 +23,7 @@ whatever shards a cell has (tables written before the fold have 4)."""
 # --- cells: which counter item -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class FunnelCell:
+class FunnelCell(NamedTuple):
     """Journeys of a funnel that entered on `day`: steps reached and breakdown (`step` None), or the time taken
     to reach `step` (one cell per step, so each holds few counters)."""
 
@@ -31,41 +31,42 @@ class FunnelCell:
     day: str
     step: int | None = None
     shard: str = SHARD
+    kind: str = "funnel"
 
 
-@dataclass(frozen=True, slots=True)
-class RetentionCell:
+class RetentionCell(NamedTuple):
     """A cohort (`by` = `day` or `week`, starting on `cohort`): its size and its returns."""
 
     by: str
     cohort: str
     shard: str = SHARD
+    kind: str = "retention"
 
 
-@dataclass(frozen=True, slots=True)
-class TimingCell:
+class TimingCell(NamedTuple):
     """Engagement through a channel by hour of week."""
 
     channel: str
     shard: str = SHARD
+    kind: str = "timing"
 
 
-@dataclass(frozen=True, slots=True)
-class StatsCell:
+class StatsCell(NamedTuple):
     """One day's events: in an hour (`hour` 0-23: the total and per minute), or by name (`hour` None)."""
 
     day: str
     hour: int | None = None
     shard: str = SHARD
+    kind: str = "stats"
 
 
-@dataclass(frozen=True, slots=True)
-class SizeCell:
+class SizeCell(NamedTuple):
     """A segment's size: the total (`day` None), or that day's net change."""
 
     segment_id: str
     day: str | None = None
     shard: str = SHARD
+    kind: str = "size"
 
 
 Cell = FunnelCell | RetentionCell | TimingCell | StatsCell | SizeCell
@@ -74,76 +75,78 @@ Cell = FunnelCell | RetentionCell | TimingCell | StatsCell | SizeCell
 # --- counter names: which count in a cell ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Total:
+class Total(NamedTuple):
     """How many: events in a stats hour, customers in a retention cohort."""
 
+    kind: str = "total"
 
-@dataclass(frozen=True, slots=True)
-class Net:
+
+class Net(NamedTuple):
     """A segment size's net change (entries minus exits)."""
 
+    kind: str = "net"
 
-@dataclass(frozen=True, slots=True)
-class Reached:
+
+class Reached(NamedTuple):
     """Journeys that reached `step` (1-based)."""
 
     step: int
+    kind: str = "reached"
 
 
-@dataclass(frozen=True, slots=True)
-class ReachedBy:
+class ReachedBy(NamedTuple):
     """Journeys of one breakdown value that reached `step`."""
 
     value: str
     step: int
+    kind: str = "reached_by"
 
 
-@dataclass(frozen=True, slots=True)
-class StepTime:
+class StepTime(NamedTuple):
     """Journeys that took a time in `bucket` (see `analytics.bucket`) from the previous step to `step`."""
 
     step: int
     bucket: int
+    kind: str = "step_time"
 
 
-@dataclass(frozen=True, slots=True)
-class ReturnedOn:
+class ReturnedOn(NamedTuple):
     """Customers of a cohort who did `event` on `offset` (days or weeks after the cohort's start)."""
 
     event: str
     offset: int
+    kind: str = "returned_on"
 
 
-@dataclass(frozen=True, slots=True)
-class LastReturn:
+class LastReturn(NamedTuple):
     """Customers of a cohort whose last `event` was on `offset`."""
 
     event: str
     offset: int
+    kind: str = "last_return"
 
 
-@dataclass(frozen=True, slots=True)
-class HourOfWeek:
+class HourOfWeek(NamedTuple):
     """Events through `channel` in `hour` of the week (0 = Monday 00h)."""
 
     channel: str
     hour: int
+    kind: str = "hour_of_week"
 
 
-@dataclass(frozen=True, slots=True)
-class Minute:
+class Minute(NamedTuple):
     """Events in one minute of a stats hour (`minute` 0-59 of `hour`)."""
 
     hour: int
     minute: int
+    kind: str = "minute"
 
 
-@dataclass(frozen=True, slots=True)
-class Named:
+class Named(NamedTuple):
     """Events by name (a catalogued name, or `(other)`)."""
 
     event: str
+    kind: str = "named"
 
 
 TOTAL = Total()
