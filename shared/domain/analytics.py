@@ -28,6 +28,10 @@ catalogued names and listed values, the rest summed in `(other)`; an item holds 
 Processing recomputes a changed customer's cells and adds the difference to the counters (so late and
 out-of-order events land exactly where a recomputation would put them); `recompute` is the separate check
 path: every stored event, grouped by customer, summed in memory.
+
+This module holds the definitions and the cells; `shared.domain.funnels` (funnels, journeys, the check path),
+`shared.domain.figures` (reports from cells) and `shared.domain.cells` (the cell and counter values) are its
+parts, re-exported here.
 """
 
 from __future__ import annotations
