@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.domain import analytics
+from shared.domain.cells import FunnelCell
 from shared.domain.events import CallType, TrackingEvent
 from shared.services.analytics import STARTERS
 
@@ -79,12 +80,13 @@ def counter_cells(rows: list[tuple[str, float, str, str]], definitions: analytic
     total: analytics.Cells = {}
     for customer, events in by_customer.items():
         cells = analytics.customer_cells(customer, events, definitions, now=NOW)
-        analytics.add(total, {k: v for k, v in cells.items() if k[0].startswith("FUNNEL#")})
+        analytics.add(total, {k: v for k, v in cells.items() if isinstance(k, FunnelCell)})
     return total
 
 
 def read_cost(cells: analytics.Cells, document: dict[str, Any]) -> tuple[int, float, int]:
     from shared.services.analytics import funnel_report
+    from shared.storage.analytics import to_items
     from shared.storage.dynamo import DynamoTrackingStore
     from shared.storage.schema import TABLE_DEFINITION
     from shared.storage.sqlite.engine import SqliteClient
@@ -97,7 +99,7 @@ def read_cost(cells: analytics.Cells, document: dict[str, Any]) -> tuple[int, fl
         store.put_analytics_definitions(document)
         counters = [
             {"PK": {"S": pk}, "SK": {"S": sk}, **{a: {"N": str(n)} for a, n in counts.items()}}
-            for (pk, sk), counts in cells.items()
+            for (pk, sk), counts in to_items(cells).items()
         ]
         for start in range(0, len(counters), 25):
             batch = [{"PutRequest": {"Item": item}} for item in counters[start : start + 25]]

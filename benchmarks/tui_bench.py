@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.domain import analytics
+from shared.domain.cells import size_cells
 from shared.domain.events import CallType, TrackingEvent, format_timestamp
 from shared.domain.failures import FailedEvent, new_failure_id
 from shared.domain.identity import split_identity
@@ -44,7 +45,7 @@ from shared.local.stack import STARTERS as SEGMENT_STARTERS
 from shared.ports import Link, StoredProfile
 from shared.services.analytics import STARTERS as ANALYTICS_STARTERS
 from shared.storage import items
-from shared.storage.segments import size_cells
+from shared.storage.analytics import to_items
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["page", "Product Viewed", "Product Viewed", "Product Added", "Checkout Started", "Order Completed"]
@@ -221,7 +222,7 @@ def fill(
     # the profile merged into the heavy customer: a tombstone pointing at it
     merged = CustomerProfile(customer_id=HEAVY_IDENTITIES[2], identities=(HEAVY_IDENTITIES[2],), merged_into=HEAVY)
     write([items.profile_to_item(StoredProfile(merged, version=2))])
-    write([counter_item(pk, sk, counts) for (pk, sk), counts in counters.items()])
+    write([counter_item(pk, sk, counts) for (pk, sk), counts in to_items(counters).items()])
     _failed_and_live(store, now)
     info = {"counter_items": len(counters), "transitions": transitions}
     return Filled(info, by_customer, customers + 1, events)

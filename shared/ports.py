@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from datetime import date, datetime
+from typing import Any, Generic, Protocol, TypeVar
 
+from shared.domain.cells import Cell, Cells, Counter
 from shared.domain.events import TrackingEvent
 from shared.domain.failures import FailedEvent
 from shared.domain.profiles import CustomerProfile
@@ -162,3 +163,106 @@ class SegmentStore(IdentityEventReader, Protocol):
     def sweep_cursor(self) -> datetime | None: ...
     def set_sweep_cursor(self, at: datetime) -> None: ...
     def put_failed(self, failures: Sequence[FailedEvent]) -> None: ...
+
+
+# --- analytics (issue 17: the services see cells as domain values; storage owns their keys and attribute names) ---
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCells:
+    """What a customer adds to the counters, as stored: with the version its next write is conditional on."""
+
+    customer_id: str
+    version: int
+    cells: Cells
+
+
+@dataclass(frozen=True, slots=True)
+class CellsChange:
+    """A customer's new cells (replacing `previous`), computed at `at` (the overview horizon they were cut at)."""
+
+    previous: StoredCells
+    cells: Cells
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class CellsRecord:
+    """A customer's cells item's stream record: its old and new cells, and when the new ones were computed ("" for
+    a REMOVE, or for an item written by a version that counted in the same transaction)."""
+
+    before: Cells
+    after: Cells
+    at: str
+    removed: bool = False
+    """The item is gone (the customer erased): the old cells are taken back."""
+
+
+@dataclass(frozen=True, slots=True)
+class SizeStep:
+    """A membership item's stream record that moves its segment's size: +1 entered, -1 left, on `day` (None for a
+    REMOVE: the customer was erased)."""
+
+    segment_id: str
+    step: int
+    day: str | None
+
+
+CounterRecord = CellsRecord | SizeStep
+"""A stream record that moves counters, decoded by storage (`shared.storage.analytics.decode_counter_record`)."""
+
+
+class FoldStore(Protocol):
+    """What the fold needs: the stream shard's mark, a transaction that moves it, and the store's order of cells
+    and counter names (opaque sort keys: a delta too big for one transaction is cut in that order)."""
+
+    def fold_mark(self, lane: str) -> str | None: ...
+    def fold_counters(self, lane: str, *, after: str | None, upto: str, delta: Cells) -> None: ...
+    def cell_order(self, cell: Cell) -> Any: ...
+    def counter_order(self, counter: Counter) -> Any: ...
+
+
+class AnalyticsStore(FoldStore, Protocol):
+    """What the analytics service needs: definitions, customers' cells, the fold, counters read as cells."""
+
+    def get_analytics_definitions(self) -> dict[str, Any] | None: ...
+    def put_analytics_definitions(self, document: Mapping[str, Any]) -> None: ...
+    def get_cells(self, customer_ids: Sequence[str]) -> dict[str, StoredCells]: ...
+    def save_cells(self, changes: Sequence[CellsChange]) -> list[str]: ...
+    def funnel_counters(self, funnel_id: str, *, start: date, end: date) -> Cells: ...
+    def retention_counters(self, by: str, *, start: date, end: date) -> Cells: ...
+    def timing_counters(self) -> Cells: ...
+    def counters_beside(self, cells: Iterable[Cell]) -> Cells: ...
+    def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
+    def list_identity_events(self, kind: str, identifier: str) -> list[TrackingEvent]: ...
+    def list_customers(self, *, limit: int = 50, next_token: str | None = None) -> Page[StoredProfile]: ...
+
+
+class OverviewStore(Protocol):
+    """What the overview needs: a day's event counters, the live feed, status, segments and their sizes."""
+
+    def stats_counters(self, day: date) -> Cells: ...
+    def live_items(self, *, limit: int) -> Iterator[list[dict[str, Any]]]: ...
+    def get_status(self) -> dict[str, Any]: ...
+    def list_segments(self) -> list[StoredSegment]: ...
+    def segment_size_items(
+        self, segments: Sequence[str], *, days: Sequence[date]
+    ) -> dict[tuple[str, str | None], int]: ...
+    def count_failed(self, day: str) -> int: ...
+
+
+WHOLE = 9999
+"""The part number of a record folded completely (a record too big for one transaction is folded in parts)."""
+
+
+def fold_position(sequence: str, part: int = WHOLE) -> str:
+    """A fold mark (what `fold_mark` returns and `fold_counters` moves): stream sequence numbers (digits, up to 40)
+    padded so that marks compare as strings in the order of the records, then the part folded."""
+    return f"{int(sequence):040d}:{part:04d}"
+
+
+def fold_part(mark: str | None, sequence: str) -> int:
+    """The last part of record `sequence` a mark says was folded (-1: none, or the mark is of another record)."""
+    if mark is None or mark[:40] != fold_position(sequence)[:40]:
+        return -1
+    return int(mark.rsplit(":", 1)[1])

@@ -24,6 +24,7 @@ from shared.services.analytics import counter_change
 from shared.services.collect import utcnow
 from shared.services.pipeline import Counted, Decoded, Undecodable, fold_batch
 from shared.services.quarantine import failure_reason
+from shared.storage.analytics import decode_counter_record
 from shared.storage.dynamo import DynamoTrackingStore, make_client
 
 UNSHARDED = "unsharded"
@@ -48,7 +49,8 @@ def decode(record: DynamoDBRecord) -> Decoded | None:
     assert image is not None and image.sequence_number is not None
     sequence = image.sequence_number
     try:
-        counted = counter_change(sequence, image.old_image or None, image.new_image or None, received=_created(record))
+        moved = decode_counter_record(old=image.old_image or None, new=image.new_image or None)
+        counted = counter_change(sequence, moved, received=_created(record))
     except Exception as exc:
         return Undecodable(sequence, failure_reason(exc))
     return None if counted is None else Counted(counted)

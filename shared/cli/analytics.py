@@ -58,8 +58,7 @@ def _funnel_check(store: Any, report: Any, start: date, end: date) -> dict[str, 
 
     cells = analytics.recompute(store, now=datetime.now(UTC))
     funnel = analytics.find_funnel(store, report.funnel_id)
-    items = [(sk, counts) for (pk, sk), counts in cells.items() if pk == f"FUNNEL#{funnel.id}"]
-    brute = rules.funnel_report(funnel, items, start, end)
+    brute = rules.funnel_report(funnel, cells, start, end)
     equal = brute.steps == report.steps and (not report.breakdown or brute.breakdown == report.breakdown)
     return {"equal": equal, "recomputed": asdict(brute)["steps"]}
 
@@ -90,7 +89,7 @@ def _retention_check(store: Any, args: argparse.Namespace, report: Any, report_d
 
     cells = analytics.recompute(store, now=datetime.now(UTC))
     brute = rules.retention_report(
-        [(sk, counts) for (pk, sk), counts in cells.items() if pk == f"RETENTION#{args.by}"],
+        cells,
         by=args.by,
         event=args.event,
         cumulative=args.cumulative,
@@ -115,7 +114,7 @@ def cmd_timing(args: argparse.Namespace) -> int:
         from shared.domain import analytics as rules
 
         cells = analytics.recompute(store, now=datetime.now(UTC))
-        population = rules.population_from(counts for (pk, _), counts in cells.items() if pk == "TIMING")
+        population = rules.population_from(cells)
         data["check"] = {"equal": population == report.population}
     render.emit(args, data, render.timing)
     return 0 if not args.check or data["check"]["equal"] else 1

@@ -1,6 +1,6 @@
 """Funnels, retention, best time and channel, and the overview counts: definitions, rules and figures.
 
-Everything a report shows is a sum of *cells* (counter item key → attribute → count), and every customer
+Everything a report shows is a sum of *cells* (cell → counter name → count, `shared.domain.cells`), and every customer
 contributes cells that are a pure function of that customer's stored events:
 
 - **funnel journeys**: the customer's events in time order (ties by message id) run through the funnel. A
@@ -28,40 +28,115 @@ catalogued names and listed values, the rest summed in `(other)`; an item holds 
 Processing recomputes a changed customer's cells and adds the difference to the counters (so late and
 out-of-order events land exactly where a recomputation would put them); `recompute` is the separate check
 path: every stored event, grouped by customer, summed in memory.
+
+This module holds the definitions and the cells; `shared.domain.funnels` (funnels, journeys, the check path),
+`shared.domain.figures` (reports from cells) and `shared.domain.cells` (the cell and counter values) are its
+parts, re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from shared.domain.cells import (
+    SHARD,
+    TOTAL,
+    Cells,
+    FunnelCell,
+    HourOfWeek,
+    LastReturn,
+    Minute,
+    Named,
+    Reached,
+    ReachedBy,
+    RetentionCell,
+    ReturnedOn,
+    StatsCell,
+    StepTime,
+    TimingCell,
+    add,
+)
 from shared.domain.errors import RuleDefinitionError, TrackingError
 from shared.domain.events import CallType, TrackingEvent
+from shared.domain.figures import (
+    PRIOR_WEIGHT,
+    RETENTION_OFFSETS,
+    funnel_report,
+    percentile,
+    period,
+    period_offset,
+    population_from,
+    recommend,
+    retention_report,
+)
+from shared.domain.filters import FilterDefinitionError, parse_where
+from shared.domain.funnels import (
+    BUCKET_BASE,
+    DEFAULT_WINDOW,
+    OTHER,
+    Funnel,
+    Journey,
+    Row,
+    Step,
+    bucket,
+    bucket_seconds,
+    check_funnel,
+    journeys,
+    ordered,
+)
 from shared.domain.profiles import channel_of, event_key, hour_of_week
-from shared.domain.reports import CohortRow, FunnelReport, Recommendation, RetentionReport, StepFigures
-from shared.domain.segments import parse_duration as _rule_duration
+from shared.domain.rules import parse_duration as _rule_duration
 
-Cells = dict[tuple[str, str], dict[str, int]]
-"""(PK, SK) of a counter item → attribute → count."""
+__all__ = [  # the analytics API in one place: funnels, figures and cells are its parts
+    "ANY_EVENT",
+    "BEHAVIOUR",
+    "BUCKET_BASE",
+    "DEFAULT_WINDOW",
+    "MAX_BREAKDOWN_VALUES",
+    "MAX_OVERVIEW_EVENTS",
+    "OTHER",
+    "PRIOR_WEIGHT",
+    "RETENTION_OFFSETS",
+    "SHARD",
+    "SPEC_EVENTS",
+    "STATS_DAYS",
+    "AnalyticsDefinitionError",
+    "Cells",
+    "Definitions",
+    "Funnel",
+    "Journey",
+    "Row",
+    "Step",
+    "add",
+    "bucket",
+    "bucket_seconds",
+    "check_funnel",
+    "customer_cells",
+    "difference",
+    "event_key",
+    "funnel_report",
+    "journeys",
+    "kept",
+    "ordered",
+    "parse_definitions",
+    "parse_duration",
+    "parse_funnel",
+    "percentile",
+    "period",
+    "population_from",
+    "recommend",
+    "recompute",
+    "retention_report",
+]
 
-SHARD = "0"
-"""The one counter item per key (its sort key's shard part). Counters are written by the stream fold, once per
-counter item per window (not once per customer), so one item per key stays far below a partition's 1,000 WU/s;
-reports still sum whatever shards a key has (tables written before the fold have 4)."""
-DEFAULT_WINDOW = timedelta(days=14)
-RETENTION_OFFSETS = {"day": 31, "week": 13}
-"""Offsets kept per cohort (day 0-30, week 0-12)."""
 STATS_DAYS = 2
 ANY_EVENT = "*"
-BUCKET_BASE = 1.2
 BEHAVIOUR = frozenset({CallType.TRACK, CallType.PAGE, CallType.SCREEN})
 """Calls that are something a customer did (identify, alias and group describe who they are)."""
-OTHER = "(other)"
-"""Where names and values that are not catalogued (or listed) are summed."""
 MAX_BREAKDOWN_VALUES = 50
 MAX_OVERVIEW_EVENTS = 100
 SPEC_EVENTS = frozenset(
@@ -92,54 +167,6 @@ class AnalyticsDefinitionError(TrackingError):
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
-    event: str
-    where: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """Property → accepted values (compared as text)."""
-    within: timedelta | None = None
-    """This step must follow the previous one within this time."""
-    label: str = ""
-
-    def matches(self, event: TrackingEvent) -> bool:
-        if event_key(event) != self.event:
-            return False
-        return all(_text(event.properties.get(name)) in accepted for name, accepted in self.where.items())
-
-
-@dataclass(frozen=True, slots=True)
-class Funnel:
-    id: str
-    name: str
-    steps: tuple[Step, ...]
-    window: timedelta = DEFAULT_WINDOW
-    strict: bool = False
-    breakdown: str = "channel"
-    """`channel` (the customer's first-touch channel) or `property:<name>` (of the step-1 event)."""
-    breakdown_values: tuple[str, ...] = ()
-    """The values of a property breakdown counted by name (the rest are summed in `(other)`)."""
-
-    def definition(self) -> dict[str, Any]:
-        """The funnel as a file entry (how it is stored)."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "window": f"{int(self.window.total_seconds())}s",
-            "order": "strict" if self.strict else "sequential",
-            "breakdown": self.breakdown,
-            **({"breakdown_values": list(self.breakdown_values)} if self.breakdown_values else {}),
-            "steps": [
-                {
-                    "event": s.event,
-                    "label": s.label,
-                    **({"where": {k: list(v) for k, v in s.where.items()}} if s.where else {}),
-                    **({"within": f"{int(s.within.total_seconds())}s"} if s.within else {}),
-                }
-                for s in self.steps
-            ],
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Definitions:
     funnels: tuple[Funnel, ...] = ()
     return_events: tuple[str, ...] = (ANY_EVENT, "Order Completed")
@@ -150,13 +177,6 @@ class Definitions:
         """Every event name counted by name in the overview."""
         used = {step.event for funnel in self.funnels for step in funnel.steps}
         return SPEC_EVENTS | used | (set(self.return_events) - {ANY_EVENT}) | set(self.overview_events)
-
-
-@dataclass(slots=True)
-class Journey:
-    entry: datetime
-    times: list[datetime]
-    breakdown: str
 
 
 # --- definitions ---------------------------------------------------------------------------------------------------
@@ -243,9 +263,13 @@ def _step(data: Any, where: str, *, first: bool) -> Step:
         raise AnalyticsDefinitionError(f"{where}.where: expected property → value(s)")
     if first and "within" in data:
         raise AnalyticsDefinitionError(f"{where}.within: the first step has no previous step")
+    try:
+        properties = parse_where(conditions, f"{where}.where", shorthand="in")
+    except FilterDefinitionError as exc:
+        raise AnalyticsDefinitionError(str(exc)) from exc
     return Step(
         event=data["event"],
-        where={str(k): tuple(_text(v) for v in (vs if isinstance(vs, list) else [vs])) for k, vs in conditions.items()},
+        where=properties,
         within=parse_duration(data["within"], f"{where}.within") if "within" in data else None,
         label=str(data.get("label") or data["event"]),
     )
@@ -258,75 +282,6 @@ def parse_duration(text: Any, where: str) -> timedelta:
         raise AnalyticsDefinitionError(str(exc)) from exc
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
-# --- journeys ------------------------------------------------------------------------------------------------------
-
-
-def ordered(events: Iterable[TrackingEvent]) -> list[TrackingEvent]:
-    """A customer's events in the order every rule reads them: time, then message id."""
-    return sorted(events, key=lambda e: (e.timestamp, e.message_id))
-
-
-def journeys(funnel: Funnel, events: Sequence[TrackingEvent], *, first_channel: str) -> list[Journey]:
-    """The journeys of one customer (`events` in `ordered` order, behaviour calls only)."""
-    steps, found = funnel.steps, []
-    current: Journey | None = None
-    for event in events:
-        moment = event.timestamp
-        if current is not None and moment > _deadline(funnel, current):
-            found.append(current)
-            current = None
-        if current is not None:
-            if steps[len(current.times)].matches(event):
-                current.times.append(moment)
-                if len(current.times) == len(steps):
-                    found.append(current)
-                    current = None
-                continue
-            if not funnel.strict:
-                continue
-            found.append(current)  # strict: anything else ends it, and may start the next one
-            current = None
-        if steps[0].matches(event):
-            current = Journey(moment, [moment], _breakdown(funnel, event, first_channel))
-            if len(steps) == 1:
-                found.append(current)
-                current = None
-    if current is not None:
-        found.append(current)
-    return found
-
-
-def _deadline(funnel: Funnel, journey: Journey) -> datetime:
-    deadline = journey.entry + funnel.window
-    within = funnel.steps[len(journey.times)].within
-    return min(deadline, journey.times[-1] + within) if within is not None else deadline
-
-
-def _breakdown(funnel: Funnel, event: TrackingEvent, first_channel: str) -> str:
-    if funnel.breakdown == "channel":
-        return first_channel
-    value = _text(event.properties.get(funnel.breakdown.split(":", 1)[1]))
-    if not value:
-        return "(none)"
-    return value if value in funnel.breakdown_values else OTHER
-
-
-def bucket(seconds: float) -> int:
-    """±10 % time buckets (the middle of a bucket is within 10 % of any value in it): 0 = under a second."""
-    return 0 if seconds < 1 else int(math.log(seconds) / math.log(BUCKET_BASE)) + 1
-
-
-def bucket_seconds(index: int) -> float:
-    """The middle of a bucket (geometric), the value a median in it is reported as."""
-    return 0.0 if index == 0 else BUCKET_BASE ** (index - 1) * math.sqrt(BUCKET_BASE)
-
-
 # --- cells -----------------------------------------------------------------------------------------------------------
 
 
@@ -335,7 +290,7 @@ def customer_cells(
 ) -> Cells:
     """Everything one customer adds to the counters (pure: same events, same cells)."""
     everything = ordered(e for e in events)
-    cells: Cells = defaultdict(lambda: defaultdict(int))
+    cells: dict[Any, Any] = defaultdict(lambda: defaultdict(int))
     if not everything:
         return {}
     shard = SHARD
@@ -347,65 +302,57 @@ def customer_cells(
     _retention_cells(cells, everything, definitions.return_events, shard)
     for event in everything:
         channel = channel_of(event)
-        cells[("TIMING", f"{channel}#{shard}")][f"h|{channel}|{hour_of_week(event)}"] += 1
+        cells[TimingCell(channel, shard)][HourOfWeek(channel, hour_of_week(event))] += 1
     horizon = (now - timedelta(days=STATS_DAYS)).date().isoformat()
     catalogued = definitions.catalogued()
     for event in everything:
         day = event.timestamp.date().isoformat()
         if day >= horizon:
-            hour = cells[(f"STATS#{day}", f"H{event.timestamp.strftime('%H')}#{shard}")]
-            hour["n"] += 1
-            hour[f"m|{event.timestamp.strftime('%H%M')}"] += 1
+            moment = event.timestamp
+            hour = cells[StatsCell(day, moment.hour, shard)]
+            hour[TOTAL] += 1
+            hour[Minute(moment.hour, moment.minute)] += 1
             name = event_key(event)
-            cells[(f"STATS#{day}", f"E#{shard}")][f"e|{name if name in catalogued else OTHER}"] += 1
-    return {key: dict(attributes) for key, attributes in cells.items()}
+            cells[StatsCell(day, None, shard)][Named(name if name in catalogued else OTHER)] += 1
+    return {key: dict(counts) for key, counts in cells.items()}
 
 
 def _journey_cells(cells: Cells, funnel: Funnel, journey: Journey, shard: str) -> None:
-    day = f"DAY#{journey.entry.date().isoformat()}"
-    item = cells[(f"FUNNEL#{funnel.id}", f"{day}#{shard}")]
+    day = journey.entry.date().isoformat()
+    item = cells[FunnelCell(funnel.id, day, None, shard)]
     for step in range(1, len(journey.times) + 1):
-        item[f"s|{step}"] += 1
-        item[f"b|{journey.breakdown}|{step}"] += 1
-        if step > 1:  # times in an item per step: an item's attributes stay few (one update expression each)
+        item[Reached(step)] += 1
+        item[ReachedBy(journey.breakdown, step)] += 1
+        if step > 1:  # times in a cell per step: an item's attributes stay few (one update expression each)
             took = (journey.times[step - 1] - journey.times[step - 2]).total_seconds()
-            cells[(f"FUNNEL#{funnel.id}", f"{day}#T{step}#{shard}")][f"t|{step}|{bucket(took)}"] += 1
+            cells[FunnelCell(funnel.id, day, step, shard)][StepTime(step, bucket(took))] += 1
 
 
 def _retention_cells(cells: Cells, events: Sequence[TrackingEvent], return_events: Sequence[str], shard: str) -> None:
     first = events[0].timestamp.date()
     for by, limit in RETENTION_OFFSETS.items():
         cohort = period(first, by)
-        item = cells[(f"RETENTION#{by}", f"{cohort.isoformat()}#{shard}")]
-        item["n"] += 1
+        item = cells[RetentionCell(by, cohort.isoformat(), shard)]
+        item[TOTAL] += 1
         for name in return_events:
             offsets = {
-                _offset(cohort, e.timestamp.date(), by)
+                period_offset(cohort, e.timestamp.date(), by)
                 for e in events
                 if name == ANY_EVENT or (e.type in BEHAVIOUR and event_key(e) == name)
             }
             offsets = {o for o in offsets if o < limit}
             for offset in offsets:
-                item[f"on|{name}|{offset}"] += 1
+                item[ReturnedOn(name, offset)] += 1
             if offsets:
-                item[f"last|{name}|{max(offsets)}"] += 1
-
-
-def period(day: date, by: str) -> date:
-    return day - timedelta(days=day.weekday()) if by == "week" else day
-
-
-def _offset(cohort: date, day: date, by: str) -> int:
-    days = (period(day, by) - cohort).days
-    return days // 7 if by == "week" else days
+                item[LastReturn(name, max(offsets))] += 1
 
 
 def difference(new: Cells, old: Cells, *, now: datetime) -> Cells:
     """What to add to the counters to go from `old` to `new` (overview cells older than the horizon: nothing)."""
-    horizon = f"STATS#{(now - timedelta(days=STATS_DAYS)).date().isoformat()}"
+    horizon = (now - timedelta(days=STATS_DAYS)).date().isoformat()
     delta: Cells = {}
     for key in new.keys() | old.keys():
-        if key[0].startswith("STATS#") and key[0] < horizon:
+        if _frozen(key, horizon):
             continue
         before, after = old.get(key, {}), new.get(key, {})
         changed = {a: after.get(a, 0) - before.get(a, 0) for a in after.keys() | before.keys()}
@@ -417,15 +364,13 @@ def difference(new: Cells, old: Cells, *, now: datetime) -> Cells:
 
 def kept(cells: Cells, *, now: datetime) -> Cells:
     """The cells worth remembering for the next difference (frozen overview cells are dropped)."""
-    horizon = f"STATS#{(now - timedelta(days=STATS_DAYS)).date().isoformat()}"
-    return {key: value for key, value in cells.items() if not (key[0].startswith("STATS#") and key[0] < horizon)}
+    horizon = (now - timedelta(days=STATS_DAYS)).date().isoformat()
+    return {key: value for key, value in cells.items() if not _frozen(key, horizon)}
 
 
-def add(total: Cells, more: Cells, sign: int = 1) -> None:
-    for key, attributes in more.items():
-        target = total.setdefault(key, {})
-        for name, count in attributes.items():
-            target[name] = target.get(name, 0) + sign * count
+def _frozen(cell: Any, horizon: str) -> bool:
+    """Business rule: an overview cell of a day before the horizon no longer changes."""
+    return isinstance(cell, StatsCell) and cell.day < horizon
 
 
 def recompute(
@@ -436,214 +381,3 @@ def recompute(
     for customer_id, events in events_by_customer.items():
         add(total, customer_cells(customer_id, events, definitions, now=now))
     return total
-
-
-# --- figures ---------------------------------------------------------------------------------------------------------
-
-
-def funnel_report(
-    funnel: Funnel, items: Iterable[tuple[str, Mapping[str, int]]], start: date, end: date
-) -> FunnelReport:
-    """A report from counter items `(SK, attributes)` of this funnel (any SK outside the range is ignored)."""
-    totals: dict[str, int] = defaultdict(int)
-    for sort_key, attributes in items:
-        day = sort_key.split("#")[1]
-        if start.isoformat() <= day <= end.isoformat():
-            for name, count in attributes.items():
-                totals[name] += int(count)
-    steps = _figures(funnel, lambda step: totals.get(f"s|{step}", 0), totals)
-    values = sorted({name.split("|")[1] for name in totals if name.startswith("b|")})
-    breakdown = {
-        value: _figures(funnel, lambda step, v=value: totals.get(f"b|{v}|{step}", 0), None) for value in values
-    }
-    return FunnelReport(funnel.id, funnel.name, start, end, steps, breakdown)
-
-
-def _figures(funnel: Funnel, reached: Any, totals: Mapping[str, int] | None) -> list[StepFigures]:
-    figures: list[StepFigures] = []
-    first = reached(1)
-    for index, step in enumerate(funnel.steps, start=1):
-        count = reached(index)
-        previous = reached(index - 1) if index > 1 else None
-        histogram = (
-            {int(n.split("|")[2]): c for n, c in totals.items() if n.startswith(f"t|{index}|") and c}
-            if totals is not None and index > 1
-            else {}
-        )
-        figures.append(
-            StepFigures(
-                label=step.label or step.event,
-                customers=count,
-                from_previous=(count / previous) if previous else None,
-                from_first=(count / first) if first and index > 1 else (1.0 if first else None),
-                drop_off=(previous - count) if previous is not None else 0,
-                median_seconds=percentile(histogram, 0.5),
-                p90_seconds=percentile(histogram, 0.9),
-            )
-        )
-    return figures
-
-
-def percentile(histogram: Mapping[int, int], fraction: float) -> float | None:
-    """The bucket value at `fraction` of a bucket histogram (nearest rank), None when empty."""
-    total = sum(histogram.values())
-    if not total:
-        return None
-    rank = max(1, math.ceil(fraction * total))
-    seen = 0
-    for index in sorted(histogram):
-        seen += histogram[index]
-        if seen >= rank:
-            return bucket_seconds(index)
-    return None  # pragma: no cover - unreachable: ranks never exceed the total
-
-
-def retention_report(
-    items: Iterable[tuple[str, Mapping[str, int]]],
-    *,
-    by: str,
-    event: str,
-    cumulative: bool,
-    today: date,
-    cohorts: int,
-) -> RetentionReport:
-    """Cohort rows (newest last) from `RETENTION#<by>` items `(SK, attributes)`."""
-    limit = RETENTION_OFFSETS[by]
-    merged: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for sort_key, attributes in items:
-        cohort = date.fromisoformat(sort_key.split("#")[0])
-        for name, count in attributes.items():
-            merged[cohort][name] += int(count)
-    rows = []
-    for cohort in sorted(merged)[-cohorts:]:
-        counts = merged[cohort]
-        size = counts.get("n", 0)
-        observable = _offset(cohort, today, by)
-        values: list[float | None] = []
-        for offset in range(limit):
-            if offset > observable or not size:
-                values.append(None)
-                continue
-            if cumulative:
-                came = sum(counts.get(f"last|{event}|{o}", 0) for o in range(offset, limit))
-            else:
-                came = counts.get(f"on|{event}|{offset}", 0)
-            values.append(came / size)
-        rows.append(CohortRow(cohort, size, values))
-    return RetentionReport(by, event, cumulative, rows)
-
-
-PRIOR_WEIGHT = 10.0
-"""How many events the population's pattern counts for in a customer's recommendation."""
-
-
-def recommend(
-    engagement: Mapping[str, Mapping[str, int]], population: Mapping[str, Mapping[int, int]]
-) -> Recommendation:
-    """Best channel, then best hour of week in it: the customer's counts plus the population's shares as a prior.
-
-    With no engagement of their own a customer gets the population's best (confidence 0).
-    """
-    own = {channel: {int(h): int(n) for h, n in hours.items()} for channel, hours in engagement.items()}
-    mine = sum(sum(hours.values()) for hours in own.values())
-    everyone = sum(sum(hours.values()) for hours in population.values()) or 1
-    channels = set(own) | set(population) or {"email"}
-
-    def channel_score(channel: str) -> float:
-        prior = sum(population.get(channel, {}).values()) / everyone
-        return sum(own.get(channel, {}).values()) + PRIOR_WEIGHT * prior
-
-    best_channel = max(sorted(channels), key=channel_score)
-    in_channel = sum(population.get(best_channel, {}).values()) or 1
-
-    def hour_score(hour: int) -> float:
-        prior = population.get(best_channel, {}).get(hour, 0) / in_channel
-        return own.get(best_channel, {}).get(hour, 0) + PRIOR_WEIGHT * prior
-
-    best_hour = max(range(168), key=lambda h: (hour_score(h), -h))
-    return Recommendation(best_channel, best_hour, mine / (mine + PRIOR_WEIGHT), mine)
-
-
-def population_from(items: Iterable[Mapping[str, int]]) -> dict[str, dict[int, int]]:
-    """Channel → hour → events from `TIMING` items."""
-    table: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for attributes in items:
-        for name, count in attributes.items():
-            if name.startswith("h|"):
-                _, channel, hour = name.split("|")
-                table[channel][int(hour)] += int(count)
-    return {channel: dict(hours) for channel, hours in table.items()}
-
-
-# --- the fast check path ----------------------------------------------------------------------------------------------
-
-Row = tuple[str, float, str, str]
-"""(customer id, epoch seconds, message id, event key): an event as the check path reads it."""
-
-
-def check_funnel(  # noqa: C901 - one tight loop on purpose: the check path must read a million events in ~1 s
-    funnel: Funnel, rows: Iterable[Row], *, properties: Mapping[str, Mapping[str, Any]] | None = None
-) -> dict[str, dict[int, int]]:
-    """Steps reached per entry day (`{day: {step: journeys}}`), straight from raw rows: the brute-force check.
-
-    The same journey rule as `journeys`, written over plain tuples so a million events take about a second in
-    pure Python. `properties` (message id → properties) is needed only when steps filter on properties.
-    """
-    names = [step.event for step in funnel.steps]
-    wanted = set(names)
-    window = funnel.window.total_seconds()
-    withins = [s.within.total_seconds() if s.within else None for s in funnel.steps]
-    filtered = [bool(s.where) for s in funnel.steps]
-    by_customer: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
-    for customer, moment, message, name in rows:
-        if funnel.strict or name in wanted:
-            by_customer[customer].append((moment, message, name))
-    result: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    count = len(names)
-
-    def matches(index: int, name: str, message: str) -> bool:
-        if names[index] != name:
-            return False
-        if not filtered[index]:
-            return True
-        props = (properties or {}).get(message, {})
-        return all(_text(props.get(k)) in v for k, v in funnel.steps[index].where.items())
-
-    def close(entry: float, reached: int) -> None:
-        day = datetime.fromtimestamp(entry, UTC).date().isoformat()
-        counts = result[day]
-        for step in range(1, reached + 1):
-            counts[step] += 1
-
-    for events in by_customer.values():
-        events.sort()
-        entry = last = 0.0
-        reached = 0
-        for moment, message, name in events:
-            if reached:
-                within = withins[reached] if reached < count else None
-                deadline = entry + window if within is None else min(entry + window, last + within)
-                if moment > deadline:
-                    close(entry, reached)
-                    reached = 0
-            if reached:
-                if matches(reached, name, message):
-                    reached += 1
-                    last = moment
-                    if reached == count:
-                        close(entry, reached)
-                        reached = 0
-                    continue
-                if not funnel.strict:
-                    continue
-                close(entry, reached)
-                reached = 0
-            if matches(0, name, message):
-                entry = last = moment
-                reached = 1
-                if count == 1:
-                    close(entry, 1)
-                    reached = 0
-        if reached:
-            close(entry, reached)
-    return {day: dict(steps) for day, steps in result.items()}

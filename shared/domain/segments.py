@@ -5,166 +5,69 @@ membership, the reasons (which conditions held, with the events that counted), a
 answer can change without any new event (an event leaving a window, an absence deadline passing), which
 is when the scheduler must look again.
 
-Windows are inclusive at their edge: "within 7d" at `now` means `now - 7d <= time <= now`. An absence
+The rule model is `shared.domain.conditions`, rule files are read by `shared.domain.rules`; both are re-exported
+here. Windows are inclusive at their edge: "within 7d" at `now` means `now - 7d <= time <= now`. An absence
 ("did A, and no B within N after it") makes the customer a member from `A + N` on, as long as no matching
 B came after A; a later B resolves it (the cart was bought after all).
 """
 
 from __future__ import annotations
 
-import operator
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from shared.domain.conditions import (
+    AGGREGATES,
+    COMPARISONS,
+    DEFAULT_ABSENCE_LOOKBACK,
+    AbsenceCondition,
+    AggregateCondition,
+    AllOf,
+    AnyOf,
+    Comparison,
+    Condition,
+    EventFilter,
+    Not,
+    RecencyCondition,
+    SegmentRule,
+    TraitCondition,
+    Window,
+)
 from shared.domain.errors import RuleDefinitionError
 from shared.domain.events import TrackingEvent
-from shared.domain.profiles import event_key, money
+from shared.domain.filters import property_at
+from shared.domain.profiles import money
+from shared.domain.rules import parse_duration, parse_rules
 
-COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": operator.eq,
-    "ne": operator.ne,
-    "gt": operator.gt,
-    "gte": operator.ge,
-    "lt": operator.lt,
-    "lte": operator.le,
-}
-AGGREGATES = ("count", "sum", "min", "max", "avg")
-DEFAULT_ABSENCE_LOOKBACK = timedelta(days=30)
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-@dataclass(frozen=True, slots=True)
-class EventFilter:
-    """Which events count: by name (`$page`, `$identify`… for non-track calls; empty = any) and properties."""
-
-    names: tuple[str, ...] = ()
-    where: tuple[tuple[str, Any], ...] = ()
-
-    def matches(self, event: TrackingEvent) -> bool:
-        """Business rule: an event counts if its name is listed (or none is) and every property matches."""
-        if self.names and event_key(event) not in self.names:
-            return False
-        return all(_property(event, path) == value for path, value in self.where)
-
-
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    """`<op> <value>`, e.g. `gte 500`."""
-
-    op: str
-    value: Any
-
-    def holds(self, actual: Any) -> bool:
-        """Compare, treating a missing or incomparable value as not matching."""
-        if actual is None:
-            return False
-        try:
-            return COMPARISONS[self.op](_number(actual), _number(self.value))
-        except TypeError:
-            return False
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """The ages an event may have to count: `[now - oldest, now - newest]`; `oldest=None` means ever."""
-
-    oldest: timedelta | None = None
-    newest: timedelta = timedelta(0)
-
-    def contains(self, moment: datetime, now: datetime) -> bool:
-        """Inclusive at both edges."""
-        return (self.oldest is None or moment >= now - self.oldest) and moment <= now - self.newest
-
-    def leaves_at(self, moment: datetime) -> datetime | None:
-        """When an event at `moment` stops counting (the window slides past it)."""
-        return None if self.oldest is None else moment + self.oldest + timedelta(microseconds=1)
-
-    def enters_at(self, moment: datetime) -> datetime | None:
-        """When an event at `moment` starts counting (windows that end in the past, `between`)."""
-        return moment + self.newest if self.newest else None
-
-
-@dataclass(frozen=True, slots=True)
-class TraitCondition:
-    """Business rule: a trait compares to a value (or merely exists)."""
-
-    trait: str
-    comparison: Comparison | None  # None: the trait exists
-
-
-@dataclass(frozen=True, slots=True)
-class AggregateCondition:
-    """Business rule: count/sum/min/max/avg of matching events (of a property) within a window compares to a value."""
-
-    kind: str
-    events: EventFilter
-    comparison: Comparison
-    window: Window = field(default_factory=Window)
-    property: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RecencyCondition:
-    """Business rule: the first/last matching event happened within an age (`within`) or longer ago (`before`)."""
-
-    which: str  # "first" | "last"
-    events: EventFilter
-    within: timedelta | None = None
-    before: timedelta | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AbsenceCondition:
-    """Business rule: did A, and no B within `wait` after it (B matching A on the `match` properties).
-
-    A's older than `lookback` are forgotten, so an abandonment long ago does not keep anyone in for ever.
-    """
-
-    did: EventFilter
-    then_not: EventFilter
-    wait: timedelta
-    match: tuple[str, ...] = ()
-    lookback: timedelta = DEFAULT_ABSENCE_LOOKBACK
-
-
-@dataclass(frozen=True, slots=True)
-class AllOf:
-    """Every condition holds."""
-
-    conditions: tuple[Condition, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AnyOf:
-    """At least one condition holds."""
-
-    conditions: tuple[Condition, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    """The condition does not hold."""
-
-    condition: Condition
-
-
-Condition = TraitCondition | AggregateCondition | RecencyCondition | AbsenceCondition | AllOf | AnyOf | Not
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentRule:
-    """A named segment: who is in it is decided by `condition`."""
-
-    id: str
-    name: str
-    condition: Condition
-    version: int = 1
-    description: str = ""
+__all__ = [  # the segments API in one place: conditions (the rule model) and rules (rule files) are its parts
+    "AGGREGATES",
+    "COMPARISONS",
+    "DEFAULT_ABSENCE_LOOKBACK",
+    "AbsenceCondition",
+    "AggregateCondition",
+    "AllOf",
+    "AnyOf",
+    "Comparison",
+    "Condition",
+    "Due",
+    "Evaluation",
+    "EventFilter",
+    "Facts",
+    "Membership",
+    "Memberships",
+    "Not",
+    "RecencyCondition",
+    "SegmentRule",
+    "TraitCondition",
+    "Window",
+    "due_time",
+    "evaluate",
+    "parse_duration",
+    "parse_rules",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,217 +246,13 @@ def _absence(condition: AbsenceCondition, events: list[TrackingEvent], now: date
 
 
 def _property(event: TrackingEvent, path: str) -> Any:
-    node: Any = event.properties
-    for part in path.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-        return Decimal(str(value))
-    return value
+    return property_at(event.properties, path)
 
 
 def _names(events: EventFilter) -> str:
     name = " or ".join(events.names) or "any event"
-    return name + "".join(f" [{path}={value!r}]" for path, value in events.where)
+    return name + "".join(f" [{test.describe()}]" for test in events.where.tests)
 
 
 def _show(value: Any) -> str:
     return "none" if value is None else str(value)
-
-
-# --- rule files ----------------------------------------------------------------------------------------------------
-
-
-def parse_duration(text: Any, where: str) -> timedelta:
-    """`90s`, `30m`, `1h`, `7d`, `2w`."""
-    match = _DURATION.match(str(text)) if isinstance(text, (str, int)) else None
-    if not match:
-        raise RuleDefinitionError(f"{where}: {text!r} is not a duration like 30m, 1h, 7d or 2w")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-
-
-def parse_rules(document: Any, *, source: str = "<rules>") -> list[SegmentRule]:
-    """Segment rules from a rule file's data (`{"segments": [{id, name, rule}, …]}`).
-
-    Raises:
-        RuleDefinitionError: naming the file, the rule id and the exact problem; nothing is returned then.
-    """
-    if not isinstance(document, Mapping) or not isinstance(document.get("segments"), list):
-        raise RuleDefinitionError(f"{source}: expected a mapping with a 'segments' list")
-    rules: list[SegmentRule] = []
-    seen: set[str] = set()
-    for index, entry in enumerate(document["segments"]):
-        rule_id = entry.get("id") if isinstance(entry, Mapping) else None
-        where = f"{source}: segment {rule_id or '#' + str(index + 1)}"
-        if not isinstance(rule_id, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", rule_id):
-            raise RuleDefinitionError(f"{where}: id must be 1-63 of a-z, 0-9, '_' and '-'")
-        if rule_id in seen:
-            raise RuleDefinitionError(f"{where}: id is used twice")
-        seen.add(rule_id)
-        unknown = set(entry) - {"id", "name", "description", "version", "rule"}
-        if unknown:
-            raise RuleDefinitionError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
-        if "rule" not in entry:
-            raise RuleDefinitionError(f"{where}: 'rule' is required")
-        version = entry.get("version", 1)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise RuleDefinitionError(f"{where}: version must be a positive integer")
-        rules.append(
-            SegmentRule(
-                id=rule_id,
-                name=str(entry.get("name") or rule_id),
-                condition=_condition(entry["rule"], f"{where}: rule"),
-                version=version,
-                description=str(entry.get("description", "")),
-            )
-        )
-    return rules
-
-
-def _condition(data: Any, where: str) -> Condition:
-    if not isinstance(data, Mapping) or not data:
-        raise RuleDefinitionError(f"{where}: a condition must be a mapping")
-    keys = set(data)
-    if keys & {"all", "any"}:
-        (kind,) = _one_of(keys, ("all", "any"), where)
-        items = data[kind]
-        if not isinstance(items, list) or not items:
-            raise RuleDefinitionError(f"{where}.{kind}: expected a non-empty list of conditions")
-        parts = tuple(_condition(item, f"{where}.{kind}[{n}]") for n, item in enumerate(items))
-        return AllOf(parts) if kind == "all" else AnyOf(parts)
-    if "not" in keys:
-        _only(keys, {"not"}, where)
-        return Not(_condition(data["not"], f"{where}.not"))
-    if "trait" in keys:
-        return _trait(data, where)
-    if keys & set(AGGREGATES):
-        return _aggregate_condition(data, where)
-    if keys & {"first", "last"}:
-        return _recency_condition(data, where)
-    if "absence" in keys:
-        return _absence_condition(data, where)
-    raise RuleDefinitionError(
-        f"{where}: unknown condition with keys {', '.join(sorted(map(str, keys)))}; use "
-        "trait, count, sum, min, max, avg, first, last, absence, all, any or not"
-    )
-
-
-def _one_of(keys: set[Any], options: Iterable[str], where: str) -> list[str]:
-    found = [k for k in options if k in keys]
-    if len(found) != 1:
-        raise RuleDefinitionError(f"{where}: use exactly one of {', '.join(options)}")
-    return found
-
-
-def _only(keys: set[Any], allowed: set[str], where: str) -> None:
-    unknown = keys - allowed
-    if unknown:
-        raise RuleDefinitionError(f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))}")
-
-
-def _comparison(data: Mapping[str, Any], where: str, *, required: bool = True) -> Comparison | None:
-    ops = [op for op in COMPARISONS if op in data]
-    if not ops:
-        if required:
-            raise RuleDefinitionError(f"{where}: a comparison is required ({', '.join(COMPARISONS)})")
-        return None
-    if len(ops) > 1:
-        raise RuleDefinitionError(f"{where}: only one comparison allowed, found {', '.join(ops)}")
-    return Comparison(ops[0], data[ops[0]])
-
-
-def _trait(data: Mapping[str, Any], where: str) -> TraitCondition:
-    _only(set(data), {"trait", "exists", *COMPARISONS}, where)
-    if not isinstance(data["trait"], str) or not data["trait"]:
-        raise RuleDefinitionError(f"{where}.trait: expected a trait name")
-    comparison = _comparison(data, where, required=not data.get("exists"))
-    return TraitCondition(data["trait"], comparison)
-
-
-def _filter(data: Any, where: str) -> EventFilter:
-    if data == "any" or data == {"any": True}:
-        return EventFilter()
-    if not isinstance(data, Mapping):
-        raise RuleDefinitionError(f"{where}: expected {{event: NAME or [NAMES], where: {{property: value}}}}")
-    _only(set(data), {"event", "where", "property"}, where)
-    names = data.get("event", [])
-    names = [names] if isinstance(names, str) else names
-    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-        raise RuleDefinitionError(f"{where}.event: expected an event name or a list of names")
-    conditions = data.get("where", {})
-    if not isinstance(conditions, Mapping):
-        raise RuleDefinitionError(f"{where}.where: expected a mapping of property to value")
-    return EventFilter(tuple(names), tuple(sorted(conditions.items())))
-
-
-def _window(data: Mapping[str, Any], where: str) -> Window:
-    if "within" in data and "between" in data:
-        raise RuleDefinitionError(f"{where}: use within or between, not both")
-    if "within" in data:
-        return Window(oldest=parse_duration(data["within"], f"{where}.within"))
-    if "between" in data:
-        span = data["between"]
-        if not isinstance(span, list) or len(span) != 2:
-            raise RuleDefinitionError(f"{where}.between: expected [older, newer] ages, e.g. [14d, 7d]")
-        oldest, newest = (parse_duration(age, f"{where}.between") for age in span)
-        if newest >= oldest:
-            raise RuleDefinitionError(f"{where}.between: the first age must be the older one")
-        return Window(oldest=oldest, newest=newest)
-    return Window()
-
-
-def _aggregate_condition(data: Mapping[str, Any], where: str) -> AggregateCondition:
-    (kind,) = _one_of(set(data), AGGREGATES, where)
-    _only(set(data), {kind, "within", "between", *COMPARISONS}, where)
-    events = _filter(data[kind], f"{where}.{kind}")
-    prop = data[kind].get("property") if isinstance(data[kind], Mapping) else None
-    if kind != "count" and not isinstance(prop, str):
-        raise RuleDefinitionError(f"{where}.{kind}: 'property' (the number to {kind}) is required")
-    comparison = _comparison(data, where)
-    assert comparison is not None
-    return AggregateCondition(kind, events, comparison, _window(data, where), prop if kind != "count" else None)
-
-
-def _recency_condition(data: Mapping[str, Any], where: str) -> RecencyCondition:
-    (which,) = _one_of(set(data), ("first", "last"), where)
-    _only(set(data), {which, "within", "before"}, where)
-    if "within" not in data and "before" not in data:
-        raise RuleDefinitionError(f"{where}: {which} needs within or before (an age such as 30d)")
-    return RecencyCondition(
-        which,
-        _filter(data[which], f"{where}.{which}"),
-        within=parse_duration(data["within"], f"{where}.within") if "within" in data else None,
-        before=parse_duration(data["before"], f"{where}.before") if "before" in data else None,
-    )
-
-
-def _absence_condition(data: Mapping[str, Any], where: str) -> AbsenceCondition:
-    _only(set(data), {"absence"}, where)
-    spec = data["absence"]
-    here = f"{where}.absence"
-    if not isinstance(spec, Mapping):
-        raise RuleDefinitionError(f"{here}: expected {{did, then_not, within, match?, lookback?}}")
-    _only(set(spec), {"did", "then_not", "within", "match", "lookback"}, here)
-    for key in ("did", "then_not", "within"):
-        if key not in spec:
-            raise RuleDefinitionError(f"{here}: '{key}' is required")
-    match = spec.get("match", [])
-    match = [match] if isinstance(match, str) else match
-    if not isinstance(match, list) or not all(isinstance(m, str) for m in match):
-        raise RuleDefinitionError(f"{here}.match: expected a property name or a list of them")
-    wait = parse_duration(spec["within"], f"{here}.within")
-    lookback = (
-        parse_duration(spec["lookback"], f"{here}.lookback")
-        if "lookback" in spec
-        else max(DEFAULT_ABSENCE_LOOKBACK, wait)
-    )
-    if lookback < wait:
-        raise RuleDefinitionError(f"{here}.lookback: must be at least the wait ({spec['within']})")
-    return AbsenceCondition(
-        _filter(spec["did"], f"{here}.did"), _filter(spec["then_not"], f"{here}.then_not"), wait, tuple(match), lookback
-    )

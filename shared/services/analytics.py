@@ -3,7 +3,7 @@
 Processing calls `update_customers` with the customers a batch changed (and their events, already read for
 segments): each changed customer's cells are written, one put each. The stream then brings those writes back,
 and `fold` adds a whole batch's differences to the counters in one update per counter item (see
-`shared.storage.analytics`). Reading a report is a handful of queries on counter items whatever the event
+the storage adapter). Reading a report is a handful of queries on counter items whatever the event
 volume. `recompute` is the check path (every stored event, summed in memory), also what `footfall funnels show
 --check` compares.
 """
@@ -17,36 +17,34 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from shared.domain import analytics
 from shared.domain.analytics import Cells, Definitions, Funnel
+from shared.domain.cells import size_cells
 from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.reports import FunnelReport, RetentionReport, TimingReport
-from shared.ports import ConditionFailedError, Page, StorageError, StoredProfile, ThrottledError
+from shared.ports import (
+    WHOLE,
+    AnalyticsStore,
+    CellsChange,
+    CellsRecord,
+    ConditionFailedError,
+    CounterRecord,
+    FoldStore,
+    StorageError,
+    StoredCells,
+    StoredProfile,
+    ThrottledError,
+    fold_part,
+    fold_position,
+)
 from shared.services.segments import customer_events
-from shared.storage.analytics import WHOLE, CellsChange, StoredCells, decode_cells_change, fold_position
-from shared.storage.segments import size_cells, size_change
 
 logger = logging.getLogger(__name__)
 STARTERS = Path(__file__).resolve().parents[2] / "infra" / "analytics" / "starters.json"
 SAVE_ATTEMPTS = 4
 PARALLEL_READS = 8
-
-
-class AnalyticsStore(Protocol):
-    def get_analytics_definitions(self) -> dict[str, Any] | None: ...
-    def put_analytics_definitions(self, document: Mapping[str, Any]) -> None: ...
-    def get_cells(self, customer_ids: Sequence[str]) -> dict[str, StoredCells]: ...
-    def save_cells(self, changes: Sequence[CellsChange]) -> list[str]: ...
-    def fold_mark(self, lane: str) -> str | None: ...
-    def fold_counters(self, lane: str, *, after: str | None, upto: str, delta: Cells) -> None: ...
-    def counter_items(
-        self, pk: str, *, start: str | None = None, end: str | None = None
-    ) -> list[tuple[str, dict[str, int]]]: ...
-    def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
-    def list_identity_events(self, kind: str, identifier: str) -> list[TrackingEvent]: ...
-    def list_customers(self, *, limit: int = 50, next_token: str | None = None) -> Page[StoredProfile]: ...
 
 
 def definitions_of(store: AnalyticsStore) -> Definitions:
@@ -124,27 +122,23 @@ class CounterChange:
     delta: Cells
 
 
-def counter_change(
-    sequence: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, *, received: datetime
-) -> CounterChange | None:
-    """What a stream record adds to the counters, or None for a record that moves none.
+def counter_change(sequence: str, record: CounterRecord | None, *, received: datetime) -> CounterChange | None:
+    """What a stream record (decoded by storage) adds to the counters, or None for a record that moves none.
 
     A customer's cells item: new cells minus old, with the overview horizon they were cut at (when they were
     computed; the record's time for a REMOVE). A membership item: its segment's size, one up or down.
     """
-    cells = decode_cells_change(old=old, new=new)
-    if cells is not None:
-        before, after, at = cells
-        if new and not at:
+    if isinstance(record, CellsRecord):
+        if not record.removed and not record.at:
             # Written by a version that counted in the same transaction (every write since carries `at`): a record
             # still in the stream when that version was replaced is counted already.
             return CounterChange(sequence, {})
+        at = record.at
         moment = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else received
-        return CounterChange(sequence, analytics.difference(after, before, now=moment))
-    size = size_change(old=old, new=new)
-    if size is not None:
-        segment_id, step, day = size
-        return CounterChange(sequence, size_cells(segment_id, step, day or received.date().isoformat()))
+        return CounterChange(sequence, analytics.difference(record.after, record.before, now=moment))
+    if record is not None:
+        day = record.day or received.date().isoformat()
+        return CounterChange(sequence, size_cells(record.segment_id, record.step, day))
     return None
 
 
@@ -155,7 +149,7 @@ FOLD_ATTRIBUTES = 250
 """Attributes per counter update (an update expression stays far below DynamoDB's 4 KB)."""
 
 
-def fold(store: AnalyticsStore, lane: str, changes: Sequence[CounterChange]) -> list[str]:
+def fold(store: FoldStore, lane: str, changes: Sequence[CounterChange]) -> list[str]:
     """Add a batch's counter changes to the counters, once each however often the stream delivers them.
 
     `lane` is the stream shard the records come from (their sequence numbers are ordered within it). The changes
@@ -170,7 +164,7 @@ def fold(store: AnalyticsStore, lane: str, changes: Sequence[CounterChange]) -> 
     for _ in range(SAVE_ATTEMPTS):
         try:
             mark = store.fold_mark(lane)
-            for upto, delta in _fold_steps(ordered, mark):
+            for upto, delta in _fold_steps(store, ordered, mark):
                 store.fold_counters(lane, after=mark, upto=upto, delta=delta)
                 mark = upto
             return []
@@ -185,15 +179,15 @@ def fold(store: AnalyticsStore, lane: str, changes: Sequence[CounterChange]) -> 
     return [c.sequence for c in ordered if mark is None or fold_position(c.sequence) > mark]
 
 
-def _fold_steps(ordered: Sequence[CounterChange], mark: str | None) -> Iterator[tuple[str, Cells]]:
+def _fold_steps(store: FoldStore, ordered: Sequence[CounterChange], mark: str | None) -> Iterator[tuple[str, Cells]]:
     """(mark after, delta) per transaction: records summed while they fit; a record too big alone, in parts."""
     pending: Cells = {}
     upto = ""
     for change in ordered:
         if mark is not None and fold_position(change.sequence) <= mark:
             continue  # folded before
-        parts = _parts(change.delta)
-        done = int(mark.rsplit(":", 1)[1]) if mark and mark[:40] == fold_position(change.sequence)[:40] else -1
+        parts = _parts(store, change.delta)
+        done = fold_part(mark, change.sequence)
         if len(parts) == 1 and done < 0:
             if pending and not _fits(pending, change.delta):
                 yield upto, pending
@@ -218,11 +212,15 @@ def _fits(pending: Cells, more: Cells) -> bool:
     )
 
 
-def _parts(delta: Cells) -> list[Cells]:
-    """A delta cut into pieces that each fit one transaction (usually one piece)."""
-    pieces: list[tuple[tuple[str, str], dict[str, int]]] = []
-    for key, attributes in sorted(delta.items()):
-        names = sorted(attributes)
+def _parts(store: FoldStore, delta: Cells) -> list[Cells]:
+    """A delta cut into pieces that each fit one transaction (usually one piece).
+
+    The cut follows the store's own order of cells and counter names, so a record folded in parts is cut the same
+    way by every version that resumes it (the mark says which parts are done).
+    """
+    pieces: list[tuple[Any, dict[Any, int]]] = []
+    for key, attributes in sorted(delta.items(), key=lambda item: store.cell_order(item[0])):
+        names = sorted(attributes, key=store.counter_order)
         for start in range(0, len(names), FOLD_ATTRIBUTES):
             pieces.append((key, {name: attributes[name] for name in names[start : start + FOLD_ATTRIBUTES]}))
     parts: list[Cells] = [{}]
@@ -288,8 +286,8 @@ def funnel_report(
 ) -> FunnelReport:
     """Figures for journeys that entered between `start` and `end` (inclusive): one query."""
     funnel = find_funnel(store, funnel_id)
-    items = store.counter_items(f"FUNNEL#{funnel.id}", start=f"DAY#{start.isoformat()}", end=f"DAY#{end.isoformat()}~")
-    report = analytics.funnel_report(funnel, items, start, end)
+    cells = store.funnel_counters(funnel.id, start=start, end=end)
+    report = analytics.funnel_report(funnel, cells, start, end)
     return report if breakdown else FunnelReport(report.funnel_id, report.name, start, end, report.steps, {})
 
 
@@ -310,13 +308,13 @@ def retention_report(
         raise KeyError(event)
     span = timedelta(days=cohorts if by == "day" else cohorts * 7)
     first = analytics.period(today - span, by)
-    items = store.counter_items(f"RETENTION#{by}", start=first.isoformat(), end=f"{today.isoformat()}~")
-    return analytics.retention_report(items, by=by, event=event, cumulative=cumulative, today=today, cohorts=cohorts)
+    cells = store.retention_counters(by, start=first, end=today)
+    return analytics.retention_report(cells, by=by, event=event, cumulative=cumulative, today=today, cohorts=cohorts)
 
 
 def timing_report(store: AnalyticsStore, customer_id: str | None = None) -> TimingReport:
     """The population's engagement table, and a customer's best channel and hour when asked: two requests."""
-    population = analytics.population_from(attributes for _, attributes in store.counter_items("TIMING"))
+    population = analytics.population_from(store.timing_counters())
     if customer_id is None:
         return TimingReport(population)
     stored = store.get_profiles([customer_id]).get(customer_id)
@@ -328,7 +326,7 @@ def timing_report(store: AnalyticsStore, customer_id: str | None = None) -> Timi
 # --- the check path ------------------------------------------------------------------------------------------------
 
 
-def recompute(store: Any, *, now: datetime) -> Cells:
+def recompute(store: AnalyticsStore, *, now: datetime) -> Cells:
     """Brute force: read every stored event (a scan), group by customer, and sum their cells."""
     definitions = definitions_of(store)
     by_customer: dict[str, list[TrackingEvent]] = {}
@@ -339,15 +337,10 @@ def recompute(store: Any, *, now: datetime) -> Cells:
     return analytics.recompute(by_customer, definitions, now=now)
 
 
-def stored_counters(store: Any, cells: Cells) -> Cells:
-    """The counter items that hold the given keys' partitions, as cells (for comparing with `recompute`)."""
-    found: Cells = {}
-    for pk in sorted({pk for pk, _ in cells}):
-        for sk, counts in store.counter_items(pk):
-            nonzero = {name: n for name, n in counts.items() if n}
-            if nonzero:
-                found[(pk, sk)] = nonzero
-    return found
+def stored_counters(store: AnalyticsStore, cells: Cells) -> Cells:
+    """The counters stored beside the given cells (their items' partitions), non-zero, as cells (for comparing with
+    `recompute`)."""
+    return store.counters_beside(cells)
 
 
 def _batches(values: list[str], size: int) -> Iterator[list[str]]:

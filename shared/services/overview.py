@@ -7,10 +7,11 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.domain.cells import Minute, Named, StatsCell, Total
 from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.profiles import channel_of, event_key
 from shared.domain.reports import LiveEvent, Overview, SegmentSize
-from shared.ports import StorageError
+from shared.ports import OverviewStore, StorageError
 
 TREND_DAYS = 7
 TOP_EVENTS = 8
@@ -31,7 +32,7 @@ def live_event(event: TrackingEvent) -> dict[str, Any]:
     )
 
 
-def recent_events(store: Any, *, limit: int = 50) -> list[LiveEvent]:
+def recent_events(store: OverviewStore, *, limit: int = 50) -> list[LiveEvent]:
     """The newest processed events, newest first (one request)."""
     seen: set[str] = set()
     found: list[LiveEvent] = []
@@ -44,7 +45,7 @@ def recent_events(store: Any, *, limit: int = 50) -> list[LiveEvent]:
     return found[:limit]
 
 
-def overview(store: Any, *, now: datetime) -> Overview:
+def overview(store: OverviewStore, *, now: datetime) -> Overview:
     """Events per minute (last hour), today's totals and top events, segment sizes with trend, lag, failures."""
     today = now.date()
     days = sorted({today, (now - timedelta(minutes=59)).date()})
@@ -52,14 +53,15 @@ def overview(store: Any, *, now: datetime) -> Overview:
     names: dict[str, int] = defaultdict(int)
     total = 0
     for day in days:
-        for sort_key, counts in store.counter_items(f"STATS#{day.isoformat()}"):
+        for cell, counts in store.stats_counters(day).items():
             for name, count in counts.items():
-                if name.startswith("m|"):
-                    per_minute[f"{day.isoformat()}T{name[2:4]}:{name[4:6]}"] += count
-                elif name.startswith("e|") and day == today:
-                    names[name[2:]] += count
-                elif name == "n" and day == today and sort_key.startswith("H"):
-                    total += count
+                match name:
+                    case Minute(hour=hour, minute=minute):
+                        per_minute[f"{day.isoformat()}T{hour:02d}:{minute:02d}"] += count
+                    case Named(event=event) if day == today:
+                        names[event] += count
+                    case Total() if day == today and isinstance(cell, StatsCell) and cell.hour is not None:
+                        total += count
     minutes = [(now - timedelta(minutes=59 - i)).strftime("%Y-%m-%dT%H:%M") for i in range(60)]
     status = store.get_status()
     return Overview(
@@ -72,7 +74,7 @@ def overview(store: Any, *, now: datetime) -> Overview:
     )
 
 
-def segment_sizes(store: Any, *, now: datetime) -> list[SegmentSize]:
+def segment_sizes(store: OverviewStore, *, now: datetime) -> list[SegmentSize]:
     """Every segment's size now and at the end of each of the last 7 days (two requests)."""
     segments = [s.id for s in store.list_segments()]
     totals = store.segment_size_items(segments, days=[(now - timedelta(days=d)).date() for d in range(TREND_DAYS - 1)])
@@ -87,7 +89,7 @@ def segment_sizes(store: Any, *, now: datetime) -> list[SegmentSize]:
     return sizes
 
 
-def _failed_today(store: Any, now: datetime) -> int:
+def _failed_today(store: OverviewStore, now: datetime) -> int:
     try:
         return int(store.count_failed(now.date().isoformat()))
     except StorageError:

@@ -20,7 +20,7 @@ from shared.services.pipeline import Membership, decode_images
 from shared.services.process import ProfileStore, process_changes
 from shared.services.quarantine import CUSTOMER_ROUTE, FOLD_ROUTE, STREAM_ROUTE
 from shared.services.segments import MembershipChange, record_membership_changes, retry_later, rules_of
-from shared.storage.analytics import CELLS_ENTITY
+from shared.storage.analytics import CELLS_ENTITY, decode_counter_record
 
 _CALLS = {f"/v1/{call.value}": call for call in CallType}
 
@@ -51,7 +51,7 @@ def change_from_record(record: dict[str, Any], route: str = STREAM_ROUTE) -> Any
     created = data.get("ApproximateCreationDateTime")
     received = datetime.fromtimestamp(float(created), UTC) if created else datetime.now(UTC)
     if route == FOLD_ROUTE or (new or old or {}).get("entity") == CELLS_ENTITY:
-        return counter_change(data["SequenceNumber"], old, new, received=received)
+        return counter_change(data["SequenceNumber"], decode_counter_record(old=old, new=new), received=received)
     decoded = decode_images(data["SequenceNumber"], old, new)
     return decoded.change if isinstance(decoded, Membership) else decoded
 

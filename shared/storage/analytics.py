@@ -31,17 +31,39 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import date
+from functools import lru_cache
+from typing import Any
 
+from shared.domain.cells import (
+    NET,
+    TOTAL,
+    Cell,
+    Cells,
+    FunnelCell,
+    HourOfWeek,
+    LastReturn,
+    Minute,
+    Named,
+    Net,
+    Reached,
+    ReachedBy,
+    RetentionCell,
+    ReturnedOn,
+    SizeCell,
+    StatsCell,
+    StepTime,
+    TimingCell,
+    Total,
+)
+from shared.ports import CellsChange, CellsRecord, CounterRecord, SizeStep, StoredCells
 from shared.storage import keys
 from shared.storage.errors import ConditionFailedError, StorageError
 from shared.storage.items import binary
-
-if TYPE_CHECKING:  # the collector imports this module too: it must not pay for the analytics rules
-    from shared.domain.analytics import Cells
+from shared.storage.segments import SIZES_PK, size_change
 
 DEFINITIONS_KEY = {"PK": "ANALYTICS", "SK": "DEFINITIONS"}
 ANALYTICS_SK = "ANALYTICS"
@@ -51,57 +73,196 @@ PARALLEL_PUTS = 8
 ATTRIBUTES_PER_UPDATE = 250
 LIVE_TTL_SECONDS = 3600
 LIVE_EVENTS_PER_ITEM = 50
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCells:
-    customer_id: str
-    version: int
-    cells: Cells
-
-
-@dataclass(frozen=True, slots=True)
-class CellsChange:
-    """A customer's new cells (replacing `previous`), computed at `at` (the overview horizon they were cut at)."""
-
-    previous: StoredCells
-    cells: Cells
-    at: str
+COUNTER_KEYS = ("PK", "SK", "entity")
+"""The attributes of a counter item that are not counts."""
 
 
 FOLD_PK = "FOLD"
-WHOLE = 9999
-"""The part number of a record folded completely (a record too big for one transaction is folded in parts)."""
 
 
-def fold_position(sequence: str, part: int = WHOLE) -> str:
-    """A watermark value: stream sequence numbers (digits, up to 40) padded so strings compare as numbers."""
-    return f"{int(sequence):040d}:{part:04d}"
+# --- cells ↔ keys and attribute names ------------------------------------------------------------------------------
+#
+# | cell                               | PK                 | SK                          |
+# |------------------------------------|--------------------|-----------------------------|
+# | FunnelCell(id, day, None, shard)   | `FUNNEL#<id>`      | `DAY#<day>#<shard>`         |
+# | FunnelCell(id, day, step, shard)   | `FUNNEL#<id>`      | `DAY#<day>#T<step>#<shard>` |
+# | RetentionCell(by, cohort, shard)   | `RETENTION#<by>`   | `<cohort>#<shard>`          |
+# | TimingCell(channel, shard)         | `TIMING`           | `<channel>#<shard>`         |
+# | StatsCell(day, hour, shard)        | `STATS#<day>`      | `H<hh>#<shard>`, `E#<shard>` (hour None) |
+# | SizeCell(segment, day, shard)      | `SEGSIZE[#<day>]`  | `<segment>#<shard>`         |
+#
+# Counter names: Total `n`, Net `net`, Reached `s|<step>`, ReachedBy `b|<value>|<step>`, StepTime
+# `t|<step>|<bucket>`, ReturnedOn `on|<event>|<offset>`, LastReturn `last|<event>|<offset>`, HourOfWeek
+# `h|<channel>|<hour>`, Minute `m|<hhmm>`, Named `e|<event>`. Values that may hold `|` or `#` (names, breakdown
+# values, channels, segment ids) are read back from the other end, so every mapping is exact both ways.
+
+
+@dataclass(frozen=True, slots=True)
+class RawCell:
+    """A stored cell of no kind this version knows (kept and written back as it was)."""
+
+    pk: str
+    sk: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawCounter:
+    """A stored counter name of no kind this version knows (kept and written back as it was)."""
+
+    name: str
+
+
+@lru_cache(maxsize=65536)
+def cell_key(cell: Any) -> tuple[str, str]:
+    """(PK, SK) of a cell's counter item."""
+    match cell:
+        case FunnelCell(funnel_id=funnel, day=day, step=None, shard=shard):
+            return f"FUNNEL#{funnel}", f"DAY#{day}#{shard}"
+        case FunnelCell(funnel_id=funnel, day=day, step=step, shard=shard):
+            return f"FUNNEL#{funnel}", f"DAY#{day}#T{step}#{shard}"
+        case RetentionCell(by=by, cohort=cohort, shard=shard):
+            return f"RETENTION#{by}", f"{cohort}#{shard}"
+        case TimingCell(channel=channel, shard=shard):
+            return "TIMING", f"{channel}#{shard}"
+        case StatsCell(day=day, hour=hour, shard=shard):
+            return f"STATS#{day}", (f"E#{shard}" if hour is None else f"H{hour:02d}#{shard}")
+        case SizeCell(segment_id=segment, day=day, shard=shard):
+            return (SIZES_PK if day is None else f"{SIZES_PK}#{day}"), f"{segment}#{shard}"
+        case RawCell(pk=pk, sk=sk):
+            return pk, sk
+    raise TypeError(f"not a counter cell: {cell!r}")
+
+
+@lru_cache(maxsize=65536)
+def cell_of(pk: str, sk: str) -> Any:
+    """The cell a counter item holds (a `RawCell` for a key of no known kind, or not spelled as this version
+    spells it: the mapping is exact both ways)."""
+    try:
+        cell = _parse_cell(pk, sk)
+    except ValueError:
+        return RawCell(pk, sk)
+    return cell if cell_key(cell) == (pk, sk) else RawCell(pk, sk)
+
+
+def _parse_cell(pk: str, sk: str) -> Any:
+    kind, _, rest = pk.partition("#")
+    head, _, shard = sk.rpartition("#")
+    match kind:
+        case "FUNNEL" if sk.startswith("DAY#"):
+            day, _, step = head[4:].partition("#T")
+            return FunnelCell(rest, day, int(step) if step else None, shard)
+        case "RETENTION":
+            return RetentionCell(rest, head, shard)
+        case "TIMING" if not rest:
+            return TimingCell(head, shard)
+        case "STATS" if head == "E":
+            return StatsCell(rest, None, shard)
+        case "STATS" if head[:1] == "H":
+            return StatsCell(rest, int(head[1:]), shard)
+        case "SEGSIZE":
+            return SizeCell(head, rest or None, shard)
+    return RawCell(pk, sk)
+
+
+_NAMES: dict[type, Callable[[Any], str]] = {
+    Total: lambda _: "n",
+    Net: lambda _: "net",
+    Reached: lambda c: f"s|{c.step}",
+    ReachedBy: lambda c: f"b|{c.value}|{c.step}",
+    StepTime: lambda c: f"t|{c.step}|{c.bucket}",
+    ReturnedOn: lambda c: f"on|{c.event}|{c.offset}",
+    LastReturn: lambda c: f"last|{c.event}|{c.offset}",
+    HourOfWeek: lambda c: f"h|{c.channel}|{c.hour}",
+    Minute: lambda c: f"m|{c.hour:02d}{c.minute:02d}",
+    Named: lambda c: f"e|{c.event}",
+    RawCounter: lambda c: c.name,
+}
+
+
+@lru_cache(maxsize=65536)
+def counter_name(counter: Any) -> str:
+    """The attribute name of a counter in its item."""
+    spell = _NAMES.get(type(counter))
+    if spell is None:
+        raise TypeError(f"not a counter name: {counter!r}")
+    return spell(counter)
+
+
+_PAIRS: dict[str, Any] = {"b": ReachedBy, "on": ReturnedOn, "last": LastReturn, "h": HourOfWeek}
+"""Counter names `<kind>|<text>|<number>` (the text may hold `|`: the number is the last part)."""
+
+
+@lru_cache(maxsize=65536)
+def counter_of(name: str) -> Any:
+    """The counter an attribute name holds (a `RawCounter` for a name of no known kind, or not spelled as this
+    version spells it)."""
+    try:
+        counter = _parse_counter(name)
+    except ValueError:
+        return RawCounter(name)
+    return counter if counter is not None and counter_name(counter) == name else RawCounter(name)
+
+
+def _parse_counter(name: str) -> Any:
+    kind, _, rest = name.partition("|")
+    text, _, number = rest.rpartition("|")
+    if name in ("n", "net"):
+        return TOTAL if name == "n" else NET
+    if kind in _PAIRS and text:
+        return _PAIRS[kind](text, int(number))
+    simple = {"s": lambda: Reached(int(rest)), "t": lambda: StepTime(int(text), int(number))}
+    simple |= {"m": lambda: Minute(int(rest[:2]), int(rest[2:])), "e": lambda: Named(rest)}
+    return simple[kind]() if kind in simple else None
+
+
+def to_items(cells: Cells) -> dict[tuple[str, str], dict[str, int]]:
+    """Cells as counter items: (PK, SK) → attribute → count."""
+    return {cell_key(cell): {counter_name(c): n for c, n in counts.items()} for cell, counts in cells.items()}
+
+
+def from_items(items: Iterable[tuple[str, str, Mapping[str, Any]]]) -> Cells:
+    """Counter items `(PK, SK, attributes)` as cells (items of one cell are summed: shards are separate cells)."""
+    cells: Cells = {}
+    for pk, sk, attributes in items:
+        counts = cells.setdefault(cell_of(pk, sk), {})
+        for name, value in attributes.items():
+            if name not in COUNTER_KEYS:
+                counter = counter_of(name)
+                counts[counter] = counts.get(counter, 0) + int(value)
+    return cells
+
+
+def decode_counter_record(*, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> CounterRecord | None:
+    """A stream record that moves counters, decoded: a customer's cells item (old and new cells, and when the new
+    ones were computed), a membership entering or leaving (its segment's size step); None for any other record.
+
+    A REMOVE of a cells item (the customer erased) has no new cells: it takes back all of the old ones.
+    """
+    image = new or old
+    if image and image.get("entity") == CELLS_ENTITY:
+        before = decode_cells(binary(old["cells"])) if old and "cells" in old else {}
+        after = decode_cells(binary(new["cells"])) if new and "cells" in new else {}
+        return CellsRecord(before, after, str((new or {}).get("at") or ""), removed=not new)
+    size = size_change(old=old, new=new)
+    return None if size is None else SizeStep(*size)
 
 
 def decode_cells_change(
     *, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
 ) -> tuple[Cells, Cells, str] | None:
-    """A cells item's stream record as (old cells, new cells, when the new ones were computed); None otherwise.
-
-    A REMOVE (the customer erased) has no new cells: it takes back all of the old ones.
-    """
-    image = new or old
-    if not image or image.get("entity") != CELLS_ENTITY:
-        return None
-    before = decode_cells(binary(old["cells"])) if old and "cells" in old else {}
-    after = decode_cells(binary(new["cells"])) if new and "cells" in new else {}
-    return before, after, str((new or {}).get("at") or "")
+    """A cells item's stream record as (old cells, new cells, when the new ones were computed); None otherwise."""
+    record = decode_counter_record(old=old, new=new)
+    return (record.before, record.after, record.at) if isinstance(record, CellsRecord) else None
 
 
 def encode_cells(cells: Cells) -> bytes:
-    plain = {f"{pk}\x1f{sk}": attributes for (pk, sk), attributes in sorted(cells.items())}
+    plain = {f"{pk}\x1f{sk}": attributes for (pk, sk), attributes in sorted(to_items(cells).items())}
     return zlib.compress(json.dumps(plain, separators=(",", ":"), sort_keys=True).encode(), 6)
 
 
 def decode_cells(data: bytes) -> Cells:
     plain = json.loads(zlib.decompress(bytes(data)))
-    return {tuple(key.split("\x1f", 1)): {a: int(n) for a, n in value.items()} for key, value in plain.items()}  # type: ignore[misc]
+    return from_items((*key.split("\x1f", 1), value) for key, value in plain.items())
 
 
 class AnalyticsStorage:
@@ -179,6 +340,14 @@ class AnalyticsStorage:
         item = self._get({"PK": FOLD_PK, "SK": lane}, consistent=True)  # type: ignore[attr-defined]
         return str(item["mark"]) if item else None
 
+    def cell_order(self, cell: Any) -> tuple[str, str]:
+        """A cell's place in the fold's order: its key (so a delta is cut as it always was)."""
+        return cell_key(cell)
+
+    def counter_order(self, counter: Any) -> str:
+        """A counter name's place in the fold's order: its attribute name."""
+        return counter_name(counter)
+
     def fold_counters(self, lane: str, *, after: str | None, upto: str, delta: Cells) -> None:
         """Add `delta` to the counters and move the shard's mark from `after` to `upto`, in one transaction.
 
@@ -187,12 +356,13 @@ class AnalyticsStorage:
         Raises:
             ConditionFailedError: the mark is no longer `after` (another fold ran): nothing was written.
         """
+        items = to_items(delta)
         operations = [
             {"Update": self._counter_update(pk, sk, attributes)}
-            for (pk, sk), attributes in sorted(delta.items())
+            for (pk, sk), attributes in sorted(items.items())
             if any(attributes.values())
         ]
-        if len(operations) >= TRANSACTION_ITEMS or any(len(a) > ATTRIBUTES_PER_UPDATE for a in delta.values()):
+        if len(operations) >= TRANSACTION_ITEMS or any(len(a) > ATTRIBUTES_PER_UPDATE for a in items.values()):
             raise StorageError(f"a fold of {len(operations)} counter items does not fit one transaction")
         mark: dict[str, Any] = {
             "TableName": self.table_name,
@@ -236,6 +406,34 @@ class AnalyticsStorage:
             (item["SK"], {name: int(value) for name, value in item.items() if name not in ("PK", "SK", "entity")})
             for item in self._query(**query)  # type: ignore[attr-defined]
         ]
+
+    def funnel_counters(self, funnel_id: str, *, start: date, end: date) -> Cells:
+        """A funnel's cells for journeys that entered between `start` and `end` (inclusive): one query."""
+        pk = cell_key(FunnelCell(funnel_id, start.isoformat()))[0]
+        return self._cells(pk, start=f"DAY#{start.isoformat()}", end=f"DAY#{end.isoformat()}~")
+
+    def retention_counters(self, by: str, *, start: date, end: date) -> Cells:
+        """The `by` (day or week) cohorts starting between `start` and `end` (inclusive): one query."""
+        pk = cell_key(RetentionCell(by, start.isoformat()))[0]
+        return self._cells(pk, start=start.isoformat(), end=f"{end.isoformat()}~")
+
+    def timing_counters(self) -> Cells:
+        """Engagement by channel and hour of week: one query."""
+        return self._cells(cell_key(TimingCell(""))[0])
+
+    def stats_counters(self, day: date) -> Cells:
+        """One day's event counters (per hour and minute, per name): one query."""
+        return self._cells(cell_key(StatsCell(day.isoformat()))[0])
+
+    def counters_beside(self, cells: Iterable[Cell]) -> Cells:
+        """Every counter (non-zero) stored beside the given cells: in the same items' partitions."""
+        partitions = sorted({cell_key(cell)[0] for cell in cells})
+        found = {cell: counts for pk in partitions for cell, counts in self._cells(pk).items()}
+        nonzero = {cell: {name: n for name, n in counts.items() if n} for cell, counts in found.items()}
+        return {cell: counts for cell, counts in nonzero.items() if counts}
+
+    def _cells(self, pk: str, *, start: str | None = None, end: str | None = None) -> Cells:
+        return from_items((pk, sk, counts) for sk, counts in self.counter_items(pk, start=start, end=end))
 
     # --- live feed and status ---------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from shared.domain import analytics
 from shared.domain.analytics import AnalyticsDefinitionError, Definitions, parse_definitions
+from shared.domain.cells import TOTAL, FunnelCell, Named, Reached, ReachedBy, RetentionCell, StatsCell
 from shared.domain.events import CallType, TrackingEvent
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
@@ -124,15 +125,14 @@ def test_the_funnel_report_gives_conversion_drop_off_and_time_to_convert():
         if minutes is not None:
             events.append(an_event("Product Added", T0 + timedelta(minutes=minutes), user=customer))
         analytics.add(cells, analytics.customer_cells(customer, events, Definitions((definition,)), now=NOW))
-    items = [(sk, counts) for (pk, sk), counts in cells.items() if pk == "FUNNEL#purchase"]
-    report = analytics.funnel_report(definition, items, T0.date(), T0.date())
+    report = analytics.funnel_report(definition, cells, T0.date(), T0.date())
     viewed, added = report.steps[0], report.steps[1]
     assert (viewed.customers, added.customers, added.drop_off) == (3, 2, 1)
     assert added.from_previous == pytest.approx(2 / 3)
     assert 10 * 60 * 0.9 <= added.median_seconds <= 10 * 60 * 1.1  # the lower of two (nearest rank), ±10 %
     assert 20 * 60 * 0.9 <= added.p90_seconds <= 20 * 60 * 1.1
     assert report.breakdown["web"][1].customers == 2
-    outside = analytics.funnel_report(definition, items, T0.date() + timedelta(days=1), T0.date() + timedelta(days=2))
+    outside = analytics.funnel_report(definition, cells, T0.date() + timedelta(days=1), T0.date() + timedelta(days=2))
     assert outside.steps[0].customers == 0
 
 
@@ -143,12 +143,11 @@ def test_retention_counts_returns_on_and_on_or_after_each_offset():
     for customer, days in returns.items():
         events = [an_event("page", T0 + timedelta(days=d), user=customer) for d in days]
         analytics.add(cells, analytics.customer_cells(customer, events, definitions, now=NOW))
-    items = [(sk, counts) for (pk, sk), counts in cells.items() if pk == "RETENTION#day"]
     on = analytics.retention_report(
-        items, by="day", event="*", cumulative=False, today=T0.date() + timedelta(days=5), cohorts=7
+        cells, by="day", event="*", cumulative=False, today=T0.date() + timedelta(days=5), cohorts=7
     )
     after = analytics.retention_report(
-        items, by="day", event="*", cumulative=True, today=T0.date() + timedelta(days=5), cohorts=7
+        cells, by="day", event="*", cumulative=True, today=T0.date() + timedelta(days=5), cohorts=7
     )
     row = on.rows[0]
     assert (row.cohort, row.size) == (T0.date(), 3)
@@ -226,9 +225,9 @@ def test_recomputing_a_million_events_stays_within_budget_is_a_benchmark_not_a_t
         for i in range(20)
     }
     total = analytics.recompute(events, Definitions((funnel(),)), now=NOW)
-    cohort_sizes = sum(v.get("n", 0) for (pk, _), v in total.items() if pk == "RETENTION#day")
-    assert cohort_sizes == 20
-    assert date.fromisoformat(next(sk for pk, sk in total if pk == "RETENTION#day").split("#")[0]) >= T0.date()
+    cohorts = [cell for cell in total if isinstance(cell, RetentionCell) and cell.by == "day"]
+    assert sum(total[cell].get(TOTAL, 0) for cell in cohorts) == 20
+    assert date.fromisoformat(cohorts[0].cohort) >= T0.date()
 
 
 @settings(max_examples=150, deadline=None)
@@ -254,12 +253,12 @@ def test_the_fast_check_path_counts_the_same_journeys_as_the_rule(log, strict, f
     # When both paths count
     cells = analytics.recompute(by_customer, Definitions((definition,), ()), now=NOW)
     expected: dict[str, dict[int, int]] = {}
-    for (pk, sk), counts in cells.items():
-        if pk == "FUNNEL#purchase" and "#T" not in sk:
-            day = expected.setdefault(sk.split("#")[1], {})
+    for cell, counts in cells.items():
+        if isinstance(cell, FunnelCell) and cell.funnel_id == "purchase" and cell.step is None:
+            day = expected.setdefault(cell.day, {})
             for name, n in counts.items():
-                if name.startswith("s|"):
-                    day[int(name[2:])] = day.get(int(name[2:]), 0) + n
+                if isinstance(name, Reached):
+                    day[name.step] = day.get(name.step, 0) + n
     rows = [(e.user_id, e.timestamp.timestamp(), e.message_id, analytics.event_key(e)) for e in unique.values()]
     found = analytics.check_funnel(definition, rows, properties={e.message_id: e.properties for e in unique.values()})
     # Then they agree
@@ -278,8 +277,8 @@ def test_event_names_nobody_catalogued_are_summed_in_other_so_a_counter_item_can
     # When
     cells = analytics.customer_cells("c1", events, definitions, now=NOW)
     # Then the names item holds the catalogued names, the configured one and `(other)`, whatever was sent
-    (names,) = [attrs for (pk, sk), attrs in cells.items() if pk.startswith("STATS#") and sk.startswith("E#")]
-    assert names == {"e|Order Completed": 1, "e|junk-7": 1, "e|(other)": 299}
+    (names,) = [counts for cell, counts in cells.items() if isinstance(cell, StatsCell) and cell.hour is None]
+    assert names == {Named("Order Completed"): 1, Named("junk-7"): 1, Named("(other)"): 299}
 
 
 def test_a_property_breakdown_counts_listed_values_by_name_and_sums_the_rest():
@@ -295,7 +294,7 @@ def test_a_property_breakdown_counts_listed_values_by_name_and_sums_the_rest():
         cells = analytics.customer_cells(
             user, [an_event("Product Viewed", T0, user=user, **props)], definitions, now=NOW
         )
-        breakdowns |= {a.split("|")[1] for attrs in cells.values() for a in attrs if a.startswith("b|")}
+        breakdowns |= {a.value for counts in cells.values() for a in counts if isinstance(a, ReachedBy)}
     # Then
     assert breakdowns == {"nov", "(other)", "(none)"}
 

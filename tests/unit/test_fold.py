@@ -27,6 +27,12 @@ class FoldStore:
     def fold_mark(self, lane: str) -> str | None:
         return self.marks.get(lane)
 
+    def cell_order(self, cell: tuple[str, str]) -> tuple[str, str]:
+        return cell
+
+    def counter_order(self, counter: str) -> str:
+        return counter
+
     def fold_counters(self, lane: str, *, after: str | None, upto: str, delta: Cells) -> None:
         assert len(delta) <= FOLD_ITEMS and all(len(a) <= FOLD_ATTRIBUTES for a in delta.values())
         if self.throttle:
@@ -112,17 +118,21 @@ def test_throttling_is_waited_out_and_another_shard_has_its_own_mark(monkeypatch
 def test_a_cells_record_of_the_version_that_counted_in_its_own_transaction_is_not_counted_again():
     from datetime import UTC, datetime
 
+    from shared.domain.cells import HourOfWeek, TimingCell
     from shared.services.analytics import counter_change
-    from shared.storage.analytics import encode_cells
+    from shared.storage.analytics import decode_counter_record, encode_cells
 
-    cells = {("TIMING", "web#0"): {"h|web|1": 1}}
+    def change(sequence: str, old: dict | None, new: dict | None) -> CounterChange | None:
+        return counter_change(sequence, decode_counter_record(old=old, new=new), received=received)
+
+    cells = {TimingCell("web"): {HourOfWeek("web", 1): 1}}
     received = datetime(2026, 11, 30, 12, tzinfo=UTC)
     image = {"entity": "analytics_cells", "version": 1, "cells": encode_cells(cells)}
     # Written before the fold (no `at`): its counters were updated with it, in one transaction.
-    legacy = counter_change("7", None, image, received=received)
+    legacy = change("7", None, image)
     assert legacy is not None and legacy.delta == {}
     # Written since: counted by the fold. Removed (forget): taken back, whoever wrote it.
-    current = counter_change("8", None, {**image, "at": "2026-11-30T12:00:00.000Z"}, received=received)
+    current = change("8", None, {**image, "at": "2026-11-30T12:00:00.000Z"})
     assert current is not None and current.delta == cells
-    removed = counter_change("9", image, None, received=received)
-    assert removed is not None and removed.delta == {("TIMING", "web#0"): {"h|web|1": -1}}
+    removed = change("9", image, None)
+    assert removed is not None and removed.delta == {TimingCell("web"): {HourOfWeek("web", 1): -1}}

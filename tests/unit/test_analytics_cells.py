@@ -1,0 +1,142 @@
+"""Counter cells are domain values; storage maps them to the same keys and attribute names as ever, both ways."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.domain import analytics
+from shared.domain.cells import (
+    NET,
+    TOTAL,
+    FunnelCell,
+    HourOfWeek,
+    LastReturn,
+    Minute,
+    Named,
+    Reached,
+    ReachedBy,
+    RetentionCell,
+    ReturnedOn,
+    SizeCell,
+    StatsCell,
+    StepTime,
+    TimingCell,
+    size_cells,
+)
+from shared.domain.events import CallType, TrackingEvent
+from shared.storage.analytics import (
+    RawCell,
+    RawCounter,
+    cell_key,
+    cell_of,
+    counter_name,
+    counter_of,
+    decode_cells,
+    encode_cells,
+    to_items,
+)
+
+CELLS = [
+    (FunnelCell("purchase", "2026-11-02"), ("FUNNEL#purchase", "DAY#2026-11-02#0")),
+    (FunnelCell("purchase", "2026-11-02", 3), ("FUNNEL#purchase", "DAY#2026-11-02#T3#0")),
+    (RetentionCell("week", "2026-11-02", "2"), ("RETENTION#week", "2026-11-02#2")),
+    (TimingCell("email"), ("TIMING", "email#0")),
+    (StatsCell("2026-11-30", 7), ("STATS#2026-11-30", "H07#0")),
+    (StatsCell("2026-11-30"), ("STATS#2026-11-30", "E#0")),
+    (SizeCell("vip#1"), ("SEGSIZE", "vip#1#0")),
+    (SizeCell("vip", "2026-11-30", "3"), ("SEGSIZE#2026-11-30", "vip#3")),
+]
+COUNTERS = [
+    (TOTAL, "n"),
+    (NET, "net"),
+    (Reached(2), "s|2"),
+    (ReachedBy("a|b", 2), "b|a|b|2"),
+    (StepTime(2, 41), "t|2|41"),
+    (ReturnedOn("Order|Completed", 3), "on|Order|Completed|3"),
+    (LastReturn("*", 12), "last|*|12"),
+    (HourOfWeek("web", 167), "h|web|167"),
+    (Minute(9, 5), "m|0905"),
+    (Named("Product Viewed"), "e|Product Viewed"),
+]
+
+
+@pytest.mark.parametrize(("cell", "key"), CELLS)
+def test_a_cell_is_stored_under_its_key_and_read_back_from_it(cell, key):
+    assert cell_key(cell) == key
+    assert cell_of(*key) == cell
+
+
+@pytest.mark.parametrize(("counter", "name"), COUNTERS)
+def test_a_counter_is_stored_under_its_attribute_name_and_read_back_from_it(counter, name):
+    assert counter_name(counter) == name
+    assert counter_of(name) == counter
+
+
+@pytest.mark.parametrize(
+    ("pk", "sk"),
+    [("FUNNEL#f", "DAY#2026-11-02#Tx#0"), ("STATS#2026-11-30", "H7#0"), ("TIMING", "web"), ("OTHER", "x#0")],
+)
+def test_a_key_this_version_does_not_spell_is_kept_as_it_is(pk, sk):
+    assert cell_of(pk, sk) == RawCell(pk, sk)
+    assert cell_key(cell_of(pk, sk)) == (pk, sk)
+
+
+@pytest.mark.parametrize("name", ["s|x", "m|930", "b|2", "x|1", "entity2"])
+def test_a_counter_name_this_version_does_not_spell_is_kept_as_it_is(name):
+    assert counter_of(name) == RawCounter(name)
+    assert counter_name(counter_of(name)) == name
+
+
+def test_cells_of_different_kinds_with_the_same_fields_are_different():
+    assert ReturnedOn("*", 3) != LastReturn("*", 3)
+    assert len({ReturnedOn("*", 3): 1, LastReturn("*", 3): 2}) == 2
+
+
+def test_a_customers_cells_are_stored_as_the_same_bytes_as_before():
+    # Given a customer's events today (one order, one view) and the legacy spelling of what they add
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    events = [
+        TrackingEvent("web", "m1", CallType.TRACK, now, now, user_id="c1", event="Order Completed"),
+        TrackingEvent("web", "m2", CallType.TRACK, now, now, user_id="c1", event="Product Viewed"),
+    ]
+    definitions = analytics.parse_definitions({"funnels": [{"id": "buy", "steps": ["Product Viewed"]}]})
+    # When they are computed and mapped to items
+    items = to_items(analytics.customer_cells("c1", events, definitions, now=now))
+    # Then the keys and names are those the table has always held
+    assert items[("FUNNEL#buy", "DAY#2026-11-30#0")] == {"s|1": 1, "b|web|1": 1}
+    assert items[("STATS#2026-11-30", "H12#0")] == {"n": 2, "m|1200": 2}
+    assert items[("STATS#2026-11-30", "E#0")] == {"e|Order Completed": 1, "e|Product Viewed": 1}
+    assert items[("RETENTION#day", "2026-11-30#0")]["on|Order Completed|0"] == 1
+    assert items[("TIMING", "web#0")] == {"h|web|12": 2}  # a Monday, noon
+    # And an encoded item decodes to the same cells and encodes to the same bytes
+    blob = encode_cells(analytics.customer_cells("c1", events, definitions, now=now))
+    assert encode_cells(decode_cells(blob)) == blob
+
+
+def test_a_size_step_counts_the_total_and_the_days_net_change():
+    assert to_items(size_cells("vip", -1, "2026-11-30")) == {
+        ("SEGSIZE", "vip#0"): {"net": -1},
+        ("SEGSIZE#2026-11-30", "vip#0"): {"net": -1},
+    }
+
+
+def test_a_delta_too_big_for_one_transaction_is_cut_in_the_order_of_its_keys_as_it_always_was():
+    # Given a delta of 150 cells of several kinds, and the order the DynamoDB store gives them
+    from shared.services.analytics import FOLD_ITEMS, _parts
+    from shared.storage.analytics import AnalyticsStorage
+
+    class Ordered(AnalyticsStorage):
+        def __init__(self) -> None:  # only the order is used: no table, no client
+            pass
+
+    delta = {FunnelCell("f", f"2026-{1 + d // 28:02d}-{1 + d % 28:02d}"): {Reached(1): 1} for d in range(120)}
+    delta |= {StatsCell("2026-11-30", h): {TOTAL: 1} for h in range(24)}
+    delta |= {TimingCell(c): {HourOfWeek(c, 1): 1} for c in ("web", "email", "ads", "push", "app", "social")}
+    # When it is cut into parts
+    parts = _parts(Ordered(), delta)
+    # Then the parts hold the cells in the order of their (PK, SK) keys, the first part the 99 lowest
+    keys = [cell_key(cell) for part in parts for cell in part]
+    assert keys == sorted(cell_key(cell) for cell in delta)
+    assert [len(part) for part in parts] == [FOLD_ITEMS, len(delta) - FOLD_ITEMS]
