@@ -7,9 +7,11 @@ write (replay, new live events) get their own (`fresh_world`).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,9 @@ class Seeded:
     """userIds of customers who only viewed products."""
     now: datetime
     """The clock for the app: just after the events."""
+    abandoner_today: bool
+    """Whether the abandoner's events (70 minutes before the seeding) fall on the app clock's day: not in the first
+    70 minutes after midnight UTC, when today's counters and cohorts hold one customer fewer."""
 
 
 @dataclass
@@ -109,6 +114,9 @@ def _seed(table: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, path: Pat
     source, _ = a_source("web")
     table.put_source(source)
     now = datetime.now(UTC)
+    if (now + timedelta(minutes=2)).date() != now.date():  # the seeded events and the app's clock on one day
+        time.sleep((datetime.combine(now.date() + timedelta(days=1), dt_time(), UTC) - now).total_seconds() + 1)
+        now = datetime.now(UTC)
     apply_segments(table, json.loads(STARTERS.read_text()), source="starters", now=now, customers=[])
     apply_definitions(table, json.loads(ANALYTICS_STARTERS.read_text()), source="starters", now=now)
     drain = _stream(table.client, table, monkeypatch, path)
@@ -136,7 +144,13 @@ def _seed(table: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch, path: Pat
     calls += [_track(who, "Product Viewed", f"{who}-{n}", product_id=f"p{n}") for who in browsers for n in range(2)]
     handler.pipeline().forget_rules()
     send(calls)
-    seeded = Seeded(abandoner="ann", buyer="bob", browsers=browsers, now=now + timedelta(minutes=1))
+    seeded = Seeded(
+        abandoner="ann",
+        buyer="bob",
+        browsers=browsers,
+        now=now + timedelta(minutes=1),
+        abandoner_today=(now - cart_age).date() == now.date(),
+    )
     return World(table, seeded, send)
 
 
