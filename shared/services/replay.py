@@ -43,7 +43,7 @@ def change_from_record(record: dict[str, Any], route: str = STREAM_ROUTE) -> Any
     audience event and history; the fold counted its size) or a `StreamChange` (an event); None when it carries
     neither. A customer's cells record under processing's route was set aside before the fold had a reader of its
     own (then processing folded it): it is folded."""
-    from shared.storage.dynamo import deserialize_wire
+    from shared.storage.codec import deserialize_wire
 
     data = record["dynamodb"]
     old = deserialize_wire(data["OldImage"]) if "OldImage" in data else None
