@@ -8,10 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.domain.errors import TrackingError
-from shared.domain.events import CallType, batch_items, parse_envelope
 from shared.domain.failures import FailedEvent
-from shared.domain.links import unique_query
-from shared.domain.pixel import pixel_payload, strict_json
 from shared.domain.segments import Due
 from shared.ports import StorageError, StoredSegment
 from shared.services.analytics import CounterChange, counter_change, fold
@@ -19,10 +16,9 @@ from shared.services.collect import Collector, utcnow
 from shared.services.pipeline import Membership, decode_images
 from shared.services.process import ProfileStore, process_changes
 from shared.services.quarantine import CUSTOMER_ROUTE, FOLD_ROUTE, STREAM_ROUTE
+from shared.services.requests import decode_failed
 from shared.services.segments import MembershipChange, record_membership_changes, retry_later, rules_of
 from shared.storage.analytics import CELLS_ENTITY
-
-_CALLS = {f"/v1/{call.value}": call for call in CallType}
 
 
 class ReplayError(Exception):
@@ -81,12 +77,10 @@ def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decod
     if source is None:
         raise ReplayError(f"source {failure.source_id} no longer exists")
     try:
-        raws, call_type, envelope = _decode(failure)
+        calls = decode_failed(failure, source)
     except TrackingError as exc:
         raise ReplayError(f"still invalid: {exc}") from exc
-    report = collector.ingest(
-        source, raws, route=failure.route, received_at=failure.received_at, call_type=call_type, envelope=envelope
-    )
+    report = collector.ingest_calls(source, calls, route=failure.route, received_at=failure.received_at)
     if report.not_stored:
         raise ReplayError("storage did not take it; try again")
     if report.all_rejected:
@@ -97,22 +91,6 @@ def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decod
         "events": len(report.results),
         "results": [result.to_json() for result in report.results],
     }
-
-
-def _decode(failure: FailedEvent) -> tuple[list[Any], CallType | None, Any]:
-    route = failure.route
-    if route.startswith("/v1/pixel/"):
-        params = unique_query(failure.raw.decode("utf-8", "replace"))
-        payload = pixel_payload(params)
-        payload.pop("writeKey", None)
-        return [payload], CallType.PAGE if route.endswith("/page") else CallType.TRACK, None
-    body = strict_json(failure.raw)
-    if route == "/v1/batch" and isinstance(body, dict) and "batch" in body:
-        return batch_items(body), None, parse_envelope(body)
-    if route in _CALLS:
-        return [body], _CALLS[route], None
-    # One event of a batch (or of a webhook) was recorded alone: it carries its own type.
-    return [body], None, None
 
 
 def _replay_stream_record(store: ReplayStore, failure: FailedEvent, change: Any) -> dict[str, Any]:
