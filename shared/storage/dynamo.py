@@ -22,6 +22,7 @@ from shared.storage.erasure import ErasureStorage
 from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError
 from shared.storage.failed import FailedStorage
 from shared.storage.segments import SegmentStorage
+from shared.storage.stream import STREAM_ITEMS
 from shared.storage.suppression import SuppressionCache
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ PARALLEL_PUTS = 16
 
 class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage, FailedStorage):
     """The tracking store on one DynamoDB table (see `shared.storage.keys` for the access patterns)."""
+
+    stream_items = STREAM_ITEMS
+    """How the items of this table's change stream read (`shared.ports.StreamItems`), for replaying records."""
 
     def __init__(
         self,
