@@ -131,6 +131,7 @@ def test_a_replayed_beacon_batch_is_split_like_the_route_splits_it():
         path="/beacon/v1/batch", headers={}, raw_query=f"writeKey={write_key}", body=BATCH_BODY
     )
     tracker_routes.rudder_beacon(Collector(store), request, now=NOW, state=routes.RequestState())
+    assert len(stored(store)) == 2
 
     assert replayed({}, "/beacon/v1/batch", BATCH_BODY) == stored(store)
 
@@ -150,6 +151,7 @@ def test_a_replayed_pixel_is_stored_as_the_pixel_route_stores_it():
     routes.pixel(
         Collector(store), routes.HttpRequest(path="/v1/pixel/track", headers={}, raw_query=query), "track", now=NOW
     )
+    assert [event.event for event in stored(store)] == ["Email Opened"]
 
     assert replayed({}, "/v1/pixel/track", query) == stored(store)
 
@@ -183,3 +185,40 @@ def test_a_replayed_click_with_a_tampered_signature_is_refused():
 
     with pytest.raises(ReplayError, match="signature does not match"):
         replay(store, collector, store.failed[0], decode_record=None)
+
+
+SNOWPLOW_PAGE_VIEW = {
+    "e": "pv",
+    "eid": "5f0f8c4e-8d5e-4a3c-9a43-0c8a3bde6a11",
+    "duid": "d-123",
+    "tv": "js-4.1.0",
+    "dtm": "1764410400000",
+    "url": "https://shop.example/shoes?ref=nav",
+    "page": "Shoes",
+}
+
+
+def test_a_replayed_snowplow_pixel_is_stored_as_the_snowplow_route_stores_it():
+    store, _, write_key = a_store()
+    query = urlencode(SNOWPLOW_PAGE_VIEW)
+    request = routes.HttpRequest(path=f"/snowplow/{write_key}/i", headers={}, raw_query=query)
+    tracker_routes.snowplow_pixel(Collector(store), request, write_key, now=NOW)
+    assert [event.type.value for event in stored(store)] == ["page"]
+
+    assert replayed({}, "/snowplow/{writeKey}/i", query) == stored(store)
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole request", "one event recorded alone"])
+def test_a_replayed_snowplow_post_is_stored_as_the_snowplow_route_stores_it(whole):
+    store, _, write_key = a_store()
+    body = json.dumps(
+        {"schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4", "data": [SNOWPLOW_PAGE_VIEW]}
+    )
+    request = routes.HttpRequest(
+        path=f"/snowplow/{write_key}/com.snowplowanalytics.snowplow/tp2", headers={}, body=body
+    )
+    tracker_routes.snowplow_post(Collector(store), request, write_key, now=NOW, state=routes.RequestState())
+    assert [event.type.value for event in stored(store)] == ["page"]
+
+    raw = body if whole else json.dumps(SNOWPLOW_PAGE_VIEW)
+    assert replayed({}, "/snowplow/{writeKey}/com.snowplowanalytics.snowplow/tp2", raw) == stored(store)
