@@ -899,10 +899,11 @@ def meter_this_process(directory: Path, *, qualify: Mapping[str, str] | None = N
     import os
     import time
 
+    from shared.storage import client as clients
     from shared.storage import dynamo
     from shared.storage.sqlite.engine import SqliteClient
 
-    original = dynamo.make_client
+    original = clients.make_client
     meter = Meter(qualify=qualify)
 
     def make_client(**options: Any) -> Any:
@@ -914,7 +915,7 @@ def meter_this_process(directory: Path, *, qualify: Mapping[str, str] | None = N
             meter.attach(client, component=options.get("component") or "")
         return client
 
-    dynamo.make_client = make_client  # type: ignore[assignment]  # the bench's processes only
+    clients.make_client = dynamo.make_client = make_client  # the bench's processes only (dynamo re-exports it)
     target = directory / f"{os.getpid()}.json"
 
     def dump_forever() -> None:

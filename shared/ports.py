@@ -266,3 +266,40 @@ def fold_part(mark: str | None, sequence: str) -> int:
     if mark is None or mark[:40] != fold_position(sequence)[:40]:
         return -1
     return int(mark.rsplit(":", 1)[1])
+
+
+class StreamItems(Protocol):
+    """Storage's reading of the items its change stream carries: services decode no stored item themselves.
+
+    Images are plain values (as a resource read or Powertools' stream record gives them), or DynamoDB JSON with
+    binary values as base64 text (as a Lambda stream event, or a quarantined record, keeps them: `from_wire`).
+    """
+
+    def from_wire(self, image: Mapping[str, object]) -> dict[str, object]:
+        """A wire-format image → plain values."""
+        ...
+
+    def new_event(
+        self, *, old: Mapping[str, object] | None, new: Mapping[str, object] | None
+    ) -> tuple[TrackingEvent, int | None] | None:
+        """The event a record brings (its first write only) and the erasure epoch the collector stamped it with;
+        None for any other record."""
+        ...
+
+    def membership_change(
+        self, *, old: Mapping[str, object] | None, new: Mapping[str, object] | None
+    ) -> Mapping[str, object] | None:
+        """A segment entry or exit (`segment_id`, `customer_id`, `entered`, `at`, `rule_version`, `reason`,
+        `identity`), or None when the record is not one."""
+        ...
+
+    def is_cells(self, image: Mapping[str, object] | None) -> bool:
+        """Whether an image is a customer's analytics cells (counted by the fold, not processing)."""
+        ...
+
+    def counter_record(
+        self, *, old: Mapping[str, object] | None, new: Mapping[str, object] | None
+    ) -> CounterRecord | None:
+        """What a record moves in the counters: a cells item's old and new cells, or a segment's size step; None
+        for any other record."""
+        ...

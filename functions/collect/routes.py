@@ -12,12 +12,13 @@ from typing import Any, TypeVar
 
 from shared.domain import links, webhooks
 from shared.domain.errors import AuthenticationError, InvalidEventError, TrackingError
-from shared.domain.events import CallType, batch_items, parse_envelope
-from shared.domain.pixel import TRANSPARENT_GIF, pixel_payload, strict_json
+from shared.domain.events import CallType
+from shared.domain.pixel import TRANSPARENT_GIF, strict_json
 from shared.domain.sources import Source
 from shared.domain.trackers import ABBREVIATED_CALLS
 from shared.domain.wire import basic_auth_user, decode_body
 from shared.ports import StorageError
+from shared.services import requests
 from shared.services.collect import Collector, IngestReport
 
 logger = logging.getLogger(__name__)
@@ -128,13 +129,7 @@ def segment_call(
     body = _json_body(request)
     if source is None:
         source = _authenticate(collector, body.get("writeKey") if isinstance(body, dict) else None, state)
-    route = f"/v1/{call}"
-    if call == "batch":
-        report = collector.ingest(
-            source, batch_items(body), route=route, received_at=now, envelope=parse_envelope(body)
-        )
-    else:
-        report = collector.ingest(source, [body], route=route, received_at=now, call_type=CallType(call))
+    report = collector.ingest_calls(source, requests.segment_calls(call, body), route=f"/v1/{call}", received_at=now)
     return report_reply(report)
 
 
@@ -144,16 +139,10 @@ def pixel(collector: Collector, request: HttpRequest, call: str, *, now: datetim
     route = f"/v1/pixel/{call[:20]}"
     source_id = None
     try:
-        if call not in ("track", "page"):
-            raise InvalidEventError(f"unknown pixel /v1/pixel/{call[:40]}: use track or page")
-        params = links.unique_query(request.raw_query)
-        payload = pixel_payload(params)
-        key = params.get("writeKey") or payload.pop("writeKey", None)
+        calls, key = requests.pixel_calls(call, request.raw_query)
         source = collector.authenticate(key if isinstance(key, str) else None)
         source_id = source.id
-        report = collector.ingest(
-            source, [payload], route=route, received_at=now, call_type=CallType(call), failure_status=200
-        )
+        report = collector.ingest_calls(source, calls, route=route, received_at=now, failure_status=200)
     except TrackingError as exc:
         collector.record_failure(
             route=route, reason=str(exc), status=200, raw=request.raw_query, received_at=now, source_id=source_id
@@ -175,13 +164,9 @@ def click(collector: Collector, request: HttpRequest, *, now: datetime, state: R
         target = _verified(collector, source, lambda s: links.verify_click(params, s.link_secrets, now=now))
     except AuthenticationError as exc:
         raise InvalidEventError(f"link refused: {exc}") from None
-    payload = pixel_payload(params)
-    payload.setdefault("event", links.DEFAULT_CLICK_EVENT)
-    payload.setdefault("properties", {})
-    if isinstance(payload["properties"], dict):
-        payload["properties"].setdefault("url", target)
+    calls = requests.click_calls(params, target)
     try:
-        report = collector.ingest(source, [payload], route="/v1/r", received_at=now, call_type=CallType.TRACK)
+        report = collector.ingest_calls(source, calls, route=requests.CLICK_ROUTE, received_at=now)
         stored = not report.not_stored
     except StorageError:
         stored = False
@@ -216,16 +201,9 @@ def webhook(
     source = _verified(
         collector, source, lambda s: webhooks.verify_webhook(body, request.headers, s.webhook_secrets, now=now) or s
     )
-    payload = strict_json(body)
-    mapping = source.webhook_mapping
-    route = f"/v1/webhooks/{source.id}"
-    if mapping is None:  # no mapping: the body is one Segment call or a Segment batch
-        batch = isinstance(payload, dict) and "batch" in payload
-        raws = webhooks.with_derived_message_ids(batch_items(payload) if batch else [payload], body, request.headers)
-        envelope = parse_envelope(payload) if batch else None
-        return report_reply(collector.ingest(source, raws, route=route, received_at=now, envelope=envelope))
-    raws = webhooks.map_webhook(payload, request.headers, mapping, source_id=source.id)
-    return report_reply(collector.ingest(source, raws, route=route, received_at=now))
+    calls = requests.webhook_calls(source, strict_json(body), body, request.headers)
+    route = f"{requests.WEBHOOK_PREFIX}{source.id}"
+    return report_reply(collector.ingest_calls(source, calls, route=route, received_at=now))
 
 
 def error_reply(status: int, reason: str) -> HttpReply:

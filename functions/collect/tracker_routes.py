@@ -24,9 +24,9 @@ from functions.collect.routes import (
 )
 from shared.domain import links, snowplow, trackers
 from shared.domain.errors import AuthenticationError, InvalidEventError, TrackingError
-from shared.domain.events import batch_items, parse_envelope
 from shared.domain.failures import redact_write_keys
 from shared.domain.pixel import TRANSPARENT_GIF
+from shared.services import requests
 from shared.services.collect import Collector
 
 SNOWPLOW_PREFIX = "/snowplow/"
@@ -61,10 +61,8 @@ def rudder_beacon(collector: Collector, request: HttpRequest, *, now: datetime, 
     params = links.unique_query(request.raw_query)
     source = _authenticate(collector, params.get("writeKey"), state)
     body = _json_body(request)
-    report = collector.ingest(
-        source, batch_items(body), route="/beacon/v1/batch", received_at=now, envelope=parse_envelope(body)
-    )
-    return report_reply(report)
+    calls = requests.segment_calls("batch", body)
+    return report_reply(collector.ingest_calls(source, calls, route=requests.BEACON_ROUTE, received_at=now))
 
 
 def snowplow_pixel(collector: Collector, request: HttpRequest, write_key: str | None, *, now: datetime) -> HttpReply:

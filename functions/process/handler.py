@@ -23,6 +23,7 @@ from shared.publishers import EventBridgePublisher, OutboxFile, Publishers, Webh
 from shared.services.pipeline import Decoded, StreamPipeline, Undecodable, decode_images
 from shared.services.quarantine import failure_reason
 from shared.storage.dynamo import DynamoTrackingStore, make_client
+from shared.storage.stream import STREAM_ITEMS
 
 settings = Settings.from_env()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
@@ -60,7 +61,7 @@ def decode(record: DynamoDBRecord) -> Decoded | None:
     assert image is not None and image.sequence_number is not None
     sequence = image.sequence_number
     try:
-        return decode_images(sequence, image.old_image or None, image.new_image or None)
+        return decode_images(sequence, image.old_image or None, image.new_image or None, STREAM_ITEMS)
     except Exception as exc:
         return Undecodable(sequence, failure_reason(exc))
 

@@ -168,33 +168,44 @@ def identities_in(raw: bytes, *, decode_more: Callable[[Any], Iterable[str]] | N
     pending: list[tuple[bytes, int]] = [(raw, 0)]
     while pending:
         data, depth = pending.pop()
-        if depth > 4:
-            continue
-        if data[:2] == b"\x1f\x8b":
-            with contextlib.suppress(zlib.error, EOFError):
-                pending.append((zlib.decompressobj(wbits=47).decompress(data, _MAX_INFLATED), depth + 1))
-            continue
-        try:
-            parsed = json.loads(data)
-        except (ValueError, RecursionError):
-            parsed = None
-        if isinstance(parsed, (dict, list)):
-            found |= _json_identities(parsed)
-            if decode_more is not None:
-                found |= set(decode_more(parsed))
-            continue
-        text = data.decode("utf-8", "replace").strip()
-        if text[:1] in ("{", "["):  # JSON cut short or broken: its identity members still name someone
-            found |= _members_in_text(text)
-        elif "=" in text.rstrip("=") or "&" in text:
-            for name, value in parse_qsl(text, keep_blank_values=False):
-                if name == "data":
-                    pending.append((_lenient_base64(value), depth + 1))
-                else:
-                    found |= _field_identities(name, value)
-        elif text:
-            pending.append((_lenient_base64(text), depth + 1))
+        if depth <= 4:
+            found |= _layer_identities(data, depth, pending, decode_more)
     return found
+
+
+def _layer_identities(
+    data: bytes, depth: int, pending: list[tuple[bytes, int]], decode_more: Callable[[Any], Iterable[str]] | None
+) -> set[str]:
+    """The identities one layer of the input names; the layers inside it (inflated, base64-decoded) go to
+    `pending`."""
+    if data[:2] == b"\x1f\x8b":
+        with contextlib.suppress(zlib.error, EOFError):
+            pending.append((zlib.decompressobj(wbits=47).decompress(data, _MAX_INFLATED), depth + 1))
+        return set()
+    try:
+        parsed = json.loads(data)
+    except (ValueError, RecursionError):
+        parsed = None
+    if isinstance(parsed, (dict, list)):
+        found = _json_identities(parsed)
+        return found | set(decode_more(parsed)) if decode_more is not None else found
+    return _text_identities(data.decode("utf-8", "replace").strip(), depth, pending)
+
+
+def _text_identities(text: str, depth: int, pending: list[tuple[bytes, int]]) -> set[str]:
+    if text[:1] in ("{", "["):  # JSON cut short or broken: its identity members still name someone
+        return _members_in_text(text)
+    if "=" in text.rstrip("=") or "&" in text:
+        found: set[str] = set()
+        for name, value in parse_qsl(text, keep_blank_values=False):
+            if name == "data":
+                pending.append((_lenient_base64(value), depth + 1))
+            else:
+                found |= _field_identities(name, value)
+        return found
+    if text:
+        pending.append((_lenient_base64(text), depth + 1))
+    return set()
 
 
 _MEMBER = re.compile(r'"(userId|user_id|anonymousId|anonymous_id|previousId|previous_id)"\s*:\s*("(?:[^"\\]|\\.)*")')

@@ -20,6 +20,7 @@ from shared.domain.privacy import hash_email_values, hash_emails
 from shared.domain.results import EventResult, Outcome
 from shared.domain.sources import SERVER_TRUST, Source, is_reserved, matches_write_key
 from shared.ports import StorageError, TrackingStore
+from shared.services.requests import Calls
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,20 @@ class Collector:
         if failures:
             self._store_failures(failures)
         return IngestReport(tuple(r for r in results if r is not None))
+
+    def ingest_calls(
+        self, source: Source, calls: Calls, *, route: str, received_at: datetime, failure_status: int = 400
+    ) -> IngestReport:
+        """`ingest` the calls of one request, as its route's decoder (`shared.services.requests`) read them."""
+        return self.ingest(
+            source,
+            calls.raws,
+            route=route,
+            received_at=received_at,
+            call_type=calls.call_type,
+            envelope=calls.envelope,
+            failure_status=failure_status,
+        )
 
     # --- refusals ---------------------------------------------------------------------------------------------
 

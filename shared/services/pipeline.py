@@ -26,7 +26,7 @@ from typing import Any
 
 from shared.domain.analytics import Definitions
 from shared.domain.segments import Memberships, SegmentRule
-from shared.ports import RejectedWriteError, StorageError, StoredProfile
+from shared.ports import RejectedWriteError, StorageError, StoredProfile, StreamItems
 from shared.publishers import Publishers
 from shared.services.analytics import CounterChange, definitions_of, fold, update_customers
 from shared.services.collect import utcnow
@@ -80,22 +80,23 @@ class Counted:
 Decoded = StreamChange | Membership | Counted | Undecodable
 
 
-def decode_images(sequence: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Decoded | None:
-    """What one of processing's stream records brings, from its item images (plain Python values): a segment entry
-    or exit, a new event (with the erasure epoch the collector stamped it with), or None for anything else. The one
-    decoder of processing's records: the process function's and `footfall failed replay`'s.
+def decode_images(
+    sequence: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, stream_items: StreamItems
+) -> Decoded | None:
+    """What one of processing's stream records brings, from its item images (plain Python values) as storage reads
+    them (`stream_items`): a segment entry or exit, a new event (with the erasure epoch the collector stamped it
+    with), or None for anything else. The one decoder of processing's records: the process function's and
+    `footfall failed replay`'s.
 
     Raises:
         Exception: an item that cannot be decoded (the caller quarantines the record).
     """
-    from shared.storage import items
-
     before, after = (dict(image) if image else None for image in (old, new))
-    membership = items.decode_membership_change(old=before, new=after)
+    membership = stream_items.membership_change(old=before, new=after)
     if membership is not None:
         return Membership(sequence, MembershipChange(**membership))
-    event = items.decode_change(old=before, new=after)
-    return None if event is None else StreamChange(sequence, event, items.clear_epoch_of(after))
+    found = stream_items.new_event(old=before, new=after)
+    return None if found is None else StreamChange(sequence, *found)
 
 
 @dataclass

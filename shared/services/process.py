@@ -23,91 +23,32 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import replace
 
-from shared.domain.events import CallType, TrackingEvent, format_timestamp
-from shared.domain.identity import (
-    Customer,
-    LinkAction,
-    identity_key,
-    linked_identity,
-    named_identities,
-    plan_link,
-    primary_identity,
+from shared.domain.events import format_timestamp
+from shared.domain.identity import named_identities, primary_identity
+from shared.domain.profiles import CustomerProfile, apply_events
+from shared.ports import ConditionFailedError, RejectedWriteError, StorageError, StoredProfile
+from shared.services.linking import (
+    PARALLEL_WRITES,
+    SAVE_ATTEMPTS,
+    Batch,
+    LinkRaceError,
+    ProfileStore,
+    StreamChange,
+    link_event,
+    max_marks,
+    other_identity,
+    read_batch,
+    write_pending_links,
 )
-from shared.domain.profiles import CustomerProfile, apply_events, merge_profiles
-from shared.ports import ConditionFailedError, Link, RejectedWriteError, StorageError, StoredProfile
 from shared.services.quarantine import failure_reason
 
+__all__ = ["ProfileStore", "StreamChange", "process_changes", "process_isolated"]
+
 logger = logging.getLogger(__name__)
-SAVE_ATTEMPTS = 4
-PARALLEL_WRITES = 8
-
-
-@dataclass(frozen=True, slots=True)
-class StreamChange:
-    """One stream record that brought a new event."""
-
-    sequence: str
-    event: TrackingEvent
-    clear_epoch: int | None = None
-    """The erasure epoch at which the collector found every identity the event names not erased (None: unknown),
-    so processing need not read their suppression marks again while the epoch is unchanged."""
-
-
-class ProfileStore(Protocol):
-    """What processing needs from storage."""
-
-    def get_links(self, identities: Sequence[str]) -> dict[str, Link]: ...
-
-    def link_identity(self, link: Link) -> Link: ...
-
-    def forgotten_identities(
-        self, identities: Sequence[str], *, clear_at: Mapping[str, int] | None = None
-    ) -> set[str]: ...
-
-    def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
-
-    def save_profile(self, stored: StoredProfile) -> StoredProfile: ...
-
-    def merge_customers(self, *, into: StoredProfile, away: StoredProfile, links: Sequence[Link]) -> StoredProfile: ...
-
-    def note_conflict(self, identity: str, customer_id: str, event: TrackingEvent) -> None: ...
-
-
-class _LinkRaceError(Exception):
-    """Another writer linked an identity differently meanwhile: the batch is retried with fresh links."""
-
-
-@dataclass
-class _Batch:
-    store: ProfileStore
-    links: dict[str, str] = field(default_factory=dict)
-    """identity → customer id, as known so far in this batch."""
-    stored_links: set[str] = field(default_factory=set)
-    """Identities whose link is in the table (the others are pending in `pending`)."""
-    pending: dict[str, Link] = field(default_factory=dict)
-    profiles: dict[str, StoredProfile] = field(default_factory=dict)
-    """Profiles read at the start of the batch (or written by a merge during it)."""
-    users: dict[str, str | None] = field(default_factory=dict)
-    """customer id → its user id, as known so far in this batch."""
-    conflicts: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
-    conflict_events: list[tuple[str, str, TrackingEvent]] = field(default_factory=list)
-    """(identity named, customer flagged, event): indexed before the flags are saved, so forget finds them."""
-    merges: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
-    forgotten: set[str] = field(default_factory=set)
-    """Identities erased on request."""
-    merged_away: set[str] = field(default_factory=set)
-    """Stored customers merged into another in this batch (their analytics contribution moves)."""
-    on_poison: Callable[[StreamChange, str], None] | None = None
-    """Told of each event that cannot be folded (it is skipped); without it such an event fails its record."""
-    saved: dict[str, StoredProfile] = field(default_factory=dict)
-    """customer id → the profile as this batch left it (written, or read and found already up to date)."""
-    created: set[str] = field(default_factory=set)
-    """Customers whose profile this batch's write created: nothing else of theirs can be stored yet."""
 
 
 def process_changes(
@@ -140,39 +81,58 @@ def process_changes(
             `process_isolated` to contain it to the customer it belongs to.
     """
     ordered = sorted(changes, key=lambda change: int(change.sequence))
-    batch = _Batch(store, on_poison=on_poison)
+    batch = Batch(store, on_poison=on_poison)
     everything = [change.sequence for change in ordered]
     try:
-        _read(batch, ordered)
+        read_batch(batch, ordered)
     except StorageError:
         logger.warning("identity or profile read failed; the whole batch will be retried")
         return everything
-    failed: list[str] = []
     # Events of an identity erased meanwhile (stored before `forget` ran) are not folded back into anything.
     # An alias naming an erased id as its previousId is skipped too: it would link the erased id again.
     ordered = _without_erased(batch, ordered, on_erased)
-    linked: list[StreamChange] = []
+    linked, failed = _link_in_order(batch, ordered)
+    try:
+        write_pending_links(batch)
+    except RejectedWriteError:
+        raise
+    except (StorageError, LinkRaceError):
+        logger.warning("identity links could not be written; the whole batch will be retried")
+        return everything
+    failed += _fold_customers(batch, linked, force=force, on_saved=on_saved, on_stored=on_stored)
+    for customer_id in sorted(batch.merged_away):
+        if on_saved is not None:
+            on_saved(customer_id)
+    return sorted(failed, key=int)
+
+
+def _link_in_order(batch: Batch, ordered: list[StreamChange]) -> tuple[list[StreamChange], list[str]]:
+    """Step 2 over the batch: (the changes linked, the sequence numbers to retry)."""
     for position, change in enumerate(ordered):
         try:
-            _link(batch, change.event)
+            link_event(batch, change.event)
         except StorageError as exc:
             if isinstance(exc, RejectedWriteError):
                 raise
             # Links are decided in stream order: once one fails, the rest of the batch must wait for it.
             logger.exception("identity linking failed", extra={"sequence": change.sequence})
-            failed += [later.sequence for later in ordered[position:]]
-            break
-        linked.append(change)
-    try:
-        _write_pending_links(batch)
-    except RejectedWriteError:
-        raise
-    except (StorageError, _LinkRaceError):
-        logger.warning("identity links could not be written; the whole batch will be retried")
-        return everything
+            return ordered[:position], [later.sequence for later in ordered[position:]]
+    return ordered, []
+
+
+def _fold_customers(
+    batch: Batch,
+    linked: list[StreamChange],
+    *,
+    force: bool,
+    on_saved: Callable[[str], None] | None,
+    on_stored: Callable[[StoredProfile, bool], None] | None,
+) -> list[str]:
+    """Step 3: each customer's records folded and saved (customers in parallel); returns the sequences that failed."""
     groups: dict[str, list[StreamChange]] = defaultdict(list)
     for change in linked:
         groups[batch.links[primary_identity(change.event)]].append(change)
+    failed: list[str] = []
     with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
         for customer_id, result in zip(
             groups, pool.map(lambda item: _fold_customer(batch, item[0], item[1], force), groups.items()), strict=True
@@ -180,14 +140,11 @@ def process_changes(
             failed += result
             if len(result) < len(groups[customer_id]):
                 _report(batch, customer_id, on_saved, on_stored)
-    for customer_id in sorted(batch.merged_away):
-        if on_saved is not None:
-            on_saved(customer_id)
-    return sorted(failed, key=int)
+    return failed
 
 
 def _report(
-    batch: _Batch,
+    batch: Batch,
     customer_id: str,
     on_saved: Callable[[str], None] | None,
     on_stored: Callable[[StoredProfile, bool], None] | None,
@@ -243,7 +200,7 @@ def process_isolated(
 
 
 def _without_erased(
-    batch: _Batch, ordered: list[StreamChange], on_erased: Callable[[StreamChange], None] | None
+    batch: Batch, ordered: list[StreamChange], on_erased: Callable[[StreamChange], None] | None
 ) -> list[StreamChange]:
     kept: list[StreamChange] = []
     for change in ordered:
@@ -254,158 +211,7 @@ def _without_erased(
     return kept
 
 
-def _read(batch: _Batch, changes: Sequence[StreamChange]) -> None:
-    wanted: list[str] = []
-    for change in changes:
-        wanted.append(primary_identity(change.event))
-        if change.event.type is CallType.ALIAS and change.event.previous_id:
-            wanted += [identity_key("u", change.event.previous_id), identity_key("a", change.event.previous_id)]
-        elif (other := linked_identity(change.event)) is not None:
-            wanted.append(other)
-    # The collector stamps an event with the erasure epoch at which it found the event's identities not erased:
-    # while the epoch is unchanged, their marks need no second read.
-    clear_at: dict[str, int] = {}
-    for change in changes:
-        if change.clear_epoch is not None:
-            for identity in named_identities(change.event):
-                clear_at[identity] = max(change.clear_epoch, clear_at.get(identity, change.clear_epoch))
-    batch.forgotten = batch.store.forgotten_identities(
-        [i for change in changes for i in named_identities(change.event)], clear_at=clear_at
-    )
-    found = batch.store.get_links(wanted)
-    batch.links.update({identity: link.customer_id for identity, link in found.items()})
-    batch.stored_links.update(found)
-    batch.profiles.update(batch.store.get_profiles(sorted(set(batch.links.values()))))
-
-
-def _new_link(batch: _Batch, link: Link) -> None:
-    batch.links[link.identity] = link.customer_id
-    batch.pending[link.identity] = link
-
-
-def _link(batch: _Batch, event: TrackingEvent) -> None:
-    primary = primary_identity(event)
-    other = _other_identity(batch, event)
-    at = format_timestamp(event.timestamp)
-    if primary not in batch.links:
-        # A new identity joins the customer of the identity it arrived with, when that is compatible.
-        owner = batch.links.get(other) if other else None
-        customer = owner if owner and _compatible(batch, owner, event) else primary
-        _new_link(batch, Link(primary, customer, event.message_id, at))
-        if event.user_id and batch.users.get(customer) is None:
-            batch.users[customer] = event.user_id
-    if other is None:
-        return
-    target = batch.links[primary]
-    owner = batch.links.get(other)
-    action = plan_link(
-        target=Customer(target, _user_id(batch, target, event)),
-        other=Customer(owner, _user_id(batch, owner)) if owner else None,
-        explicit=event.type is CallType.ALIAS,
-        trusted=event.trusted,
-    )
-    if action is LinkAction.ATTACH:
-        _new_link(batch, Link(other, target, event.message_id, at))
-    elif action is LinkAction.MERGE and owner is not None:
-        _merge(batch, into=target, away=owner, event=event)
-    elif action is LinkAction.CONFLICT:
-        kind = "alias_refused" if event.type is CallType.ALIAS else "shared_device"
-        batch.conflicts[target].append({"identity": other, "via": event.message_id, "at": at, "kind": kind})
-        batch.conflict_events.append((other, target, event))
-
-
-def _other_identity(batch: _Batch, event: TrackingEvent) -> str | None:
-    if event.type is CallType.ALIAS and event.previous_id:
-        as_user = identity_key("u", event.previous_id)
-        return as_user if as_user in batch.links else identity_key("a", event.previous_id)
-    return linked_identity(event)
-
-
-def _user_id(batch: _Batch, customer_id: str, event: TrackingEvent | None = None) -> str | None:
-    if customer_id not in batch.users:
-        stored = batch.profiles.get(customer_id)
-        known = stored.profile.user_id if stored is not None else None
-        if known is None and customer_id.startswith("u:"):
-            known = customer_id[2:]
-        batch.users[customer_id] = known
-    return batch.users[customer_id] or (event.user_id if event is not None else None)
-
-
-def _compatible(batch: _Batch, owner: str, event: TrackingEvent) -> bool:
-    known = _user_id(batch, owner)
-    return known is None or event.user_id is None or known == event.user_id
-
-
-def _merge(batch: _Batch, *, into: str, away: str, event: TrackingEvent) -> None:
-    provenance = {
-        "merged": away,
-        "via": event.message_id,
-        "type": str(event.type),
-        "at": format_timestamp(event.timestamp),
-    }
-    stored_identities = {i for i, c in batch.links.items() if c == away and i in batch.stored_links}
-    if away in batch.profiles or stored_identities:
-        _merge_stored(batch, into=into, away=away, event=event, provenance=provenance)
-    else:  # the customer merged away exists only in this batch: nothing stored to move
-        batch.merges[into].append(provenance)
-    for identity, customer in list(batch.links.items()):
-        if customer == away:
-            batch.links[identity] = into
-            if identity in batch.pending:
-                batch.pending[identity] = replace(batch.pending[identity], customer_id=into)
-    batch.users[into] = batch.users.get(into) or batch.users.get(away)
-
-
-def _merge_stored(batch: _Batch, *, into: str, away: str, event: TrackingEvent, provenance: dict[str, str]) -> None:
-    moved_in_table = {i for i, c in batch.links.items() if c == away and i in batch.stored_links}
-    for _ in range(SAVE_ATTEMPTS):
-        profiles = batch.store.get_profiles([into, away])
-        target = profiles.get(into) or StoredProfile(CustomerProfile(customer_id=into, identities=(into,)))
-        source = profiles.get(away) or StoredProfile(CustomerProfile(customer_id=away, identities=(away,)))
-        if source.profile.merged_into == into:
-            batch.profiles[into] = target
-            return  # already merged (a redelivered record)
-        merged = replace(
-            target,
-            profile=merge_profiles(target.profile, source.profile, link=provenance),
-            applied=_max_marks(target.applied, source.applied),
-        )
-        tombstone = replace(source, profile=replace(source.profile, merged_into=into))
-        identities = sorted(({*source.profile.identities} | moved_in_table) - {into} - set(batch.pending))
-        moved = [Link(identity, into, event.message_id, provenance["at"]) for identity in identities]
-        try:
-            batch.profiles[into] = batch.store.merge_customers(into=merged, away=tombstone, links=moved)
-        except ConditionFailedError:
-            continue
-        batch.profiles[away] = replace(tombstone, version=tombstone.version + 1)
-        batch.stored_links.update(identities)
-        batch.merged_away.add(away)
-        return
-    raise StorageError(f"could not merge {away} into {into}")
-
-
-def _write_pending_links(batch: _Batch) -> None:
-    for identity, customer_id, event in batch.conflict_events:
-        batch.store.note_conflict(identity, customer_id, event)
-    links = list(batch.pending.values())
-    if not links:
-        return
-    with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
-        written = list(pool.map(batch.store.link_identity, links))
-    for wanted, actual in zip(links, written, strict=True):
-        if actual.customer_id != wanted.customer_id:
-            raise _LinkRaceError(wanted.identity)
-
-
-def _max_marks(first: Mapping[str, str], second: Mapping[str, str]) -> dict[str, str]:
-    marks = dict(first)
-    for identity, sequence in second.items():
-        if int(sequence) > int(marks.get(identity, "0")):
-            marks[identity] = sequence
-    return marks
-
-
-def _fold_customer(batch: _Batch, customer_id: str, changes: list[StreamChange], force: bool) -> list[str]:
+def _fold_customer(batch: Batch, customer_id: str, changes: list[StreamChange], force: bool) -> list[str]:
     """Fold one customer's records and save once; returns the sequence numbers that failed."""
     everything = [change.sequence for change in changes]
     stored = batch.profiles.get(customer_id)
@@ -423,7 +229,7 @@ def _fold_customer(batch: _Batch, customer_id: str, changes: list[StreamChange],
                 batch.saved[customer_id] = stored
             return [c.sequence for c in failed]
         profile = _with_identities(profile, batch, customer_id, done)
-        marks = _max_marks(stored.applied, {primary_identity(c.event): c.sequence for c in done})
+        marks = max_marks(stored.applied, {primary_identity(c.event): c.sequence for c in done})
         try:
             batch.saved[customer_id] = batch.store.save_profile(replace(stored, profile=profile, applied=marks))
             if not stored.version:
@@ -473,7 +279,7 @@ def _apply(
 
 
 def _with_identities(
-    profile: CustomerProfile, batch: _Batch, customer_id: str, done: Iterable[StreamChange]
+    profile: CustomerProfile, batch: Batch, customer_id: str, done: Iterable[StreamChange]
 ) -> CustomerProfile:
     identities = set(profile.identities) | {customer_id}
     links = list(profile.links)
@@ -481,7 +287,7 @@ def _with_identities(
         if merge not in links:
             links.append(merge)
     for change in done:
-        for identity in (primary_identity(change.event), _other_identity(batch, change.event)):
+        for identity in (primary_identity(change.event), other_identity(batch, change.event)):
             if identity and batch.links.get(identity) == customer_id and identity not in identities:
                 identities.add(identity)
                 links.append(

@@ -8,21 +8,16 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.domain.errors import TrackingError
-from shared.domain.events import CallType, batch_items, parse_envelope
 from shared.domain.failures import FailedEvent
-from shared.domain.links import unique_query
-from shared.domain.pixel import pixel_payload, strict_json
 from shared.domain.segments import Due
-from shared.ports import StorageError, StoredSegment
+from shared.ports import StorageError, StoredSegment, StreamItems
 from shared.services.analytics import CounterChange, counter_change, fold
 from shared.services.collect import Collector, utcnow
 from shared.services.pipeline import Membership, decode_images
 from shared.services.process import ProfileStore, process_changes
 from shared.services.quarantine import CUSTOMER_ROUTE, FOLD_ROUTE, STREAM_ROUTE
+from shared.services.requests import decode_failed
 from shared.services.segments import MembershipChange, record_membership_changes, retry_later, rules_of
-from shared.storage.analytics import CELLS_ENTITY, decode_counter_record
-
-_CALLS = {f"/v1/{call.value}": call for call in CallType}
 
 
 class ReplayError(Exception):
@@ -36,23 +31,24 @@ class ReplayStore(ProfileStore, Protocol):
     def list_segments(self) -> list[StoredSegment]: ...
     def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None: ...
 
+    @property
+    def stream_items(self) -> StreamItems: ...
 
-def change_from_record(record: dict[str, Any], route: str = STREAM_ROUTE) -> Any:
-    """A quarantined Lambda-shaped stream record (wire-format images) → what replaying it does, as the reader that
-    set it aside (`route`) would have: the fold's → a `CounterChange`; processing's → a `MembershipChange` (its
-    audience event and history; the fold counted its size) or a `StreamChange` (an event); None when it carries
-    neither. A customer's cells record under processing's route was set aside before the fold had a reader of its
-    own (then processing folded it): it is folded."""
-    from shared.storage.dynamo import deserialize_wire
 
+def change_from_record(record: dict[str, Any], route: str, stream_items: StreamItems) -> Any:
+    """A quarantined Lambda-shaped stream record (wire-format images, read by `stream_items`) → what replaying it
+    does, as the reader that set it aside (`route`) would have: the fold's → a `CounterChange`; processing's → a
+    `MembershipChange` (its audience event and history; the fold counted its size) or a `StreamChange` (an event);
+    None when it carries neither. A customer's cells record under processing's route was set aside before the fold
+    had a reader of its own (then processing folded it): it is folded."""
     data = record["dynamodb"]
-    old = deserialize_wire(data["OldImage"]) if "OldImage" in data else None
-    new = deserialize_wire(data["NewImage"]) if "NewImage" in data else None
+    old = stream_items.from_wire(data["OldImage"]) if "OldImage" in data else None
+    new = stream_items.from_wire(data["NewImage"]) if "NewImage" in data else None
     created = data.get("ApproximateCreationDateTime")
     received = datetime.fromtimestamp(float(created), UTC) if created else datetime.now(UTC)
-    if route == FOLD_ROUTE or (new or old or {}).get("entity") == CELLS_ENTITY:
-        return counter_change(data["SequenceNumber"], decode_counter_record(old=old, new=new), received=received)
-    decoded = decode_images(data["SequenceNumber"], old, new)
+    if route == FOLD_ROUTE or stream_items.is_cells(new or old):
+        return counter_change(data["SequenceNumber"], stream_items.counter_record(old=old, new=new), received=received)
+    decoded = decode_images(data["SequenceNumber"], old, new, stream_items)
     return decoded.change if isinstance(decoded, Membership) else decoded
 
 
@@ -60,7 +56,8 @@ def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decod
     """Process a failed event again; on success it leaves the failed-events store.
 
     Args:
-        decode_record: (Lambda-shaped stream record, route) → what to replay (`change_from_record`).
+        decode_record: (Lambda-shaped stream record, route, the store's `stream_items`) → what to replay
+            (`change_from_record`).
 
     Raises:
         ReplayError: it cannot be replayed (authentication failures never are), or it fails again.
@@ -74,19 +71,19 @@ def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decod
         store.delete_failed(failure.id)
         return {"replayed": failure.id, "scheduled": customer_id}
     if failure.route in (STREAM_ROUTE, FOLD_ROUTE):
-        return _replay_stream_record(store, failure, decode_record(json.loads(failure.raw), failure.route))
+        return _replay_stream_record(
+            store, failure, decode_record(json.loads(failure.raw), failure.route, store.stream_items)
+        )
     if failure.status == 401 or failure.source_id is None:
         raise ReplayError("refused for authentication: it cannot be replayed")
     source = collector.source(failure.source_id, fresh=True)
     if source is None:
         raise ReplayError(f"source {failure.source_id} no longer exists")
     try:
-        raws, call_type, envelope = _decode(failure)
+        calls = decode_failed(failure, source)
     except TrackingError as exc:
         raise ReplayError(f"still invalid: {exc}") from exc
-    report = collector.ingest(
-        source, raws, route=failure.route, received_at=failure.received_at, call_type=call_type, envelope=envelope
-    )
+    report = collector.ingest_calls(source, calls, route=failure.route, received_at=failure.received_at)
     if report.not_stored:
         raise ReplayError("storage did not take it; try again")
     if report.all_rejected:
@@ -97,22 +94,6 @@ def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decod
         "events": len(report.results),
         "results": [result.to_json() for result in report.results],
     }
-
-
-def _decode(failure: FailedEvent) -> tuple[list[Any], CallType | None, Any]:
-    route = failure.route
-    if route.startswith("/v1/pixel/"):
-        params = unique_query(failure.raw.decode("utf-8", "replace"))
-        payload = pixel_payload(params)
-        payload.pop("writeKey", None)
-        return [payload], CallType.PAGE if route.endswith("/page") else CallType.TRACK, None
-    body = strict_json(failure.raw)
-    if route == "/v1/batch" and isinstance(body, dict) and "batch" in body:
-        return batch_items(body), None, parse_envelope(body)
-    if route in _CALLS:
-        return [body], _CALLS[route], None
-    # One event of a batch (or of a webhook) was recorded alone: it carries its own type.
-    return [body], None, None
 
 
 def _replay_stream_record(store: ReplayStore, failure: FailedEvent, change: Any) -> dict[str, Any]:

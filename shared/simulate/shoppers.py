@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from random import Random
 from typing import Any
@@ -337,33 +337,57 @@ def _visit(person: Person, rng: Random, ids: Ids, *, channel: str, intent: str, 
 
 
 def _shop(visit: _Visit, intent: str, coupon: tuple[str, float] | None) -> None:
-    rng, person = visit.rng, visit.person
-    if intent == "bounce":
-        if rng.random() < 0.5:
-            visit.view_products(1)
-    elif intent == "browse":
-        visit.view_products(rng.randint(2, 7))
-        if rng.random() < 0.15:
-            visit.track("Products Searched", {"query": rng.choice(("rain jacket", "tent", "trail shoes"))})
-        if not person.known and rng.random() < 0.3:
-            visit.page("Sign up", "/account/register", title="Create account")
-            visit.identify(reason="sign-up")
-            visit.track("Signed Up", {"method": "email"})
-    elif intent == "abandon":
-        visit.add_to_cart(visit.view_products(rng.randint(1, 4)))
-        if rng.random() < 0.6:
-            visit.checkout(complete=False)  # gave their e-mail address at checkout, then left
-    elif intent in ("buy", "big"):
-        big = intent == "big"
-        visit.add_to_cart(visit.view_products(rng.randint(1, 4), expensive=big), big=big)
-        if big and rng.random() < 0.6:
-            visit.add_to_cart(visit.view_products(rng.randint(1, 2), expensive=True), big=True)
-        visit.checkout(complete=True, coupon=coupon)
-    elif intent == "recover":
-        cart = person.cart
-        assert cart is not None
-        visit.track("Cart Viewed", {"cart_id": cart.cart_id, "products": [p.properties() for p, _ in cart.items]})
-        visit.checkout(complete=True, coupon=coupon)
+    shop = _SHOPPING.get(intent)
+    if shop is not None:
+        shop(visit, intent, coupon)
+
+
+def _bounce(visit: _Visit, intent: str, coupon: tuple[str, float] | None) -> None:
+    if visit.rng.random() < 0.5:
+        visit.view_products(1)
+
+
+def _browse(visit: _Visit, intent: str, coupon: tuple[str, float] | None) -> None:
+    rng = visit.rng
+    visit.view_products(rng.randint(2, 7))
+    if rng.random() < 0.15:
+        visit.track("Products Searched", {"query": rng.choice(("rain jacket", "tent", "trail shoes"))})
+    if not visit.person.known and rng.random() < 0.3:
+        visit.page("Sign up", "/account/register", title="Create account")
+        visit.identify(reason="sign-up")
+        visit.track("Signed Up", {"method": "email"})
+
+
+def _abandon(visit: _Visit, intent: str, coupon: tuple[str, float] | None) -> None:
+    visit.add_to_cart(visit.view_products(visit.rng.randint(1, 4)))
+    if visit.rng.random() < 0.6:
+        visit.checkout(complete=False)  # gave their e-mail address at checkout, then left
+
+
+def _buy(visit: _Visit, intent: str, coupon: tuple[str, float] | None) -> None:
+    rng, big = visit.rng, intent == "big"
+    visit.add_to_cart(visit.view_products(rng.randint(1, 4), expensive=big), big=big)
+    if big and rng.random() < 0.6:
+        visit.add_to_cart(visit.view_products(rng.randint(1, 2), expensive=True), big=True)
+    visit.checkout(complete=True, coupon=coupon)
+
+
+def _recover(visit: _Visit, intent: str, coupon: tuple[str, float] | None) -> None:
+    cart = visit.person.cart
+    assert cart is not None
+    visit.track("Cart Viewed", {"cart_id": cart.cart_id, "products": [p.properties() for p, _ in cart.items]})
+    visit.checkout(complete=True, coupon=coupon)
+
+
+_SHOPPING: dict[str, Callable[[_Visit, str, tuple[str, float] | None], None]] = {
+    "bounce": _bounce,
+    "browse": _browse,
+    "abandon": _abandon,
+    "buy": _buy,
+    "big": _buy,
+    "recover": _recover,
+}
+"""What a visit does on the site, by its intent."""
 
 
 def _first_intent(person: Person, rng: Random) -> str:

@@ -61,9 +61,11 @@ from shared.domain.cells import (
 )
 from shared.ports import CellsChange, CellsRecord, CounterRecord, SizeStep, StoredCells
 from shared.storage import keys
+from shared.storage.codec import deserialize, serialize
 from shared.storage.errors import ConditionFailedError, StorageError
 from shared.storage.items import binary
 from shared.storage.segments import SIZES_PK, size_change
+from shared.storage.table import Table
 
 DEFINITIONS_KEY = {"PK": "ANALYTICS", "SK": "DEFINITIONS"}
 ANALYTICS_SK = "ANALYTICS"
@@ -265,33 +267,26 @@ def decode_cells(data: bytes) -> Cells:
     return from_items((*key.split("\x1f", 1), value) for key, value in plain.items())
 
 
-class AnalyticsStorage:
-    """Analytics access patterns; mixed into `DynamoTrackingStore` (uses `_call`, `_query`, `_batch_get`, `_get`)."""
-
-    table_name: str
-    client: Any
+class AnalyticsStorage(Table):
+    """Analytics access patterns; mixed into `DynamoTrackingStore`."""
 
     # --- definitions ---------------------------------------------------------------------------------------------
 
     def get_analytics_definitions(self) -> dict[str, Any] | None:
-        item = self._get(DEFINITIONS_KEY, consistent=True)  # type: ignore[attr-defined]
+        item = self._get(DEFINITIONS_KEY, consistent=True)
         return json.loads(item["document"]) if item else None
 
     def put_analytics_definitions(self, document: Mapping[str, Any]) -> None:
-        from shared.storage.dynamo import serialize
 
         row = {**DEFINITIONS_KEY, "entity": "analytics_definitions", "document": json.dumps(document, sort_keys=True)}
-        self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))  # type: ignore[attr-defined]
+        self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))
 
     # --- per-customer cells ----------------------------------------------------------------------------------------
 
     def get_cells(self, customer_ids: Sequence[str]) -> dict[str, StoredCells]:
         wanted = [{"PK": keys.customer_pk(cid), "SK": ANALYTICS_SK} for cid in dict.fromkeys(customer_ids)]
         by_key = {keys.customer_pk(cid): cid for cid in customer_ids}
-        found = {
-            by_key[item["PK"]]: item
-            for item in self._batch_get(wanted, consistent=True)  # type: ignore[attr-defined]
-        }
+        found = {by_key[item["PK"]]: item for item in self._batch_get(wanted, consistent=True)}
         return {
             cid: StoredCells(cid, int(found[cid]["version"]), decode_cells(found[cid]["cells"]))
             if cid in found
@@ -311,7 +306,6 @@ class AnalyticsStorage:
         return [change.previous.customer_id for change, ok in zip(changes, saved, strict=True) if not ok]
 
     def _put_cells(self, change: CellsChange) -> bool:
-        from shared.storage.dynamo import serialize
 
         previous = change.previous
         row = {
@@ -328,7 +322,7 @@ class AnalyticsStorage:
             else {"ConditionExpression": "attribute_not_exists(PK)"}
         )
         try:
-            self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row), **condition)  # type: ignore[attr-defined]
+            self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row), **condition)
         except ConditionFailedError:
             return False
         return True
@@ -337,7 +331,7 @@ class AnalyticsStorage:
 
     def fold_mark(self, lane: str) -> str | None:
         """How far a stream shard has been folded (`fold_position`), or None before its first fold."""
-        item = self._get({"PK": FOLD_PK, "SK": lane}, consistent=True)  # type: ignore[attr-defined]
+        item = self._get({"PK": FOLD_PK, "SK": lane}, consistent=True)
         return str(item["mark"]) if item else None
 
     def cell_order(self, cell: Any) -> tuple[str, str]:
@@ -375,7 +369,7 @@ class AnalyticsStorage:
         else:
             mark["ConditionExpression"] = "mark = :after"
             mark["ExpressionAttributeValues"][":after"] = {"S": after}
-        self._call(self.client.transact_write_items, TransactItems=[*operations, {"Update": mark}])  # type: ignore[attr-defined]
+        self._call(self.client.transact_write_items, TransactItems=[*operations, {"Update": mark}])
 
     def _counter_update(self, pk: str, sk: str, attributes: Mapping[str, int]) -> dict[str, Any]:
         present = sorted(name for name, count in attributes.items() if count)
@@ -404,7 +398,7 @@ class AnalyticsStorage:
             query["ExpressionAttributeValues"] = {":pk": {"S": pk}}
         return [
             (item["SK"], {name: int(value) for name, value in item.items() if name not in ("PK", "SK", "entity")})
-            for item in self._query(**query)  # type: ignore[attr-defined]
+            for item in self._query(**query)
         ]
 
     def funnel_counters(self, funnel_id: str, *, start: date, end: date) -> Cells:
@@ -439,7 +433,6 @@ class AnalyticsStorage:
 
     def put_live(self, first_sequence: str, events: Sequence[Mapping[str, Any]], *, now: float | None = None) -> None:
         """The newest events of a processed batch (idempotent per batch: keyed by its first record)."""
-        from shared.storage.dynamo import serialize
 
         moment = time.time() if now is None else now
         row = {
@@ -449,11 +442,11 @@ class AnalyticsStorage:
             "events": zlib.compress(json.dumps(list(events[-LIVE_EVENTS_PER_ITEM:])).encode()),
             "expires_at": int(moment) + LIVE_TTL_SECONDS,
         }
-        self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))  # type: ignore[attr-defined]
+        self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))
 
     def live_items(self, *, limit: int) -> Iterator[list[dict[str, Any]]]:
         """Event lists of the newest live items first."""
-        response = self._call(  # type: ignore[attr-defined]
+        response = self._call(
             self.client.query,
             TableName=self.table_name,
             KeyConditionExpression="PK = :pk",
@@ -461,17 +454,15 @@ class AnalyticsStorage:
             ScanIndexForward=False,
             Limit=limit,
         )
-        from shared.storage.dynamo import deserialize
 
         for raw in response.get("Items", []):
             yield json.loads(zlib.decompress(bytes(deserialize(raw)["events"])))
 
     def put_status(self, **fields: Any) -> None:
-        from shared.storage.dynamo import serialize
 
         row = {"PK": "STATUS", "SK": "PROCESS", "entity": "status", "status": json.dumps(fields)}
-        self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))  # type: ignore[attr-defined]
+        self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))
 
     def get_status(self) -> dict[str, Any]:
-        item = self._get({"PK": "STATUS", "SK": "PROCESS"})  # type: ignore[attr-defined]
+        item = self._get({"PK": "STATUS", "SK": "PROCESS"})
         return json.loads(item["status"]) if item else {}

@@ -2,154 +2,46 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
-import random
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
-
 from shared.domain.events import TrackingEvent
-from shared.domain.failures import FailedEvent
 from shared.domain.identity import named_identities, split_identity
 from shared.domain.results import Outcome
 from shared.domain.sources import Source, hash_write_key
 from shared.ports import CorruptItemError, Link, Page, StoredProfile
 from shared.storage import items, keys
 from shared.storage.analytics import AnalyticsStorage
-from shared.storage.erasure import FAILED_LOOKBACK_DAYS, ErasureStorage, SuppressionCache, failed_index_rows
-from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError, translate
-from shared.storage.schema import TTL_ATTRIBUTE
+from shared.storage.client import RetryPolicy, make_client
+from shared.storage.codec import decode_token, deserialize, encode_token, serialize
+from shared.storage.erasure import ErasureStorage
+from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError
+from shared.storage.failed import FailedStorage
 from shared.storage.segments import SegmentStorage
+from shared.storage.stream import STREAM_ITEMS
+from shared.storage.suppression import SuppressionCache
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+__all__ = ["DynamoTrackingStore", "RetryPolicy", "deserialize", "make_client", "serialize"]
+"""`RetryPolicy`, `make_client` and the codec are named here too: where the composition roots get them."""
+
 logger = logging.getLogger(__name__)
 
-BATCH_WRITE_LIMIT = 25
 PARALLEL_PUTS = 16
 """Event puts in flight at once per request (each its own conditional PutItem)."""
-BATCH_GET_LIMIT = 100
-FAILED_DAYS_PK = "FAILEDDAYS"
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
-def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    """Plain Python item → DynamoDB JSON."""
-    return {name: _serializer.serialize(value) for name, value in item.items()}
-
-
-def deserialize(image: dict[str, Any]) -> dict[str, Any]:
-    """DynamoDB JSON → plain Python item (binary values as `bytes`)."""
-    return {name: _plain(value) for name, value in image.items()}
-
-
-def _plain(value: dict[str, Any]) -> Any:
-    # Strings and binaries (most attributes of most items) without the general deserializer's dispatch, which was
-    # a quarter of the CPU of reading a customer's events from the embedded database.
-    if "S" in value:
-        return value["S"]
-    if "B" in value:
-        return value["B"]
-    return _deserializer.deserialize(value)
-
-
-def deserialize_wire(image: dict[str, Any]) -> dict[str, Any]:
-    """DynamoDB JSON as Lambda stream events carry it (binary values as base64 text) → plain Python item."""
-    return deserialize({name: _bytes_from_wire(value) for name, value in image.items()})
-
-
-def _bytes_from_wire(value: Any) -> Any:
-    if isinstance(value, dict):
-        if isinstance(value.get("B"), str):
-            return {"B": base64.b64decode(value["B"])}
-        if "M" in value:
-            return {"M": {k: _bytes_from_wire(v) for k, v in value["M"].items()}}
-        if "L" in value:
-            return {"L": [_bytes_from_wire(v) for v in value["L"]]}
-    return value
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded exponential backoff with full jitter, for throttling and unprocessed batch items."""
-
-    attempts: int = 8
-    base_delay: float = 0.025
-    max_delay: float = 1.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-    rand: Callable[[], float] = field(default=random.random, repr=False)
-
-    def pause(self, attempt: int) -> None:
-        """Sleep before retry number `attempt` (1-based)."""
-        self.sleep(self.rand() * min(self.max_delay, self.base_delay * 2**attempt))
-
-
-def make_client(
-    *,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    profile: str | None = None,
-    validate: bool = True,
-    credentials: Mapping[str, str] | None = None,
-    component: str | None = None,
-) -> DynamoDBClient:
-    """A DynamoDB client; with `endpoint_url` it talks to moto, DynamoDB Local, LocalStack or Alternator.
-
-    Args:
-        validate: botocore's client-side parameter validation; the Lambdas turn it off (about a tenth of the
-            collector's CPU), since their requests are built by this module, whose tests run with it on.
-        credentials: `aws_access_key_id` and `aws_secret_access_key` to use instead of the session's.
-        component: which function makes the requests (`collect`, `process`…), named in their User-Agent as
-            `footfall/<component>` (what the cost bench counts round trips by; CloudTrail shows it too).
-
-    An `endpoint_url` of `sqlite:///path` opens the embedded database there (`shared.storage.sqlite`) instead.
-    """
-    from shared.storage.sqlite import is_sqlite, sqlite_path, sqlite_synchronous
-
-    if is_sqlite(endpoint_url):
-        from shared.storage.sqlite.engine import SqliteClient
-
-        endpoint = str(endpoint_url)
-        return SqliteClient(  # type: ignore[return-value]
-            sqlite_path(endpoint), region=region or "local", synchronous=sqlite_synchronous(endpoint)
-        )
-    import boto3
-    from botocore.config import Config
-
-    session = boto3.session.Session(profile_name=profile, region_name=region)
-    options: dict[str, Any] = {
-        "retries": {"mode": "standard", "max_attempts": 3},
-        "tcp_keepalive": True,
-        "max_pool_connections": 32,
-        "parameter_validation": validate,
-    }
-    if component:
-        options["user_agent_extra"] = f"footfall/{component}"
-    # Account-id endpoints (botocore >= 1.44) are AWS-only hosts: other endpoints must not get them. On AWS
-    # botocore's default is kept, so an older botocore (a Lambda runtime's) that lacks the option still works.
-    if endpoint_url and "account_id_endpoint_mode" in Config.OPTION_DEFAULTS:
-        options["account_id_endpoint_mode"] = "disabled"
-    config = Config(**options)
-    keys = dict(credentials or {})
-    if endpoint_url and not keys and session.get_credentials() is None:
-        # Local endpoints (moto, DynamoDB Local) accept any credentials, but botocore insists on having some.
-        keys = {"aws_access_key_id": "footfall", "aws_secret_access_key": "footfall"}
-    return session.client("dynamodb", endpoint_url=endpoint_url, config=config, **keys)
-
-
-class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
+class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage, FailedStorage):
     """The tracking store on one DynamoDB table (see `shared.storage.keys` for the access patterns)."""
+
+    stream_items = STREAM_ITEMS
+    """How the items of this table's change stream read (`shared.ports.StreamItems`), for replaying records."""
 
     def __init__(
         self,
@@ -169,13 +61,6 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
         """Identities known not erased, kept while this store lives (a warm container's): see `SuppressionCache`."""
         self._putters = ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="event-put")
         """Threads for event puts, started on first use and kept while this store lives (not one pool a request)."""
-
-    @property
-    def client(self) -> DynamoDBClient:
-        """The DynamoDB client, built on first use (never at import: tests start moto first)."""
-        if self._client is None:
-            self._client = make_client()
-        return self._client
 
     # --- events -------------------------------------------------------------------------------------------------
 
@@ -324,113 +209,6 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
             )
         ]
 
-    # --- failed events ------------------------------------------------------------------------------------------
-
-    def put_failed(self, failures: Sequence[FailedEvent]) -> None:
-        """Record refused inputs.
-
-        Raises:
-            ThrottledError: some could not be stored after the retries.
-        """
-        rows = [items.failed_to_item(f, retention=self.failed_retention) | {"indexed": True} for f in failures]
-        # Indexed by the identities the input names (decoded: gzip, base64, %-escapes), so forget finds them.
-        index = [
-            row for failure, record in zip(failures, rows, strict=True) for row in failed_index_rows(failure, record)
-        ]
-        days = {row["PK"]: row for row in rows}  # one marker per day with failures: listing skips the empty days
-        rows += [
-            {"PK": FAILED_DAYS_PK, "SK": pk.split("#", 1)[1], "entity": "failed_day", TTL_ATTRIBUTE: row[TTL_ATTRIBUTE]}
-            for pk, row in days.items()
-        ]
-        if self._batch_write(index):  # before the records: a record is never kept unindexed
-            raise ThrottledError("failed-event records could not be indexed")
-        not_stored = [i for i in self._batch_write(rows) if i < len(failures)]
-        if not_stored:
-            raise ThrottledError(f"{len(not_stored)} failed-event records could not be stored")
-
-    def delete_failed(self, failure_id: str) -> None:
-        """Forget a failed event (after a successful replay)."""
-        pk, sk = keys.failed_key(failure_id)
-        self._call(self.client.delete_item, TableName=self.table_name, Key=serialize({"PK": pk, "SK": sk}))
-
-    def get_failed(self, failure_id: str) -> FailedEvent | None:
-        """A failed event by id (`None` for an unknown or malformed id)."""
-        try:
-            pk, sk = keys.failed_key(failure_id)
-        except ValueError:
-            return None
-        item = self._get({"PK": pk, "SK": sk})
-        return items.item_to_failed(item) if item else None
-
-    def list_failed(
-        self, *, limit: int = 50, next_token: str | None = None, now: datetime | None = None
-    ) -> Page[FailedEvent]:
-        """Failed events, newest first, one day partition at a time, back as far as they are kept."""
-        cursor = _decode_token(next_token) if next_token else None
-        today = (now or datetime.now(UTC)).date()
-        try:
-            day = datetime.fromisoformat(cursor["day"]).date() if cursor else today
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StorageError("invalid page token") from exc
-        start_key = cursor.get("key") if cursor else None
-        found: list[FailedEvent] = []
-        marked = self._failed_days(today)
-        while len(found) < limit and (today - day).days <= FAILED_LOOKBACK_DAYS:
-            if marked is not None and day.isoformat() not in marked:
-                day -= timedelta(days=1)  # no failure that day: no query
-                continue
-            kwargs: dict[str, Any] = {
-                "TableName": self.table_name,
-                "KeyConditionExpression": "PK = :pk AND begins_with(SK, :sk)",
-                "ExpressionAttributeValues": {
-                    ":pk": {"S": keys.failed_pk(day.isoformat())},
-                    ":sk": {"S": keys.FAILED_SK_PREFIX},
-                },
-                "ScanIndexForward": False,
-                "Limit": limit - len(found),
-            }
-            if start_key:
-                kwargs["ExclusiveStartKey"] = start_key
-            response = self._call(self.client.query, **kwargs)
-            found.extend(items.item_to_failed(deserialize(raw)) for raw in response.get("Items", []))
-            start_key = response.get("LastEvaluatedKey")
-            if start_key:
-                return Page(tuple(found), _encode_token({"day": day.isoformat(), "key": start_key}))
-            day -= timedelta(days=1)
-        token = _encode_token({"day": day.isoformat()}) if (today - day).days <= FAILED_LOOKBACK_DAYS else None
-        return Page(tuple(found), token if len(found) >= limit else None)
-
-    def _failed_days(self, today: date) -> set[str] | None:
-        """Days with failed events (one query), or None for a table written before days were marked."""
-        oldest = (today - timedelta(days=FAILED_LOOKBACK_DAYS)).isoformat()
-        days = {
-            item["SK"]
-            for item in self._query(
-                KeyConditionExpression="PK = :pk AND SK >= :oldest",
-                ExpressionAttributeValues={":pk": {"S": FAILED_DAYS_PK}, ":oldest": {"S": oldest}},
-                ProjectionExpression="SK",
-            )
-        }
-        return days or None
-
-    def count_failed(self, day: str) -> int:
-        """How many failed events a day has (a count query: no item is returned)."""
-        count, start_key = 0, None
-        while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self.table_name,
-                "KeyConditionExpression": "PK = :pk",
-                "ExpressionAttributeValues": {":pk": {"S": keys.failed_pk(day)}},
-                "Select": "COUNT",
-            }
-            if start_key:
-                kwargs["ExclusiveStartKey"] = start_key
-            response = self._call(self.client.query, **kwargs)
-            count += int(response.get("Count", 0))
-            start_key = response.get("LastEvaluatedKey")
-            if not start_key:
-                return count
-
     # --- customers ----------------------------------------------------------------------------------------------
 
     def get_links(self, identities: Sequence[str]) -> dict[str, Link]:
@@ -535,98 +313,8 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage):
         profiles = {s.profile.customer_id: s for s in _decodable_profiles(self._batch_get(found))}
         ordered = tuple(profiles[customer_id] for customer_id in ids if customer_id in profiles)
         more = shard < items.CUSTOMER_INDEX_SHARDS
-        token = _encode_token({"shard": shard, "key": start_key}) if more else None
+        token = encode_token({"shard": shard, "key": start_key}) if more else None
         return Page(ordered, token)
-
-    # --- plumbing -----------------------------------------------------------------------------------------------
-
-    def _batch_get(
-        self,
-        wanted: list[dict[str, str]],
-        *,
-        consistent: bool = False,
-        projection: str | None = None,
-        names: dict[str, str] | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """Items by key, 100 per request, retrying unprocessed keys (raises ThrottledError past the retries).
-
-        Args:
-            names: expression attribute names used by `projection` (`#x` → attribute).
-        """
-        for start in range(0, len(wanted), BATCH_GET_LIMIT):
-            keys_and_options: dict[str, Any] = {
-                "Keys": [serialize(key) for key in wanted[start : start + BATCH_GET_LIMIT]],
-                "ConsistentRead": consistent,
-            }
-            if projection:
-                keys_and_options["ProjectionExpression"] = projection
-            if names:
-                keys_and_options["ExpressionAttributeNames"] = names
-            request: dict[str, Any] = {self.table_name: keys_and_options}
-            attempt = 0
-            while request:
-                try:
-                    response = self._call(self.client.batch_get_item, RequestItems=request)
-                except ThrottledError:
-                    response = {"UnprocessedKeys": request}
-                yield from (deserialize(raw) for raw in response.get("Responses", {}).get(self.table_name, []))
-                request = response.get("UnprocessedKeys") or {}
-                if request:
-                    attempt += 1
-                    if attempt >= self.retry.attempts:
-                        raise ThrottledError("batch read throttled past the retries")
-                    self.retry.pause(attempt)
-
-    def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
-        try:
-            return method(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc) from exc
-
-    def _get(self, key: dict[str, str], *, consistent: bool = False) -> dict[str, Any] | None:
-        response = self._call(
-            self.client.get_item, TableName=self.table_name, Key=serialize(key), ConsistentRead=consistent
-        )
-        return deserialize(response["Item"]) if "Item" in response else None
-
-    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        start_key = None
-        while True:
-            if start_key:
-                kwargs["ExclusiveStartKey"] = start_key
-            response = self._call(self.client.query, TableName=self.table_name, **kwargs)
-            yield from (deserialize(raw) for raw in response.get("Items", []))
-            start_key = response.get("LastEvaluatedKey")
-            if not start_key:
-                return
-
-    def _batch_write(self, to_put: list[dict[str, Any]], *, delete: bool = False) -> list[int]:
-        """Put items (or, with `delete`, delete the items of these keys) in batches of 25; returns the positions
-        that could not be written after the retries."""
-        not_stored: list[int] = []
-        for start in range(0, len(to_put), BATCH_WRITE_LIMIT):
-            pending = {
-                (item["PK"], item["SK"]): (start + offset, _write_request(item, delete=delete))
-                for offset, item in enumerate(to_put[start : start + BATCH_WRITE_LIMIT])
-            }
-            attempt = 0
-            while pending:
-                requests = [request for _, request in pending.values()]
-                try:
-                    response = self._call(self.client.batch_write_item, RequestItems={self.table_name: requests})
-                    unprocessed = response.get("UnprocessedItems", {}).get(self.table_name, [])
-                    left = {_request_key(request) for request in unprocessed}
-                except ThrottledError:
-                    left = set(pending)
-                pending = {key: value for key, value in pending.items() if key in left}
-                if pending:
-                    attempt += 1
-                    if attempt >= self.retry.attempts:
-                        logger.error("batch write gave up", extra={"items": len(pending), "attempts": attempt})
-                        not_stored.extend(position for position, _ in pending.values())
-                        break
-                    self.retry.pause(attempt)
-        return sorted(not_stored)
 
 
 def _version_condition(version: int) -> tuple[str, dict[str, Any]]:
@@ -645,32 +333,7 @@ def _decodable_profiles(found: Iterable[dict[str, Any]]) -> Iterator[StoredProfi
 
 
 def _decode_cursor(token: str) -> dict[str, Any]:
-    value = _decode_token(token)
+    value = decode_token(token)
     if not isinstance(value.get("shard"), int):
-        raise StorageError("invalid page token")
-    return value
-
-
-def _write_request(item: dict[str, Any], *, delete: bool) -> dict[str, Any]:
-    if delete:
-        return {"DeleteRequest": {"Key": serialize({"PK": item["PK"], "SK": item["SK"]})}}
-    return {"PutRequest": {"Item": serialize(item)}}
-
-
-def _request_key(request: dict[str, Any]) -> tuple[str, str]:
-    item = request["PutRequest"]["Item"] if "PutRequest" in request else request["DeleteRequest"]["Key"]
-    return item["PK"]["S"], item["SK"]["S"]
-
-
-def _encode_token(value: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
-
-
-def _decode_token(token: str) -> dict[str, Any]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except ValueError as exc:
-        raise StorageError("invalid page token") from exc
-    if not isinstance(value, dict):
         raise StorageError("invalid page token")
     return value

@@ -11,7 +11,7 @@
 | the days that have failed events          | PK = `FAILEDDAYS`, SK = `<yyyy-mm-dd>`                        |
 | the customer an identity belongs to       | PK = `ID#<u|a>#<id>`, SK = `CUSTOMER`                         |
 | an erased identity (no more events)       | PK = `IDH#<identity hash>`, SK = `FORGOTTEN` (before: `ID#…`) |
-| the erasure epoch (bumped by each forget) | PK = `ERASURE`, SK = `EPOCH` (`storage.erasure`)              |
+| the erasure epoch (bumped by each forget) | PK = `ERASURE`, SK = `EPOCH` (`storage.suppression`)          |
 | the table's schema version (`migrate`)    | PK = `META`, SK = `SCHEMA` (`storage.migrate`)                |
 | items elsewhere that name an identity      | PK = `IDH#<identity hash>`, SK = `NAMED#…` (`storage.erasure`)|
 | a customer's profile                      | PK = `CUSTOMER#<customer id>`, SK = `PROFILE`                 |
@@ -114,7 +114,7 @@ FORGOTTEN_SK = "FORGOTTEN"
 PROFILE_SK = "PROFILE"
 ERASURE_PK = "ERASURE"
 EPOCH_SK = "EPOCH"
-"""One item: a counter every forget raises after writing its suppression marks (`storage.erasure`)."""
+"""One item: a counter every forget raises after writing its suppression marks (`storage.suppression`)."""
 META_PK = "META"
 SCHEMA_SK = "SCHEMA"
 """One item: the schema version of the table's items (`storage.migrate`)."""
@@ -122,6 +122,8 @@ SCHEMA_SK = "SCHEMA"
 
 IDENTITY_HASH_SALT = b"footfall/identity/v1\x00"
 NAMED_SK_PREFIX = "NAMED#"
+NAMED_ENTITY = "named"
+"""The `entity` of the index items in an identity's partition that point at items naming it elsewhere."""
 
 
 def identity_hash(identity: str) -> str:

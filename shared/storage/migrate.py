@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.storage import keys
+from shared.storage.segments import upgrade_due_items
 
 if TYPE_CHECKING:
     from shared.storage.dynamo import DynamoTrackingStore
@@ -38,20 +39,18 @@ class Step:
 
 
 def move_legacy_marks(store: DynamoTrackingStore) -> int:
-    """Raw suppression marks (`ID#<kind>#<id>` / `FORGOTTEN`) to the hashed key; see `ErasureStorage`."""
+    """Raw suppression marks (`ID#<kind>#<id>` / `FORGOTTEN`) to the hashed key; see `SuppressionStorage`."""
     return store.move_legacy_marks()
 
 
 def one_entry_per_deadline(store: DynamoTrackingStore) -> int:
     """Old due items (`DUE#<minute>`, one per customer and rule) to one entry per customer and moment, with TTL;
     see `shared.storage.segments.upgrade_due_items`."""
-    from shared.storage.segments import upgrade_due_items
-
     return upgrade_due_items(store)
 
 
 def erasure_digest(store: DynamoTrackingStore) -> int:
-    """The first digest of the erased identities, from the marks (see `shared.storage.erasure`)."""
+    """The first digest of the erased identities, from the marks (see `shared.storage.suppression`)."""
     return store.build_erasure_digest()
 
 

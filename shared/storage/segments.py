@@ -33,7 +33,8 @@ from typing import Any
 from shared.domain.segments import Due, Membership, Memberships, due_time
 from shared.ports import HistoryEntry, StoredSegment
 from shared.storage import keys
-from shared.storage.erasure import (
+from shared.storage.codec import serialize
+from shared.storage.due import (
     DUE_INDEX_PREFIX,
     DUE_STAMP_FORMAT,
     due_expiry,
@@ -45,6 +46,7 @@ from shared.storage.erasure import (
 )
 from shared.storage.errors import ConditionFailedError, ThrottledError
 from shared.storage.schema import TTL_ATTRIBUTE
+from shared.storage.table import Table
 
 SEGMENTS_PK = "SEGMENTS"
 SIZES_PK = "SEGSIZE"
@@ -59,13 +61,16 @@ OLD_ANALYTICS_SEGMENT = "$analytics"
 def size_change(*, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> tuple[str, int, str | None] | None:
     """A membership item's stream record as a step of its segment's size: (segment, +1 or -1, the day of the
     change, None for a REMOVE: the customer was erased), or None when it did not enter or leave."""
-    was_in = bool(old) and old.get("entity") == MEMBERSHIP_ENTITY and old.get("state") == "in"  # type: ignore[union-attr]
-    now_in = bool(new) and new.get("entity") == MEMBERSHIP_ENTITY and new.get("state") == "in"  # type: ignore[union-attr]
+    was_in, now_in = _is_member(old), _is_member(new)
     if was_in == now_in:
         return None
     image = new or old
     assert image is not None
     return str(image["segment"]), 1 if now_in else -1, str(new["changed_at"])[:10] if new else None
+
+
+def _is_member(image: Mapping[str, Any] | None) -> bool:
+    return image is not None and image.get("entity") == MEMBERSHIP_ENTITY and image.get("state") == "in"
 
 
 def size_cells(segment_id: str, step: int, day: str) -> dict[tuple[str, str], dict[str, int]]:
@@ -74,11 +79,8 @@ def size_cells(segment_id: str, step: int, day: str) -> dict[tuple[str, str], di
     return {(SIZES_PK, shard): {"net": step}, (f"{SIZES_PK}#{day}", shard): {"net": step}}
 
 
-class SegmentStorage:
-    """Segment access patterns; mixed into `DynamoTrackingStore` (uses its `_call`, `_query`, `_batch_write`)."""
-
-    table_name: str
-    client: Any
+class SegmentStorage(Table):
+    """Segment access patterns; mixed into `DynamoTrackingStore`."""
 
     # --- definitions ---------------------------------------------------------------------------------------
 
@@ -97,7 +99,7 @@ class SegmentStorage:
             }
             for s in segments
         ]
-        if self._batch_write(rows):  # type: ignore[attr-defined]
+        if self._batch_write(rows):
             raise ConditionFailedError("segment definitions could not be stored")
 
     def list_segments(self) -> list[StoredSegment]:
@@ -111,7 +113,7 @@ class SegmentStorage:
                 applied_at=r["applied_at"],
             )
             for r in self._query(
-                KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",  # type: ignore
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
                 ExpressionAttributeValues={":pk": {"S": SEGMENTS_PK}, ":sk": {"S": "SEGMENT#"}},
             )
         ]
@@ -125,7 +127,7 @@ class SegmentStorage:
         One query over the key range holding both (`DUEAT#…` sorts just before `MEMBER#…`): a Query is billed by
         the bytes it reads, so the few small index rows cost next to nothing, where a read of their own would not.
         """
-        found = self._query(  # type: ignore[attr-defined]
+        found = self._query(
             KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
             ConsistentRead=True,
             ExpressionAttributeValues={
@@ -147,7 +149,7 @@ class SegmentStorage:
         """Customer ids in a segment (index, eventually consistent)."""
         for row in self._query(
             IndexName="GSI1",
-            KeyConditionExpression="GSI1PK = :pk",  # type: ignore
+            KeyConditionExpression="GSI1PK = :pk",
             ExpressionAttributeValues={":pk": {"S": f"SEGMENT#{segment_id}"}},
         ):
             yield row["GSI1SK"]
@@ -158,8 +160,6 @@ class SegmentStorage:
         The membership item is never deleted: leaving sets `state = out` and takes it out of the members index.
         Its stream record carries the change, from which the audience event and the history are written.
         """
-        from shared.storage.dynamo import serialize
-
         row: dict[str, Any] = {
             "PK": keys.customer_pk(membership.customer_id),
             "SK": f"MEMBER#{membership.segment_id}",
@@ -181,7 +181,7 @@ class SegmentStorage:
             self._call(
                 self.client.put_item,
                 TableName=self.table_name,
-                Item=serialize(row),  # type: ignore
+                Item=serialize(row),
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={":out": {"S": "out"}} if entered else {":in": {"S": "in"}},
@@ -210,7 +210,7 @@ class SegmentStorage:
             }
             for e in entries
         ]
-        if rows and self._batch_write(rows):  # type: ignore[attr-defined]
+        if rows and self._batch_write(rows):
             raise ConditionFailedError("history items could not be stored")
 
     def segment_size_items(self, segments: Sequence[str], *, days: Sequence[date]) -> dict[tuple[str, str | None], int]:
@@ -222,7 +222,7 @@ class SegmentStorage:
             for shard in range(SIZE_SHARDS)
         ]
         found: dict[tuple[str, str | None], int] = {}
-        for item in self._batch_get(wanted):  # type: ignore[attr-defined]
+        for item in self._batch_get(wanted):
             segment = item["SK"].rsplit("#", 1)[0]
             day = item["PK"].split("#", 1)[1] if "#" in item["PK"] else None
             found[(segment, day)] = found.get((segment, day), 0) + int(item.get("net", 0))
@@ -233,7 +233,7 @@ class SegmentStorage:
         condition = "PK = :pk" + (" AND SK <= :until" if until else "")
         values = {":pk": {"S": f"SEGHIST#{segment_id}"}} | ({":until": {"S": until + "~"}} if until else {})
         rows = self._query(
-            KeyConditionExpression=condition,  # type: ignore[attr-defined]
+            KeyConditionExpression=condition,
             ExpressionAttributeValues=values,
         )
         return [_history_entry(row) for row in rows]
@@ -247,7 +247,7 @@ class SegmentStorage:
         result: list[tuple[str, str, bool]] = []
         start: dict[str, Any] | None = None
         while len(result) < limit:
-            page = self._call(  # type: ignore[attr-defined]
+            page = self._call(
                 self.client.query,
                 TableName=self.table_name,
                 KeyConditionExpression="PK = :pk",
@@ -266,7 +266,7 @@ class SegmentStorage:
 
     def sweep_cursor(self) -> datetime | None:
         """The end of the last time range the scheduler swept (to the second)."""
-        item = self._get({"PK": "SCHEDULER", "SK": "CURSOR"}, consistent=True)  # type: ignore[attr-defined]
+        item = self._get({"PK": "SCHEDULER", "SK": "CURSOR"}, consistent=True)
         if item is None:
             return None
         if "at" in item:
@@ -276,7 +276,7 @@ class SegmentStorage:
 
     def set_sweep_cursor(self, at: datetime) -> None:
         """Remember the end of the time range swept."""
-        self._batch_write([{"PK": "SCHEDULER", "SK": "CURSOR", "entity": "cursor", "at": due_stamp(at)}])  # type: ignore
+        self._batch_write([{"PK": "SCHEDULER", "SK": "CURSOR", "entity": "cursor", "at": due_stamp(at)}])
 
     # --- the due list --------------------------------------------------------------------------------------
 
@@ -291,10 +291,10 @@ class SegmentStorage:
         """
         wanted = list({(d.customer_id, d.at, d.analytics): d for d in dues}.values())
         index = [] if indexed else [due_index_row(d.customer_id, d.at, analytics=d.analytics) for d in wanted]
-        if index and self._batch_write(index):  # type: ignore[attr-defined]
+        if index and self._batch_write(index):
             raise ThrottledError("due index rows could not be stored")
         entries = [_due_entry(d) for d in wanted]
-        if entries and self._batch_write(entries):  # type: ignore[attr-defined]
+        if entries and self._batch_write(entries):
             raise ThrottledError("due entries could not be stored")
 
     def due_between(self, since: datetime, until: datetime) -> list[Due]:
@@ -305,7 +305,7 @@ class SegmentStorage:
         found: list[Due] = []
         hour = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         while hour <= until:
-            for row in self._query(  # type: ignore[attr-defined]
+            for row in self._query(
                 KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
                 ConsistentRead=True,
                 ExpressionAttributeValues={
@@ -319,7 +319,7 @@ class SegmentStorage:
         return found
 
 
-def upgrade_due_items(store: Any, *, now: datetime | None = None) -> int:
+def upgrade_due_items(store: SegmentStorage, *, now: datetime | None = None) -> int:
     """Turn due items written before #15 (`DUE#<minute>` / `<cid>#<segment>`, one per segment, each with an index row
     `DUEAT#<minute>#<segment>`) into entries of the new due list; returns how many old items it converted.
 
@@ -334,8 +334,7 @@ def upgrade_due_items(store: Any, *, now: datetime | None = None) -> int:
     soonest = due_time(now + timedelta(minutes=1))
     items: list[dict[str, Any]] = []
     index_rows: dict[tuple[str, str], dict[str, str]] = {}
-    for row in _scan(
-        store,
+    for row in store._scan(
         FilterExpression="(#e = :due AND attribute_exists(#segment)) OR (#e = :index AND attribute_exists(#minute))",
         ExpressionAttributeNames={"#e": "entity", "#segment": "segment", "#minute": "minute"},
         ExpressionAttributeValues={":due": {"S": "due"}, ":index": {"S": "due_index"}},
@@ -358,24 +357,6 @@ def upgrade_due_items(store: Any, *, now: datetime | None = None) -> int:
     if doomed and store._batch_write(doomed, delete=True):
         raise ThrottledError("some old due items could not be deleted; run the upgrade again")
     return len(items)
-
-
-def _scan(store: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
-    from shared.storage.dynamo import deserialize
-
-    start: dict[str, Any] | None = None
-    while True:
-        page = store._call(
-            store.client.scan,
-            TableName=store.table_name,
-            ConsistentRead=True,
-            **kwargs,
-            **({"ExclusiveStartKey": start} if start else {}),
-        )
-        yield from (deserialize(raw) for raw in page.get("Items", []))
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return
 
 
 def _due_entry(due: Due) -> dict[str, Any]:

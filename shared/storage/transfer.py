@@ -21,10 +21,11 @@ from typing import Any
 
 from shared.ports import CorruptItemError
 from shared.storage import items, keys
-from shared.storage.dynamo import DynamoTrackingStore, deserialize, serialize
-from shared.storage.erasure import PREFIX_BYTES
+from shared.storage.codec import deserialize, serialize
+from shared.storage.dynamo import DynamoTrackingStore
 from shared.storage.errors import StorageError, ThrottledError
 from shared.storage.sqlite.codec import decode_value
+from shared.storage.suppression import PREFIX_BYTES
 
 RESTORE_BATCH = 500
 

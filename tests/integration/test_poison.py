@@ -53,7 +53,7 @@ def test_a_trait_shaped_like_the_codec_tag_is_kept_as_the_user_sent_it(http, sou
     assert_bystander_processed(store, person)
     assert store.list_failed().items == ()
     # And the victim can be erased
-    assert forget_customer(store, victim, now=items.parse_timestamp("2026-11-30T00:00:00Z", "now"))["deleted_items"]
+    assert forget_customer(store, victim, now=items.parse_timestamp("2026-11-30T00:00:00Z", "now")).deleted_items
 
 
 def test_a_profile_that_cannot_be_decoded_is_quarantined_and_everyone_else_proceeds(http, ddb, source, store, stream):

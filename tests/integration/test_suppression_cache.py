@@ -1,5 +1,5 @@
 """The collector's suppression read: one batch, hashed marks only, and marks skipped for identities a warm
-container knows to be clear at the current erasure epoch (`storage.erasure.SuppressionCache`)."""
+container knows to be clear at the current erasure epoch (`storage.suppression.SuppressionCache`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from shared.services.customers import find_customer, forget_customer
 from shared.storage import keys
 from shared.storage.dynamo import DynamoTrackingStore, RetryPolicy
-from shared.storage.erasure import SuppressionCache, digest_prefix
 from shared.storage.migrate import stamp_new_table
+from shared.storage.suppression import SuppressionCache, digest_prefix
 from tests.builders import a_track, random_ref
 from tests.conftest import TABLE
 

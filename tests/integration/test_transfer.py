@@ -102,9 +102,9 @@ def test_a_processed_table_moved_from_moto_to_sqlite_audits_the_same_and_process
 
 def test_an_import_puts_the_erased_identities_it_brings_in_the_new_tables_digest(store, tmp_path: Path):
     # Given a table where one identity was forgotten, exported
-    from shared.storage.erasure import digest_prefix
     from shared.storage.migrate import stamp_new_table
     from shared.storage.schema import TABLE_DEFINITION
+    from shared.storage.suppression import digest_prefix
     from shared.storage.transfer import import_lines
 
     stamp_new_table(store)

@@ -7,9 +7,8 @@ import json
 import math
 from pathlib import Path
 
-from benchmarks.load import (
+from benchmarks.load_figures import (
     InFlight,
-    Outbox,
     Probe,
     Ticker,
     curve_stats,
@@ -18,8 +17,8 @@ from benchmarks.load import (
     percentile,
     segment_figures,
     summary_lines,
-    timed_batches,
 )
+from benchmarks.load_steady import Outbox, timed_batches
 
 
 def test_percentile_is_nearest_rank_and_nan_when_empty() -> None:

@@ -217,7 +217,7 @@ def test_unknown_body_codec_is_refused():
 def test_bodies_written_with_the_first_codec_still_decode():
     import zlib
 
-    from shared.storage.items import _ZDICT_V1
+    from shared.storage.blobs import _ZDICT_V1
 
     compressor = zlib.compressobj(zdict=_ZDICT_V1)
     stored_by_v1 = b"\x01" + compressor.compress(b'{"type":"track","event":"A"}') + compressor.flush()

@@ -78,6 +78,22 @@ def _normalized(value: Any) -> Value:
         return {"N": _number(str(inner))}
     if kind == "B":
         return {"B": _bytes(inner)}
+    if kind in _SETS and isinstance(inner, list):
+        return _normalized_set(kind, inner)
+    return _normalized_other(kind, inner)
+
+
+def _normalized_set(kind: str, inner: list[Any]) -> Value:
+    members = [_number(str(v)) if kind == "NS" else _bytes(v) if kind == "BS" else v for v in inner]
+    if not members:
+        raise InvalidValueError(f"One or more parameter values were invalid: An {kind} may not be empty")
+    unique = {number(m) for m in members} if kind == "NS" else set(members)
+    if len(unique) != len(members):
+        raise InvalidValueError("One or more parameter values were invalid: Input collection contains duplicates")
+    return {kind: members}
+
+
+def _normalized_other(kind: str, inner: Any) -> Value:
     if kind == "BOOL" and isinstance(inner, bool):
         return {"BOOL": inner}
     if kind == "NULL" and inner is True:
@@ -86,14 +102,6 @@ def _normalized(value: Any) -> Value:
         return {"M": {str(k): _normalized(v) for k, v in inner.items()}}
     if kind == "L" and isinstance(inner, list):
         return {"L": [_normalized(v) for v in inner]}
-    if kind in _SETS and isinstance(inner, list):
-        members = [_number(str(v)) if kind == "NS" else _bytes(v) if kind == "BS" else v for v in inner]
-        if not members:
-            raise InvalidValueError(f"One or more parameter values were invalid: An {kind} may not be empty")
-        unique = {number(m) for m in members} if kind == "NS" else set(members)
-        if len(unique) != len(members):
-            raise InvalidValueError("One or more parameter values were invalid: Input collection contains duplicates")
-        return {kind: members}
     raise InvalidValueError(f"Supplied AttributeValue has an unsupported or malformed datatype: {kind}")
 
 

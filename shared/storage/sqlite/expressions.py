@@ -373,7 +373,11 @@ def _function(name: str, args: list[Value | None]) -> bool:
     if name == "begins_with":
         pair = _ordered(subject, other)
         return pair is not None and type_of(subject) != "N" and pair[0].startswith(pair[1])
-    kind = type_of(subject)  # contains
+    return _contains(subject, other)
+
+
+def _contains(subject: Value, other: Value) -> bool:
+    kind = type_of(subject)
     if kind == "S" and type_of(other) == "S":
         return other["S"] in subject["S"]
     if kind in ("SS", "NS", "BS") and type_of(other) == kind[0]:

@@ -287,28 +287,30 @@ def _key_condition(
         raw = [key_bytes(v) for v in values]
         if name == hash_name and not (part[0] == "cmp" and part[1] == "="):
             raise ExpressionError("Query key condition not supported")
-        if part[0] == "cmp":
-            if part[1] == "<>":
-                raise ExpressionError("Unsupported operator on KeyConditionExpression: operator: <>")
-            conditions.append(f"{column} {part[1]} ?")
-            args += raw
-        elif part[0] == "between":
-            if raw[0] > raw[1]:
-                raise ExpressionError(
-                    "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than "
-                    "or equal to lower bound"
-                )
-            conditions.append(f"{column} BETWEEN ? AND ?")
-            args += raw
-        else:
-            conditions.append(f"{column} >= ?")
-            args.append(raw[0])
-            if upper := _prefix_end(raw[0]):
-                conditions.append(f"{column} < ?")
-                args.append(upper)
+        sql, part_args = _key_sql(part, column, raw)
+        conditions += sql
+        args += part_args
     if hash_name not in seen:
         raise ExpressionError(f"Query condition missed key schema element: {hash_name}")
     return conditions, args
+
+
+def _key_sql(part: tuple[Any, ...], column: str, raw: list[bytes]) -> tuple[list[str], list[Any]]:
+    """One key condition (`=`, `<`…, BETWEEN, begins_with) as SQL on the key's column, with its arguments."""
+    if part[0] == "cmp":
+        if part[1] == "<>":
+            raise ExpressionError("Unsupported operator on KeyConditionExpression: operator: <>")
+        return [f"{column} {part[1]} ?"], list(raw)
+    if part[0] == "between":
+        if raw[0] > raw[1]:
+            raise ExpressionError(
+                "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than "
+                "or equal to lower bound"
+            )
+        return [f"{column} BETWEEN ? AND ?"], list(raw)
+    if upper := _prefix_end(raw[0]):
+        return [f"{column} >= ?", f"{column} < ?"], [raw[0], upper]
+    return [f"{column} >= ?"], [raw[0]]
 
 
 def _hash_value(tree: tuple[Any, ...], hash_name: str) -> dict[str, Any]:

@@ -50,22 +50,7 @@ def parse_update(text: str, names: Names) -> Update:
                 f'Invalid UpdateExpression: The "{clause}" section can only be used once in an update expression;'
             )
         seen.add(clause)
-        while True:
-            target = _top_level(parser.path(), "UpdateExpression")
-            touched.append(target)
-            if clause == "SET":
-                parser.take("=")
-                update.set[target] = _set_value(parser)
-            elif clause == "REMOVE":
-                update.remove.append(target)
-            else:
-                kind, token = parser.take()
-                if kind != "value":
-                    raise ExpressionError(f'Invalid UpdateExpression: Syntax error; token: "{token}"')
-                (update.add if clause == "ADD" else update.delete)[target] = names.value(token)
-            if parser.peek()[1] != ",":
-                break
-            parser.take()
+        touched += _parse_clause(parser, clause, names, update)
     if not seen:
         raise ExpressionError("Invalid UpdateExpression: The expression can not be empty;")
     if len(set(touched)) != len(touched):
@@ -74,6 +59,27 @@ def parse_update(text: str, names: Names) -> Update:
             "must remove or rewrite one of these paths"
         )
     return update
+
+
+def _parse_clause(parser: _Parser, clause: str, names: Names, update: Update) -> list[str]:
+    """One clause's comma-separated actions into `update`; returns the attributes they touch."""
+    touched: list[str] = []
+    while True:
+        target = _top_level(parser.path(), "UpdateExpression")
+        touched.append(target)
+        if clause == "SET":
+            parser.take("=")
+            update.set[target] = _set_value(parser)
+        elif clause == "REMOVE":
+            update.remove.append(target)
+        else:
+            kind, token = parser.take()
+            if kind != "value":
+                raise ExpressionError(f'Invalid UpdateExpression: Syntax error; token: "{token}"')
+            (update.add if clause == "ADD" else update.delete)[target] = names.value(token)
+        if parser.peek()[1] != ",":
+            return touched
+        parser.take()
 
 
 def _set_value(parser: _Parser) -> tuple[Any, ...]:

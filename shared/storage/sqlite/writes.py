@@ -157,19 +157,10 @@ class WriteOperations:
                 )
         return {}
 
-    def transact_write_items(self, **params: Any) -> dict[str, Any]:
-        """Up to 100 conditional writes on distinct items: all of them, or none (TransactionCanceledException)."""
-        check_params(
-            params, ("TransactItems",), {"ClientRequestToken", "ReturnConsumedCapacity", "ReturnItemCollectionMetrics"}
-        )
-        actions = params["TransactItems"]
-        if not actions or len(actions) > TRANSACTION_LIMIT:
-            raise self.invalid(  # type: ignore[attr-defined]
-                "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have "
-                "length less than or equal to 100",
-                "TransactWriteItems",
-            )
-        writes = []
+    def _transaction_writes(self, actions: list[dict[str, Any]]) -> list[_Write]:
+        """A transaction's actions checked (one of Put, Delete, Update, ConditionCheck each; one item once) and
+        prepared."""
+        writes: list[_Write] = []
         for action in actions:
             if len(action) != 1 or next(iter(action)) not in ("Put", "Delete", "Update", "ConditionCheck"):
                 raise self.invalid(
@@ -183,6 +174,21 @@ class WriteOperations:
             raise self.invalid(
                 "Transaction request cannot include multiple operations on one item", "TransactWriteItems"
             )  # type: ignore[attr-defined]
+        return writes
+
+    def transact_write_items(self, **params: Any) -> dict[str, Any]:
+        """Up to 100 conditional writes on distinct items: all of them, or none (TransactionCanceledException)."""
+        check_params(
+            params, ("TransactItems",), {"ClientRequestToken", "ReturnConsumedCapacity", "ReturnItemCollectionMetrics"}
+        )
+        actions = params["TransactItems"]
+        if not actions or len(actions) > TRANSACTION_LIMIT:
+            raise self.invalid(  # type: ignore[attr-defined]
+                "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have "
+                "length less than or equal to 100",
+                "TransactWriteItems",
+            )
+        writes = self._transaction_writes(actions)
         reasons: list[dict[str, str]] = []
         with self._write() as db:  # type: ignore[attr-defined]
             results = []
