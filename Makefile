@@ -10,7 +10,7 @@ STACK ?= footfall
 SDK_DIR := tests/e2e/sdk
 SDK_STAMP := $(SDK_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup demo serve test test-unit test-integration test-e2e test-tui lint format bench bench-scale load mutate deploy clean
+.PHONY: setup demo serve test test-unit test-integration test-e2e test-tui lint types pr format bench bench-scale load mutate deploy clean
 
 setup: $(STAMP) $(SAM_STAMP) $(SDK_STAMP)
 
@@ -55,6 +55,11 @@ lint: setup  ## ruff, then the import contracts of pyproject.toml ([tool.importl
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-logo
+
+types: setup  ## mypy alone (strict on shared/ and functions/, [tool.mypy] in pyproject.toml)
+	$(VENV)/bin/mypy
+
+pr: format lint test  ## before a pull request: format, lint (ruff, import contracts, types), every test
 
 format: setup
 	$(VENV)/bin/ruff check --fix .

@@ -105,7 +105,7 @@ def cmd_timing(args: argparse.Namespace) -> int:
     store, _ = open_store(args)
     customer_id = _customer_id(store, args.customer) if args.customer else None
     report = analytics.timing_report(store, customer_id)
-    data = {
+    data: dict[str, Any] = {
         "population": {c: {str(h): n for h, n in sorted(hours.items())} for c, hours in report.population.items()},
         "customer_id": report.customer_id,
         "recommendation": asdict(report.recommendation) if report.recommendation else None,

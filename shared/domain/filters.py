@@ -54,7 +54,7 @@ class PropertyTest:
         if self.op == "in":
             return text(actual) in self.value
         if self.op == "exists":
-            return (actual is not None) == self.value
+            return (actual is not None) is bool(self.value)
         return _ordered(self.op, actual, self.value)
 
     def describe(self) -> str:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from shared.domain.events import CallType, TrackingEvent, format_timestamp
@@ -269,15 +270,16 @@ def sweep_due(
             _contained(
                 store,
                 customer_id,
-                lambda c=customer_id: evaluate_customers(store, [c], rules, now=now, reschedule=True),
+                partial(evaluate_customers, store, [customer_id], rules, now=now, reschedule=True),
                 [Due(customer_id, later)],
                 now=now,
             )
             or []
         )
-    stale = sorted({d.customer_id for d in due if d.analytics})
-    for customer_id in stale if refresh is not None else ():
-        _contained(store, customer_id, lambda c=customer_id: refresh([c]), [Due(customer_id, later, True)], now=now)
+    stale = sorted({d.customer_id for d in due if d.analytics}) if refresh is not None else []
+    for customer_id in stale:
+        assert refresh is not None
+        _contained(store, customer_id, partial(refresh, [customer_id]), [Due(customer_id, later, True)], now=now)
     return transitions, len(due)
 
 
