@@ -51,10 +51,11 @@ test-e2e: setup
 test-tui: setup  ## the TUI alone: its screens against a fake and a real store, SVG snapshots, the tmux smoke test
 	$(PY) -m pytest tests/tui tests/e2e/test_tui.py
 
-lint: setup  ## ruff, then the import contracts of pyproject.toml ([tool.importlinter])
+lint: setup  ## ruff, the import contracts ([tool.importlinter] in pyproject.toml), then the types (mypy, strict)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-logo
+	$(VENV)/bin/mypy
 
 types: setup  ## mypy alone (strict on shared/ and functions/, [tool.mypy] in pyproject.toml)
 	$(VENV)/bin/mypy

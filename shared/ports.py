@@ -288,7 +288,7 @@ class StreamItems(Protocol):
 
     def membership_change(
         self, *, old: Mapping[str, object] | None, new: Mapping[str, object] | None
-    ) -> Mapping[str, object] | None:
+    ) -> Mapping[str, Any] | None:
         """A segment entry or exit (`segment_id`, `customer_id`, `entered`, `at`, `rule_version`, `reason`,
         `identity`), or None when the record is not one."""
         ...

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -30,6 +32,12 @@ app = APIGatewayHttpResolver(
     )
 )
 copy_config_to_registered_loggers(source_logger=logger, include={"shared", "functions"})
+Handler = TypeVar("Handler", bound=Callable[..., Response[Any]])
+
+
+def on_error(kind: type[Exception]) -> Callable[[Handler], Handler]:
+    """`app.exception_handler(kind)` with its type kept (Powertools' decorator is untyped)."""
+    return cast("Callable[[Handler], Handler]", app.exception_handler(kind))
 
 
 @cache
@@ -56,7 +64,8 @@ def _request() -> routes.HttpRequest:
 
 
 def _state() -> routes.RequestState:
-    return app.context.setdefault("state", routes.RequestState())  # type: ignore[no-any-return]
+    state: routes.RequestState = app.context.setdefault("state", routes.RequestState())
+    return state
 
 
 def _response(reply: routes.HttpReply) -> Response[Any]:
@@ -127,7 +136,7 @@ def snowplow_post_without_key() -> Response[Any]:
     return _response(tracker_routes.snowplow_post(collector(), _request(), None, now=utcnow(), state=_state()))
 
 
-@app.not_found
+@on_error(NotFoundError)
 def not_found(_: Exception) -> Response[Any]:
     metrics.add_metric(name="UnknownRoute", unit=MetricUnit.Count, value=1)
     method = app.current_event.http_method
@@ -148,29 +157,29 @@ def _refuse(status: int, reason: str) -> Response[Any]:
     return _response(routes.error_reply(status, reason))
 
 
-@app.exception_handler(AuthenticationError)
+@on_error(AuthenticationError)
 def unauthorized(exc: AuthenticationError) -> Response[Any]:
     return _refuse(401, str(exc))
 
 
-@app.exception_handler(PayloadTooLargeError)
+@on_error(PayloadTooLargeError)
 def too_large(exc: PayloadTooLargeError) -> Response[Any]:
     return _refuse(413, exc.reason)
 
 
-@app.exception_handler(InvalidEventError)
+@on_error(InvalidEventError)
 def invalid(exc: InvalidEventError) -> Response[Any]:
     return _refuse(400, exc.reason)
 
 
-@app.exception_handler(StorageError)
+@on_error(StorageError)
 def unavailable(exc: StorageError) -> Response[Any]:
     logger.warning("storage unavailable", extra={"error": type(exc).__name__})
     metrics.add_metric(name="StorageUnavailable", unit=MetricUnit.Count, value=1)
     return _response(routes.error_reply(503, "storage is unavailable; retry the request"))
 
 
-@app.exception_handler(Exception)
+@on_error(Exception)
 def bug(exc: Exception) -> Response[Any]:
     # A bug, not bad input: the request is kept in the failed-events store so it can be replayed after a fix.
     logger.exception("unhandled error")

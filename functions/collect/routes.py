@@ -96,8 +96,8 @@ def report_reply(report: IngestReport) -> HttpReply:
         return HttpReply(503, {**_error_fields(503, reason), **results}, {"Retry-After": "1"})
     if report.all_rejected:
         status = 413 if report.all_too_large else 400
-        reason = report.results[0].reason if len(report.results) == 1 else "every event was rejected"
-        return HttpReply(status, {**_error_fields(status, reason or ""), **results})
+        only = report.results[0].reason if len(report.results) == 1 else "every event was rejected"
+        return HttpReply(status, {**_error_fields(status, only or ""), **results})
     return HttpReply(200, {"success": True, **results})
 
 
@@ -198,9 +198,12 @@ def webhook(
     body = decode_body(
         request.body, is_base64=request.is_base64, content_encoding=request.headers.get("content-encoding")
     )
-    source = _verified(
-        collector, source, lambda s: webhooks.verify_webhook(body, request.headers, s.webhook_secrets, now=now) or s
-    )
+
+    def verify(candidate: Source) -> Source:
+        webhooks.verify_webhook(body, request.headers, candidate.webhook_secrets, now=now)
+        return candidate
+
+    source = _verified(collector, source, verify)
     calls = requests.webhook_calls(source, strict_json(body), body, request.headers)
     route = f"{requests.WEBHOOK_PREFIX}{source.id}"
     return report_reply(collector.ingest_calls(source, calls, route=route, received_at=now))

@@ -72,7 +72,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     with processor(records=event["Records"], handler=decode, lambda_context=context):
         results = processor.process()
     decoded = [(result, record) for status, result, record in results if status == "success" and result is not None]
-    undecided = [f["itemIdentifier"] for f in processor.response()["batchItemFailures"]]
+    undecided = [str(f["itemIdentifier"]) for f in processor.response()["batchItemFailures"]]
     outcome = pipeline().run(decoded, failed=undecided)
     failed = outcome.failed
     metrics.add_metric(name="EventsFolded", unit=MetricUnit.Count, value=outcome.events_folded)

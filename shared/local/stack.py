@@ -188,14 +188,19 @@ class Stack:
 
     def stop(self) -> None:
         """Terminate every child process."""
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes)
+
+
+def stop_processes(processes: list[subprocess.Popen[str]]) -> None:
+    """Terminate the processes, then kill those still there after 5 s."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def start(
@@ -242,7 +247,7 @@ def start(
         runner, _ready = _spawn(["shared.local.streams", "--data-dir", str(data_dir)], env)
         processes.append(runner)
     except BaseException:
-        Stack(info=None, processes=processes).stop()  # type: ignore[arg-type]
+        stop_processes(processes)
         raise
     info = StackInfo(
         collector_url=f"http://{host}:{port}",

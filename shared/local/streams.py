@@ -75,7 +75,10 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
 
 def _entity(record: dict[str, Any]) -> str | None:
     name = record.get("eventName")
-    return record["dynamodb"].get("OldImage" if name == "REMOVE" else "NewImage", {}).get("entity", {}).get("S")
+    entity: str | None = (
+        record["dynamodb"].get("OldImage" if name == "REMOVE" else "NewImage", {}).get("entity", {}).get("S")
+    )
+    return entity
 
 
 def process_filter(record: dict[str, Any]) -> bool:
@@ -241,7 +244,10 @@ class StreamRunner:
         if not wanted:  # like an event filter on the mapping: nothing to invoke for, but the position moves on
             self._advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"])
             return len(records)
-        event = {"Records": [lambda_record(r, arn, self.feed.region) for r in wanted], "shardId": shard_id}
+        event: dict[str, Any] = {
+            "Records": [lambda_record(r, arn, self.feed.region) for r in wanted],
+            "shardId": shard_id,
+        }
         try:
             answer = self.handler(event, LocalContext(self.function))
         except Exception:

@@ -96,7 +96,9 @@ def _loaded(data_dir: Path, out: Callable[[str], None]) -> Iterator[Callable[[st
                 from botocore.config import Config
 
                 config = Config(account_id_endpoint_mode="disabled")
-                made[service, region] = boto3.client(service, region_name=region, config=config, **_KEYS)
+                made[service, region] = boto3.client(  # type: ignore[call-overload]  # a service name not a literal
+                    service, region_name=region, config=config, **_KEYS
+                )
         return made[service, region]
 
     with mock_aws():

@@ -26,6 +26,7 @@ from typing import Any
 
 from shared.domain.analytics import Definitions
 from shared.domain.segments import Memberships, SegmentRule
+from shared.domain.sources import AUDIENCE_SOURCE
 from shared.ports import RejectedWriteError, StorageError, StoredProfile, StreamItems
 from shared.publishers import Publishers
 from shared.services.analytics import CounterChange, definitions_of, fold, update_customers
@@ -40,7 +41,6 @@ from shared.services.quarantine import (
     record_failures,
 )
 from shared.services.segments import (
-    AUDIENCE_SOURCE,
     MembershipChange,
     customer_events,
     evaluate_customers,
@@ -174,7 +174,8 @@ class StreamPipeline:
 
     def analytics_definitions(self) -> Definitions:
         self.segment_rules()
-        return self._rules["definitions"]  # type: ignore[no-any-return]
+        definitions: Definitions = self._rules["definitions"]
+        return definitions
 
     def forget_rules(self) -> None:
         """Read rules and definitions again at the next batch (they were just applied)."""

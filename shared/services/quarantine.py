@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -46,7 +46,7 @@ def _record(route: str, reason: str, raw: str, now: datetime) -> FailedEvent:
 
 
 def record_failures(
-    records: Iterable[dict[str, Any]], reason: str, *, now: datetime, route: str = STREAM_ROUTE
+    records: Iterable[Mapping[str, Any]], reason: str, *, now: datetime, route: str = STREAM_ROUTE
 ) -> list[FailedEvent]:
     """Failed-event records holding Lambda-shaped stream records (`route`: which reader set them aside)."""
     return [_record(route, reason, json.dumps(record), now) for record in records]

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from shared.domain.errors import TrackingError
 from shared.domain.failures import FailedEvent
 from shared.domain.segments import Due
-from shared.ports import StorageError, StoredSegment, StreamItems
+from shared.ports import AudienceWriter, FoldStore, StorageError, StoredSegment, StreamItems
 from shared.services.analytics import CounterChange, counter_change, fold
 from shared.services.collect import Collector, utcnow
 from shared.services.pipeline import Membership, decode_images
@@ -24,7 +24,7 @@ class ReplayError(Exception):
     """This failed event cannot be replayed (and why)."""
 
 
-class ReplayStore(ProfileStore, Protocol):
+class ReplayStore(ProfileStore, AudienceWriter, FoldStore, Protocol):
     """What replay needs from storage."""
 
     def delete_failed(self, failure_id: str) -> None: ...
@@ -107,7 +107,7 @@ def _replay_stream_record(store: ReplayStore, failure: FailedEvent, change: Any)
         return {"replayed": failure.id, "membership": change.segment_id}
     if isinstance(change, CounterChange):
         # Counters are sums, so a late fold is as good as an on-time one; its own mark makes it count once.
-        if fold(store, f"replay#{failure.id}", [change]):  # type: ignore[arg-type]
+        if fold(store, f"replay#{failure.id}", [change]):
             raise ReplayError("the counters could not be updated; try again")
         store.delete_failed(failure.id)
         return {"replayed": failure.id, "counters": len(change.delta)}

@@ -142,13 +142,13 @@ def live(
             returning = rng.random() < 0.35 and bool(customers or seen)
             if returning:
                 person = _returning_person(seed, customers, seen, rng)
-                _, steps = return_visit(person, rng, ids)
+                _, planned = return_visit(person, rng, ids)
             else:
                 person, visits = person_visits(f"live/{seed}/{run}/{number}")
-                _, steps = next(visits)
+                _, planned = next(visits)
                 seen.append(person)
                 del seen[:-200]
-            active.append((person.key, iter(steps)))
+            active.append((person.key, iter(planned)))
         slot = rng.randrange(len(active))
         key, steps = active[slot]
         step = next(steps, None)

@@ -181,7 +181,7 @@ class _Visit:
         person = self.person
         self.person.identified.add(self.device)
         person.known = True
-        traits = {
+        traits: dict[str, Any] = {
             "email": person.email,
             "name": f"{person.first_name} {person.last_name}",
             "first_name": person.first_name,

@@ -61,9 +61,9 @@ from shared.domain.cells import (
 )
 from shared.ports import CellsChange, CellsRecord, CounterRecord, SizeStep, StoredCells
 from shared.storage import keys
+from shared.storage.blobs import binary
 from shared.storage.codec import deserialize, serialize
 from shared.storage.errors import ConditionFailedError, StorageError
-from shared.storage.items import binary
 from shared.storage.segments import SIZES_PK, size_change
 from shared.storage.table import Table
 
@@ -212,7 +212,10 @@ def _parse_counter(name: str) -> Any:
         return TOTAL if name == "n" else NET
     if kind in _PAIRS and text:
         return _PAIRS[kind](text, int(number))
-    simple = {"s": lambda: Reached(int(rest)), "t": lambda: StepTime(int(text), int(number))}
+    simple: dict[str, Callable[[], Any]] = {
+        "s": lambda: Reached(int(rest)),
+        "t": lambda: StepTime(int(text), int(number)),
+    }
     simple |= {"m": lambda: Minute(int(rest[:2]), int(rest[2:])), "e": lambda: Named(rest)}
     return simple[kind]() if kind in simple else None
 

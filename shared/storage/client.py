@@ -54,7 +54,7 @@ def make_client(
         from shared.storage.sqlite.engine import SqliteClient
 
         endpoint = str(endpoint_url)
-        return SqliteClient(  # type: ignore[return-value]
+        return SqliteClient(  # type: ignore[return-value]  # the part of the client API the store uses, not all
             sqlite_path(endpoint), region=region or "local", synchronous=sqlite_synchronous(endpoint)
         )
     import boto3
@@ -78,4 +78,10 @@ def make_client(
     if endpoint_url and not keys and session.get_credentials() is None:
         # Local endpoints (moto, DynamoDB Local) accept any credentials, but botocore insists on having some.
         keys = {"aws_access_key_id": "footfall", "aws_secret_access_key": "footfall"}
-    return session.client("dynamodb", endpoint_url=endpoint_url, config=config, **keys)
+    return session.client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        config=config,
+        aws_access_key_id=keys.get("aws_access_key_id"),
+        aws_secret_access_key=keys.get("aws_secret_access_key"),
+    )

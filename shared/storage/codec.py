@@ -35,7 +35,7 @@ def _plain(value: dict[str, Any]) -> Any:
         return value["S"]
     if "B" in value:
         return value["B"]
-    return _deserializer.deserialize(value)
+    return _deserializer.deserialize(value)  # type: ignore[arg-type]  # DynamoDB JSON: the stubs' TypedDict
 
 
 def deserialize_wire(image: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from shared.domain.events import TrackingEvent
 from shared.domain.failures import identities_in
 from shared.domain.identity import split_identity
 from shared.ports import ConditionFailedError, CorruptItemError
-from shared.storage import items, keys
+from shared.storage import blobs, items, keys
 from shared.storage.codec import serialize
 from shared.storage.due import due_target
 from shared.storage.errors import ThrottledError
@@ -230,8 +230,8 @@ class ErasureStorage(SuppressionStorage):
         if item is None:
             return
         values = {split_identity(i)[1] for i in gone}
-        body = _without(items.decode_json(item["body"]), values)
-        item["body"] = items.encode_json(body)
+        body = _without(blobs.decode_json(item["body"]), values)
+        item["body"] = blobs.encode_json(body)
         self._call(self.client.put_item, TableName=self.table_name, Item=serialize(item))
 
     def _rewrite_live(self, gone: set[str]) -> int:

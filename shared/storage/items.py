@@ -192,7 +192,7 @@ def decode_membership_change(*, old: dict[str, Any] | None, new: dict[str, Any] 
     """A membership item's change (`entered` True/False), or None when its state did not change."""
     if not new or new.get("entity") != "membership":
         return None
-    was_in = bool(old) and old.get("state") == "in"
+    was_in = old is not None and old.get("state") == "in"
     now_in = new.get("state") == "in"
     if was_in == now_in:
         return None

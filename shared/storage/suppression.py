@@ -213,7 +213,7 @@ class SuppressionStorage(Table):
         found = self._existing([EPOCH_KEY, *marks])
         epoch_item = found.pop(EPOCH_KEY, None)
         epoch = int(epoch_item.get("epoch", 0)) if epoch_item else 0
-        now_hashed_only = bool(epoch_item) and epoch_item.get("marks") == HASHED_MARKS
+        now_hashed_only = epoch_item is not None and epoch_item.get("marks") == HASHED_MARKS
         again = skipped if epoch != planned or not now_hashed_only else set()
         more = {key: i for i in again for key in suppression_keys(i, legacy=not now_hashed_only)}
         if not now_hashed_only and hashed_only:  # raw marks of the first batch's identities were not read

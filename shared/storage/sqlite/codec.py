@@ -87,7 +87,7 @@ def _normalized_set(kind: str, inner: list[Any]) -> Value:
     members = [_number(str(v)) if kind == "NS" else _bytes(v) if kind == "BS" else v for v in inner]
     if not members:
         raise InvalidValueError(f"One or more parameter values were invalid: An {kind} may not be empty")
-    unique = {number(m) for m in members} if kind == "NS" else set(members)
+    unique = {number(str(m)) for m in members} if kind == "NS" else set(members)
     if len(unique) != len(members):
         raise InvalidValueError("One or more parameter values were invalid: Input collection contains duplicates")
     return {kind: members}

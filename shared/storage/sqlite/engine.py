@@ -157,8 +157,8 @@ class SqliteClient(ReadOperations, WriteOperations):
             "ResponseMetadata": {"HTTPStatusCode": 400},
             **extra,
         }
-        kind = getattr(self.exceptions, code, ClientError)
-        return kind(response, operation)  # type: ignore[no-any-return]
+        kind: type[ClientError] = getattr(self.exceptions, code, ClientError)
+        return kind(response, operation)  # type: ignore[arg-type]  # the stubs' TypedDict; this is its shape
 
     def invalid(self, message: str, operation: str) -> ClientError:
         return self.error("ValidationException", message, operation)

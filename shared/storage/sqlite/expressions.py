@@ -295,7 +295,7 @@ def compare(op: str, a: Value | None, b: Value | None) -> bool:
     if pair is None:
         return False
     x, y = pair
-    return {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
+    return bool({"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op])
 
 
 # --- evaluation --------------------------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 from botocore.exceptions import ClientError
 from botocore.hooks import HierarchicalEmitter
 
@@ -43,7 +44,7 @@ class Events(HierarchicalEmitter):
 
     def _register(self, *args: Any, **kwargs: Any) -> None:
         self.listened = True
-        super()._register(*args, **kwargs)
+        super()._register(*args, **kwargs)  # type: ignore[misc]  # the stubs leave out what every register* calls
 
 
 @dataclass(frozen=True)
@@ -96,23 +97,24 @@ def hooked(
             f"before-call.dynamodb.{operation}", model=model, params=request, request_signer=None, context={}
         )[1]
         failure: ClientError | None = None
+        parsed: dict[str, Any]
         if answered is not None:
             http, parsed = answered
         else:
             try:
                 parsed = checked(**params)
-                http = AWSResponse("https://dynamodb.local/", 200, {}, None)
+                http = AWSResponse("https://dynamodb.local/", 200, HTTPHeaders(), None)
                 content = json.dumps(parsed, default=_wire).encode()
             except ClientError as exc:
-                failure, parsed = exc, exc.response
-                http = AWSResponse("https://dynamodb.local/", 400, {}, None)
+                failure, parsed = exc, cast("dict[str, Any]", exc.response)
+                http = AWSResponse("https://dynamodb.local/", 400, HTTPHeaders(), None)
                 content = json.dumps(parsed.get("Error", {}), default=str).encode()
-            http._content = content
+            http._content = content  # type: ignore[attr-defined]  # the body its `content` property returns
         events.emit(f"after-call.dynamodb.{operation}", http_response=http, parsed=parsed, model=model, context={})
         if http.status_code >= 300:
             # the operation's own error keeps its class (`client.exceptions.ResourceNotFoundException`…), as it
             # does when nothing listens; an answer a handler made up is a plain ClientError with its code
-            raise failure if failure is not None else ClientError(parsed, operation)
+            raise failure if failure is not None else ClientError(cast(Any, parsed), operation)
         return parsed
 
     return call

@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ParamValidationError
 
+from shared.storage.sqlite.base import ClientBase
 from shared.storage.sqlite.codec import decode, key_bytes, normalized
 from shared.storage.sqlite.expressions import (
     ExpressionError,
@@ -76,7 +77,7 @@ def project(item: Item, attributes: list[str] | None) -> Item:
     return item if attributes is None else {name: item[name] for name in attributes if name in item}
 
 
-class ReadOperations:
+class ReadOperations(ClientBase):
     """The read operations of `SqliteClient` (mixed in; uses its `table`, `read`, `invalid`)."""
 
     def get_item(self, **params: Any) -> dict[str, Any]:
@@ -85,7 +86,7 @@ class ReadOperations:
 
     def _get_item(self, params: dict[str, Any], operation: str, db: Any) -> dict[str, Any]:
         check_params(params, ("TableName", "Key"), _COMMON | {"ConsistentRead", "ProjectionExpression"})
-        table = self.table(params["TableName"], operation)  # type: ignore[attr-defined]
+        table = self.table(params["TableName"], operation)
         key = table.key_columns(normalized(params["Key"]))
         names = expression_names(params)
         attributes = (
@@ -96,7 +97,7 @@ class ReadOperations:
         return {"Item": project(found, attributes)} if found is not None else {}
 
     def _get(self, table: Table, key: tuple[Any, Any], db: Any = None) -> Item | None:
-        rows = self.read("SELECT body FROM items WHERE tbl = ? AND pk = ? AND sk = ?", (table.name, *key), db=db)  # type: ignore[attr-defined]
+        rows = self.read("SELECT body FROM items WHERE tbl = ? AND pk = ? AND sk = ?", (table.name, *key), db=db)
         return decode(rows[0][0]) if rows else None
 
     def batch_get_item(self, **params: Any) -> dict[str, Any]:
@@ -105,7 +106,7 @@ class ReadOperations:
         request = params["RequestItems"]
         wanted = sum(len(spec.get("Keys", [])) for spec in request.values())
         if wanted > BATCH_GET_LIMIT or wanted == 0:
-            raise self.invalid(  # type: ignore[attr-defined]
+            raise self.invalid(
                 "Too many items requested for the BatchGetItem call" if wanted else "The requested keys are empty",
                 "BatchGetItem",
             )
@@ -113,7 +114,7 @@ class ReadOperations:
         unprocessed: dict[str, Any] = {}
         size = 0
         for name, spec in request.items():
-            table = self.table(name, "BatchGetItem")  # type: ignore[attr-defined]
+            table = self.table(name, "BatchGetItem")
             try:
                 keys = [table.key_columns(normalized(key)) for key in spec["Keys"]]
                 if len(set(keys)) != len(keys):
@@ -124,7 +125,7 @@ class ReadOperations:
                 )
                 names.check_all_used()
             except ExpressionError as exc:
-                raise self.invalid(str(exc), "BatchGetItem") from exc  # type: ignore[attr-defined]
+                raise self.invalid(str(exc), "BatchGetItem") from exc
             responses[name] = []
             for raw, key in zip(spec["Keys"], keys, strict=True):
                 if size > BATCH_GET_BYTES:
@@ -141,8 +142,8 @@ class ReadOperations:
         check_params(params, ("TransactItems",), {"ReturnConsumedCapacity"})
         actions = params["TransactItems"]
         if len(actions) > 100:
-            raise self.invalid("Member must have length less than or equal to 100", "TransactGetItems")  # type: ignore[attr-defined]
-        with self.reading() as db:  # type: ignore[attr-defined]
+            raise self.invalid("Member must have length less than or equal to 100", "TransactGetItems")
+        with self.reading() as db:
             db.execute("BEGIN")  # one snapshot for every read
             found = [self._get_item(action["Get"], "TransactGetItems", db) for action in actions]
         return {"Responses": found}
@@ -150,31 +151,31 @@ class ReadOperations:
     def query(self, **params: Any) -> dict[str, Any]:
         """Items of one partition (of the table or of its index), in sort key order, a page at a time."""
         check_params(params, ("TableName", "KeyConditionExpression"), _PAGED | {"IndexName", "ScanIndexForward"})
-        table = self.table(params["TableName"], "Query")  # type: ignore[attr-defined]
+        table = self.table(params["TableName"], "Query")
         try:
             plan = _QueryPlan(table, params)
         except ExpressionError as exc:
-            raise self.invalid(str(exc), "Query") from exc  # type: ignore[attr-defined]
+            raise self.invalid(str(exc), "Query") from exc
         return self._page(table, plan, params)
 
     def scan(self, **params: Any) -> dict[str, Any]:
         """Every item of the table, a page at a time (in key order here; DynamoDB's order is by hash)."""
         check_params(params, ("TableName",), _PAGED | {"IndexName"})
-        table = self.table(params["TableName"], "Scan")  # type: ignore[attr-defined]
+        table = self.table(params["TableName"], "Scan")
         try:
             plan = _QueryPlan(table, params, scan=True)
         except ExpressionError as exc:
-            raise self.invalid(str(exc), "Scan") from exc  # type: ignore[attr-defined]
+            raise self.invalid(str(exc), "Scan") from exc
         return self._page(table, plan, params)
 
     def _page(self, table: Table, plan: _QueryPlan, params: dict[str, Any]) -> dict[str, Any]:
         limit = params.get("Limit")
         if limit is not None and limit < 1:
             message = "1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have "
-            raise self.invalid(message + "value greater than or equal to 1", "Query")  # type: ignore[attr-defined]
+            raise self.invalid(message + "value greater than or equal to 1", "Query")
         found: list[Item] = []
         scanned, size, last = 0, 0, None
-        with self.reading() as db:  # type: ignore[attr-defined]
+        with self.reading() as db:
             rows = db.execute(plan.sql, plan.args)
             for (body,) in rows:
                 full = decode(body)
@@ -225,7 +226,7 @@ class _QueryPlan:
             else None
         )
         if self.filter is not None and not scan:
-            _refuse_key_filter(self.filter, {hash_name, range_name} - {None})
+            _refuse_key_filter(self.filter, {name for name in (hash_name, range_name) if name})
         self.attributes = (
             parse_projection(params["ProjectionExpression"], names) if "ProjectionExpression" in params else None
         )
@@ -295,8 +296,9 @@ def _key_condition(
     return conditions, args
 
 
-def _key_sql(part: tuple[Any, ...], column: str, raw: list[bytes]) -> tuple[list[str], list[Any]]:
-    """One key condition (`=`, `<`…, BETWEEN, begins_with) as SQL on the key's column, with its arguments."""
+def _key_sql(part: tuple[Any, ...], column: str, raw: list[Any]) -> tuple[list[str], list[Any]]:
+    """One key condition (`=`, `<`…, BETWEEN, begins_with) as SQL on the key's column, with its arguments (`raw`:
+    all text or all bytes, the key's type)."""
     if part[0] == "cmp":
         if part[1] == "<>":
             raise ExpressionError("Unsupported operator on KeyConditionExpression: operator: <>")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.storage.sqlite.base import ClientBase
 from shared.storage.sqlite.codec import check_item_size, encode, normalized
 from shared.storage.sqlite.expressions import ExpressionError, Item, evaluate, parse_condition
 from shared.storage.sqlite.reads import _COMMON, check_params, expression_names
@@ -48,11 +49,11 @@ class _Write:
         return new
 
 
-class WriteOperations:
+class WriteOperations(ClientBase):
     """The write operations of `SqliteClient` (mixed in; uses its `table`, `_write`, `load`, `store`, `error`)."""
 
     def _prepare(self, kind: str, params: dict[str, Any], operation: str) -> _Write:
-        table = self.table(params["TableName"], operation)  # type: ignore[attr-defined]
+        table = self.table(params["TableName"], operation)
         try:
             names = expression_names(params)
             condition = (
@@ -63,7 +64,7 @@ class WriteOperations:
                 key = _item_key(table, item)
                 check_item_size(item)
                 table.index_columns(item)
-                write = _Write(table, key, condition, lambda _old, item=item: item)
+                write = _Write(table, key, condition, _replace_with(item))
             elif kind == "Delete" or kind == "ConditionCheck":
                 key = table.key_columns(normalized(params["Key"]))
                 write = _Write(table, key, condition, (lambda _old: None) if kind == "Delete" else (lambda old: old))
@@ -79,7 +80,7 @@ class WriteOperations:
                 write = _Write(table, key, condition, lambda old: apply_update(update, old or dict(key_item)), update)
             names.check_all_used()
         except ExpressionError as exc:
-            raise self.invalid(str(exc), operation) from exc  # type: ignore[attr-defined]
+            raise self.invalid(str(exc), operation) from exc
         return write
 
     def _single(self, kind: str, params: dict[str, Any], operation: str) -> dict[str, Any]:
@@ -89,16 +90,16 @@ class WriteOperations:
             ("NONE", "ALL_OLD") if kind != "Update" else ("NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW")
         )
         if returns not in allowed:
-            raise self.invalid("Return values set to invalid value", operation)  # type: ignore[attr-defined]
+            raise self.invalid("Return values set to invalid value", operation)
         try:
-            with self._write() as db:  # type: ignore[attr-defined]
-                old = self.load(db, write.table, write.key)  # type: ignore[attr-defined]
+            with self._write() as db:
+                old = self.load(db, write.table, write.key)
                 new = write.run(old)
-                self.store(db, write.table, write.key, old, new)  # type: ignore[attr-defined]
+                self.store(db, write.table, write.key, old, new)
         except _ConditionFailedError:
-            raise self.error("ConditionalCheckFailedException", _CONDITION_FAILED, operation) from None  # type: ignore[attr-defined]
+            raise self.error("ConditionalCheckFailedException", _CONDITION_FAILED, operation) from None
         except ExpressionError as exc:
-            raise self.invalid(str(exc), operation) from exc  # type: ignore[attr-defined]
+            raise self.invalid(str(exc), operation) from exc
         return _returned(returns, old, new, write.update)
 
     def put_item(self, **params: Any) -> dict[str, Any]:
@@ -129,25 +130,25 @@ class WriteOperations:
                         self._prepare("Delete", {"TableName": name, **request["DeleteRequest"]}, "BatchWriteItem")
                     )
         if not writes or len(writes) > BATCH_WRITE_LIMIT:
-            raise self.invalid(  # type: ignore[attr-defined]
+            raise self.invalid(
                 "1 validation error detected: Value at 'requestItems' failed to satisfy constraint: Map value must "
                 "satisfy constraint: [Member must have length less than or equal to 25, Member must have length "
                 "greater than or equal to 1]",
                 "BatchWriteItem",
             )
         if len({(w.table.name, w.key) for w in writes}) != len(writes):
-            raise self.invalid("Provided list of item keys contains duplicates", "BatchWriteItem")  # type: ignore[attr-defined]
-        with self._write() as db:  # type: ignore[attr-defined]
+            raise self.invalid("Provided list of item keys contains duplicates", "BatchWriteItem")
+        with self._write() as db:
             for write in writes:
-                old = self.load(db, write.table, write.key)  # type: ignore[attr-defined]
-                self.store(db, write.table, write.key, old, write.run(old))  # type: ignore[attr-defined]
+                old = self.load(db, write.table, write.key)
+                self.store(db, write.table, write.key, old, write.run(old))
         return {"UnprocessedItems": {}}
 
     def restore_items(self, *, TableName: str, Items: list[dict[str, Any]]) -> dict[str, Any]:
         """Not DynamoDB's API: put items as a restore does (DynamoDB's ImportTable), checked like any put but with
         no change record, so that nothing imported is processed again."""
         writes = [self._prepare("Put", {"TableName": TableName, "Item": item}, "RestoreItems") for item in Items]
-        with self._write() as db:  # type: ignore[attr-defined]
+        with self._write() as db:
             for write in writes:
                 new = write.run(None)
                 assert new is not None
@@ -165,15 +166,15 @@ class WriteOperations:
             if len(action) != 1 or next(iter(action)) not in ("Put", "Delete", "Update", "ConditionCheck"):
                 raise self.invalid(
                     "TransactItems can only contain one of Check, Put, Update or Delete", "TransactWriteItems"
-                )  # type: ignore[attr-defined]
+                )
             kind, spec = next(iter(action.items()))
             if kind == "ConditionCheck" and "ConditionExpression" not in spec:
-                raise self.invalid("ConditionCheck requires a ConditionExpression", "TransactWriteItems")  # type: ignore[attr-defined]
+                raise self.invalid("ConditionCheck requires a ConditionExpression", "TransactWriteItems")
             writes.append(self._prepare(kind, spec, "TransactWriteItems"))
         if len({(w.table.name, w.key) for w in writes}) != len(writes):
             raise self.invalid(
                 "Transaction request cannot include multiple operations on one item", "TransactWriteItems"
-            )  # type: ignore[attr-defined]
+            )
         return writes
 
     def transact_write_items(self, **params: Any) -> dict[str, Any]:
@@ -183,17 +184,17 @@ class WriteOperations:
         )
         actions = params["TransactItems"]
         if not actions or len(actions) > TRANSACTION_LIMIT:
-            raise self.invalid(  # type: ignore[attr-defined]
+            raise self.invalid(
                 "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have "
                 "length less than or equal to 100",
                 "TransactWriteItems",
             )
         writes = self._transaction_writes(actions)
         reasons: list[dict[str, str]] = []
-        with self._write() as db:  # type: ignore[attr-defined]
+        with self._write() as db:
             results = []
             for write in writes:
-                old = self.load(db, write.table, write.key)  # type: ignore[attr-defined]
+                old = self.load(db, write.table, write.key)
                 try:
                     results.append((write, old, write.run(old)))
                     reasons.append({"Code": "None"})
@@ -203,10 +204,10 @@ class WriteOperations:
                     reasons.append({"Code": "ValidationError", "Message": str(exc)})
             if all(reason["Code"] == "None" for reason in reasons):
                 for write, old, new in results:
-                    self.store(db, write.table, write.key, old, new)  # type: ignore[attr-defined]
+                    self.store(db, write.table, write.key, old, new)
                 return {}
         codes = ", ".join(reason["Code"] for reason in reasons)
-        raise self.error(  # type: ignore[attr-defined]
+        raise self.error(
             "TransactionCanceledException",
             f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
             "TransactWriteItems",
@@ -215,7 +216,8 @@ class WriteOperations:
 
 
 def _item_key(table: Table, item: Item) -> tuple[Any, Any]:
-    return table.key_columns({name: item.get(name) for name in (table.hash, table.range) if name}, exact=False)  # type: ignore[misc]
+    key: dict[str, Any] = {name: item.get(name) for name in (table.hash, table.range) if name}  # missing: refused
+    return table.key_columns(key, exact=False)
 
 
 def _returned(returns: str, old: Item | None, new: Item | None, update: Update | None) -> dict[str, Any]:
@@ -228,3 +230,8 @@ def _returned(returns: str, old: Item | None, new: Item | None, update: Update |
         changed = {name: source[name] for name in update.names() if name in source}
         return {"Attributes": changed} if changed else {}
     return {}
+
+
+def _replace_with(item: Item) -> Callable[[Item | None], Item | None]:
+    """A put's change: whatever was there, the new item."""
+    return lambda _old: item
