@@ -214,9 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     best_latency = statistics.median(best.stats.latencies) * 1000 if best.stats.latencies else float("nan")
     notes = [
-        "Write and read units (benchmarks/cost_bench.py, benchmarks/meter.py): each workload runs a fresh moto "
-        "server (stock) with the metering proxy in front of it and `footfall serve --endpoint-url <proxy>`, so every "
-        "request of the collector workers, the stream runner and the scheduler is billed as AWS bills it (item "
+        "Write and read units (benchmarks/cost_bench.py, benchmarks/meter.py): each workload runs a fresh "
+        "`footfall serve` on the embedded database, each of its processes metered in-process "
+        "(benchmarks/metered/sitecustomize.py), so every request of the collector workers, the stream runner and "
+        "the scheduler is billed as AWS bills it (item "
         "size per 1 KB written / 4 KB read, the larger of before and after, transaction actions 2x, index entries, "
         "deletes, failed conditions; the rules and their sources are in meter.py's docstring). The stream runner "
         f"batches like the template's mappings (processing: BatchSize 1000, {cost_bench.BATCH_WINDOW:g} s window; "
