@@ -48,6 +48,9 @@ def _compare(spec: Mapping[str, Any], actual: Any) -> bool:
 
 
 def _prop(event: Event, path: str) -> Any:
+    """README: a property is a name (as written) or else a dotted path into nested objects."""
+    if path in event.properties:
+        return event.properties[path]
     node: Any = event.properties
     for part in path.split("."):
         node = node.get(part) if isinstance(node, Mapping) else None
@@ -60,7 +63,29 @@ def _matcher(spec: Any) -> Any:
     names = spec.get("event", [])
     names = [names] if isinstance(names, str) else list(names)
     where = dict(spec.get("where", {}))
-    return lambda e: (not names or e.name in names) and all(_prop(e, k) == v for k, v in where.items())
+    return lambda e: (not names or e.name in names) and all(_holds(test, _prop(e, k)) for k, test in where.items())
+
+
+def _holds(test: Any, actual: Any) -> bool:
+    """README's `where` test: a bare value is equality; `{op: value}` is eq or ne (as is), gt/gte/lt/lte (numbers by
+    value; a missing or incomparable property fails), `in` (compared as text: true/false, "" for missing) or
+    `exists`."""
+    if not (isinstance(test, Mapping) and len(test) == 1 and next(iter(test)) in (*OPS, "in", "exists")):
+        return bool(actual == test)
+    ((op, value),) = test.items()
+    if op == "exists":
+        return (actual is not None) == value
+    if op == "in":
+        return _as_text(actual) in {_as_text(v) for v in value}
+    if op in ("eq", "ne"):
+        return bool(OPS[op](actual, value))
+    return _compare(test, actual)
+
+
+def _as_text(value: Any) -> str:
+    if value is True or value is False:
+        return str(value).lower()
+    return "" if value is None else str(value)
 
 
 def member(rule: Mapping[str, Any], traits: Mapping[str, Any], events: Sequence[Event], now: datetime) -> bool:
