@@ -54,6 +54,7 @@ def number_size(text: str) -> int:
 
 
 def as_bytes(value: Any) -> bytes:
+    """A binary value's bytes, whether a client holds it (bytes) or the wire does (base64)."""
     return value if isinstance(value, (bytes, bytearray)) else base64.b64decode(value)
 
 
