@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench  # noqa: E402
+import bench_stack  # noqa: E402
 import tui_bench  # noqa: E402
 
 from shared.local.stack import DATABASE_FILE, ensure_starter_segments, ensure_table  # noqa: E402
@@ -231,9 +232,9 @@ def time_serve(dirs: list[Path], runs: int) -> list[list[float]]:
     for _ in range(runs):
         for data_dir, times in zip(dirs, found, strict=True):
             started = time.perf_counter()
-            serve = bench.start_serve(2, data_dir)
+            serve = bench_stack.start_serve(2, data_dir)
             times.append(time.perf_counter() - started)
-            bench.stop_process(serve.process)
+            bench_stack.stop_process(serve.process)
     return found
 
 

@@ -18,7 +18,7 @@ from shared.local.streams import SWEEP_SECONDS
 from shared.services.segments import SETTLE
 from tests.builders import a_track, random_ref
 from tests.e2e.conftest import FOOTFALL, LocalStack
-from tests.oracle import audit
+from tests.oracle import Report, audit
 
 pytestmark = pytest.mark.e2e
 
@@ -147,19 +147,9 @@ def test_every_acknowledged_event_survives_kill_9_under_load(local_stack: LocalS
     acknowledged: dict[str, str] = {}  # messageId → userId
     lock = threading.Lock()
     stop = threading.Event()
-
-    def client() -> None:
-        while not stop.is_set():
-            batch = [a_track(userId=random_ref("load")) for _ in range(10)]
-            try:
-                answer = local_stack.post_json("/v1/batch", {"batch": batch}, write_key=local_stack.write_key)
-            except OSError:
-                return  # the server died mid-request: not acknowledged
-            if answer.status == 200:
-                with lock:
-                    acknowledged.update((e["messageId"], e["userId"]) for e in batch)
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
+    threads = [
+        threading.Thread(target=_post_batches_until, args=(local_stack, stop, acknowledged, lock)) for _ in range(4)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(3)
@@ -182,18 +172,38 @@ def test_every_acknowledged_event_survives_kill_9_under_load(local_stack: LocalS
     while not store.get_profiles([f"u:{marker['userId']}"]):
         assert time.monotonic() < deadline, "processing did not catch up after the restart"
         time.sleep(1)
-    # Evaluations cut short by the kill or the restart converge through the due list (the 15 s sweep)
+    report = _audit_when_converged(store, deadline)
+    # And every acknowledged customer (each event a new user) has a live profile of its own
+    missing = {user for user in acknowledged.values() if report.customer_of(f"u:{user}") is None}
+    assert not missing, f"{len(missing)} acknowledged customers have no profile, e.g. {sorted(missing)[:3]}"
+
+
+def _post_batches_until(
+    local_stack: LocalStack, stop: threading.Event, acknowledged: dict[str, str], lock: threading.Lock
+) -> None:
+    """A client posting batches of 10 new users' events until `stop`; what the server answered 200 to is added to
+    `acknowledged` (messageId → userId)."""
+    while not stop.is_set():
+        batch = [a_track(userId=random_ref("load")) for _ in range(10)]
+        try:
+            answer = local_stack.post_json("/v1/batch", {"batch": batch}, write_key=local_stack.write_key)
+        except OSError:
+            return  # the server died mid-request: not acknowledged
+        if answer.status == 200:
+            with lock:
+                acknowledged.update((e["messageId"], e["userId"]) for e in batch)
+
+
+def _audit_when_converged(store: Any, deadline: float) -> Report:
+    """The oracle's audit, retried until it passes or `deadline` (monotonic) has passed: evaluations cut short by
+    the kill or the restart converge through the due list (the 15 s sweep)."""
     while True:
         try:
-            report = audit(store)
-            break
+            return audit(store)
         except AssertionError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(5)
-    # And every acknowledged customer (each event a new user) has a live profile of its own
-    missing = {user for user in acknowledged.values() if report.customer_of(f"u:{user}") is None}
-    assert not missing, f"{len(missing)} acknowledged customers have no profile, e.g. {sorted(missing)[:3]}"
 
 
 def test_cli_lists_sources_and_failed_events_as_json(local_stack: LocalStack):

@@ -115,24 +115,9 @@ def _views(value: object, depth: int = 0) -> Iterator[str]:
     if depth > 5:
         return
     if isinstance(value, (bytes, bytearray)):
-        data = bytes(value)
-        yield data.decode("utf-8", "replace")
-        for decode in (
-            lambda d: json.dumps(decode_json(d)),
-            zlib.decompress,
-            gzip.decompress,
-            lambda d: base64.b64decode(d, validate=True),
-        ):
-            with contextlib.suppress(Exception):
-                yield from _views(decode(data), depth + 1)
+        yield from _byte_views(bytes(value), depth)
     elif isinstance(value, str):
-        yield value
-        if unquote_plus(value) != value:
-            yield from _views(unquote_plus(value), depth + 1)
-        for run in _BASE64_RUN.findall(value):
-            for alphabet in (None, b"-_"):
-                with contextlib.suppress(Exception):
-                    yield from _views(base64.b64decode(run + "=" * (-len(run) % 4), altchars=alphabet), depth + 1)
+        yield from _text_views(value, depth)
     elif isinstance(value, dict):
         for name, item in value.items():
             yield from _views(name, depth)
@@ -142,6 +127,30 @@ def _views(value: object, depth: int = 0) -> Iterator[str]:
             yield from _views(item, depth)
     else:
         yield str(value)
+
+
+def _byte_views(data: bytes, depth: int) -> Iterator[str]:
+    """Bytes as text, and whatever they decode to (storage codec, zlib, gzip, base64)."""
+    yield data.decode("utf-8", "replace")
+    for decode in (
+        lambda d: json.dumps(decode_json(d)),
+        zlib.decompress,
+        gzip.decompress,
+        lambda d: base64.b64decode(d, validate=True),
+    ):
+        with contextlib.suppress(Exception):
+            yield from _views(decode(data), depth + 1)
+
+
+def _text_views(value: str, depth: int) -> Iterator[str]:
+    """A text as is, %-unescaped, and every base64 run in it decoded (standard and URL-safe alphabets)."""
+    yield value
+    if unquote_plus(value) != value:
+        yield from _views(unquote_plus(value), depth + 1)
+    for run in _BASE64_RUN.findall(value):
+        for alphabet in (None, b"-_"):
+            with contextlib.suppress(Exception):
+                yield from _views(base64.b64decode(run + "=" * (-len(run) % 4), altchars=alphabet), depth + 1)
 
 
 def _encodings(identifier: str) -> set[str]:

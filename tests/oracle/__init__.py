@@ -51,40 +51,70 @@ def check(table: Table, *, now: datetime) -> Report:
     """Every difference between the stored state and the oracle, as text."""
     report = Report()
     problems = report.problems
-    for item in table.undecodable:  # a record that cannot be read must be quarantined, not silently skipped
-        if not any(item["SK"].encode() in raw for raw in table.failed_raw):
-            problems.append(f"undecodable event {item['PK']} {item['SK']} is not in the failed-events store")
-    identities = resolve(table.events, table.sources)
-    by_identity = defaultdict(list)
-    for event in table.events:
-        if event.source != AUDIENCE_SOURCE:
-            kind, value = event.pk.split("#", 2)[1:]
-            by_identity[f"{kind}:{value}"].append(event)
+    problems += _unquarantined(table)
+    by_identity = _events_by_identity(table.events)
     live = {cid: body for cid, body in table.profiles.items() if not body.get("merged_into")}
     expected_counters: Counters = {}
     document = table.analytics or DEFAULT_ANALYTICS
-    for group in identities.partition():
-        customer_ids = {_linked(table, identity) for identity in group}
-        if len(customer_ids) != 1 or None in customer_ids:
-            problems.append(f"identities {sorted(group)} are linked to {sorted(map(str, customer_ids))}, not one")
+    for group in resolve(table.events, table.sources).partition():
+        claimed = _claim(table, group, live, by_identity, problems)
+        if claimed is None:
             continue
-        (customer_id,) = customer_ids
-        body = live.pop(customer_id, None)
-        events = [e for identity in group for e in by_identity.get(identity, [])]
-        if body is None:
-            if events:
-                problems.append(f"{customer_id} ({sorted(group)}) has events but no live profile")
-            continue
+        customer_id, body, events = claimed
         report.customers[customer_id] = frozenset(group)
         problems += _customer(table, customer_id, group, body, events, now)
         add(expected_counters, customer_counters(customer_id, events, document, now))
     problems += [f"profile {cid} belongs to no identity the events name" for cid in live]
-    for cid, segments in table.memberships.items():
-        if segments and cid not in report.customers:
-            problems.append(f"{cid} is not a live customer but is in {sorted(segments)}")
+    problems += [
+        f"{cid} is not a live customer but is in {sorted(segments)}"
+        for cid, segments in table.memberships.items()
+        if segments and cid not in report.customers
+    ]
     problems += _counters(table, expected_counters, now)
     problems += _segment_sizes(table)
     return report
+
+
+def _unquarantined(table: Table) -> list[str]:
+    """A record that cannot be read must be quarantined, not silently skipped."""
+    return [
+        f"undecodable event {item['PK']} {item['SK']} is not in the failed-events store"
+        for item in table.undecodable
+        if not any(item["SK"].encode() in raw for raw in table.failed_raw)
+    ]
+
+
+def _events_by_identity(events: list[Event]) -> dict[str, list[Event]]:
+    """The stored events by the identity (`u:<userId>`, `a:<anonymousId>`) their key names; audience events aside."""
+    by_identity = defaultdict(list)
+    for event in events:
+        if event.source != AUDIENCE_SOURCE:
+            kind, value = event.pk.split("#", 2)[1:]
+            by_identity[f"{kind}:{value}"].append(event)
+    return by_identity
+
+
+def _claim(
+    table: Table,
+    group: frozenset[str],
+    live: dict[str, dict[str, Any]],
+    by_identity: dict[str, list[Event]],
+    problems: list[str],
+) -> tuple[str, dict[str, Any], list[Event]] | None:
+    """The one customer a group of identities is linked to, its live profile (taken out of `live`) and its events;
+    None, with the problem noted, when the links name several customers or the customer has no live profile."""
+    customer_ids = {_linked(table, identity) for identity in group}
+    if len(customer_ids) != 1 or None in customer_ids:
+        problems.append(f"identities {sorted(group)} are linked to {sorted(map(str, customer_ids))}, not one")
+        return None
+    (customer_id,) = customer_ids
+    body = live.pop(customer_id, None)
+    events = [e for identity in group for e in by_identity.get(identity, [])]
+    if body is None:
+        if events:
+            problems.append(f"{customer_id} ({sorted(group)}) has events but no live profile")
+        return None
+    return customer_id, body, events
 
 
 def _customer(

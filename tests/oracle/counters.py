@@ -107,6 +107,14 @@ def customer_counters(
     if not ordered:
         return {}
     part = str(shard(customer_id))
+    _funnel_counters(out, part, ordered, document)
+    _retention_counters(out, part, ordered, document)
+    _activity_counters(out, part, ordered, document)
+    return out
+
+
+def _funnel_counters(out: Counters, part: str, ordered: Sequence[Event], document: Mapping[str, Any]) -> None:
+    """Each journey's entries per step, per breakdown label, and the time between steps (by entry day)."""
     behaviour = [e for e in ordered if e.type in BEHAVIOUR]
     for funnel in document.get("funnels", []):
         for entry, times, label in _journeys(funnel, behaviour, channel(ordered[0])):
@@ -117,6 +125,10 @@ def customer_counters(
                 if step > 1:
                     took = (times[step - 1] - times[step - 2]).total_seconds()
                     out[(f"FUNNEL#{funnel['id']}", f"{day}#T{step}#{part}")][f"t|{step}|{time_bucket(took)}"] += 1
+
+
+def _retention_counters(out: Counters, part: str, ordered: Sequence[Event], document: Mapping[str, Any]) -> None:
+    """The customer in its first day's (week's) cohort, with the periods it returned in, per return event."""
     returns = (document.get("retention") or {}).get("events", ["*", "Order Completed"])
     first = ordered[0].at.date()
     for by, limit in RETENTION.items():
@@ -134,6 +146,10 @@ def customer_counters(
                 item[f"on|{name}|{offset}"] += 1
             if offsets:
                 item[f"last|{name}|{max(offsets)}"] += 1
+
+
+def _activity_counters(out: Counters, part: str, ordered: Sequence[Event], document: Mapping[str, Any]) -> None:
+    """Every event in the timing grid (channel, hour of week) and the overview's day (hour, minute, name)."""
     counted_by_name = catalogued(document)
     for event in ordered:
         out[("TIMING", f"{channel(event)}#{part}")][f"h|{channel(event)}|{hour_of_week(event)}"] += 1
@@ -142,7 +158,6 @@ def customer_counters(
         hour["n"] += 1
         hour[f"m|{event.at:%H%M}"] += 1
         out[(f"STATS#{day}", f"E#{part}")][f"e|{event.name if event.name in counted_by_name else OTHER}"] += 1
-    return out
 
 
 def _period(day: date, by: str) -> date:
@@ -162,51 +177,73 @@ def _step_matches(step: Mapping[str, Any], event: Event) -> bool:
     )
 
 
-def _journeys(
-    funnel: Mapping[str, Any], events: Sequence[Event], first_channel: str
-) -> list[tuple[datetime, list[datetime], str]]:
+Journey = tuple[datetime, list[datetime], str]
+"""A funnel journey: its entry time, the time of each step reached, its breakdown label."""
+
+
+def _journeys(funnel: Mapping[str, Any], events: Sequence[Event], first_channel: str) -> list[Journey]:
     """README: a journey starts at a step-1 event when none is open, advances on the next step's event (strict:
     any other event ends it), and closes when complete or when the window since its start, or the next step's
     own `within` since the previous step, has passed (bounds inclusive)."""
     steps = funnel["steps"]
     window = duration(funnel.get("window", "14d"))
     strict = funnel.get("order") == "strict"
-    breakdown = funnel.get("breakdown", "channel")
-    found: list[tuple[datetime, list[datetime], str]] = []
-    open_: tuple[datetime, list[datetime], str] | None = None
+    found: list[Journey] = []
+    open_: Journey | None = None
     for event in events:
         if open_ is not None:
-            entry, times, _ = open_
-            nxt = steps[len(times)]
-            deadline = entry + window
-            if nxt.get("within"):
-                deadline = min(deadline, times[-1] + duration(nxt["within"]))
-            if event.at > deadline:
-                found.append(open_)
-                open_ = None
-        if open_ is not None:
-            if _step_matches(steps[len(open_[1])], event):
-                open_[1].append(event.at)
-                if len(open_[1]) == len(steps):
-                    found.append(open_)
-                    open_ = None
+            open_, consumed = _advance(open_, event, steps, found, window=window, strict=strict)
+            if consumed:
                 continue
-            if not strict:
-                continue
-            found.append(open_)
-            open_ = None
         if _step_matches(steps[0], event):
-            value = _text(event.properties.get(breakdown.split(":", 1)[1])) if breakdown != "channel" else ""
-            listed = funnel.get("breakdown_values", [])
-            label = first_channel if breakdown == "channel" else (value in listed and value) or (value and OTHER)
-            label = label or "(none)"
-            open_ = (event.at, [event.at], label)
+            open_ = (event.at, [event.at], _label(funnel, event, first_channel))
             if len(steps) == 1:
                 found.append(open_)
                 open_ = None
     if open_ is not None:
         found.append(open_)
     return found
+
+
+def _advance(
+    journey: Journey,
+    event: Event,
+    steps: Sequence[Mapping[str, Any]],
+    found: list[Journey],
+    *,
+    window: timedelta,
+    strict: bool,
+) -> tuple[Journey | None, bool]:
+    """The open journey after `event` (None once it closed into `found`), and whether the event was its to take
+    (then it cannot start a new journey)."""
+    entry, times, _ = journey
+    nxt = steps[len(times)]
+    deadline = entry + window
+    if nxt.get("within"):
+        deadline = min(deadline, times[-1] + duration(nxt["within"]))
+    if event.at > deadline:
+        found.append(journey)
+        return None, False
+    if _step_matches(nxt, event):
+        times.append(event.at)
+        if len(times) == len(steps):
+            found.append(journey)
+            return None, True
+        return journey, True
+    if not strict:
+        return journey, True
+    found.append(journey)
+    return None, False
+
+
+def _label(funnel: Mapping[str, Any], event: Event, first_channel: str) -> str:
+    """A journey's breakdown label: the customer's first channel, or the entry event's property when it is one of
+    the listed values (else `(other)`, or `(none)` when the property is absent or empty)."""
+    breakdown = funnel.get("breakdown", "channel")
+    value = _text(event.properties.get(breakdown.split(":", 1)[1])) if breakdown != "channel" else ""
+    listed = funnel.get("breakdown_values", [])
+    label = first_channel if breakdown == "channel" else (value in listed and value) or (value and OTHER)
+    return label or "(none)"
 
 
 def add(total: Counters, more: Counters) -> None:

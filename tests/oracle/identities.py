@@ -59,45 +59,49 @@ def _other(event: Event, known: Mapping[str, int]) -> str | None:
 
 def resolve(events: Sequence[Event], sources: Mapping[str, Mapping[str, Any]]) -> Identities:
     """Every identity's customer, deciding links in arrival order (received time, then event time)."""
-    groups: list[Group] = []
-    owner: dict[str, int] = {}
-
-    def new_group(identity: str, user: str | None) -> int:
-        groups.append(Group({identity}, user))
-        owner[identity] = len(groups) - 1
-        return owner[identity]
-
-    def user_of(index: int) -> str | None:
-        return groups[index].user
-
+    identities = Identities(groups=[], owner={})
     ordered = sorted((e for e in events if e.source != AUDIENCE_SOURCE), key=lambda e: (e.received, *e.order_key()))
     for event in ordered:
-        primary, other = _primary(event), _other(event, owner)
-        if primary not in owner:
-            host = owner.get(other) if other else None
-            if host is not None and (user_of(host) in (None, event.user_id) or event.user_id is None):
-                owner[primary] = host
-                groups[host].identities.add(primary)
-                groups[host].user = groups[host].user or event.user_id
-            else:
-                new_group(primary, event.user_id)
-        if other is None:
-            continue
-        target = owner[primary]
-        if other not in owner:
-            owner[other] = target
-            groups[target].identities.add(other)
-            continue
-        away = owner[other]
-        if away == target:
-            continue
-        mine, theirs = user_of(target) or event.user_id, user_of(away)
-        if mine and theirs and mine != theirs and not may_merge_known_users(event, sources.get(event.source)):
-            groups[target].conflicts += 1
-            continue
-        for identity in groups[away].identities:
-            owner[identity] = target
-        groups[target].identities |= groups[away].identities
-        groups[target].user = groups[target].user or groups[away].user
-        groups[away] = Group()
-    return Identities(groups, owner)
+        primary, other = _primary(event), _other(event, identities.owner)
+        if primary not in identities.owner:
+            _place(identities, primary, other, event.user_id)
+        if other is not None:
+            _link(identities, event, primary, other, sources.get(event.source))
+    return identities
+
+
+def _place(identities: Identities, primary: str, other: str | None, user_id: str | None) -> None:
+    """A new identity joins the customer of the identity it arrived with, unless that customer is a different known
+    user; otherwise it starts a customer of its own."""
+    groups, owner = identities.groups, identities.owner
+    host = owner.get(other) if other else None
+    if host is not None and (groups[host].user in (None, user_id) or user_id is None):
+        owner[primary] = host
+        groups[host].identities.add(primary)
+        groups[host].user = groups[host].user or user_id
+    else:
+        groups.append(Group({primary}, user_id))
+        owner[primary] = len(groups) - 1
+
+
+def _link(identities: Identities, event: Event, primary: str, other: str, source: Mapping[str, Any] | None) -> None:
+    """The second identity a call names joins the primary's customer, or merges its customer into it, unless that
+    would merge two different known users without the trust rule's leave (then a conflict is counted)."""
+    groups, owner = identities.groups, identities.owner
+    target = owner[primary]
+    if other not in owner:
+        owner[other] = target
+        groups[target].identities.add(other)
+        return
+    away = owner[other]
+    if away == target:
+        return
+    mine, theirs = groups[target].user or event.user_id, groups[away].user
+    if mine and theirs and mine != theirs and not may_merge_known_users(event, source):
+        groups[target].conflicts += 1
+        return
+    for identity in groups[away].identities:
+        owner[identity] = target
+    groups[target].identities |= groups[away].identities
+    groups[target].user = groups[target].user or groups[away].user
+    groups[away] = Group()
