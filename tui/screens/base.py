@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from textual import on
 from textual.binding import Binding
@@ -17,10 +17,22 @@ from textual.widget import Widget
 from tui.data import DataSource, NotAvailable
 from tui.formatting import error_text
 from tui.messages import Loaded, LoadFailed
-from tui.widgets.nav import NavBar
+from tui.widgets.nav import NavBar, Tab
 
-if TYPE_CHECKING:
-    from tui.app import OperatorApp
+
+class Operator(Protocol):
+    """What screens use of the app (`tui.app.OperatorApp`), which they never import: the app imports them."""
+
+    source: DataSource
+    clock: Callable[[], datetime]
+    poll_seconds: float
+    refresh_seconds: float
+    SECTIONS: Sequence[Tab]
+    current_mode: str
+
+    def open_customer(self, customer_id: str) -> None: ...
+    def open_segment(self, segment_id: str) -> None: ...
+
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -46,8 +58,8 @@ class DataScreen(Screen[None]):
         self._pending: dict[str, _Pending] = {}
 
     @property
-    def operator(self) -> OperatorApp:
-        return cast("OperatorApp", self.app)
+    def operator(self) -> Operator:
+        return cast("Operator", self.app)
 
     @property
     def source(self) -> DataSource:
@@ -65,7 +77,7 @@ class DataScreen(Screen[None]):
 
     def _show_where(self) -> None:
         for nav in self.query(NavBar):
-            nav.sections = self.operator.SECTIONS  # from the app: tui.sections imports every screen, this one too
+            nav.sections = self.operator.SECTIONS  # from the app: tui.sections imports every screen
             nav.active = self.app.current_mode
             nav.label = self.source.label
 
