@@ -4,8 +4,8 @@ Run with `make bench` (`.venv/bin/python benchmarks/bench.py`). It prints a tabl
 `benchmarks/RESULTS.md`. The machine is shared and noisy, so every figure is set against a baseline measured in
 the same run, and the ratio is reported next to the absolute figure.
 
-1. Write and read units per event, billed as AWS bills them (`benchmarks/meter.py`, a metering proxy in front of
-   the backend that every process of `footfall serve` goes through), per entity, on the workloads users run
+1. Write and read units per event, billed as AWS bills them (`benchmarks/meter.py`, hooked into every process of
+   `footfall serve` on the embedded database), per entity, on the workloads users run
    (`benchmarks/cost_bench.py`): 14 days of simulated history in bulk, live traffic at a steady rate, and mostly
    new visitors. A workload whose processing did not catch up is reported FAILED and the bench exits non-zero.
    Baseline: "naive 3", the same events' own event-item units + a de-duplication marker + a profile update each.
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             discard_serve(best_serve)
         print(
-            f"write and read units (metering proxy): bulk {args.cost_customers} customers x 14 days, live "
+            f"write and read units (metered in-process): bulk {args.cost_customers} customers x 14 days, live "
             f"{args.live_seconds:g} s and worst {args.worst_seconds:g} s at {args.live_rate:g} events/s...",
             flush=True,
         )

@@ -22,20 +22,31 @@ import time
 from collections.abc import Iterable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from shared.domain.analytics import Definitions
 from shared.domain.segments import Memberships, SegmentRule
 from shared.domain.sources import AUDIENCE_SOURCE
-from shared.ports import RejectedWriteError, StorageError, StoredProfile, StreamItems
+from shared.ports import (
+    AnalyticsStore,
+    AudienceWriter,
+    FoldStore,
+    RejectedWriteError,
+    SegmentStore,
+    StorageError,
+    StoredProfile,
+    StreamItems,
+)
 from shared.publishers import Publishers
 from shared.services.analytics import CounterChange, definitions_of, fold, update_customers
 from shared.services.collect import utcnow
+from shared.services.linking import ProfileStore
 from shared.services.overview import live_event
 from shared.services.process import StreamChange, process_isolated
 from shared.services.quarantine import (
     FOLD_ROUTE,
     STREAM_ROUTE,
+    QuarantineStore,
     failure_reason,
     quarantine_customer,
     record_failures,
@@ -108,10 +119,23 @@ class Outcome:
     quarantined: int = 0
 
 
+class PipelineStore(ProfileStore, SegmentStore, AnalyticsStore, AudienceWriter, QuarantineStore, Protocol):
+    """What a stream batch's steps need of storage: each step's port, and the live feed and status items."""
+
+    def put_live(
+        self, first_sequence: str, events: Sequence[Mapping[str, Any]], *, now: float | None = None
+    ) -> None: ...
+    def put_status(self, **fields: Any) -> None: ...
+
+
+class FoldBatchStore(FoldStore, QuarantineStore, Protocol):
+    """What the fold's batch needs of storage: the counters, and quarantine for what it cannot decode."""
+
+
 class StreamPipeline:
     """The steps of one stream batch, over a store and the campaign tools' publishers (built once per process)."""
 
-    def __init__(self, store: Any, publisher: Publishers | None = None) -> None:
+    def __init__(self, store: PipelineStore, publisher: Publishers | None = None) -> None:
         self.store = store
         self.publisher = publisher
         self._rules: dict[str, Any] = {"at": -RULES_CACHE_SECONDS, "rules": [], "definitions": Definitions()}
@@ -287,7 +311,7 @@ class StreamPipeline:
 
 
 def quarantine(
-    store: Any,
+    store: QuarantineStore,
     quarantined: list[tuple[StreamChange, str]],
     records: Mapping[str, Mapping[str, Any]],
     undecodable: list[Undecodable],
@@ -311,7 +335,11 @@ def quarantine(
 
 
 def fold_batch(
-    store: Any, decoded: Sequence[tuple[Decoded, Mapping[str, Any]]], lane: str, *, failed: Iterable[str] = ()
+    store: FoldBatchStore,
+    decoded: Sequence[tuple[Decoded, Mapping[str, Any]]],
+    lane: str,
+    *,
+    failed: Iterable[str] = (),
 ) -> Outcome:
     """The fold's batch (a second reader of the stream): the counter changes summed into the counters.
 
