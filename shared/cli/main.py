@@ -7,6 +7,7 @@ stack through `--data-dir` (its `serve.json`), or take `--endpoint-url/--table/-
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,3 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`footfall customers list | head`): no traceback, and nothing more to write to it
+        # (Python's own flush at exit would fail again).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -101,3 +101,40 @@ def test_the_other_results_keep_their_shape():
     assert render.plain(gone) == {"customer_id": None, "identities": ["u:x", "a:x"], "deleted_items": 0}
     assert render.forgotten("x")(gone) == "forgot x: 0 items deleted; identities u:x, a:x will not be stored again"
     assert render.customer(_detail()).splitlines()[-1] == "  2026-03-07T11:00:00.000Z  page      "
+
+
+CHATTY = """
+import argparse
+import importlib
+
+cli = importlib.import_module("shared.cli.main")  # the module (the package's `main` is its function)
+
+def chatty(_):
+    for n in range(200_000):
+        print(f"line {n}")
+    return 0
+
+def parser():
+    built = argparse.ArgumentParser()
+    built.set_defaults(func=chatty)
+    return built
+
+cli.build_parser = parser
+raise SystemExit(cli.main([]))
+"""
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    # Given a command printing far more than a pipe holds, read by something that stops after one line (`| head -1`)
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", CHATTY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline() == "line 0\n"
+    process.stdout.close()
+    # Then it ends with the shell's code for a closed pipe, and no traceback
+    assert process.wait(timeout=30) == 141
+    assert process.stderr.read() == ""
