@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import analytics_bench  # noqa: E402
 import cost_bench  # noqa: E402
 import tui_bench  # noqa: E402
-from bench_corpus import build_corpus  # noqa: E402
+from bench_corpus import CUSTOMERS, DAYS, build_corpus  # noqa: E402
 from bench_load import BATCH_WRITE_SIZE, paced_lag, sqlite_rate, throughput  # noqa: E402
 from bench_report import (  # noqa: E402
     Row,
@@ -226,10 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         "Entered/Exited events processing writes, `pk:ID`/`pk:CUSTOMER` reads of items that did not exist "
         "(identity-link and first-profile lookups). Naive 3 = each event's own event "
         "item units + 1 de-duplication marker + 1 profile update.",
-        "Events: 3 of 4 bodies as analytics.js sends them from browsers (page calls, Product Viewed, Product Added "
-        "with cart_id, Order Completed with 2-3 products, identify with email/name/plan; context.page, userAgent, "
-        "userAgentData, locale, timezone, ip, UTM campaign), 1 of 4 built by the official analytics-python SDK "
-        "(identify, Order Completed, Product Added). 100 events per request, unique messageIds.",
+        "Events (benchmarks/bench_corpus.py): the simulator's shop traffic (shared/simulate/, what `footfall "
+        "simulate` sends), the first /v1/batch calls of a history where "
+        f"{CUSTOMERS:,} people arrive within {DAYS * 24:g} h, many visits under way at "
+        "once: page calls, Product Viewed, Product Added with cart_id, Checkout Started and Order Completed with "
+        "their products, identify at sign-up, checkout or login, Signed Up; context.page, userAgent, UTM campaign; "
+        "about one event in six brings a new identity (e-mail opens and clicks, sent by pixel and redirect, are "
+        "left out). 100 events per request, the write key in each event, unique messageIds.",
         f"Throughput: {args.warmup:g} s warm-up then {duration:g} s measured per configuration, each on a fresh "
         "`footfall serve` (own data dir, the embedded SQLite database); keep-alive http.client threads "
         f"in this process; events counted from `accepted` answers completed in the window. Best run: "
