@@ -2,9 +2,9 @@
 
 Two modes (not part of `make test`: it is a measurement, and takes minutes):
 
-- flat out (no `--rate`): N concurrent clients send bench corpus batches as fast as the collector answers for
-  `--duration` s (default 30); reports accepted events/s, p50/p99 request latency, errors (target 0) and how long
-  processing needed to catch up once the load stopped.
+- flat out (no `--rate`): N concurrent clients send bench corpus batches (the simulator's shop calls) as fast as the
+  collector answers for `--duration` s (default 30); reports accepted events/s, p50/p99 request latency, errors
+  (target 0) and how long processing needed to catch up once the load stopped.
 - steady (`--rate R`): the simulator's live traffic (`shared.simulate.live`: new and returning visitors, carts,
   orders, identifies, e-mail opens and clicks) paced at R events/s for `--duration` s (default 120), and issue
   #15's two figures measured end to end, as a user sees them:
