@@ -1,8 +1,8 @@
-"""The composition root of the operator's tools: the one place the CLI and the TUI get their store from.
+"""Where the operator's tools get their store: the one place the CLI and the TUI connect.
 
 Both connect the same way: the local stack found in `--data-dir` (its `serve.json`), or the table that
-`--endpoint-url/--table/--region/--profile` name. Not shipped to Lambda (infra/Makefile): the handlers build their
-store from `shared.config.Settings`.
+`--endpoint-url/--table/--region/--profile` name; the store itself is built by the composition root
+(`shared.wiring.store_at`), as the Lambdas' are. Not shipped to Lambda (infra/Makefile).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import argparse
 from typing import Any
 
 from shared.errors import OperatorError
-from shared.storage.dynamo import DynamoTrackingStore, make_client
+from shared.storage.dynamo import DynamoTrackingStore
+from shared.wiring import store_at
 
 
 def open_store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str, Any]]:
@@ -46,7 +47,7 @@ def open_store(args: argparse.Namespace) -> tuple[DynamoTrackingStore, dict[str,
     if endpoint:
         region = region or DEFAULT_REGION
     try:
-        client = make_client(endpoint_url=endpoint, region=region, profile=args.profile)
+        store = store_at(table, endpoint_url=endpoint, region=region, profile=args.profile)
     except DamagedDatabaseError as exc:
         raise OperatorError(str(exc)) from exc
-    return DynamoTrackingStore(table, client=client), {"info": info}
+    return store, {"info": info}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared import wiring
 from shared.local.streams import StreamRunner, fold_filter, quarantine_into
 from shared.services.quarantine import FOLD_ROUTE
 
@@ -19,7 +21,7 @@ def fold_runner(client: Any, feed: Any, store: Any, path: Path, monkeypatch: pyt
     from functions.fold import handler
 
     handler.store.cache_clear()
-    monkeypatch.setattr(handler, "make_client", lambda **_: client)
+    monkeypatch.setattr(handler, "function_store", partial(wiring.function_store, client=client))
     return recording_runner(
         handler.lambda_handler,
         feed,

@@ -20,7 +20,7 @@ from shared.domain import trackers
 from shared.domain.errors import AuthenticationError, InvalidEventError, PayloadTooLargeError
 from shared.ports import StorageError
 from shared.services.collect import Collector, utcnow
-from shared.storage.dynamo import DynamoTrackingStore, make_client
+from shared.wiring import function_store
 
 settings = Settings.from_env()
 app = APIGatewayHttpResolver(
@@ -43,13 +43,7 @@ def on_error(kind: type[Exception]) -> Callable[[Handler], Handler]:
 @cache
 def collector() -> Collector:
     # Built on first use, not at import: reused while the container is warm, created after moto starts in tests.
-    store = DynamoTrackingStore(
-        settings.table_name,
-        client=make_client(endpoint_url=settings.dynamodb_endpoint, validate=False, component="collect"),
-        event_retention=settings.event_retention,
-        failed_retention=settings.failed_retention,
-    )
-    return Collector(store, source_cache_seconds=settings.source_cache_seconds)
+    return Collector(function_store(settings, "collect"), source_cache_seconds=settings.source_cache_seconds)
 
 
 def _request() -> routes.HttpRequest:

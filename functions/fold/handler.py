@@ -25,7 +25,8 @@ from shared.services.collect import utcnow
 from shared.services.pipeline import Counted, Decoded, Undecodable, fold_batch
 from shared.services.quarantine import failure_reason
 from shared.storage.analytics import decode_counter_record
-from shared.storage.dynamo import DynamoTrackingStore, make_client
+from shared.storage.dynamo import DynamoTrackingStore
+from shared.wiring import function_store
 
 UNSHARDED = "unsharded"
 """The lane when the event names no shard (a direct invocation; the template's tumbling window and the local
@@ -38,10 +39,7 @@ copy_config_to_registered_loggers(source_logger=logger, include={"shared", "func
 @cache
 def store() -> DynamoTrackingStore:
     # Built on first use, not at import: reused while the container is warm, created after moto starts in tests.
-    return DynamoTrackingStore(
-        settings.table_name,
-        client=make_client(endpoint_url=settings.dynamodb_endpoint, validate=False, component="fold"),
-    )
+    return function_store(settings, "fold")
 
 
 def decode(record: DynamoDBRecord) -> Decoded | None:

@@ -19,11 +19,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.observability import logger, metrics
 from shared.config import Settings
-from shared.publishers import EventBridgePublisher, OutboxFile, Publishers, WebhookPublisher
 from shared.services.pipeline import Decoded, StreamPipeline, Undecodable, decode_images
 from shared.services.quarantine import failure_reason
-from shared.storage.dynamo import DynamoTrackingStore, make_client
+from shared.storage.dynamo import DynamoTrackingStore
 from shared.storage.stream import STREAM_ITEMS
+from shared.wiring import function_store, publishers
 
 settings = Settings.from_env()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
@@ -33,27 +33,12 @@ copy_config_to_registered_loggers(source_logger=logger, include={"shared", "func
 @cache
 def store() -> DynamoTrackingStore:
     # Built on first use, not at import: reused while the container is warm, created after moto starts in tests.
-    return DynamoTrackingStore(
-        settings.table_name,
-        client=make_client(endpoint_url=settings.dynamodb_endpoint, validate=False, component="process"),
-    )
-
-
-@cache
-def publisher() -> Publishers | None:
-    targets: list[OutboxFile | WebhookPublisher | EventBridgePublisher] = []
-    if settings.outbox_path:
-        targets.append(OutboxFile(settings.outbox_path))
-    if settings.outbox_webhook_url and settings.outbox_webhook_secret:
-        targets.append(WebhookPublisher(settings.outbox_webhook_url, settings.outbox_webhook_secret))
-    if settings.event_bus:
-        targets.append(EventBridgePublisher(settings.event_bus))
-    return Publishers(*targets) if targets else None
+    return function_store(settings, "process")
 
 
 @cache
 def pipeline() -> StreamPipeline:
-    return StreamPipeline(store(), publisher())
+    return StreamPipeline(store(), publishers(settings))
 
 
 def decode(record: DynamoDBRecord) -> Decoded | None:

@@ -15,7 +15,8 @@ from shared.config import Settings
 from shared.services.analytics import definitions_of, update_customers
 from shared.services.collect import utcnow
 from shared.services.segments import run_scheduler
-from shared.storage.dynamo import DynamoTrackingStore, make_client
+from shared.storage.dynamo import DynamoTrackingStore
+from shared.wiring import function_store
 
 settings = Settings.from_env()
 copy_config_to_registered_loggers(source_logger=logger, include={"shared", "functions"})
@@ -24,10 +25,7 @@ copy_config_to_registered_loggers(source_logger=logger, include={"shared", "func
 @cache
 def store() -> DynamoTrackingStore:
     # Built on first use, not at import: reused while the container is warm, created after moto starts in tests.
-    return DynamoTrackingStore(
-        settings.table_name,
-        client=make_client(endpoint_url=settings.dynamodb_endpoint, validate=False, component="schedule"),
-    )
+    return function_store(settings, "schedule")
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -6,6 +6,7 @@ import base64
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from shared import wiring
 from shared.domain.sources import Source
 from shared.local.apigw import http_answer, http_api_event
 from shared.storage.dynamo import DynamoTrackingStore, RetryPolicy
@@ -67,7 +69,7 @@ def http(ddb: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> Call
     from functions.collect import handler
 
     handler.collector.cache_clear()  # the next call builds its store inside this test's moto
-    monkeypatch.setattr(handler, "make_client", lambda **_: ddb)
+    monkeypatch.setattr(handler, "function_store", partial(wiring.function_store, client=ddb))
 
     def call(
         method: str,
@@ -107,7 +109,7 @@ def stream(ddb: Any, store: DynamoTrackingStore, monkeypatch: pytest.MonkeyPatch
 
     handler.store.cache_clear()
     handler.pipeline.cache_clear()  # no segment rules cached from another test's table
-    monkeypatch.setattr(handler, "make_client", lambda **_: ddb)
+    monkeypatch.setattr(handler, "function_store", partial(wiring.function_store, client=ddb))
     if isinstance(ddb, SqliteClient):
         feed: Any = SqliteChangeFeed(ddb, TABLE)
         fold_feed: Any = feed

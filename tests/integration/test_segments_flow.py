@@ -36,7 +36,7 @@ def outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: Any) -> Path
     from functions.process import handler
 
     path = tmp_path / "outbox.jsonl"
-    monkeypatch.setattr(handler, "publisher", lambda: OutboxFile(path))
+    monkeypatch.setattr(handler, "publishers", lambda _settings: OutboxFile(path))
     handler.pipeline().forget_rules()  # rules applied by a test are seen at once
     return path
 

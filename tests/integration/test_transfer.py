@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared import wiring
 from shared.cli import main
 from shared.local.streams import StreamRunner
 from shared.services.segments import apply_segments
@@ -78,7 +80,7 @@ def test_a_processed_table_moved_from_moto_to_sqlite_audits_the_same_and_process
         stream.drain()
         handler.store.cache_clear()
         handler.pipeline.cache_clear()
-        monkeypatch.setattr(handler, "make_client", lambda **_: copy)
+        monkeypatch.setattr(handler, "function_store", partial(wiring.function_store, client=copy))
         (event,) = [e for e in store.list_identity_events("u", user) if e.event == "Product Viewed"]
         moved.put_events([replace(event, message_id="after-the-move")])
         runner = StreamRunner(

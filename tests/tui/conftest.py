@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from shared import wiring
 from shared.domain.events import format_timestamp
 from shared.local.stack import STARTERS
 from shared.services.analytics import STARTERS as ANALYTICS_STARTERS
@@ -90,7 +92,7 @@ def _stream(client: Any, table: DynamoTrackingStore, monkeypatch: pytest.MonkeyP
 
     handler.store.cache_clear()
     handler.pipeline.cache_clear()  # a new pipeline reads this table's rules and definitions at its first batch
-    monkeypatch.setattr(handler, "make_client", lambda **_: client)
+    monkeypatch.setattr(handler, "function_store", partial(wiring.function_store, client=client))
     streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
     runner = StreamRunner(
         feed=DynamoStreamsFeed(client, streams, TABLE, "us-east-1"),
