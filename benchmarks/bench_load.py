@@ -117,7 +117,7 @@ def drive_collector(port: int, write_key: str, corpus: Corpus, clients: int, win
                 headers = {
                     "Content-Type": "application/json",
                     "Authorization": auth,
-                    "User-Agent": "analytics-python/2.4.0" if corpus.sdk[template] == "analytics-python" else "bench",
+                    "User-Agent": "bench",
                 }
                 sent = time.perf_counter()
                 try:

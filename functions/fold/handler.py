@@ -24,8 +24,8 @@ from shared.services.analytics import counter_change
 from shared.services.collect import utcnow
 from shared.services.pipeline import Counted, Decoded, Undecodable, fold_batch
 from shared.services.quarantine import failure_reason
-from shared.storage.analytics import decode_counter_record
 from shared.storage.dynamo import DynamoTrackingStore
+from shared.storage.stream import STREAM_ITEMS
 from shared.wiring import function_store
 
 UNSHARDED = "unsharded"
@@ -47,7 +47,7 @@ def decode(record: DynamoDBRecord) -> Decoded | None:
     assert image is not None and image.sequence_number is not None
     sequence = image.sequence_number
     try:
-        moved = decode_counter_record(old=image.old_image or None, new=image.new_image or None)
+        moved = STREAM_ITEMS.counter_record(old=image.old_image or None, new=image.new_image or None)
         counted = counter_change(sequence, moved, received=_created(record))
     except Exception as exc:
         return Undecodable(sequence, failure_reason(exc))

@@ -276,10 +276,9 @@ def sweep_due(
             )
             or []
         )
-    stale = sorted({d.customer_id for d in due if d.analytics}) if refresh is not None else []
-    for customer_id in stale:
-        assert refresh is not None
-        _contained(store, customer_id, partial(refresh, [customer_id]), [Due(customer_id, later, True)], now=now)
+    if refresh is not None:
+        for customer_id in sorted({d.customer_id for d in due if d.analytics}):
+            _contained(store, customer_id, partial(refresh, [customer_id]), [Due(customer_id, later, True)], now=now)
     return transitions, len(due)
 
 

@@ -73,12 +73,6 @@ def _is_member(image: Mapping[str, Any] | None) -> bool:
     return image is not None and image.get("entity") == MEMBERSHIP_ENTITY and image.get("state") == "in"
 
 
-def size_cells(segment_id: str, step: int, day: str) -> dict[tuple[str, str], dict[str, int]]:
-    """The counter cells of one size step: the total and that day's net change."""
-    shard = f"{segment_id}#0"
-    return {(SIZES_PK, shard): {"net": step}, (f"{SIZES_PK}#{day}", shard): {"net": step}}
-
-
 class SegmentStorage(Table):
     """Segment access patterns; mixed into `DynamoTrackingStore`."""
 
