@@ -35,6 +35,13 @@ class StoredProfile:
     """0 for a profile not stored yet; each save expects the version it read."""
     applied: Mapping[str, str] = field(default_factory=dict)
     """Identity key → highest stream sequence number already folded in (makes redelivery a no-op)."""
+    cells: Cells = field(default_factory=dict)
+    """What the customer adds to the analytics counters (the fold sums the changes of this item's cells)."""
+    cells_at: str = ""
+    """When `cells` were computed (the overview horizon they were cut at)."""
+    scheduled: tuple[datetime, ...] = ()
+    """The moments this customer is on the due list for (segment deadlines), so an unchanged one is not written
+    again and `forget` finds the entries."""
 
 
 @dataclass(frozen=True, slots=True)

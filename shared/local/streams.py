@@ -88,12 +88,13 @@ def process_filter(record: dict[str, Any]) -> bool:
 
 
 def fold_filter(record: dict[str, Any]) -> bool:
-    """The fold mapping's filter (also in the SAM template): changes of memberships and of customers' cells items,
-    their removals included (the counters are folded from them)."""
-    return record.get("eventName") in ("INSERT", "MODIFY", "REMOVE") and _entity(record) in (
-        "membership",
-        "analytics_cells",
-    )
+    """The fold mapping's filter (also in the SAM template): changes of memberships and of customer items (their
+    cells), removals included (the counters are folded from them), and of the cells items tables kept before
+    cells moved into the customer item (`footfall migrate` removes them: their removals are folded)."""
+    return record.get("eventName") in ("INSERT", "MODIFY", "REMOVE") and _entity(record) in FOLDED_ENTITIES
+
+
+FOLDED_ENTITIES = ("membership", "profile", "analytics_cells")
 
 
 def _wire(value: Any) -> Any:

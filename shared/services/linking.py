@@ -93,6 +93,8 @@ class Batch:
     """customer id → the profile as this batch left it (written, or read and found already up to date)."""
     created: set[str] = field(default_factory=set)
     """Customers whose profile this batch's write created: nothing else of theirs can be stored yet."""
+    prepare: Callable[[StoredProfile], StoredProfile] | None = None
+    """Completes a customer item about to be written (its cells and due moments), so one write holds it all."""
 
 
 def read_batch(batch: Batch, changes: Sequence[StreamChange]) -> None:

@@ -42,6 +42,7 @@ from shared.services.analytics import CounterChange, definitions_of, fold, updat
 from shared.services.collect import utcnow
 from shared.services.linking import ProfileStore
 from shared.services.overview import live_event
+from shared.services.prepare import CustomerItems
 from shared.services.process import StreamChange, process_isolated
 from shared.services.quarantine import (
     FOLD_ROUTE,
@@ -164,6 +165,7 @@ class StreamPipeline:
         quarantined: list[tuple[StreamChange, str]] = []
         erased: list[StreamChange] = []
         events = [c for c in changes if c not in audience]
+        items = CustomerItems(self.store, self.segment_rules(), self.analytics_definitions(), now=utcnow())
         outcome.failed.update(
             process_isolated(
                 self.store,
@@ -172,13 +174,15 @@ class StreamPipeline:
                 quarantine=lambda group, reason: quarantined.extend((change, reason) for change in group),
                 on_erased=erased.append,
                 on_stored=stored,
+                prepare=items,
             )
         )
         undecodable = [result for result, _ in decoded if isinstance(result, Undecodable)]
         records = {str(record["dynamodb"]["SequenceNumber"]): record for _, record in decoded}
         outcome.failed.update(quarantine(self.store, quarantined, records, undecodable))
         outcome.quarantined = len(quarantined) + len(undecodable)
-        self.evaluate(list(dict.fromkeys(saved)), written, created)  # the isolation fallback may report one twice
+        # The isolation fallback may report one twice.
+        self.evaluate(list(dict.fromkeys(saved)), written, created, items=items)
         # The live feed never shows an identity erased since its events were stored.
         self.record_feed([c for c in events if c not in erased], [record for _, record in decoded])
         outcome.events_folded = len(events)
@@ -223,6 +227,8 @@ class StreamPipeline:
         customer_ids: list[str],
         known: Mapping[str, StoredProfile] | None = None,
         created: Set[str] = frozenset(),
+        *,
+        items: CustomerItems | None = None,
     ) -> None:
         """Segments and analytics of the customers a batch changed, on one read of their events.
 
@@ -234,12 +240,13 @@ class StreamPipeline:
         since: that writer evaluates it again after its own save); the others are read. `created` are customers
         whose profile this batch created: they have no memberships, deadlines or cells yet, which are not read.
         (A writer racing this one for a new customer found it created and evaluates it after; the transitions and
-        cells written here are conditional, so a stale guess writes nothing.)
+        cells written here are conditional, so a stale guess writes nothing.) `items`: what completed the customer
+        items this batch wrote: their events were read then, and their cells and deadline are written already.
         """
         if not customer_ids:
             return
         try:
-            self._evaluate(customer_ids, known or {}, created)
+            self._evaluate(customer_ids, known or {}, created, items)
         except Exception:
             logger.exception("evaluation failed for good; evaluating one customer at a time")
             for customer_id in customer_ids:
@@ -249,18 +256,26 @@ class StreamPipeline:
                     quarantine_customer(self.store, customer_id, failure_reason(exc), now=utcnow())
 
     def _evaluate(
-        self, customer_ids: list[str], known: Mapping[str, StoredProfile], created: Set[str] = frozenset()
+        self,
+        customer_ids: list[str],
+        known: Mapping[str, StoredProfile],
+        created: Set[str] = frozenset(),
+        items: CustomerItems | None = None,
     ) -> None:
         store = self.store
         rules, definitions, now = self.segment_rules(), self.analytics_definitions(), utcnow()
+        completed = {cid for cid in customer_ids if cid in known and items is not None and items.completed(cid)}
         try:
             profiles = {cid: known[cid] for cid in customer_ids if cid in known}
             missing = sorted(set(customer_ids) - profiles.keys())
             profiles |= store.get_profiles(missing) if missing else {}
             active = [p for p in profiles.values() if not p.profile.merged_into]
             ids = [p.profile.customer_id for p in active]
+            unread = [p for p in active if p.profile.customer_id not in completed]
             with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:  # every customer's reads at once
-                events = dict(zip(ids, pool.map(lambda p: customer_events(store, p), active), strict=True))
+                events = {cid: items.events[cid] for cid in completed} if items is not None else {}
+                found = pool.map(lambda p: customer_events(store, p), unread)
+                events |= dict(zip((p.profile.customer_id for p in unread), found, strict=True))
                 memberships: dict[str, Memberships] = {}
                 if rules:
                     read = [i for i in ids if i not in created]
@@ -283,15 +298,14 @@ class StreamPipeline:
                     raise
                 logger.warning("segment evaluation failed; scheduled for the next sweep")
                 store.put_due(retry_later(customer_ids, now=now))
+        pending = [cid for cid in customer_ids if cid not in completed]  # the others' cells are written
         try:
-            update_customers(
-                store, customer_ids, definitions, now=now, events=events, profiles=profiles, created=created
-            )
+            update_customers(store, pending, definitions, now=now, events=events, profiles=profiles, created=created)
         except StorageError as exc:
             if isinstance(exc, RejectedWriteError):
                 raise
             logger.warning("analytics update failed; scheduled for the next sweep")
-            store.put_due(retry_later(customer_ids, now=now, analytics=True))
+            store.put_due(retry_later(pending, now=now, analytics=True))
 
     def record_feed(self, changes: list[StreamChange], records: Sequence[Mapping[str, Any]]) -> None:
         """The live feed and the processing status (best effort: they are views, not data)."""

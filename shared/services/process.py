@@ -60,6 +60,7 @@ def process_changes(
     on_poison: Callable[[StreamChange, str], None] | None = None,
     on_erased: Callable[[StreamChange], None] | None = None,
     on_stored: Callable[[StoredProfile, bool], None] | None = None,
+    prepare: Callable[[StoredProfile], StoredProfile] | None = None,
 ) -> list[str]:
     """Fold a batch of new events into identities and profiles.
 
@@ -72,6 +73,8 @@ def process_changes(
         on_stored: told the profile as this batch left it, for customers reported to `on_saved` (saves the
             evaluation a read of what was just written), and whether this batch's write created it (then the
             customer has nothing else stored yet: no memberships, no cells, no deadlines).
+        prepare: completes each customer item before it is written (its analytics cells and due moments, from
+            the folded profile), so the customer-batch is one write; it must not raise.
 
     Returns:
         The sequence numbers of the records that failed for now (to report as `batchItemFailures`).
@@ -81,7 +84,7 @@ def process_changes(
             `process_isolated` to contain it to the customer it belongs to.
     """
     ordered = sorted(changes, key=lambda change: int(change.sequence))
-    batch = Batch(store, on_poison=on_poison)
+    batch = Batch(store, on_poison=on_poison, prepare=prepare)
     everything = [change.sequence for change in ordered]
     try:
         read_batch(batch, ordered)
@@ -163,6 +166,7 @@ def process_isolated(
     quarantine: Callable[[Sequence[StreamChange], str], None],
     on_erased: Callable[[StreamChange], None] | None = None,
     on_stored: Callable[[StoredProfile, bool], None] | None = None,
+    prepare: Callable[[StoredProfile], StoredProfile] | None = None,
 ) -> list[str]:
     """`process_changes`, with any permanent failure contained to the identity whose records caused it.
 
@@ -180,7 +184,13 @@ def process_isolated(
 
     try:
         return process_changes(
-            store, changes, on_saved=on_saved, on_poison=poisoned, on_erased=on_erased, on_stored=on_stored
+            store,
+            changes,
+            on_saved=on_saved,
+            on_poison=poisoned,
+            on_erased=on_erased,
+            on_stored=on_stored,
+            prepare=prepare,
         )
     except Exception:
         logger.exception("a batch failed for good; processing it one identity at a time")
@@ -191,7 +201,13 @@ def process_isolated(
     for group in groups.values():
         try:
             failed += process_changes(
-                store, group, on_saved=on_saved, on_poison=poisoned, on_erased=on_erased, on_stored=on_stored
+                store,
+                group,
+                on_saved=on_saved,
+                on_poison=poisoned,
+                on_erased=on_erased,
+                on_stored=on_stored,
+                prepare=prepare,
             )
         except Exception as exc:
             logger.exception("records quarantined", extra={"records": len(group)})
@@ -230,8 +246,10 @@ def _fold_customer(batch: Batch, customer_id: str, changes: list[StreamChange], 
             return [c.sequence for c in failed]
         profile = _with_identities(profile, batch, customer_id, done)
         marks = max_marks(stored.applied, {primary_identity(c.event): c.sequence for c in done})
+        complete = replace(stored, profile=profile, applied=marks)
         try:
-            batch.saved[customer_id] = batch.store.save_profile(replace(stored, profile=profile, applied=marks))
+            complete = batch.prepare(complete) if batch.prepare is not None else complete
+            batch.saved[customer_id] = batch.store.save_profile(complete)
             if not stored.version:
                 batch.created.add(customer_id)
         except ConditionFailedError:

@@ -122,7 +122,7 @@ def evaluate_customers(
         if earliest is None:
             continue
         due = Due(customer_id, due_time(earliest))
-        scheduled = current.scheduled if isinstance(current, Memberships) else frozenset()
+        scheduled = set(stored.scheduled) | (current.scheduled if isinstance(current, Memberships) else set())
         if due.at not in scheduled:
             new.append(due)
         elif reschedule:

@@ -244,12 +244,29 @@ def decode_counter_record(*, old: Mapping[str, Any] | None, new: Mapping[str, An
     A REMOVE of a cells item (the customer erased) has no new cells: it takes back all of the old ones.
     """
     image = new or old
+    if image and image.get("entity") == keys.PROFILE_ENTITY:
+        return _customer_cells_record(old, new)
     if image and image.get("entity") == CELLS_ENTITY:
         before = decode_cells(binary(old["cells"])) if old and "cells" in old else {}
         after = decode_cells(binary(new["cells"])) if new and "cells" in new else {}
         return CellsRecord(before, after, str((new or {}).get("at") or ""), removed=not new)
     size = size_change(old=old, new=new)
     return None if size is None else SizeStep(*size)
+
+
+def _customer_cells_record(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> CellsRecord | None:
+    """A customer item's record as a cells change: None when neither image holds cells (or they are the same
+    bytes, computed at the same moment: a profile write that left the cells alone). A new image without cells (a
+    merge's tombstone, or the item gone: the customer erased) takes the old ones back."""
+    had, has = bool(old and "cells" in old), bool(new and "cells" in new)
+    if not had and not has:
+        return None
+    if had and has and old and new and old["cells"] == new["cells"] and old.get("cells_at") == new.get("cells_at"):
+        return None
+    before = decode_cells(binary(old["cells"])) if old and had else {}
+    if not (new and has):
+        return CellsRecord(before, {}, "", removed=True)
+    return CellsRecord(before, decode_cells(binary(new["cells"])), str(new.get("cells_at") or ""))
 
 
 def decode_cells_change(
@@ -287,21 +304,25 @@ class AnalyticsStorage(Table):
     # --- per-customer cells ----------------------------------------------------------------------------------------
 
     def get_cells(self, customer_ids: Sequence[str]) -> dict[str, StoredCells]:
-        wanted = [{"PK": keys.customer_pk(cid), "SK": ANALYTICS_SK} for cid in dict.fromkeys(customer_ids)]
-        by_key = {keys.customer_pk(cid): cid for cid in customer_ids}
-        found = {by_key[item["PK"]]: item for item in self._batch_get(wanted, consistent=True)}
+        """Customers' cells, from their customer items (version 0 and no cells: no such customer)."""
+        wanted = [{"PK": keys.customer_pk(cid), "SK": keys.PROFILE_SK} for cid in dict.fromkeys(customer_ids)]
+        found = {
+            item["customer_id"]: item
+            for item in self._batch_get(wanted, consistent=True, projection="customer_id, version, cells")
+        }
         return {
-            cid: StoredCells(cid, int(found[cid]["version"]), decode_cells(found[cid]["cells"]))
-            if cid in found
-            else StoredCells(cid, 0, {})
+            cid: StoredCells(cid, int(found[cid]["version"]), decode_cells(binary(found[cid]["cells"])))
+            if cid in found and "cells" in found[cid]
+            else StoredCells(cid, int(found[cid]["version"]) if cid in found else 0, {})
             for cid in dict.fromkeys(customer_ids)
         }
 
     def save_cells(self, changes: Sequence[CellsChange]) -> list[str]:
-        """Write each customer's new cells: one put each, conditional on the version that was read.
+        """Write each customer's new cells into its customer item: one update each, conditional on the version
+        that was read (a customer without an item has nothing to write: its cells are none).
 
         Returns:
-            The customers whose cells changed since they were read (nothing of theirs was written: read them again
+            The customers whose item changed since it was read (nothing of theirs was written: read them again
             and retry).
         """
         with ThreadPoolExecutor(max_workers=PARALLEL_PUTS) as pool:
@@ -309,23 +330,24 @@ class AnalyticsStorage(Table):
         return [change.previous.customer_id for change, ok in zip(changes, saved, strict=True) if not ok]
 
     def _put_cells(self, change: CellsChange) -> bool:
-
         previous = change.previous
-        row = {
-            "PK": keys.customer_pk(previous.customer_id),
-            "SK": ANALYTICS_SK,
-            "entity": CELLS_ENTITY,
-            "version": previous.version + 1,
-            "cells": encode_cells(change.cells),
-            "at": change.at,
-        }
-        condition: dict[str, Any] = (
-            {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": {"N": str(previous.version)}}}
-            if previous.version
-            else {"ConditionExpression": "attribute_not_exists(PK)"}
-        )
+        if not previous.version:
+            return not change.cells
+        values: dict[str, Any] = {":v": {"N": str(previous.version)}, ":next": {"N": str(previous.version + 1)}}
+        if change.cells:
+            expression = "SET cells = :cells, cells_at = :at, version = :next"
+            values |= {":cells": {"B": encode_cells(change.cells)}, ":at": {"S": change.at}}
+        else:
+            expression = "SET version = :next REMOVE cells, cells_at"
         try:
-            self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row), **condition)
+            self._call(
+                self.client.update_item,
+                TableName=self.table_name,
+                Key={"PK": {"S": keys.customer_pk(previous.customer_id)}, "SK": {"S": keys.PROFILE_SK}},
+                UpdateExpression=expression,
+                ConditionExpression="version = :v",
+                ExpressionAttributeValues=values,
+            )
         except ConditionFailedError:
             return False
         return True

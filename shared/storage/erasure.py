@@ -6,10 +6,12 @@
 | identity link `ID#…` / `CUSTOMER`                   | the identity's partition                      | deleted        |
 | old tables' raw suppression mark `ID#…`/`FORGOTTEN` | the identity's partition                      | hashed, deleted|
 | profile `CUSTOMER#<cid>` / `PROFILE`, merged ones   | the customer ids (merges: the profile's links)| deleted        |
-| analytics cells `CUSTOMER#<cid>` / `ANALYTICS`      | the customer's partition                      | taken back, del|
+| analytics cells: in the customer item (before: their| the customer's partition                      | taken back, del|
+|   own `CUSTOMER#<cid>` / `ANALYTICS`)               |                                               |                |
 | membership `CUSTOMER#<cid>` / `MEMBER#<segment>`    | the customer's partition                      | deleted        |
 | due index `CUSTOMER#<cid>` / `DUEAT#<time>#<kind>`  | the customer's partition                      | deleted        |
-| due entry `DUE#<hour>` / `<time>#<kind>#<cid>`      | its due index's `at`, `analytics` attributes  | deleted        |
+| due entry `DUE#<hour>` / `<time>#<kind>#<cid>`      | the customer item's due moments, or its due   | deleted        |
+|                                                     |   index's `at`, `analytics` attributes        |                |
 | (before #15: `DUEAT#<minute>#<seg>`, `DUE#<minute>`)| (the index's `minute`, `segment` attributes)  | deleted        |
 | segment history `SEGHIST#<segment>` / `<t>#<cid>#…` | each history's `customer_id` attribute        | deleted        |
 | live feed `LIVE` / `<time>#<seq>` (zlib, TTL 1 h)   | the `LIVE` partition, decoded                 | rewritten      |
@@ -43,7 +45,7 @@ from shared.domain.identity import split_identity
 from shared.ports import ConditionFailedError, CorruptItemError
 from shared.storage import blobs, items, keys
 from shared.storage.codec import serialize
-from shared.storage.due import due_target
+from shared.storage.due import due_key, due_target
 from shared.storage.errors import ThrottledError
 from shared.storage.failed import FAILED_LOOKBACK_DAYS, stream_identities
 from shared.storage.suppression import SuppressionStorage
@@ -152,16 +154,19 @@ class ErasureStorage(SuppressionStorage):
             if row.get("entity") == "due_index":
                 doomed.append(due_target(row, customer_id))
             elif row.get("entity") == items.PROFILE_ENTITY:
-                doomed += self._flag_index_of(row, customer_id)
+                doomed += self._followed_from_profile(row, customer_id)
         return doomed
 
-    def _flag_index_of(self, row: dict[str, Any], customer_id: str) -> list[dict[str, Any]]:
+    def _followed_from_profile(self, row: dict[str, Any], customer_id: str) -> list[dict[str, Any]]:
+        """The index items of the profile's conflict flags, and the due entries its customer item lists."""
         try:
-            flags = items.item_to_profile(row).profile.flags
+            stored = items.item_to_profile(row)
         except CorruptItemError:
             return []  # nothing readable to follow; the index items expire with nothing to point at
+        flags = stored.profile.flags
+        due = [due_key(customer_id, at, analytics=False) for at in stored.scheduled]
         named = {entry.get("identity") for flag in CONFLICT_FLAGS for entry in flags.get(flag, [])}
-        return [
+        return due + [
             {"PK": index["PK"], "SK": index["SK"]}
             for identity in named
             if isinstance(identity, str)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import zlib
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,14 +19,19 @@ from shared.domain.profiles import CustomerProfile, Touch
 from shared.domain.sources import CLIENT_TRUST, SERVER_TRUST, Source, WebhookMapping
 from shared.ports import CorruptItemError, Link, StoredProfile
 from shared.storage import keys
+from shared.storage.analytics import decode_cells, encode_cells
 from shared.storage.blobs import binary, decode_json, encode_json
+from shared.storage.due import DUE_KEPT
 from shared.storage.schema import TTL_ATTRIBUTE
 
 EVENT_ENTITY = "event"
 SOURCE_ENTITY = "source"
 WRITE_KEY_ENTITY = "write_key"
 FAILED_ENTITY = "failed"
-PROFILE_ENTITY = "profile"
+PROFILE_ENTITY = keys.PROFILE_ENTITY
+SCHEDULED_KEPT = 50
+"""A customer item keeps at most this many due moments (the latest): a deadline moved more often than that in two
+days leaves its oldest entries to fire harmlessly (and to their TTL) without `forget` finding them by this list."""
 LINK_ENTITY = "link"
 CUSTOMER_INDEX_SHARDS = 16
 
@@ -316,6 +321,7 @@ def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
         "links": list(profile.links),
         "merged_into": profile.merged_into,
         "applied": dict(stored.applied),
+        "scheduled": _scheduled_out(stored.scheduled),
     }
     item: dict[str, Any] = {
         "PK": keys.customer_pk(profile.customer_id),
@@ -326,10 +332,27 @@ def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
         "body_codec": _ESCAPED_BODY,
         "body": encode_json(_escape(body), default=_money_out),
     }
-    if profile.merged_into is None:  # tombstones leave the customer list
+    if profile.merged_into is None:  # tombstones leave the customer list, and hold no cells (the fold takes them back)
         item["GSI1PK"] = keys.customers_gsi_pk(keys.shard_of(profile.customer_id, CUSTOMER_INDEX_SHARDS))
         item["GSI1SK"] = profile.customer_id
+        if stored.cells:
+            item["cells"] = encode_cells(stored.cells)
+            item["cells_at"] = stored.cells_at
     return item
+
+
+def _scheduled_out(moments: tuple[datetime, ...]) -> list[int]:
+    """The due moments worth keeping (their entries still exist: TTL removes them `DUE_KEPT` after), as epoch
+    seconds, the latest `SCHEDULED_KEPT`."""
+    horizon = datetime.now(UTC) - DUE_KEPT
+    return sorted({int(moment.timestamp()) for moment in moments if moment > horizon})[-SCHEDULED_KEPT:]
+
+
+def item_cells(item: dict[str, Any]) -> tuple[Any, str]:
+    """A customer item's cells and when they were computed ({} and "" when it holds none)."""
+    if "cells" not in item:
+        return {}, ""
+    return decode_cells(binary(item["cells"])), str(item.get("cells_at") or "")
 
 
 def item_to_profile(item: dict[str, Any]) -> StoredProfile:
@@ -343,6 +366,7 @@ def item_to_profile(item: dict[str, Any]) -> StoredProfile:
     try:
         body = decode_json(item["body"], object_hook=hook)
         applied = body.pop("applied", {})
+        scheduled = tuple(datetime.fromtimestamp(int(at), UTC) for at in body.pop("scheduled", ()))
         body["identities"] = tuple(body.get("identities", ()))
         body["links"] = tuple(body.get("links", ()))
         body["first_touch"] = _touch(body.get("first_touch"))
@@ -350,7 +374,8 @@ def item_to_profile(item: dict[str, Any]) -> StoredProfile:
         body["revenue"] = body["revenue"] if isinstance(body["revenue"], Decimal) else _decimal(str(body["revenue"]))
         profile = CustomerProfile(**body)
         customer_id = profile.customer_id
-        return StoredProfile(profile=profile, version=int(item["version"]), applied=applied)
+        cells, cells_at = item_cells(item)
+        return StoredProfile(profile, int(item["version"]), applied, cells, cells_at, scheduled)
     except CorruptItemError as exc:
         raise CorruptItemError(str(exc), customer_id=customer_id) from exc
     except (ValueError, TypeError, KeyError, AttributeError, zlib.error, RecursionError) as exc:

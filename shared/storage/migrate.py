@@ -15,14 +15,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
+from shared.domain import analytics
+from shared.domain.events import format_timestamp
 from shared.storage import keys
+from shared.storage.blobs import binary
+from shared.storage.errors import StorageError
 from shared.storage.segments import upgrade_due_items
 
 if TYPE_CHECKING:
     from shared.storage.dynamo import DynamoTrackingStore
+
+MOVE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -54,10 +61,54 @@ def erasure_digest(store: DynamoTrackingStore) -> int:
     return store.build_erasure_digest()
 
 
+def cells_into_customer_items(store: DynamoTrackingStore) -> int:
+    """Each customer's cells item (`CUSTOMER#<cid>` / `ANALYTICS`) into its customer item, then deleted; returns how
+    many cells items it removed.
+
+    The counters do not move: the fold adds the cells the customer item gains and takes back those of the removed
+    item (both cut at the overview horizon of now). A customer item that already holds cells (written by this
+    version since) keeps them, and one merged away or gone gets none: in every case the old item only goes. Safe
+    to run again: a moved customer item holds cells, so a second run only deletes what is left.
+    """
+    from shared.storage.analytics import CELLS_ENTITY, decode_cells
+
+    now = datetime.now(UTC)
+    moved = 0
+    for row in store._scan(
+        FilterExpression="#e = :cells",
+        ExpressionAttributeNames={"#e": "entity"},
+        ExpressionAttributeValues={":cells": {"S": CELLS_ENTITY}},
+    ):
+        customer_id = row["PK"].removeprefix("CUSTOMER#")
+        cells = analytics.kept(decode_cells(binary(row["cells"])), now=now) if "cells" in row else {}
+        _move_cells(store, customer_id, cells, format_timestamp(now))
+        store._call(
+            store.client.delete_item, TableName=store.table_name, Key={"PK": {"S": row["PK"]}, "SK": {"S": row["SK"]}}
+        )
+        moved += 1
+    return moved
+
+
+def _move_cells(store: DynamoTrackingStore, customer_id: str, cells: Any, at: str) -> None:
+    from shared.storage.errors import ConditionFailedError
+
+    for _ in range(MOVE_ATTEMPTS):
+        stored = store.get_profiles([customer_id]).get(customer_id)
+        if stored is None or stored.profile.merged_into or stored.cells or not cells:
+            return
+        try:
+            store.save_profile(replace(stored, cells=cells, cells_at=at))
+            return
+        except ConditionFailedError:
+            continue  # processing wrote it meanwhile: read it again
+    raise StorageError("a customer item kept changing while its cells were moved into it: run migrate again")
+
+
 STEPS: list[Step] = [
     Step(1, "hashed suppression marks", move_legacy_marks, on_new_table=lambda store: store.flag_marks_hashed()),
     Step(2, "one due entry per customer deadline", one_entry_per_deadline),
     Step(3, "digest of the erased identities", erasure_digest, on_new_table=lambda store: store.put_first_digest()),
+    Step(4, "analytics cells in the customer item", cells_into_customer_items),
 ]
 """Counters folded from the stream need no step: a table's old per-customer shards keep summing correctly (reports
 add every shard of a key) and each customer's next cells write moves its counts to the fold's shard."""

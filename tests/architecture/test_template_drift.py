@@ -131,6 +131,8 @@ def test_fold_function_consumes_the_stream_like_the_local_runner():
     # a longer window than processing's: counters are written once per window; locally it is no longer
     assert FOLD_SECONDS <= stream["MaximumBatchingWindowInSeconds"] <= 30
     assert _let_in(stream, fold_filter) == {
-        (name, entity) for name in ("INSERT", "MODIFY", "REMOVE") for entity in ("membership", "analytics_cells")
+        (name, entity)
+        for name in ("INSERT", "MODIFY", "REMOVE")
+        for entity in ("membership", "profile", "analytics_cells")
     }
     # (its role, and every other role, is checked in tests/infra/test_iam.py)

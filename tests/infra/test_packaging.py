@@ -361,10 +361,10 @@ def folded(processed, built_functions, runtime, world, tmp_path_factory) -> dict
 
 
 def test_fold_handler_from_its_artifact_folds_the_customers_cells_and_sizes_into_counters(folded, world):
-    # Then every record is folded (the customer's cells and its `new_customers` entry), none failed
+    # Then every record is folded (the customer item with its cells and its `new_customers` entry), none failed
     assert folded["result"] == {"state": {}, "batchItemFailures": []}
     entities = {r["dynamodb"]["NewImage"]["entity"]["S"] for r in folded["records"]}
-    assert entities == {"analytics_cells", "membership"}
+    assert entities == {"profile", "membership"}
     # and the counters equal what the stored cells say (a segment size moved by one)
     sizes = dict(world["store"].counter_items("SEGSIZE"))
     assert sizes["new_customers#0"] == {"net": 1}

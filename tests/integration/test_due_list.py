@@ -104,7 +104,9 @@ def test_a_batch_that_leaves_the_earliest_deadline_where_it_is_writes_no_due_ite
     visitor = random_ref("visitor")
     send(http, key, stream, clock, added(visitor))
     hour_on = (NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")  # (an absence is due from A + N on)
-    assert [(w["entity"], w["at"]) for w in due_writes] == [("due_index", hour_on), ("due", hour_on)]
+    # (the entry only: the customer item lists the moment, in the write that holds the profile)
+    assert [(w["entity"], w["at"]) for w in due_writes] == [("due", hour_on)]
+    assert store.get_profiles([f"a:{visitor}"])[f"a:{visitor}"].scheduled == (NOW + timedelta(hours=1),)
     due_writes.clear()
     # When they view products a minute later, in two more batches (the cart's hour is still the earliest)
     for minute in (1, 2):
@@ -117,12 +119,11 @@ def test_a_batch_that_leaves_the_earliest_deadline_where_it_is_writes_no_due_ite
     clock["now"] = NOW + timedelta(minutes=3)
     order = {"anonymousId": visitor, "event": "Order Completed", "at": 3, "properties": {"cart_id": "c1"}}
     send(http, key, stream, clock, order)
-    # Then exactly one entry (and its index row) is written, for that moment
+    # Then exactly one entry is written, for that moment, and the customer item lists both
     day_on = NOW + timedelta(days=1, minutes=1, seconds=1)
-    assert sorted((w["entity"], w["at"]) for w in due_writes) == [
-        ("due", day_on.strftime("%Y-%m-%dT%H:%M:%SZ")),
-        ("due_index", day_on.strftime("%Y-%m-%dT%H:%M:%SZ")),
-    ]
+    assert sorted((w["entity"], w["at"]) for w in due_writes) == [("due", day_on.strftime("%Y-%m-%dT%H:%M:%SZ"))]
+    scheduled = store.get_profiles([f"a:{visitor}"])[f"a:{visitor}"].scheduled
+    assert scheduled == (NOW + timedelta(hours=1), day_on.replace(microsecond=0))
     assert all(w[TTL_ATTRIBUTE] == int((day_on + timedelta(days=2)).timestamp()) for w in due_writes)
     audit(store, now=clock["now"])
 

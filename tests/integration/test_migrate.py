@@ -59,12 +59,32 @@ def old_table(ddb, http, source, store, stream) -> dict[str, Any]:
     forget_customer(store, gone, now=datetime.now(UTC))
     stream.drain()
     ddb.delete_item(TableName=TABLE, Key={"PK": {"S": keys.ERASURE_PK}, "SK": {"S": keys.EPOCH_SK}})
+    assert _cells_to_their_own_item(ddb) == 1  # the kept customer's (the erased one's are gone with it)
+    stream.drain()
     legacy = [random_ref("old") for _ in range(5)]
     for n, old in enumerate(legacy):
         item = {"PK": {"S": f"ID#u#{old}"}, "SK": {"S": "FORGOTTEN"}, "entity": {"S": "forgotten"}}
         ddb.put_item(TableName=TABLE, Item=item | ({"at": {"S": "2026-01-02T03:04:05Z"}} if n == 0 else {}))
     assert migrate.stored_version(store) == 0
     return {"key": key, "kept": kept, "gone": gone, "anon": anon, "legacy": legacy}
+
+
+def _cells_to_their_own_item(ddb: Any) -> int:
+    """Customers' cells as versions before the customer item kept them: an item of their own (`ANALYTICS`), the
+    customer item without them (the fold sees them move, so the counters stay)."""
+    moved = 0
+    for item in _items(ddb):
+        if item["entity"]["S"] != "profile" or "cells" not in item:
+            continue
+        old = {"PK": item["PK"], "SK": {"S": "ANALYTICS"}, "entity": {"S": "analytics_cells"}, "version": {"N": "1"}}
+        ddb.put_item(TableName=TABLE, Item=old | {"cells": item["cells"], "at": item["cells_at"]})
+        ddb.update_item(
+            TableName=TABLE,
+            Key={"PK": item["PK"], "SK": item["SK"]},
+            UpdateExpression="REMOVE cells, cells_at",
+        )
+        moved += 1
+    return moved
 
 
 def _erased_are_refused(http: Any, store: DynamoTrackingStore, old: dict[str, Any]) -> None:
@@ -85,9 +105,17 @@ def test_migrate_moves_the_raw_marks_once_and_the_table_stays_correct(ddb, http,
         ("hashed suppression marks", 5),
         ("one due entry per customer deadline", 0),
         ("digest of the erased identities", 7),
+        ("analytics cells in the customer item", 1),
     ]
     assert second == []
     assert store.move_legacy_marks() == 0  # the step itself converges too
+    assert migrate.cells_into_customer_items(store) == 0
+    # and the kept customer's cells are in its customer item, their own item gone, the counters unchanged
+    profiles = [i for i in _items(ddb) if i["entity"]["S"] == "profile"]
+    assert [i for i in _items(ddb) if i["SK"]["S"] == "ANALYTICS"] == []
+    assert ["cells" in i for i in profiles] == [True]
+    stream.drain()
+    audit(store)
     assert migrate.stored_version(store) == migrate.latest_version()
     assert _raw_marks(ddb) == set()
     texts = [readable(deserialize(item)) for item in _items(ddb)]
@@ -151,6 +179,7 @@ def test_a_migration_that_stops_midway_converges_when_run_again(ddb, http, store
         ("hashed suppression marks", left),
         ("one due entry per customer deadline", 0),
         ("digest of the erased identities", 7),
+        ("analytics cells in the customer item", 1),
     ]
     # Then it converged: no raw mark, the newest version, nothing more to do, erased ids refused
     assert _raw_marks(ddb) == set() and migrate.stored_version(store) == migrate.latest_version()
@@ -174,6 +203,7 @@ def test_footfall_migrate_json(ddb, old_table, tmp_path, capsys):
             {"name": "hashed suppression marks", "changed": 5},
             {"name": "one due entry per customer deadline", "changed": 0},
             {"name": "digest of the erased identities", "changed": 7},
+            {"name": "analytics cells in the customer item", "changed": 1},
         ],
     }
     assert second == {"table": TABLE, "from_version": latest, "version": latest, "latest_version": latest, "steps": []}
@@ -194,6 +224,7 @@ def test_a_table_serve_creates_is_stamped_and_an_old_one_is_migrated_by_serve(dd
         f"migrated {TABLE}: hashed suppression marks (5 items changed)",
         f"migrated {TABLE}: one due entry per customer deadline (0 items changed)",
         f"migrated {TABLE}: digest of the erased identities (7 items changed)",
+        f"migrated {TABLE}: analytics cells in the customer item (1 items changed)",
     ]
 
 

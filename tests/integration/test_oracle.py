@@ -61,9 +61,9 @@ def test_customer_events_reading_only_the_first_identity_is_caught(http, source,
         return original(store_, trimmed)
 
     from functions.process import handler
-    from shared.services import pipeline
+    from shared.services import pipeline, prepare
 
-    for module in (segments, analytics, pipeline):
+    for module in (segments, analytics, pipeline, prepare):
         monkeypatch.setattr(module, "customer_events", first_identity_only)
     handler.pipeline().forget_rules()
     apply_segments(store, RULES, source="test", now=_now(), customers=[])

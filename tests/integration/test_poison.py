@@ -114,17 +114,18 @@ def test_an_event_that_cannot_be_folded_is_quarantined_at_once_and_the_batch_goe
 def test_a_customer_whose_evaluation_fails_for_good_is_quarantined_and_the_others_are_evaluated(
     http, source, store, stream, monkeypatch
 ):
-    # Given a bug in the analytics of one customer (the stored cells cannot be built for them)
-    import shared.services.pipeline as pipeline
+    # Given a bug in the analytics of one customer (their cells cannot be built: neither when their customer item
+    # is completed before its write, nor by the evaluation that follows)
+    from shared.domain import analytics
 
-    real_update = pipeline.update_customers
+    real_cells = analytics.customer_cells
 
-    def buggy_update(store_: Any, customer_ids: Any, *args: Any, **kwargs: Any) -> Any:
-        if any("poison" in c for c in customer_ids):
+    def buggy_cells(customer_id: str, *args: Any, **kwargs: Any) -> Any:
+        if "poison" in customer_id:
             raise KeyError("bug")
-        return real_update(store_, customer_ids, *args, **kwargs)
+        return real_cells(customer_id, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "update_customers", buggy_update)
+    monkeypatch.setattr(analytics, "customer_cells", buggy_cells)
     _, key = source
     poison = random_ref("poison")
     assert post(http, key, "/v1/track", a_track(userId=poison, event="Product Viewed")).status == 200

@@ -258,17 +258,21 @@ class RuntimeDied(BaseException):
     """The Lambda runtime killed mid-invocation (a BaseException, so no `except Exception` can swallow it)."""
 
 
-@pytest.mark.parametrize("crash_at", ["profile", "analytics"])
+@pytest.mark.parametrize("crash_at", ["profile", "segments"])
 def test_a_crash_after_a_partial_write_and_the_redelivery_end_as_a_clean_run_would(
     http, source, store, stream, monkeypatch, crash_at
 ):
-    # Given the process Lambda dying once mid-batch, after some of its writes went through
+    # Given a segment of buyers, and the process Lambda dying once mid-batch, after some of its writes went through
     from functions.process import handler
+    from shared.services.segments import apply_segments
     from shared.storage.dynamo import DynamoTrackingStore
 
     _, key = source
-    # profiles: the 3rd customer's save (two are written); analytics: after every profile of the batch is saved
-    method, crash_on = ("save_profile", 3) if crash_at == "profile" else ("save_cells", 1)
+    buyers = {"segments": [{"id": "buyers", "rule": {"count": {"event": "Order Completed"}, "gte": 1}}]}
+    apply_segments(store, buyers, source="test", now=datetime.now(UTC), customers=[])
+    # profile: the 3rd customer item's write (two are written, with their cells); segments: the first transition,
+    # once every customer item of the batch is written
+    method, crash_on = ("save_profile", 3) if crash_at == "profile" else ("change_membership", 1)
     original, calls = getattr(DynamoTrackingStore, method), {"n": 0}
 
     def dies_once(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -294,6 +298,7 @@ def test_a_crash_after_a_partial_write_and_the_redelivery_end_as_a_clean_run_wou
     assert calls["n"] > crash_on
     assert sorted(find_customer(store, p).profile.orders for p in people) == [1] * 6
     assert len(audit(store).customers) == 6
+    assert set(store.segment_members("buyers")) == {f"u:{p}" for p in people}
 
 
 def test_evaluation_uses_the_profiles_the_batch_just_wrote_instead_of_reading_them_again(

@@ -346,7 +346,6 @@ def test_a_customer_new_in_a_batch_is_evaluated_without_reading_memberships_or_c
 ):
     # Given the starter segments, and a spy on every read of a customer's partition
     from shared.storage import keys
-    from shared.storage.analytics import ANALYTICS_SK
 
     _, key = source
     apply_segments(store, json.loads(STARTERS.read_text()), source="starters", now=datetime.now(UTC), customers=[])
@@ -376,16 +375,18 @@ def test_a_customer_new_in_a_batch_is_evaluated_without_reading_memberships_or_c
     )
     stream.drain()
     processing = list(seen)
-    # Then they entered their segments and their cells are stored, with no read of memberships or cells (there are
-    # none before the profile that this batch created)
+    # Then they entered their segments and their cells are stored in the customer item its first write created,
+    # with no read of memberships (there are none before the profile that this batch created)
     assert memberships(store, visitor) == {"new_customers"}
-    assert store.get_cells([f"a:{visitor}"])[f"a:{visitor}"].version == 1
-    assert [what for what in processing if what[0] == "Query" or what[1] == ANALYTICS_SK] == []
-    # When they come back in a later batch: now there is something to read, and it is read
+    stored = store.get_cells([f"a:{visitor}"])[f"a:{visitor}"]
+    assert stored.version == 1 and stored.cells
+    assert [what for what in processing if what[0] == "Query"] == []
+    # When they come back in a later batch: now there are memberships to read, and they are read; the customer
+    # item (profile, cells, deadline) is written once more, not once per part
     seen.clear()
     again = view | {"properties": {"product_id": "p2"}}
     assert http("POST", "/v1/batch", body=json.dumps({"batch": [again]}), write_key=key).status == 200
     stream.drain()
-    assert ("Get", ANALYTICS_SK) in seen
+    assert ("Get", keys.PROFILE_SK) in seen
     assert any(what[0] == "Query" for what in seen)
     assert store.get_cells([f"a:{visitor}"])[f"a:{visitor}"].version == 2
