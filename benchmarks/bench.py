@@ -18,6 +18,7 @@ the same run, and the ratio is reported next to the absolute figure.
 4. Funnel report read cost at 10k/100k/1M events (`analytics_bench.py`).
 5. Each TUI screen's reads (requests, ms, read units) on realistic data in the embedded SQLite database, and the
    `--check` path (`recompute`) (`tui_bench.py`).
+6. The customer item's size on 30-day simulated histories and for a heavy customer (`item_size.py`).
 
 Default scale (about 10 minutes on a shared 2-core machine): throughput 10 s per configuration; bulk history of
 60 customers (~1,400 events); live 20 s and worst case 10 s at 50 events/s; TUI 2,500 customers x 10 events + one
@@ -44,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import analytics_bench  # noqa: E402
 import cost_bench  # noqa: E402
+import item_size  # noqa: E402
 import tui_bench  # noqa: E402
 from bench_corpus import CUSTOMERS, DAYS, build_corpus  # noqa: E402
 from bench_load import BATCH_WRITE_SIZE, paced_lag, sqlite_rate, throughput  # noqa: E402
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live-seconds", type=float, default=20.0, help="seconds of each live workload (default 20)")
     parser.add_argument("--worst-visits", type=int, default=1000, help="visits at once, worst case (default 1000)")
     parser.add_argument("--worst-seconds", type=float, default=10.0, help="seconds of the worst case (default 10)")
+    parser.add_argument("--item-customers", type=int, default=item_size.CUSTOMERS, help="customers sized (default 500)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, on_signal)
 
@@ -135,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         phase = time.perf_counter()
         screens, tui_info = tui_bench.measure(args.tui_customers)
         print(f"  {time.perf_counter() - phase:.1f} s", flush=True)
+        print(f"customer item size: {args.item_customers} customers x {item_size.DAYS:g} days + a heavy one...")
+        sizes = item_size.measure(args.item_customers)
+        print(f"  {sizes.seconds:.1f} s", flush=True)
     finally:
         stop_all()
 
@@ -204,13 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows += analytics_rows(figures)
     rows += tui_rows(screens, tui_info)
+    rows += [Row(*row) for row in item_size.rows(sizes)]
     header["elapsed"] = f"{time.perf_counter() - began:.0f} s"
     header["scale"] = (
         f"throughput {args.warmup:g} + {args.duration:g} s per configuration (workers {args.workers}, clients "
         f"{args.clients}); steady lag {args.steady_rate:g} events/s for {args.duration:g} s; bulk history "
         f"{args.cost_customers} customers x 14 days; live {args.live_rate:g} events/s for {args.live_seconds:g} s; "
         f"worst {args.worst_visits} visits at once, {args.live_rate:g} events/s for {args.worst_seconds:g} s; "
-        f"TUI {args.tui_customers:,} customers x 10 events + a heavy merged customer"
+        f"TUI {args.tui_customers:,} customers x 10 events + a heavy merged customer; item sizes "
+        f"{args.item_customers} customers x {item_size.DAYS:g} days + {item_size.HEAVY_EVENTS:,} events"
     )
     best_latency = statistics.median(best.stats.latencies) * 1000 if best.stats.latencies else float("nan")
     notes = [
@@ -272,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "`services.analytics.recompute` (what `funnels show --check` and `retention --check` run) on that table; "
         "baseline: its pure part (`domain.analytics.recompute`) on the same events already in memory."
     )
+    notes.append(item_size.note(sizes))
     samples = [s for r in runs for s in r.stats.samples][:3]
     if samples:
         notes.append("First load errors: " + "; ".join(f"`{s}`" for s in samples))
