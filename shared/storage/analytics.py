@@ -308,7 +308,7 @@ class AnalyticsStorage(Table):
         wanted = [{"PK": keys.customer_pk(cid), "SK": keys.PROFILE_SK} for cid in dict.fromkeys(customer_ids)]
         found = {
             item["customer_id"]: item
-            for item in self._batch_get(wanted, consistent=True, projection="customer_id, version, cells")
+            for item in self._batch_get(wanted, consistent=True, projection="PK, SK, customer_id, version, cells")
         }
         return {
             cid: StoredCells(cid, int(found[cid]["version"]), decode_cells(binary(found[cid]["cells"])))
