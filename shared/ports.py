@@ -219,13 +219,26 @@ CounterRecord = CellsRecord | SizeStep
 """A stream record that moves counters, decoded by storage (`shared.storage.analytics.decode_counter_record`)."""
 
 
-class FoldStore(Protocol):
-    """What the fold needs: the stream shard's mark, a transaction that moves it, and the store's order of cells
-    and counter names (opaque sort keys: a delta too big for one transaction is cut in that order)."""
+@dataclass(frozen=True, slots=True)
+class FoldLane:
+    """A stream shard the fold has seen: its mark from before per-item marks (records at or below it were folded
+    by that version's transactions; None: none), and when it was last folded (None: not since)."""
 
-    def fold_mark(self, lane: str) -> str | None: ...
-    def fold_counters(self, lane: str, *, after: str | None, upto: str, delta: Cells) -> None: ...
-    def cell_order(self, cell: Cell) -> Any: ...
+    mark: str | None = None
+    at: datetime | None = None
+
+
+class FoldStore(Protocol):
+    """What the fold needs: the shards it has seen, one conditional update per counter item (counts added, the
+    shard's mark on the item moved), the item's mark, and the store's order of counter names (an opaque sort key:
+    counts too many for one update are cut in that order)."""
+
+    def fold_lanes(self) -> dict[str, FoldLane]: ...
+    def fold_item(
+        self, lane: str, cell: Cell, counts: Mapping[Counter, int], *, first: str, upto: str, forget: Sequence[str]
+    ) -> bool: ...
+    def item_mark(self, lane: str, cell: Cell) -> str | None: ...
+    def touch_lane(self, lane: str, at: datetime) -> None: ...
     def counter_order(self, counter: Counter) -> Any: ...
 
 
@@ -263,7 +276,7 @@ WHOLE = 9999
 
 
 def fold_position(sequence: str, part: int = WHOLE) -> str:
-    """A fold mark (what `fold_mark` returns and `fold_counters` moves): stream sequence numbers (digits, up to 40)
+    """A fold mark (what `fold_item` moves on a counter item): stream sequence numbers (digits, up to 40)
     padded so that marks compare as strings in the order of the records, then the part folded."""
     return f"{int(sequence):040d}:{part:04d}"
 

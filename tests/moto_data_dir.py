@@ -10,6 +10,7 @@ replaced, "body": the request body}`. `serve.json` carried the backend's per-sta
 from __future__ import annotations
 
 import json
+import threading
 import pickle
 from pathlib import Path
 from typing import Any
@@ -43,24 +44,25 @@ class Journal:
         private_dir(data_dir)
         self.path = data_dir / JOURNAL.format(generation)
         self.region = client.meta.region_name
-        self.sent: dict[str, Any] | None = None
+        self.local = threading.local()  # requests of several threads (processing's pools) are under way at once
+        self.lock = threading.Lock()
         self.records = 0
         client.meta.events.register("request-created.dynamodb", self._created)
         client.meta.events.register("after-call.dynamodb", self._answered)
 
     def _created(self, request: Any, operation_name: str, **_: Any) -> None:
         body = request.body.decode("utf-8") if isinstance(request.body, bytes) else request.body
-        self.sent = {"target": request.headers["X-Amz-Target"], "body": body, "operation": operation_name}
+        self.local.sent = {"target": request.headers["X-Amz-Target"], "body": body, "operation": operation_name}
 
     def _answered(self, http_response: Any, model: Any, **_: Any) -> None:
-        sent, self.sent = self.sent, None
+        sent, self.local.sent = getattr(self.local, "sent", None), None
         if sent is None or model.name not in MUTATING or http_response.status_code != 200:
             return
         auth = f"AWS4-HMAC-SHA256 Credential=footfall/20261130/{self.region}/dynamodb/aws4_request, "
         record = {"target": sent["target"], "auth": auth + "SignedHeaders=host, Signature=0", "body": sent["body"]}
-        with self.path.open("ab") as handle:
+        with self.lock, self.path.open("ab") as handle:
             handle.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
-        self.records += 1
+            self.records += 1
 
     def tear(self) -> None:
         """A request whose record was being written when the backend died (never answered): a torn last line."""

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,12 @@ from shared.ports import (
     AnalyticsStore,
     CellsChange,
     CellsRecord,
-    ConditionFailedError,
     CounterRecord,
     FoldStore,
     StorageError,
     StoredCells,
     StoredProfile,
     ThrottledError,
-    fold_part,
     fold_position,
 )
 from shared.services.segments import customer_events
@@ -143,92 +141,114 @@ def counter_change(sequence: str, record: CounterRecord | None, *, received: dat
 
 
 FOLD_BACKOFF_SECONDS = 0.2
-FOLD_ITEMS = 99
-"""Counter items per fold transaction (DynamoDB takes 100 actions; the shard's mark is the last one)."""
 FOLD_ATTRIBUTES = 250
 """Attributes per counter update (an update expression stays far below DynamoDB's 4 KB)."""
+PARALLEL_FOLDS = 8
+LANE_KEPT = timedelta(hours=25)
+"""A stream shard not folded for this long is closed (DynamoDB Streams keep records 24 hours): its marks on counter
+items are removed as the items are next updated, so a long-lived item does not collect one per shard for ever."""
 
 
-def fold(store: FoldStore, lane: str, changes: Sequence[CounterChange]) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """A record's counts for one counter item (or a part of them: a record with more names than one update takes)."""
+
+    position: str
+    sequence: str
+    counts: dict[Any, int]
+
+
+def fold(store: FoldStore, lane: str, changes: Sequence[CounterChange], *, now: datetime | None = None) -> list[str]:
     """Add a batch's counter changes to the counters, once each however often the stream delivers them.
 
-    `lane` is the stream shard the records come from (their sequence numbers are ordered within it). The changes
-    are summed and written in as few transactions as the limits allow, each moving the shard's mark past the
-    records it holds; records at or below the mark were folded before and are skipped.
+    `lane` is the stream shard the records come from (their sequence numbers are ordered within it). Each counter
+    item gets one update per batch (more only past the attributes one update takes), with no transaction: the
+    update adds the counts and moves the shard's mark kept on that item, on the condition that the mark is below
+    the first record it holds. So a retried batch adds nothing an item already has; an item found ahead reads its
+    mark and adds only what is after it. Items are independent: a crash between two updates leaves each either
+    done or not, and the retry finishes the rest. Records at or below the shard's mark from before per-item marks
+    (`fold_lanes`) were folded by the transactions of that version and are skipped.
 
     Returns:
         The sequence numbers of the records not folded for now (to report failed: the stream retries them).
     """
     ordered = sorted((c for c in changes if c.delta), key=lambda c: int(c.sequence))
-    mark: str | None = None
-    for _ in range(SAVE_ATTEMPTS):
+    now = now or datetime.now(UTC)
+    try:
+        lanes = store.fold_lanes()
+    except StorageError:
+        logger.warning("the fold's shards could not be read; the batch will be retried", extra={"lane": lane})
+        return [c.sequence for c in ordered]
+    legacy = lanes[lane].mark if lane in lanes else None
+    ordered = [c for c in ordered if legacy is None or fold_position(c.sequence) > legacy]
+    closed = sorted(other for other, seen in lanes.items() if other != lane and seen.at and seen.at < now - LANE_KEPT)
+    per_item: dict[Any, list[_Unit]] = {}
+    for change in ordered:
+        for cell, counts in change.delta.items():
+            per_item.setdefault(cell, []).extend(_units(store, change.sequence, counts))
+    with ThreadPoolExecutor(max_workers=PARALLEL_FOLDS) as pool:
+        stopped = [s for s in pool.map(lambda i: _fold_item(store, lane, i[0], i[1], closed), per_item.items()) if s]
+    first_failure = min(stopped, key=int, default=None)
+    if ordered and first_failure is None:
         try:
-            mark = store.fold_mark(lane)
-            for upto, delta in _fold_steps(store, ordered, mark):
-                store.fold_counters(lane, after=mark, upto=upto, delta=delta)
-                mark = upto
-            return []
-        except ConditionFailedError:
-            logger.warning("the fold mark moved under us; reading it again", extra={"lane": lane})
+            store.touch_lane(lane, now)
+        except StorageError:
+            logger.warning("the fold's shard was not marked as seen", extra={"lane": lane})
+    return [c.sequence for c in ordered if first_failure is not None and int(c.sequence) >= int(first_failure)]
+
+
+def _units(store: FoldStore, sequence: str, counts: Mapping[Any, int]) -> list[_Unit]:
+    """A record's counts for one item, in parts that each fit one update (cut in the store's order of names)."""
+    names = sorted((n for n, count in counts.items() if count), key=store.counter_order)
+    chunks = [names[start : start + FOLD_ATTRIBUTES] for start in range(0, len(names), FOLD_ATTRIBUTES)]
+    return [
+        _Unit(
+            fold_position(sequence, WHOLE if index == len(chunks) - 1 else index),
+            sequence,
+            {name: counts[name] for name in chunk},
+        )
+        for index, chunk in enumerate(chunks)
+    ]
+
+
+def _updates(units: Sequence[_Unit]) -> Iterator[list[_Unit]]:
+    """Consecutive units summed into one update while their names fit it."""
+    pending: list[_Unit] = []
+    names: set[Any] = set()
+    for unit in units:
+        if pending and len(names | unit.counts.keys()) > FOLD_ATTRIBUTES:
+            yield pending
+            pending, names = [], set()
+        pending.append(unit)
+        names |= unit.counts.keys()
+    if pending:
+        yield pending
+
+
+def _fold_item(store: FoldStore, lane: str, cell: Any, units: list[_Unit], closed: Sequence[str]) -> str | None:
+    """One counter item's share of the batch; returns the sequence of the first record not folded into it (None:
+    all of it is in)."""
+    remaining, throttled = list(units), 0
+    while remaining and throttled <= SAVE_ATTEMPTS:
+        update = next(_updates(remaining))
+        counts: dict[Any, int] = {}
+        for unit in update:
+            for name, count in unit.counts.items():
+                counts[name] = counts.get(name, 0) + count
+        try:
+            if store.fold_item(lane, cell, counts, first=update[0].position, upto=update[-1].position, forget=closed):
+                remaining = remaining[len(update) :]
+                continue
+            mark = store.item_mark(lane, cell)  # folded before, some or all of it: go on after the item's mark
+            remaining = [unit for unit in remaining if mark is None or unit.position > mark]
         except ThrottledError:
             logger.warning("the fold was throttled; trying again", extra={"lane": lane})
+            throttled += 1
             time.sleep(FOLD_BACKOFF_SECONDS)
         except StorageError:
-            logger.warning("counters could not be folded; their records will be retried", extra={"lane": lane})
+            logger.warning("a counter item could not be folded; its records will be retried", extra={"lane": lane})
             break
-    return [c.sequence for c in ordered if mark is None or fold_position(c.sequence) > mark]
-
-
-def _fold_steps(store: FoldStore, ordered: Sequence[CounterChange], mark: str | None) -> Iterator[tuple[str, Cells]]:
-    """(mark after, delta) per transaction: records summed while they fit; a record too big alone, in parts."""
-    pending: Cells = {}
-    upto = ""
-    for change in ordered:
-        if mark is not None and fold_position(change.sequence) <= mark:
-            continue  # folded before
-        parts = _parts(store, change.delta)
-        done = fold_part(mark, change.sequence)
-        if len(parts) == 1 and done < 0:
-            if pending and not _fits(pending, change.delta):
-                yield upto, pending
-                pending = {}
-            analytics.add(pending, change.delta)
-            upto = fold_position(change.sequence)
-            continue
-        if pending:
-            yield upto, pending
-            pending = {}
-        for index, part in enumerate(parts):
-            if index > done:
-                yield fold_position(change.sequence, WHOLE if index == len(parts) - 1 else index), part
-    if pending:
-        yield upto, pending
-
-
-def _fits(pending: Cells, more: Cells) -> bool:
-    keys = pending.keys() | more.keys()
-    return len(keys) <= FOLD_ITEMS and all(
-        len(pending.get(key, {}).keys() | more.get(key, {}).keys()) <= FOLD_ATTRIBUTES for key in keys
-    )
-
-
-def _parts(store: FoldStore, delta: Cells) -> list[Cells]:
-    """A delta cut into pieces that each fit one transaction (usually one piece).
-
-    The cut follows the store's own order of cells and counter names, so a record folded in parts is cut the same
-    way by every version that resumes it (the mark says which parts are done).
-    """
-    pieces: list[tuple[Any, dict[Any, int]]] = []
-    for key, attributes in sorted(delta.items(), key=lambda item: store.cell_order(item[0])):
-        names = sorted(attributes, key=store.counter_order)
-        for start in range(0, len(names), FOLD_ATTRIBUTES):
-            pieces.append((key, {name: attributes[name] for name in names[start : start + FOLD_ATTRIBUTES]}))
-    parts: list[Cells] = [{}]
-    for key, attributes in pieces:
-        if len(parts[-1]) >= FOLD_ITEMS or key in parts[-1]:
-            parts.append({})
-        parts[-1][key] = attributes
-    return parts
+    return remaining[0].sequence if remaining else None
 
 
 def apply_definitions(store: AnalyticsStore, document: Any, *, source: str, now: datetime) -> dict[str, Any]:

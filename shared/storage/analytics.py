@@ -4,26 +4,28 @@ the store).
 | access pattern                                   | key condition                                             |
 |--------------------------------------------------|-----------------------------------------------------------|
 | funnel and retention definitions                 | PK = `ANALYTICS`, SK = `DEFINITIONS`                      |
-| what a customer adds to the counters             | PK = `CUSTOMER#<cid>`, SK = `ANALYTICS`                   |
+| what a customer adds to the counters             | its customer item (`CUSTOMER#<cid>` / `PROFILE`, `cells`) |
 | a funnel's counters over a range of entry days   | PK = `FUNNEL#<id>`, SK between `DAY#<from>` and `DAY#<to>~` |
 | retention cohorts                                | PK = `RETENTION#<day|week>`, SK between cohorts           |
 | engagement by channel and hour of week           | PK = `TIMING`                                             |
 | one day's event counts (per minute, per name)    | PK = `STATS#<yyyy-mm-dd>`                                 |
 | segment size changes per day                     | PK = `SEGSIZE#<segment>`, SK = `DAY#<day>#<shard>`        |
-| how far a stream shard has been folded           | PK = `FOLD`, SK = `<stream shard id>`                     |
+| when a stream shard was last folded              | PK = `FOLD`, SK = `<stream shard id>`                     |
 | the live feed (one item per processed batch)     | PK = `LIVE`, SK = `<time>#<first sequence>` (TTL 1 h)     |
 | processing status (lag)                          | PK = `STATUS`, SK = `PROCESS`                             |
 
-Counters are exact, and no customer writes them. Processing writes a customer's cells item (one put, conditional
-on the version it read); the item's stream record carries its old and new cells, and the stream handler folds
-the differences of a whole batch into the counters: one update per counter item per batch, whatever the number
-of customers (`fold_counters`). A counter therefore equals the sum of every customer's stored cells (a merged or
-erased customer's item holds no cells, or is gone, and its REMOVE takes them back).
+Counters are exact, and no customer writes them. Processing writes a customer's cells in its customer item (one
+put per customer-batch, conditional on the version it read); the item's stream record carries its old and new
+cells, and the fold (a second reader of the stream) adds the differences of a whole batch to the counters: one
+update per counter item per batch, whatever the number of customers (`fold_item`). A counter therefore equals the
+sum of every customer's stored cells (a merged customer's tombstone holds no cells, an erased one's item is gone:
+both records take them back).
 
-The fold is idempotent under redelivery: its transaction moves the stream shard's watermark (`FOLD` / shard
-id: the highest record folded, and the part of it, for a record too big for one transaction) on the condition
-that it still holds what was read. Records of one shard come in order, so a retried batch skips what is at or
-below the mark; a crash before the commit left nothing (the retry folds it).
+The fold is idempotent under redelivery without transactions: each counter item keeps, per stream shard, a mark
+(`~<shard hash>`: the last record added to it), and an update adds its counts only if that mark is below the
+first record it holds. Records of one shard come in order, so a retried batch adds nothing an item already has;
+an item found ahead is read and given only what is after its mark. Marks of shards closed for a day are dropped
+as the items are next written (`FOLD` / shard id remembers when each shard was last folded).
 """
 
 from __future__ import annotations
@@ -63,23 +65,27 @@ from shared.ports import CellsChange, CellsRecord, CounterRecord, SizeStep, Stor
 from shared.storage import keys
 from shared.storage.blobs import binary
 from shared.storage.codec import deserialize, serialize
-from shared.storage.errors import ConditionFailedError, StorageError
+from shared.storage.errors import ConditionFailedError
 from shared.storage.segments import SIZES_PK, size_change
 from shared.storage.table import Table
 
 DEFINITIONS_KEY = {"PK": "ANALYTICS", "SK": "DEFINITIONS"}
 ANALYTICS_SK = "ANALYTICS"
 CELLS_ENTITY = "analytics_cells"
-TRANSACTION_ITEMS = 100
 PARALLEL_PUTS = 8
-ATTRIBUTES_PER_UPDATE = 250
 LIVE_TTL_SECONDS = 3600
 LIVE_EVENTS_PER_ITEM = 50
 COUNTER_KEYS = ("PK", "SK", "entity")
-"""The attributes of a counter item that are not counts."""
+"""The attributes of a counter item that are not counts (nor the fold's marks: `MARK_PREFIX`)."""
 
 
-FOLD_PK = "FOLD"
+def is_count(name: str) -> bool:
+    """Whether a counter item's attribute is a count (not its key, entity or a fold mark: `storage.fold`)."""
+    return name not in COUNTER_KEYS and not name.startswith(MARK_PREFIX)
+
+
+MARK_PREFIX = "~"
+"""A counter item's attributes named `~<shard hash>` are the fold's marks (`shared.storage.fold`)."""
 
 
 # --- cells ↔ keys and attribute names ------------------------------------------------------------------------------
@@ -231,7 +237,7 @@ def from_items(items: Iterable[tuple[str, str, Mapping[str, Any]]]) -> Cells:
     for pk, sk, attributes in items:
         counts = cells.setdefault(cell_of(pk, sk), {})
         for name, value in attributes.items():
-            if name not in COUNTER_KEYS:
+            if is_count(name):
                 counter = counter_of(name)
                 counts[counter] = counts.get(counter, 0) + int(value)
     return cells
@@ -352,62 +358,6 @@ class AnalyticsStorage(Table):
             return False
         return True
 
-    # --- the fold ------------------------------------------------------------------------------------------------
-
-    def fold_mark(self, lane: str) -> str | None:
-        """How far a stream shard has been folded (`fold_position`), or None before its first fold."""
-        item = self._get({"PK": FOLD_PK, "SK": lane}, consistent=True)
-        return str(item["mark"]) if item else None
-
-    def cell_order(self, cell: Any) -> tuple[str, str]:
-        """A cell's place in the fold's order: its key (so a delta is cut as it always was)."""
-        return cell_key(cell)
-
-    def counter_order(self, counter: Any) -> str:
-        """A counter name's place in the fold's order: its attribute name."""
-        return counter_name(counter)
-
-    def fold_counters(self, lane: str, *, after: str | None, upto: str, delta: Cells) -> None:
-        """Add `delta` to the counters and move the shard's mark from `after` to `upto`, in one transaction.
-
-        `delta` must fit one transaction (at most 99 counter items, each at most 250 attributes).
-
-        Raises:
-            ConditionFailedError: the mark is no longer `after` (another fold ran): nothing was written.
-        """
-        items = to_items(delta)
-        operations = [
-            {"Update": self._counter_update(pk, sk, attributes)}
-            for (pk, sk), attributes in sorted(items.items())
-            if any(attributes.values())
-        ]
-        if len(operations) >= TRANSACTION_ITEMS or any(len(a) > ATTRIBUTES_PER_UPDATE for a in items.values()):
-            raise StorageError(f"a fold of {len(operations)} counter items does not fit one transaction")
-        mark: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Key": {"PK": {"S": FOLD_PK}, "SK": {"S": lane}},
-            "UpdateExpression": "SET mark = :upto, entity = :entity",
-            "ExpressionAttributeValues": {":upto": {"S": upto}, ":entity": {"S": "fold"}},
-        }
-        if after is None:
-            mark["ConditionExpression"] = "attribute_not_exists(PK)"
-        else:
-            mark["ConditionExpression"] = "mark = :after"
-            mark["ExpressionAttributeValues"][":after"] = {"S": after}
-        self._call(self.client.transact_write_items, TransactItems=[*operations, {"Update": mark}])
-
-    def _counter_update(self, pk: str, sk: str, attributes: Mapping[str, int]) -> dict[str, Any]:
-        present = sorted(name for name, count in attributes.items() if count)
-        names = {f"#{i}": name for i, name in enumerate(present)}
-        values = {f":{i}": {"N": str(attributes[name])} for i, name in enumerate(present)}
-        return {
-            "TableName": self.table_name,
-            "Key": {"PK": {"S": pk}, "SK": {"S": sk}},
-            "UpdateExpression": "ADD " + ", ".join(f"#{i} :{i}" for i in range(len(names))) + " SET entity = :entity",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": {**values, ":entity": {"S": "counter"}},
-        }
-
     # --- counters ----------------------------------------------------------------------------------------------------
 
     def counter_items(
@@ -422,7 +372,7 @@ class AnalyticsStorage(Table):
             query["KeyConditionExpression"] = "#pk = :pk"
             query["ExpressionAttributeValues"] = {":pk": {"S": pk}}
         return [
-            (item["SK"], {name: int(value) for name, value in item.items() if name not in ("PK", "SK", "entity")})
+            (item["SK"], {name: int(value) for name, value in item.items() if is_count(name)})
             for item in self._query(**query)
         ]
 

@@ -21,6 +21,7 @@ from shared.storage.codec import decode_token, deserialize, encode_token, serial
 from shared.storage.erasure import ErasureStorage
 from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError
 from shared.storage.failed import FailedStorage
+from shared.storage.fold import FoldStorage
 from shared.storage.segments import SegmentStorage
 from shared.storage.stream import STREAM_ITEMS
 from shared.storage.suppression import SuppressionCache
@@ -37,7 +38,7 @@ PARALLEL_PUTS = 16
 """Event puts in flight at once per request (each its own conditional PutItem)."""
 
 
-class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, ErasureStorage, FailedStorage):
+class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, FoldStorage, ErasureStorage, FailedStorage):
     """The tracking store on one DynamoDB table (see `shared.storage.keys` for the access patterns)."""
 
     stream_items = STREAM_ITEMS

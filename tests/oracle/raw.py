@@ -145,7 +145,10 @@ def _sort(table: Table, item: dict[str, Any]) -> None:  # noqa: C901 - one branc
         if item.get("state", "in") == "in":
             table.memberships[item["customer_id"]].add(item["segment"])
     elif entity == "counter":
-        table.counters[(pk, sk)] = {k: int(v) for k, v in item.items() if k not in ("PK", "SK", "entity")}
+        # (`~…` attributes are the fold's per-shard marks, not counts: README, "Analytics")
+        table.counters[(pk, sk)] = {
+            k: int(v) for k, v in item.items() if k not in ("PK", "SK", "entity") and not k.startswith("~")
+        }
     elif entity == "segment":
         table.segments.append(json.loads(item["definition"]))
     elif entity == "analytics_definitions":

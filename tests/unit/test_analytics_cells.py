@@ -120,23 +120,3 @@ def test_a_size_step_counts_the_total_and_the_days_net_change():
         ("SEGSIZE", "vip#0"): {"net": -1},
         ("SEGSIZE#2026-11-30", "vip#0"): {"net": -1},
     }
-
-
-def test_a_delta_too_big_for_one_transaction_is_cut_in_the_order_of_its_keys_as_it_always_was():
-    # Given a delta of 150 cells of several kinds, and the order the DynamoDB store gives them
-    from shared.services.analytics import FOLD_ITEMS, _parts
-    from shared.storage.analytics import AnalyticsStorage
-
-    class Ordered(AnalyticsStorage):
-        def __init__(self) -> None:  # only the order is used: no table, no client
-            pass
-
-    delta = {FunnelCell("f", f"2026-{1 + d // 28:02d}-{1 + d % 28:02d}"): {Reached(1): 1} for d in range(120)}
-    delta |= {StatsCell("2026-11-30", h): {TOTAL: 1} for h in range(24)}
-    delta |= {TimingCell(c): {HourOfWeek(c, 1): 1} for c in ("web", "email", "ads", "push", "app", "social")}
-    # When it is cut into parts
-    parts = _parts(Ordered(), delta)
-    # Then the parts hold the cells in the order of their (PK, SK) keys, the first part the 99 lowest
-    keys = [cell_key(cell) for part in parts for cell in part]
-    assert keys == sorted(cell_key(cell) for cell in delta)
-    assert [len(part) for part in parts] == [FOLD_ITEMS, len(delta) - FOLD_ITEMS]
