@@ -127,26 +127,135 @@ _ZDICT_V2 = (
     ).encode()
     + _ZDICT_V1
 )
-_ZDICTS = {_CODEC_ZLIB_V1: _ZDICT_V1, _CODEC_ZLIB_V2: _ZDICT_V2}
+_CODEC_PROFILE_V3 = b"\x03"
+# Customer items (issue #15: a write is billed per KB started) hold the profile body, whose field names and layout
+# are ours: v3 is a body with every field in `profile_to_item`'s order, Segment's spec event names, common traits,
+# channels and campaign values; values are placeholders (a timestamp's shape, key prefixes). The most frequent
+# strings come last.
+_STAMP = "2026-01-01T00:00:00.000Z"
+_EVENT_NAMES = dict.fromkeys(
+    (
+        "$$alias",
+        "$$group",
+        "$$screen",
+        "Push Opened",
+        "Signed In",
+        "Signed Up",
+        "Order Refunded",
+        "Coupon Applied",
+        "Payment Info Entered",
+        "Checkout Step Completed",
+        "Checkout Step Viewed",
+        "Product Removed",
+        "Cart Viewed",
+        "Product Clicked",
+        "Product List Viewed",
+        "Products Searched",
+        "Email Opened",
+        "Email Link Clicked",
+        "Checkout Started",
+        "Order Completed",
+        "$$identify",
+        "Product Added",
+        "Product Viewed",
+        "$$page",
+    ),
+    1,
+)
+_ZDICT_PROFILE_V3 = json.dumps(
+    {
+        "customer_id": "u:",
+        "identities": ["u:", "a:"],
+        "user_id": "",
+        "first_seen": _STAMP,
+        "last_seen": _STAMP,
+        "traits": {
+            "email": "@gmail.com",
+            "name": "",
+            "first_name": "",
+            "last_name": "",
+            "firstName": "",
+            "lastName": "",
+            "phone": "",
+            "plan": "",
+            "company": "",
+            "newsletter": True,
+        },
+        "trait_stamps": {"$$userId": f"{_STAMP}|", "email": f"{_STAMP}|", "name": f"{_STAMP}|"},
+        "event_counts": _EVENT_NAMES,
+        "orders": 0,
+        "revenue": {"$d": "0"},
+        "last_order_at": None,
+        "daily": {_STAMP[:10]: {**_EVENT_NAMES, "$$revenue": {"$d": "0"}}},
+        "carts": {
+            "-": {
+                "ordered": _STAMP,
+                "products": {
+                    "": {
+                        "added": _STAMP,
+                        "removed": None,
+                        "item": {"name": "", "price": 0.0, "quantity": 1, "category": ""},
+                    }
+                },
+            }
+        },
+        "first_touch": {
+            "channel": "web",
+            "at": _STAMP,
+            "message_id": "",
+            "campaign": {"name": "", "source": "google", "medium": "cpc", "term": "", "content": ""},
+        },
+        "last_touch": {
+            "channel": "email",
+            "at": _STAMP,
+            "message_id": "",
+            "campaign": {"name": "", "source": "newsletter", "medium": "email", "content": ""},
+        },
+        "engagement": {"social": {}, "push": {}, "app": {}, "ads": {}, "email": {}, "web": {}},
+        "flags": {},
+        "links": [],
+        "merged_into": None,
+        "applied": {"u:": "", "a:": ""},
+        "scheduled": [1700000000],
+    },
+    separators=(",", ":"),
+).encode()
+_ZDICTS = {_CODEC_ZLIB_V1: _ZDICT_V1, _CODEC_ZLIB_V2: _ZDICT_V2, _CODEC_PROFILE_V3: _ZDICT_PROFILE_V3}
 
 
 def encode_json(value: Any, *, default: Callable[[Any], Any] | None = None) -> bytes:
-    """Compress a JSON value for storage."""
-    try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default).encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: escape them rather than fail
-        text = json.dumps(value, separators=(",", ":"), default=default).encode("ascii")
-    compressor = zlib.compressobj(level=6, zdict=_ZDICT_V2)
-    return _CODEC_ZLIB_V2 + compressor.compress(text) + compressor.flush()
+    """Compress a JSON value for storage (an event body, or any other)."""
+    return _deflate(_json_bytes(value, default), _CODEC_ZLIB_V2)
+
+
+def encode_profile_json(value: Any, *, default: Callable[[Any], Any] | None = None) -> bytes:
+    """Compress a customer item's profile body for storage (`decode_json` reads it back)."""
+    return _deflate(_json_bytes(value, default), _CODEC_PROFILE_V3)
 
 
 def decode_json(blob: bytes | str, *, object_hook: Callable[[dict[str, Any]], Any] | None = None) -> Any:
-    """Inverse of `encode_json` (also takes the base64 text a Lambda stream event carries)."""
-    data = binary(blob)
+    """Inverse of `encode_json` and `encode_profile_json`, whichever codec wrote the blob (also takes the base64
+    text a Lambda stream event carries)."""
+    return json.loads(_inflate(binary(blob)), object_hook=object_hook)
+
+
+def _json_bytes(value: Any, default: Callable[[Any], Any] | None) -> bytes:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default).encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: escape them rather than fail
+        return json.dumps(value, separators=(",", ":"), default=default).encode("ascii")
+
+
+def _deflate(text: bytes, codec: bytes) -> bytes:
+    compressor = zlib.compressobj(level=6, zdict=_ZDICTS[codec])
+    return codec + compressor.compress(text) + compressor.flush()
+
+
+def _inflate(data: bytes) -> bytes:
     if data[:1] not in _ZDICTS:
         raise ValueError("unknown body codec")
     decompressor = zlib.decompressobj(zdict=_ZDICTS[data[:1]])
-    return json.loads(decompressor.decompress(data[1:]) + decompressor.flush(), object_hook=object_hook)
+    return decompressor.decompress(data[1:]) + decompressor.flush()
 
 
 def binary(value: bytes | bytearray | str) -> bytes:
