@@ -220,7 +220,44 @@ _ZDICT_PROFILE_V3 = json.dumps(
     },
     separators=(",", ":"),
 ).encode()
-_ZDICTS = {_CODEC_ZLIB_V1: _ZDICT_V1, _CODEC_ZLIB_V2: _ZDICT_V2, _CODEC_PROFILE_V3: _ZDICT_PROFILE_V3}
+_CODEC_CELLS_V4 = b"\x04"
+# Analytics cells (on the customer item too) are JSON keyed by counter item keys (`<PK>\x1f<SK>`, see
+# `shared.storage.analytics.cell_key`) holding counter names: v4 spells each kind of cell and counter, with the
+# starter definitions' ids and events (infra/analytics/starters.json, which every table starts with). A dictionary
+# is frozen once written: a blob needs the very same bytes to decode, so a new one takes a new codec byte.
+_CELLS_DAY = "2026-01-01"
+_RETURNS = {
+    f"{kind}|{event}|0": 1 for kind in ("last", "on") for event in ("*", "Order Completed", "Product Viewed")
+} | {"n": 1}
+_ZDICT_CELLS_V4 = json.dumps(
+    {
+        f"STATS#{_CELLS_DAY}\x1fE#0": {"e|Order Completed": 1, "e|Product Viewed": 1},
+        f"STATS#{_CELLS_DAY}\x1fH12#0": {"m|1200": 1, "n": 1},
+        f"FUNNEL#\x1fDAY#{_CELLS_DAY}#0": {"b|(none)|1": 1, "b|app|1": 1, "b|social|1": 1, "b|push|1": 1},
+        f"FUNNEL#email_to_order\x1fDAY#{_CELLS_DAY}#0": {
+            **{f"b|(other)|{step}": 1 for step in (1, 2, 3)},
+            **{f"s|{step}": 1 for step in (1, 2, 3)},
+        },
+        **{f"FUNNEL#email_to_order\x1fDAY#{_CELLS_DAY}#T{step}#0": {f"t|{step}|1": 1} for step in (2, 3)},
+        f"FUNNEL#purchase\x1fDAY#{_CELLS_DAY}#0": {
+            "b|ads|1": 1,
+            "b|email|1": 1,
+            **{f"b|web|{step}": 1 for step in (1, 2, 3, 4)},
+            **{f"s|{step}": 1 for step in (1, 2, 3, 4)},
+        },
+        **{f"FUNNEL#purchase\x1fDAY#{_CELLS_DAY}#T{step}#0": {f"t|{step}|1": 1} for step in (2, 3, 4)},
+        f"RETENTION#day\x1f{_CELLS_DAY}#0": _RETURNS,
+        f"RETENTION#week\x1f{_CELLS_DAY}#0": _RETURNS,
+        **{f"TIMING\x1f{channel}#0": {f"h|{channel}|1": 1} for channel in ("ads", "email", "web")},
+    },
+    separators=(",", ":"),
+).encode()
+_ZDICTS = {
+    _CODEC_ZLIB_V1: _ZDICT_V1,
+    _CODEC_ZLIB_V2: _ZDICT_V2,
+    _CODEC_PROFILE_V3: _ZDICT_PROFILE_V3,
+    _CODEC_CELLS_V4: _ZDICT_CELLS_V4,
+}
 
 
 def encode_json(value: Any, *, default: Callable[[Any], Any] | None = None) -> bytes:
@@ -237,6 +274,17 @@ def decode_json(blob: bytes | str, *, object_hook: Callable[[dict[str, Any]], An
     """Inverse of `encode_json` and `encode_profile_json`, whichever codec wrote the blob (also takes the base64
     text a Lambda stream event carries)."""
     return json.loads(_inflate(binary(blob)), object_hook=object_hook)
+
+
+def compress_cells(text: bytes) -> bytes:
+    """Compress analytics cells' JSON for storage."""
+    return _deflate(text, _CODEC_CELLS_V4)
+
+
+def decompress_cells(data: bytes) -> bytes:
+    """Inverse of `compress_cells`; also reads the cells stored before it, plain zlib (a zlib stream's first byte
+    names its method, deflate, in its low four bits: 0x?8, never a codec byte)."""
+    return _inflate(data) if data[:1] in _ZDICTS else zlib.decompress(data)
 
 
 def _json_bytes(value: Any, default: Callable[[Any], Any] | None) -> bytes:
