@@ -1,5 +1,9 @@
-"""Compressed JSON blobs: how event and profile bodies are stored (zlib with preset dictionaries), and binary
-attributes whatever their transport (bytes from boto3, base64 text in Lambda stream events)."""
+"""Compressed JSON blobs: how event and profile bodies and analytics cells are stored (zlib with preset
+dictionaries, a codec byte first), and binary attributes whatever their transport (bytes from boto3, base64 text in
+Lambda stream events).
+
+A dictionary is frozen once anything was written with it: a blob needs the very same bytes to decode, so a better
+dictionary takes a new codec byte (tests/unit/test_storage_codecs.py pins them)."""
 
 from __future__ import annotations
 
@@ -223,8 +227,7 @@ _ZDICT_PROFILE_V3 = json.dumps(
 _CODEC_CELLS_V4 = b"\x04"
 # Analytics cells (on the customer item too) are JSON keyed by counter item keys (`<PK>\x1f<SK>`, see
 # `shared.storage.analytics.cell_key`) holding counter names: v4 spells each kind of cell and counter, with the
-# starter definitions' ids and events (infra/analytics/starters.json, which every table starts with). A dictionary
-# is frozen once written: a blob needs the very same bytes to decode, so a new one takes a new codec byte.
+# starter definitions' ids and events (infra/analytics/starters.json, which every table starts with).
 _CELLS_DAY = "2026-01-01"
 _RETURNS = {
     f"{kind}|{event}|0": 1 for kind in ("last", "on") for event in ("*", "Order Completed", "Product Viewed")

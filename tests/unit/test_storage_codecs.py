@@ -224,6 +224,20 @@ def test_bodies_written_with_the_first_codec_still_decode():
     assert decode_json(stored_by_v1) == {"type": "track", "event": "A"}
 
 
+def test_every_codecs_dictionary_is_frozen_since_blobs_need_its_exact_bytes_to_decode():
+    import hashlib
+
+    from shared.storage.blobs import _ZDICTS
+
+    pinned = {codec: hashlib.sha256(zdict).hexdigest()[:16] for codec, zdict in _ZDICTS.items()}
+    assert pinned == {
+        b"\x01": "4af55e12b2e7c677",
+        b"\x02": "02a699aaf54b8a61",
+        b"\x03": "b9b78fc004603ee1",  # customer bodies
+        b"\x04": "1d1fe7b460a9b693",  # analytics cells
+    }
+
+
 def test_profile_bodies_have_their_own_codec_and_decode_like_any_body():
     from shared.storage.blobs import encode_profile_json
 
