@@ -38,7 +38,7 @@ from shared.domain.profiles import CustomerProfile, apply_events  # noqa: E402
 from shared.ports import StoredProfile  # noqa: E402
 from shared.services.analytics import STARTERS  # noqa: E402
 from shared.simulate import Route, SimEvent, generate  # noqa: E402
-from shared.storage.blobs import decode_json, encode_json  # noqa: E402
+from shared.storage.blobs import decode_json, encode_profile_json  # noqa: E402
 from shared.storage.codec import serialize  # noqa: E402
 from shared.storage.items import profile_to_item  # noqa: E402
 
@@ -86,6 +86,10 @@ class Figures:
     def percentile(self, share: float) -> ItemSize:
         """The item at `share` (nearest rank) of the sorted sizes."""
         return self.items[max(0, math.ceil(share * len(self.items)) - 1)]
+
+    def within(self, limit: int) -> float:
+        """The share of the items of at most `limit` bytes (`WRITE_KB`: one write unit each)."""
+        return sum(item.total <= limit for item in self.items) / max(1, len(self.items))
 
     def share(self, part: str) -> float:
         """Body's or cells' share of all the items' bytes."""
@@ -144,7 +148,7 @@ def sized(item: dict[str, Any], events: int) -> ItemSize:
 def field_sizes(item: dict[str, Any]) -> dict[str, int]:
     """Each body field's stored JSON (escaped, money tagged), compressed alone with the body codec."""
     body = decode_json(item["body"])
-    sizes = {name: len(encode_json(value)) for name, value in body.items()}
+    sizes = {name: len(encode_profile_json(value)) for name, value in body.items()}
     return dict(sorted(sizes.items(), key=lambda pair: -pair[1]))
 
 
@@ -199,8 +203,9 @@ def rows(figures: Figures) -> list[Row]:
     return [
         (
             f"customer item size, {figures.days:g}-day simulated histories ({figures.customers:,} customers): "
-            f"p95 (p50, max); body {body:.0%}, cells {cells:.0%} of the bytes",
-            f"p95 {_bytes(p95)} (p50 {_bytes(p50)}, max {_bytes(largest)} at {largest.events} events)",
+            f"p95 (p50, max); share of the items in 1 KB (in 2 KB); body {body:.0%}, cells {cells:.0%} of the bytes",
+            f"p95 {_bytes(p95)} (p50 {_bytes(p50)}, max {_bytes(largest)} at {largest.events} events); "
+            f"{figures.within(WRITE_KB):.1%} in 1 KB ({figures.within(2 * WRITE_KB):.1%} in 2 KB)",
             "—",
             "—",
             f"≤ {TARGET_BYTES // WRITE_KB} KB",

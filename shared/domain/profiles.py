@@ -6,7 +6,8 @@ Business rules:
 - rolling 7/30/90-day figures come from per-day (UTC) buckets summed at read time: "the last 7 days" is today
   and the 6 calendar days before; buckets older than 91 days before the customer's newest event are dropped
   (which depends only on the events);
-- open cart: products added (by `cart_id` where given) and not removed or ordered after they were added;
+- open cart: products added (by `cart_id` where given) and not removed or ordered after they were added; entries
+  an order closed are dropped (the order's stamp stays, to close adds that arrive late);
 - first touch = the earliest event's channel and campaign; last touch = the latest event that carried a
   campaign;
 - engagement: events per hour-of-week (customer's time zone when the client sent one) per channel.
@@ -68,7 +69,8 @@ class CustomerProfile:
     daily: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """`yyyy-mm-dd` → event name → count, plus `$revenue`."""
     carts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """cart id → {"products": {product id → {"added": t, "removed": t, "item": {...}}}, "ordered": t}."""
+    """cart id → {"products": {product id → {"added": t, "removed": t, "item": {...}}}, "ordered": t}; only what
+    can still open holds: a product added at or before its cart's order is dropped, `item` is kept while open."""
     first_touch: Touch | None = None
     last_touch: Touch | None = None
     engagement: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
@@ -362,31 +364,51 @@ class _Working:
     def _prune(self) -> None:
         # Everything dated more than BUCKET_DAYS before the newest event is dropped, whenever it arrived: the
         # result then depends only on the set of events, not on how they were batched.
-        if not self.last_seen:
-            return
-        oldest = (datetime.fromisoformat(self.last_seen) - timedelta(days=BUCKET_DAYS)).strftime("%Y-%m-%d~")
-        self.daily = {day: counts for day, counts in self.daily.items() if day > oldest}
-        carts: dict[str, dict[str, Any]] = {}
-        for cart_id, cart in self.carts.items():
-            products = {pid: kept for pid, p in cart["products"].items() if (kept := _prune_product(p, oldest))}
-            ordered = cart["ordered"] if (cart["ordered"] or "") > oldest else None
-            if products or ordered:
-                carts[cart_id] = {"ordered": ordered, "products": products}
-        self.carts = carts
+        oldest = ""
+        if self.last_seen:
+            oldest = (datetime.fromisoformat(self.last_seen) - timedelta(days=BUCKET_DAYS)).strftime("%Y-%m-%d~")
+            self.daily = {day: counts for day, counts in self.daily.items() if day > oldest}
+        self.carts = _compact_carts(self.carts, oldest)
+
+
+def _compact_carts(carts: Mapping[str, Mapping[str, Any]], oldest: str) -> dict[str, dict[str, Any]]:
+    """Carts with what can no longer matter dropped: stamps older than the horizon, and closed entries.
+
+    A cart is closed as of its own order or the latest order without cart id (`*`), whichever is later. An add or
+    a removal at or before that can never open or hide the product again (an add after it replaces the add, and
+    only a removal after it can hide that one), so it is forgotten like a stamp past the horizon; the order stamps
+    themselves are kept, as they still close late-arriving older adds. A product's details are kept only while it
+    can still show in the open cart (added after its removal). Each rule depends only on the set of events, so the
+    result is the same whatever the order and batching they were folded in.
+    """
+    everything = _newer((carts.get("*") or {}).get("ordered"), oldest)
+    compacted: dict[str, dict[str, Any]] = {}
+    for cart_id, cart in carts.items():
+        ordered = _newer(cart.get("ordered"), oldest)
+        closed = max(oldest, ordered or "", everything or "")
+        products = {pid: kept for pid, p in cart.get("products", {}).items() if (kept := _prune_product(p, closed))}
+        if products or ordered:
+            compacted[cart_id] = {"ordered": ordered, "products": products}
+    return compacted
+
+
+def _newer(stamp: str | None, oldest: str) -> str | None:
+    return stamp if (stamp or "") > oldest else None
 
 
 def _prune_product(product: Mapping[str, Any], oldest: str) -> dict[str, Any] | None:
-    """A cart entry with its add and its removal each forgotten once older than the horizon (None: nothing left).
+    """A cart entry with its add and its removal each forgotten once at or before `oldest` (None: nothing left).
 
     Both are cleared the same way, so the entry does not depend on whether the old add was pruned before or after
     a later removal arrived. A removal alone is kept: its add may still arrive (out of order) and must not open.
+    The details of the add are kept only while it is open (after the removal).
     """
     added = product["added"] if product["added"] > oldest else ""
-    removed = product.get("removed") if (product.get("removed") or "") > oldest else None
+    removed = _newer(product.get("removed"), oldest)
     if not added and removed is None:
         return None
     kept: dict[str, Any] = {"added": added, "removed": removed}
-    if added and "item" in product:
+    if added and added > (removed or "") and "item" in product:
         kept["item"] = product["item"]
     return kept
 

@@ -63,7 +63,7 @@ from shared.domain.cells import (
 )
 from shared.ports import CellsChange, CellsRecord, CounterRecord, SizeStep, StoredCells
 from shared.storage import keys
-from shared.storage.blobs import binary
+from shared.storage.blobs import binary, compress_cells, decompress_cells
 from shared.storage.codec import deserialize, serialize
 from shared.storage.errors import ConditionFailedError
 from shared.storage.segments import SIZES_PK, size_change
@@ -285,11 +285,11 @@ def decode_cells_change(
 
 def encode_cells(cells: Cells) -> bytes:
     plain = {f"{pk}\x1f{sk}": attributes for (pk, sk), attributes in sorted(to_items(cells).items())}
-    return zlib.compress(json.dumps(plain, separators=(",", ":"), sort_keys=True).encode(), 6)
+    return compress_cells(json.dumps(plain, separators=(",", ":"), sort_keys=True).encode())
 
 
 def decode_cells(data: bytes) -> Cells:
-    plain = json.loads(zlib.decompress(bytes(data)))
+    plain = json.loads(decompress_cells(bytes(data)))
     return from_items((*key.split("\x1f", 1), value) for key, value in plain.items())
 
 

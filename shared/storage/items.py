@@ -20,7 +20,7 @@ from shared.domain.sources import CLIENT_TRUST, SERVER_TRUST, Source, WebhookMap
 from shared.ports import CorruptItemError, Link, StoredProfile
 from shared.storage import keys
 from shared.storage.analytics import decode_cells, encode_cells
-from shared.storage.blobs import binary, decode_json, encode_json
+from shared.storage.blobs import binary, decode_json, encode_json, encode_profile_json
 from shared.storage.due import DUE_KEPT
 from shared.storage.schema import TTL_ATTRIBUTE
 
@@ -330,7 +330,7 @@ def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
         "customer_id": profile.customer_id,  # readable without decoding the body (a corrupt one is quarantined)
         "version": stored.version,
         "body_codec": _ESCAPED_BODY,
-        "body": encode_json(_escape(body), default=_money_out),
+        "body": encode_profile_json(_escape(body), default=_money_out),
     }
     if profile.merged_into is None:  # tombstones leave the customer list, and hold no cells (the fold takes them back)
         item["GSI1PK"] = keys.customers_gsi_pk(keys.shard_of(profile.customer_id, CUSTOMER_INDEX_SHARDS))

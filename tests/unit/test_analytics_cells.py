@@ -115,6 +115,33 @@ def test_a_customers_cells_are_stored_as_the_same_bytes_as_before():
     assert encode_cells(decode_cells(blob)) == blob
 
 
+def _a_customers_cells() -> analytics.Cells:
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    events = [
+        TrackingEvent("web", f"m{n}", CallType.TRACK, now, now, user_id="c1", event=name)
+        for n, name in enumerate(["Product Viewed", "Product Added", "Checkout Started", "Order Completed"])
+    ]
+    definitions = analytics.parse_definitions(
+        {"funnels": [{"id": "purchase", "steps": ["Product Viewed", "Product Added", "Order Completed"]}]}
+    )
+    return analytics.customer_cells("c1", events, definitions, now=now)
+
+
+def test_cells_are_stored_with_their_codec_and_those_stored_as_plain_zlib_still_decode():
+    import json
+    import zlib
+
+    cells = _a_customers_cells()
+    blob = encode_cells(cells)
+    assert blob[:1] == b"\x04"
+    assert decode_cells(blob) == cells
+    plain = {f"{pk}\x1f{sk}": counts for (pk, sk), counts in sorted(to_items(cells).items())}
+    stored_before = zlib.compress(json.dumps(plain, separators=(",", ":"), sort_keys=True).encode(), 6)
+    assert stored_before[:1] == b"\x78"
+    assert decode_cells(stored_before) == cells
+    assert len(blob) < len(stored_before) * 0.8
+
+
 def test_a_size_step_counts_the_total_and_the_days_net_change():
     assert to_items(size_cells("vip", -1, "2026-11-30")) == {
         ("SEGSIZE", "vip#0"): {"net": -1},

@@ -48,6 +48,9 @@ def test_the_rows_report_the_p95_against_the_target(figures: Figures) -> None:
     simulated, heavy = rows(figures)
     p95 = figures.percentile(0.95)
     assert f"p95 {p95.total:,} B ({p95.units} WU)" in simulated[1]
+    in_1_kb = sum(item.total <= 1024 for item in figures.items) / len(figures.items)
+    assert f"{in_1_kb:.1%} in 1 KB" in simulated[1]
+    assert 0 < figures.within(1024) <= figures.within(2048) <= 1
     assert simulated[4] == "≤ 1 KB"
     assert simulated[5] == ("yes" if p95.total <= 1024 else "no")
     assert f"{HEAVY_EVENTS:,} events" in heavy[0]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.domain.events import CallType, TrackingEvent
+from shared.domain.events import CallType, TrackingEvent, format_timestamp
 from shared.domain.identity import Customer, LinkAction, plan_link
 from shared.domain.profiles import (
     CustomerProfile,
@@ -110,6 +110,113 @@ def test_an_order_without_cart_id_closes_every_cart_added_to_before_it():
         an_event("Product Added", at=NOW + timedelta(minutes=2), properties={"product_id": "b"}),
     )
     assert [i["product_id"] for i in open_cart(profile)] == ["b"]
+
+
+def _cart(event: str, minute: int, product: str = "shoe", **properties: Any) -> TrackingEvent:
+    return an_event(
+        event, at=NOW + timedelta(minutes=minute), n=minute, properties={"product_id": product, **properties}
+    )
+
+
+def _fold_one_at_a_time(*events: TrackingEvent) -> CustomerProfile:
+    profile = CustomerProfile(customer_id="c")
+    for event in events:
+        profile = apply_events(profile, [event])
+    return profile
+
+
+def test_an_ordered_cart_keeps_its_order_stamp_and_drops_the_products_it_closed():
+    profile = fold(
+        _cart("Product Added", 0, "shoe", cart_id="c1", price=50),
+        _cart("Product Added", 1, "sock", cart_id="c1"),
+        _cart("Order Completed", 2, cart_id="c1", revenue=50),
+        _cart("Product Added", 3, "hat", cart_id="c2"),
+        _cart("Product Added", 4, "cap", cart_id="c3"),
+        _cart("Order Completed", 5),  # no cart id: closes every cart
+    )
+    assert profile.carts == {
+        "c1": {"ordered": stamp(2), "products": {}},
+        "*": {"ordered": stamp(5), "products": {}},
+    }
+    assert open_cart(profile) == []
+
+
+def test_a_removed_product_keeps_its_stamps_but_not_its_details():
+    profile = fold(
+        _cart("Product Added", 0, "shoe", price=50, name="Shoe"),
+        _cart("Product Removed", 1, "shoe"),
+        _cart("Product Added", 2, "sock", price=5),
+    )
+    assert profile.carts["-"]["products"] == {
+        "shoe": {"added": stamp(0), "removed": stamp(1)},
+        "sock": {"added": stamp(2), "removed": None, "item": {"price": 5}},
+    }
+    assert [(i["product_id"], i.get("price")) for i in open_cart(profile)] == [("sock", 5)]
+
+
+@pytest.mark.parametrize(
+    ("late", "open_products"),
+    [
+        # an add older than the order that closed its cart stays closed
+        ([_cart("Product Added", 1, "shoe", cart_id="c1")], []),
+        # a removal older than the order; an add after the order and its older removal: only that add is open
+        (
+            [
+                _cart("Product Removed", 3, "shoe", cart_id="c1"),
+                _cart("Product Added", 9, "sock", cart_id="c1", price=5),
+                _cart("Product Removed", 8, "sock", cart_id="c1"),
+            ],
+            ["sock"],
+        ),
+        # an add after the order but before a removal already seen: stays closed by that removal
+        ([_cart("Product Added", 6, "hat", cart_id="c1")], []),
+        # an order without cart id older than the cart's own order changes nothing; a newer add reopens the cart
+        ([_cart("Order Completed", 0), _cart("Product Added", 8, "shoe", cart_id="c1")], ["shoe"]),
+        # an add after the removal already seen reopens the product
+        ([_cart("Product Added", 8, "hat", cart_id="c1", price=9)], ["hat"]),
+    ],
+)
+def test_late_older_adds_and_removals_after_an_order_give_the_same_cart_in_any_order(late, open_products):
+    on_time = [
+        _cart("Product Added", 0, "shoe", cart_id="c1", price=50),
+        _cart("Product Added", 2, "hat", cart_id="c1"),
+        _cart("Order Completed", 5, cart_id="c1", revenue=50),
+        _cart("Product Removed", 7, "hat", cart_id="c1"),
+    ]
+    at_once = fold(*on_time, *late)
+    for arrival in (on_time + late, late + on_time, list(reversed(on_time + late))):
+        assert _fold_one_at_a_time(*arrival).carts == at_once.carts
+        assert fold(*arrival).carts == at_once.carts
+    assert [i["product_id"] for i in open_cart(at_once)] == open_products
+    assert open_cart(at_once) == open_cart(_uncompacted(*on_time, *late))
+
+
+def _uncompacted(*events: TrackingEvent) -> CustomerProfile:
+    """The profile with every cart entry kept, as folded before closed entries were compacted (open_cart's
+    reference)."""
+    carts: dict[str, dict[str, Any]] = {}
+    for event in sorted(events, key=lambda e: e.timestamp):
+        at = stamp_of(event)
+        cart_id = str(event.properties.get("cart_id") or ("-" if event.event != "Order Completed" else "*"))
+        cart = carts.setdefault(cart_id, {"ordered": None, "products": {}})
+        if event.event == "Order Completed":
+            cart["ordered"] = at
+            continue
+        product = cart["products"].setdefault(event.properties["product_id"], {"added": "", "removed": None})
+        if event.event == "Product Added":
+            product["added"] = at
+            product["item"] = {k: v for k, v in event.properties.items() if k in ("name", "price")}
+        else:
+            product["removed"] = at
+    return CustomerProfile(customer_id="c", carts=carts)
+
+
+def stamp(minute: int) -> str:
+    return stamp_of(_cart("Product Viewed", minute))
+
+
+def stamp_of(event: TrackingEvent) -> str:
+    return format_timestamp(event.timestamp)
 
 
 @pytest.mark.parametrize(

@@ -224,6 +224,57 @@ def test_bodies_written_with_the_first_codec_still_decode():
     assert decode_json(stored_by_v1) == {"type": "track", "event": "A"}
 
 
+def test_every_codecs_dictionary_is_frozen_since_blobs_need_its_exact_bytes_to_decode():
+    import hashlib
+
+    from shared.storage.blobs import _ZDICTS
+
+    pinned = {codec: hashlib.sha256(zdict).hexdigest()[:16] for codec, zdict in _ZDICTS.items()}
+    assert pinned == {
+        b"\x01": "4af55e12b2e7c677",
+        b"\x02": "02a699aaf54b8a61",
+        b"\x03": "b9b78fc004603ee1",  # customer bodies
+        b"\x04": "1d1fe7b460a9b693",  # analytics cells
+    }
+
+
+def test_profile_bodies_have_their_own_codec_and_decode_like_any_body():
+    from shared.storage.blobs import encode_profile_json
+
+    body = {"customer_id": "u:1", "traits": {"email": "a@b.c", "lone": "\udc00"}, "$$page": 3}
+    blob = encode_profile_json(body)
+    assert blob[:1] == b"\x03"
+    assert decode_json(blob) == body
+
+
+def _a_customer_item() -> dict[str, Any]:
+    from shared.domain.profiles import CustomerProfile, apply_events
+    from shared.ports import StoredProfile
+    from shared.storage.items import profile_to_item
+
+    events = [
+        an_event(a_track(event=name, userId="u1", properties={"product_id": "p1", "price": 9.5}))
+        for name in ("Product Viewed", "Product Added", "Order Completed")
+    ]
+    profile = apply_events(CustomerProfile(customer_id="u:u1", identities=("u:u1",)), events)
+    return profile_to_item(StoredProfile(profile, version=3, applied={"u:u1": "1" * 21}))
+
+
+def test_customer_items_written_with_the_event_codec_still_decode():
+    from shared.storage.items import item_to_profile
+
+    item = _a_customer_item()
+    assert item["body"][:1] == b"\x03"
+    written_before = {**item, "body": encode_json(decode_json(item["body"]))}
+    assert written_before["body"][:1] == b"\x02"
+    assert item_to_profile(written_before) == item_to_profile(item)
+
+
+def test_the_profile_codec_stores_a_customer_body_in_fewer_bytes_than_the_event_codec():
+    item = _a_customer_item()
+    assert len(item["body"]) < len(encode_json(decode_json(item["body"]))) * 0.85
+
+
 # --- sources and failed events ------------------------------------------------------------------------------------
 
 CREATED = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
