@@ -10,8 +10,8 @@ replaced, "body": the request body}`. `serve.json` carried the backend's per-sta
 from __future__ import annotations
 
 import json
-import threading
 import pickle
+import threading
 from pathlib import Path
 from typing import Any
 

@@ -7,7 +7,8 @@ written, `CustomerItems` adds what else the customer item keeps, from the custom
   the stream, so no second item and no second write;
 - **the earliest segment deadline** on the due list: its entry is written first (a crash before the item's write
   leaves an entry that fires once, harmlessly), then the item lists the moment, so an unchanged deadline is never
-  written again and `forget` finds the entry.
+  written again and `forget` finds the entry. A deadline that moved later is not written while an entry listed
+  before it is still to come: that entry's evaluation finds it then (`segments.covered`).
 
 The events read here are kept for the segment transitions that follow the write (`StreamPipeline.evaluate`), so
 a customer's events are read once per batch. Anything that goes wrong here leaves the item as it was read (its
@@ -28,7 +29,7 @@ from shared.domain.analytics import Definitions
 from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.segments import Due, Facts, SegmentRule, due_time, evaluate
 from shared.ports import IdentityEventReader, StoredProfile
-from shared.services.segments import customer_events
+from shared.services.segments import covered, customer_events
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class CustomerItems:
         deadlines = [e.next_change for e in (evaluate(rule, facts, self.now) for rule in self.rules) if e.next_change]
         if deadlines:
             at = due_time(min(deadlines))
-            if at not in scheduled:
+            if at not in scheduled and not covered(at, scheduled, now=self.now):
                 self.store.put_due([Due(profile.customer_id, at)], indexed=True)  # the entry, before the item
                 scheduled = (*scheduled, at)
         cells = analytics.kept(

@@ -123,13 +123,24 @@ def evaluate_customers(
             continue
         due = Due(customer_id, due_time(earliest))
         scheduled = set(stored.scheduled) | (current.scheduled if isinstance(current, Memberships) else set())
-        if due.at not in scheduled:
+        if due.at in scheduled:
+            if reschedule:
+                again.append(due)
+        elif not covered(due.at, stored.scheduled, now=now):
             new.append(due)
-        elif reschedule:
-            again.append(due)
     store.put_due(new)
     store.put_due(again, indexed=True)
     return transitions
+
+
+def covered(at: datetime, scheduled: Iterable[datetime], *, now: datetime) -> bool:
+    """Whether a customer item's due moments already bring the customer back in time for a deadline at `at`: an
+    entry still to come (after `now`, so not swept yet) at or before it. Its evaluation then finds the deadline
+    and puts it on the list, so a deadline that moves later (a cart added again) is not written at every move.
+
+    Only the customer item's moments count: their entries were written before the item listed them.
+    """
+    return any(now < moment <= at for moment in scheduled)
 
 
 def _evaluate_customer(

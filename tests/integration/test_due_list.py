@@ -119,16 +119,21 @@ def test_a_batch_that_leaves_the_earliest_deadline_where_it_is_writes_no_due_ite
     clock["now"] = NOW + timedelta(minutes=3)
     order = {"anonymousId": visitor, "event": "Order Completed", "at": 3, "properties": {"cart_id": "c1"}}
     send(http, key, stream, clock, order)
-    # Then exactly one entry is written, for that moment, and the customer item lists both
+    # Then nothing is written yet: the hour's entry, still to come, brings the customer back before that moment
+    assert due_writes == []
+    # When the scheduler runs after the hour
+    clock["now"] = NOW + timedelta(hours=1, seconds=5)
+    assert run_scheduler(store, now=clock["now"])["due"] == 1
+    # Then exactly one entry is written, for the day's moment
     day_on = NOW + timedelta(days=1, minutes=1, seconds=1)
-    assert sorted((w["entity"], w["at"]) for w in due_writes) == [("due", day_on.strftime("%Y-%m-%dT%H:%M:%SZ"))]
-    scheduled = store.get_profiles([f"a:{visitor}"])[f"a:{visitor}"].scheduled
-    assert scheduled == (NOW + timedelta(hours=1), day_on.replace(microsecond=0))
+    assert [(w["entity"], w["at"]) for w in due_writes if w["entity"] == "due"] == [
+        ("due", day_on.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    ]
     assert all(w[TTL_ATTRIBUTE] == int((day_on + timedelta(days=2)).timestamp()) for w in due_writes)
     audit(store, now=clock["now"])
 
 
-def test_a_deadline_moved_later_is_evaluated_at_its_new_time_and_the_old_entry_is_harmless(
+def test_a_deadline_moved_later_is_written_when_the_earlier_entry_fires_and_evaluated_at_its_new_time(
     http, source, store, stream, clock, ddb
 ):
     # Given a cart added at NOW (due an hour on), then, ten minutes on, that cart ordered and another added
@@ -145,12 +150,17 @@ def test_a_deadline_moved_later_is_evaluated_at_its_new_time_and_the_old_entry_i
         {"anonymousId": shopper, "event": "Order Completed", "at": 10, "properties": {"cart_id": "c1"}},
         added(shopper, at=10, cart="c2"),
     )
-    assert len([e for e in entries(ddb) if e["entity"] == "due"]) == 2  # the old one stays until its TTL
+    # (the later deadline is not written yet: the first entry, still to come, comes before it)
+    assert [e["at"] for e in entries(ddb) if e["entity"] == "due"] == [
+        (NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ]
     # When the scheduler runs just after the old deadline
     swept = run_scheduler(store, now=NOW + timedelta(hours=1, seconds=5))
-    # Then it evaluated the customer (the stale entry), and nothing changed
+    # Then it evaluated the customer (the earlier entry): nothing changed, and the new deadline is on the list
     assert swept == {"due": 1, "entered": 0, "exited": 0}
     assert members(store, shopper) == set()
+    new_deadline = (NOW + timedelta(hours=1, minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert new_deadline in [e["at"] for e in entries(ddb) if e["entity"] == "due"]
     # When it runs just after the new deadline
     clock["now"] = NOW + timedelta(hours=1, minutes=10, seconds=5)
     swept = run_scheduler(store, now=clock["now"])
@@ -201,18 +211,18 @@ def test_the_sweep_sees_a_deadline_a_few_seconds_old_and_not_one_still_settling(
 
 
 def test_forget_erases_every_due_entry_of_the_customer_the_stale_ones_too(http, source, store, stream, clock, ddb):
-    # Given a customer whose deadline moved (two entries, two index rows) and a bystander with one
+    # Given a customer whose deadline moved earlier (a view's day, then a cart's hour: two entries) and a bystander
+    # with one
     _, key = source
     apply(store, RULES)
     gone, kept = random_ref("gone"), random_ref("kept")
-    send(http, key, stream, clock, added(gone, kind="userId"))
+    send(http, key, stream, clock, {"userId": gone, "event": "Product Viewed", "at": 0})
     clock["now"] = NOW + timedelta(minutes=10)
     send(
         http,
         key,
         stream,
         clock,
-        {"userId": gone, "event": "Order Completed", "at": 10, "properties": {"cart_id": "c1"}},
         added(gone, at=10, cart="c2", kind="userId"),
         {"userId": kept, "event": "Product Viewed", "at": 10},
     )
