@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -263,3 +263,30 @@ def test_forgetting_a_customer_takes_their_contribution_out_of_the_counters(http
     counters_equal_recomputation(store)
     report = analytics.funnel_report(store, "purchase", start=now.date() - timedelta(days=1), end=now.date())
     assert [s.customers for s in report.steps] == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("ddb", ["moto", "sqlite"], indirect=True)
+def test_a_counter_update_adds_once_per_shard_mark_and_drops_the_marks_of_closed_shards(store):
+    # Given a counter item folded by two shards, one of them since closed
+    from shared.domain.cells import TOTAL, StatsCell
+    from shared.ports import fold_position
+    from shared.storage.fold import mark_attribute
+
+    cell = StatsCell("2026-11-30")
+    assert store.fold_item("closed", cell, {TOTAL: 2}, first=fold_position("5"), upto=fold_position("5"))
+    assert store.fold_item("shard-1", cell, {TOTAL: 3}, first=fold_position("10"), upto=fold_position("20"))
+    # When the same records come again, and then one that overlaps the mark
+    again = store.fold_item("shard-1", cell, {TOTAL: 3}, first=fold_position("10"), upto=fold_position("20"))
+    overlap = store.fold_item("shard-1", cell, {TOTAL: 9}, first=fold_position("20"), upto=fold_position("30"))
+    # Then neither is added, and the item says how far the shard went
+    assert (again, overlap) == (False, False)
+    assert store.item_mark("shard-1", cell) == fold_position("20")
+    # When the next records come, with the closed shard named
+    assert store.fold_item(
+        "shard-1", cell, {TOTAL: 1}, first=fold_position("21"), upto=fold_position("21"), forget=["closed"]
+    )
+    # Then the count is every record once, the closed shard's mark is gone, and the mark is no count
+    assert store.stats_counters(date(2026, 11, 30)) == {cell: {TOTAL: 6}}
+    assert store.item_mark("closed", cell) is None
+    ((_, counts),) = store.counter_items("STATS#2026-11-30")
+    assert counts == {"n": 6} and mark_attribute("shard-1").startswith("~")

@@ -354,3 +354,35 @@ def test_any_batch_leaves_the_pipeline_running_and_the_bystander_processed(http,
     assert stream.attempts == {}
     assert find_customer(store, f"u:{person}").profile.orders == 1
     assert all(f.reason for f in store.list_failed(limit=100).items)
+
+
+@pytest.mark.parametrize("ddb", ["sqlite"], indirect=True)  # (the same 400 KB limit on moto, slower to reach)
+def test_a_customer_whose_item_would_pass_400_kb_is_quarantined_alone(http, source, store, stream):
+    # Given (attack 7) one user id sending identifies whose traits, distinct and random, grow their customer item past
+    # DynamoDB's 400 KB item limit (each event within the 32 KB event limit), and a bystander's order
+    import os
+
+    _, key = source
+    hoarder = random_ref("hoarder")
+    for batch in range(4):
+        calls = [
+            {
+                "type": "identify",
+                "userId": hoarder,
+                "messageId": random_ref("m"),
+                "traits": {f"t{batch}_{n}_{k}": os.urandom(120).hex() for k in range(110)},
+            }
+            for n in range(10)
+        ]
+        answer = http("POST", "/v1/batch", body=json.dumps({"batch": calls}), write_key=key)
+        assert answer.status == 200 and {r["status"] for r in answer.json["results"]} == {"accepted"}, answer.json
+    person = bystander_order(http, key)
+    # When the stream is processed
+    stream.drain()
+    # Then the bystander is processed, and the hoarder's records that would make the item too big are quarantined
+    # with the reason (the item is refused for good, so retrying cannot help), not retried for ever
+    assert_bystander_processed(store, person)
+    failed = store.list_failed(limit=100).items
+    assert failed and {f.route for f in failed} == {"stream:process"}
+    assert all("ValidationException" in f.reason for f in failed), {f.reason for f in failed}
+    assert stream.attempts == {}

@@ -367,3 +367,17 @@ def test_memberships_are_a_mapping_by_segment_that_also_say_what_is_scheduled():
     assert "buyers" in read and set(read) == {"buyers"} and read["buyers"] == membership
     assert read.scheduled == frozenset({NOW})
     assert Memberships().scheduled == frozenset() and Memberships() == {}
+
+
+def test_a_deadline_is_covered_only_by_an_entry_still_to_come_at_or_before_it():
+    from datetime import UTC, datetime, timedelta
+
+    from shared.services.segments import covered
+
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    at = now + timedelta(hours=1)
+    assert not covered(at, [], now=now)
+    assert covered(at, [now + timedelta(minutes=5)], now=now)  # fires first, and its evaluation writes `at`
+    assert covered(at, [at], now=now)
+    assert not covered(at, [at + timedelta(seconds=1)], now=now)  # would fire too late
+    assert not covered(at, [now - timedelta(seconds=1), now], now=now)  # swept already (or being swept)
