@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from shared.domain import analytics
 from shared.domain.events import format_timestamp
 from shared.storage import keys
+from shared.storage.analytics import CELLS_ENTITY, decode_cells
 from shared.storage.blobs import binary
 from shared.storage.errors import StorageError
 from shared.storage.segments import upgrade_due_items
@@ -70,8 +71,6 @@ def cells_into_customer_items(store: DynamoTrackingStore) -> int:
     version since) keeps them, and one merged away or gone gets none: in every case the old item only goes. Safe
     to run again: a moved customer item holds cells, so a second run only deletes what is left.
     """
-    from shared.storage.analytics import CELLS_ENTITY, decode_cells
-
     now = datetime.now(UTC)
     moved = 0
     for row in store._scan(
