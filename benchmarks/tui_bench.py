@@ -237,7 +237,8 @@ def _evaluate(store: Any, chunk: list[Built], rules: list[Any], definitions: Any
     """What processing's evaluation writes for the chunk's customers: every rule on every customer (memberships,
     due list, audience events, history), then their analytics cells items. Returns the membership changes."""
     from shared.services.analytics import update_customers
-    from shared.services.segments import MembershipChange, evaluate_customers, record_membership_changes
+    from shared.services.audiences import MembershipChange, record_membership_changes
+    from shared.services.segments import evaluate_customers
 
     profiles = {built.customer_id: built.stored for built in chunk}
     events = {built.customer_id: built.events for built in chunk}

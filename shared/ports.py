@@ -42,6 +42,14 @@ class StoredProfile:
     scheduled: tuple[datetime, ...] = ()
     """The moments this customer is on the due list for (segment deadlines), so an unchanged one is not written
     again and `forget` finds the entries."""
+    segments: Mapping[str, Membership] | None = None
+    """The segments the customer is in, when the customer item holds them (customers created since it does): the
+    item is then their authority, and the membership items, announcements, history and sizes follow from its
+    stream record. None: an older customer, whose membership items are the authority."""
+    why: Mapping[str, str] = field(default_factory=dict)
+    """Segment id → the reason, for the entries and exits this write makes (what the announcements say)."""
+    segments_at: str = ""
+    """When the segments last changed (the moment of this write's entries and exits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +160,7 @@ class AudienceWriter(Protocol):
 
     def put_events(self, events: Sequence[TrackingEvent]) -> list[Outcome]: ...
     def put_history(self, entries: Sequence[HistoryEntry]) -> None: ...
+    def follow_members(self, steps: Sequence[tuple[Membership, bool]]) -> None: ...
 
 
 class SegmentStore(IdentityEventReader, Protocol):
@@ -160,6 +169,7 @@ class SegmentStore(IdentityEventReader, Protocol):
     def list_segments(self) -> list[StoredSegment]: ...
     def put_segments(self, segments: Sequence[StoredSegment]) -> None: ...
     def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
+    def save_profile(self, stored: StoredProfile) -> StoredProfile: ...
     def get_links(self, identities: Sequence[str]) -> dict[str, Link]: ...
     def memberships_of(self, customer_id: str) -> Memberships: ...
     def change_membership(
@@ -215,7 +225,15 @@ class SizeStep:
     day: str | None
 
 
-CounterRecord = CellsRecord | SizeStep
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    """A customer item's stream record: its cells change (None: unchanged) and its segments' size steps."""
+
+    cells: CellsRecord | None
+    steps: tuple[SizeStep, ...] = ()
+
+
+CounterRecord = CellsRecord | SizeStep | CustomerRecord
 """A stream record that moves counters, decoded by storage (`shared.storage.analytics.decode_counter_record`)."""
 
 
@@ -313,6 +331,9 @@ class StreamItems(Protocol):
         `identity`), or None when the record is not one."""
         ...
 
+    def customer_steps(
+        self, *, old: Mapping[str, object] | None, new: Mapping[str, object] | None
+    ) -> list[dict[str, Any]]: ...
     def is_cells(self, image: Mapping[str, object] | None) -> bool:
         """Whether an image is a customer's analytics cells (counted by the fold, not processing)."""
         ...

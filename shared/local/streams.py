@@ -82,9 +82,12 @@ def _entity(record: dict[str, Any]) -> str | None:
 
 
 def process_filter(record: dict[str, Any]) -> bool:
-    """The process mapping's filter (also in the SAM template): new event items, membership changes."""
+    """The process mapping's filter (also in the SAM template): new event items, membership changes, and writes
+    of customer items (whose segment entries and exits it follows)."""
     name, entity = record.get("eventName"), _entity(record)
-    return (name == "INSERT" and entity == "event") or (name in ("INSERT", "MODIFY") and entity == "membership")
+    return (name == "INSERT" and entity == "event") or (
+        name in ("INSERT", "MODIFY") and entity in ("membership", "profile")
+    )
 
 
 def fold_filter(record: dict[str, Any]) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 
 from shared.domain import analytics
 from shared.domain.analytics import Cells, Definitions, Funnel
-from shared.domain.cells import size_cells
+from shared.domain.cells import add, size_cells
 from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.reports import FunnelReport, RetentionReport, TimingReport
 from shared.ports import (
@@ -30,6 +30,7 @@ from shared.ports import (
     CellsChange,
     CellsRecord,
     CounterRecord,
+    CustomerRecord,
     FoldStore,
     StorageError,
     StoredCells,
@@ -126,6 +127,13 @@ def counter_change(sequence: str, record: CounterRecord | None, *, received: dat
     A customer's cells item: new cells minus old, with the overview horizon they were cut at (when they were
     computed; the record's time for a REMOVE). A membership item: its segment's size, one up or down.
     """
+    if isinstance(record, CustomerRecord):
+        parts = [counter_change(sequence, part, received=received) for part in (record.cells, *record.steps)]
+        delta: Cells = {}
+        for part in parts:
+            if part is not None:
+                add(delta, part.delta)
+        return CounterChange(sequence, delta)
     if isinstance(record, CellsRecord):
         if not record.removed and not record.at:
             # Written by a version that counted in the same transaction (every write since carries `at`): a record

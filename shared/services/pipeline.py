@@ -39,6 +39,7 @@ from shared.ports import (
 )
 from shared.publishers import Publishers
 from shared.services.analytics import CounterChange, definitions_of, fold, update_customers
+from shared.services.audiences import MembershipChange, follow_customer_items, record_membership_changes
 from shared.services.collect import utcnow
 from shared.services.linking import ProfileStore
 from shared.services.overview import live_event
@@ -52,14 +53,7 @@ from shared.services.quarantine import (
     quarantine_customer,
     record_failures,
 )
-from shared.services.segments import (
-    MembershipChange,
-    customer_events,
-    evaluate_customers,
-    record_membership_changes,
-    retry_later,
-    rules_of,
-)
+from shared.services.segments import customer_events, evaluate_customers, retry_later, rules_of
 
 logger = logging.getLogger(__name__)
 RULES_CACHE_SECONDS = 30.0
@@ -89,7 +83,16 @@ class Counted:
     change: CounterChange
 
 
-Decoded = StreamChange | Membership | Counted | Undecodable
+@dataclass(frozen=True)
+class Followed:
+    """A customer item's stream record with segment entries or exits (its customer item is their authority):
+    member items, audience events and history follow from it."""
+
+    sequence: str
+    changes: tuple[MembershipChange, ...]
+
+
+Decoded = StreamChange | Membership | Followed | Counted | Undecodable
 
 
 def decode_images(
@@ -107,6 +110,9 @@ def decode_images(
     membership = stream_items.membership_change(old=before, new=after)
     if membership is not None:
         return Membership(sequence, MembershipChange(**membership))
+    steps = stream_items.customer_steps(old=before, new=after)
+    if steps:
+        return Followed(sequence, tuple(MembershipChange(**step) for step in steps))
     found = stream_items.new_event(old=before, new=after)
     return None if found is None else StreamChange(sequence, *found)
 
@@ -151,6 +157,11 @@ class StreamPipeline:
             record_membership_changes(self.store, [m.change for m in memberships])
         except StorageError:
             outcome.failed.update(m.sequence for m in memberships)
+        followed = [result for result, _ in decoded if isinstance(result, Followed)]
+        try:
+            follow_customer_items(self.store, [change for f in followed for change in f.changes])
+        except StorageError:
+            outcome.failed.update(f.sequence for f in followed)
         audience = [change for change in changes if change.event.source_id == AUDIENCE_SOURCE]
         outcome.failed.update(self.publish(audience))
         saved: list[str] = []
@@ -277,8 +288,8 @@ class StreamPipeline:
                 found = pool.map(lambda p: customer_events(store, p), unread)
                 events |= dict(zip((p.profile.customer_id for p in unread), found, strict=True))
                 memberships: dict[str, Memberships] = {}
-                if rules:
-                    read = [i for i in ids if i not in created]
+                if rules:  # (a customer item that holds its segments needs no read of them)
+                    read = [i for i in ids if i not in created and profiles[i].segments is None]
                     memberships = {i: Memberships() for i in ids if i in created}
                     memberships |= dict(zip(read, pool.map(store.memberships_of, read), strict=True))
         except StorageError as exc:
@@ -288,10 +299,12 @@ class StreamPipeline:
             segments = retry_later(customer_ids, now=now) if rules else []
             store.put_due([*retry_later(customer_ids, now=now, analytics=True), *segments])
             return
+        # A completed item that holds its segments had them decided before its write.
+        undecided = [c for c in customer_ids if c not in completed or profiles[c].segments is None]
         if rules:
             try:
                 evaluate_customers(
-                    store, customer_ids, rules, now=now, profiles=profiles, events=events, memberships=memberships
+                    store, undecided, rules, now=now, profiles=profiles, events=events, memberships=memberships
                 )
             except StorageError as exc:
                 if isinstance(exc, RejectedWriteError):

@@ -5,6 +5,9 @@ written, `CustomerItems` adds what else the customer item keeps, from the custom
 
 - **analytics cells** (what the customer adds to the counters): the fold sums the changes of this item's cells from
   the stream, so no second item and no second write;
+- **its segments**, for a customer whose item holds them (every customer created since): the entries and exits
+  are decided here and written with the item; its stream record then writes the member items, announcements
+  and history, and the fold the sizes;
 - **the earliest segment deadline** on the due list: its entry is written first (a crash before the item's write
   leaves an entry that fires once, harmlessly), then the item lists the moment, so an unchanged deadline is never
   written again and `forget` finds the entry. A deadline that moved later is not written while an entry listed
@@ -29,7 +32,8 @@ from shared.domain.analytics import Definitions
 from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.segments import Due, Facts, SegmentRule, due_time, evaluate
 from shared.ports import IdentityEventReader, StoredProfile
-from shared.services.segments import covered, customer_events
+from shared.services.decisions import covered, decide, decided
+from shared.services.segments import customer_events
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +79,13 @@ class CustomerItems:
         events = self._read[identities]
         scheduled = stored.scheduled
         facts = Facts(profile.traits, events)
-        deadlines = [e.next_change for e in (evaluate(rule, facts, self.now) for rule in self.rules) if e.next_change]
+        if stored.segments is not None:  # the item holds the customer's segments: they are decided with it
+            decision = decide(stored, self.rules, facts, now=self.now)
+            stored = decided(stored, decision, now=self.now)
+            deadlines = [decision.earliest] if decision.earliest else []
+        else:
+            results = (evaluate(rule, facts, self.now) for rule in self.rules)
+            deadlines = [e.next_change for e in results if e.next_change]
         if deadlines:
             at = due_time(min(deadlines))
             if at not in scheduled and not covered(at, scheduled, now=self.now):

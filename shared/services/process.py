@@ -235,7 +235,7 @@ def _fold_customer(batch: Batch, customer_id: str, changes: list[StreamChange], 
         if stored is not None and stored.profile.merged_into:
             # Merged away while this batch ran: the stream's retry will find the new customer.
             return everything
-        stored = stored or StoredProfile(CustomerProfile(customer_id=customer_id))
+        stored = stored or StoredProfile(CustomerProfile(customer_id=customer_id), segments={})
         fresh = [
             c for c in changes if force or int(c.sequence) > int(stored.applied.get(primary_identity(c.event), "0"))
         ]

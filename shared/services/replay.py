@@ -12,12 +12,13 @@ from shared.domain.failures import FailedEvent
 from shared.domain.segments import Due
 from shared.ports import AudienceWriter, FoldStore, StorageError, StoredSegment, StreamItems
 from shared.services.analytics import CounterChange, counter_change, fold
+from shared.services.audiences import MembershipChange, follow_customer_items, record_membership_changes
 from shared.services.collect import Collector, utcnow
-from shared.services.pipeline import Membership, decode_images
+from shared.services.pipeline import Followed, Membership, decode_images
 from shared.services.process import ProfileStore, process_changes
 from shared.services.quarantine import CUSTOMER_ROUTE, FOLD_ROUTE, STREAM_ROUTE
 from shared.services.requests import decode_failed
-from shared.services.segments import MembershipChange, record_membership_changes, retry_later, rules_of
+from shared.services.segments import retry_later, rules_of
 
 
 class ReplayError(Exception):
@@ -38,7 +39,8 @@ class ReplayStore(ProfileStore, AudienceWriter, FoldStore, Protocol):
 def change_from_record(record: dict[str, Any], route: str, stream_items: StreamItems) -> Any:
     """A quarantined Lambda-shaped stream record (wire-format images, read by `stream_items`) → what replaying it
     does, as the reader that set it aside (`route`) would have: the fold's → a `CounterChange`; processing's → a
-    `MembershipChange` (its audience event and history; the fold counted its size) or a `StreamChange` (an event);
+    `MembershipChange` (its audience event and history; the fold counted its size), a customer item's `Followed`
+    entries and exits (member items too), or a `StreamChange` (an event);
     None when it carries neither. A customer's cells record under processing's route was set aside before the fold
     had a reader of its own (then processing folded it): it is folded."""
     data = record["dynamodb"]
@@ -98,13 +100,17 @@ def replay(store: ReplayStore, collector: Collector, failure: FailedEvent, decod
 
 def _replay_stream_record(store: ReplayStore, failure: FailedEvent, change: Any) -> dict[str, Any]:
     """Do again what the reader that set a stream record aside does with it."""
-    if isinstance(change, MembershipChange):
+    if isinstance(change, MembershipChange | Followed):
+        changes = list(change.changes) if isinstance(change, Followed) else [change]
         try:
-            record_membership_changes(store, [change])
+            if isinstance(change, Followed):  # a customer item's entries and exits: member items too
+                follow_customer_items(store, changes)
+            else:
+                record_membership_changes(store, changes)
         except StorageError as exc:
             raise ReplayError("the audience event could not be stored; try again") from exc
         store.delete_failed(failure.id)
-        return {"replayed": failure.id, "membership": change.segment_id}
+        return {"replayed": failure.id, "membership": changes[0].segment_id}
     if isinstance(change, CounterChange):
         # Counters are sums, so a late fold is as good as an on-time one; its own mark makes it count once.
         if fold(store, f"replay#{failure.id}", [change]):

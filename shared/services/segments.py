@@ -14,9 +14,8 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from shared.domain.events import CallType, TrackingEvent, format_timestamp
+from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.identity import split_identity
-from shared.domain.results import Outcome
 from shared.domain.segments import (
     Due,
     Evaluation,
@@ -30,20 +29,17 @@ from shared.domain.segments import (
 )
 from shared.domain.sources import AUDIENCE_SOURCE
 from shared.ports import (
-    AudienceWriter,
-    HistoryEntry,
     IdentityEventReader,
     RejectedWriteError,
     SegmentStore,
     StorageError,
     StoredProfile,
     StoredSegment,
-    ThrottledError,
 )
+from shared.services.decisions import Transition, covered, decide_and_save
 from shared.services.quarantine import failure_reason, quarantine_customer
 
 logger = logging.getLogger(__name__)
-ENTERED, EXITED = "Audience Entered", "Audience Exited"
 SETTLE = timedelta(seconds=2)
 """The sweep reads the due list up to `now - SETTLE`: an entry is written before its moment, and this leaves a write
 that is slow to land (a retried batch) that long to be seen before the cursor passes its moment."""
@@ -51,16 +47,6 @@ RETRY_AFTER = timedelta(seconds=5)
 """When processing could not evaluate a customer, it is due again this much later (the next sweep or so)."""
 SWEEP_RETRY_AFTER = timedelta(minutes=1)
 """When the sweep could not evaluate a customer for now, it is due again this much later."""
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A customer entering or leaving a segment."""
-
-    segment_id: str
-    customer_id: str
-    entered: bool
-    reason: str
 
 
 def rules_of(segments: Iterable[StoredSegment]) -> list[SegmentRule]:
@@ -115,6 +101,9 @@ def evaluate_customers(
             continue
         known = (events or {}).get(customer_id)
         facts = customer_facts(store, stored) if known is None else Facts(stored.profile.traits, known)
+        if stored.segments is not None:  # the customer item holds them: one conditional write of it
+            transitions += decide_and_save(store, stored, rules, facts, now=now, reschedule=reschedule)
+            continue
         known_memberships = (memberships or {}).get(customer_id)
         current = store.memberships_of(customer_id) if known_memberships is None else known_memberships
         changed, earliest = _evaluate_customer(store, stored, rules, facts, current, now=now)
@@ -131,16 +120,6 @@ def evaluate_customers(
     store.put_due(new)
     store.put_due(again, indexed=True)
     return transitions
-
-
-def covered(at: datetime, scheduled: Iterable[datetime], *, now: datetime) -> bool:
-    """Whether a customer item's due moments already bring the customer back in time for a deadline at `at`: an
-    entry still to come (after `now`, so not swept yet) at or before it. Its evaluation then finds the deadline
-    and puts it on the list, so a deadline that moves later (a cart added again) is not written at every move.
-
-    Only the customer item's moments count: their entries were written before the item listed them.
-    """
-    return any(now < moment <= at for moment in scheduled)
 
 
 def _evaluate_customer(
@@ -178,52 +157,6 @@ def _transition(
         return None  # already done (a redelivery, or another evaluation got there first)
     logger.info("segment transition", extra={"segment": rule.id, "entered": result.member})
     return Transition(rule.id, customer_id, result.member, reason)
-
-
-@dataclass(frozen=True, slots=True)
-class MembershipChange:
-    """A membership item's stream record: someone entered or left a segment."""
-
-    segment_id: str
-    customer_id: str
-    entered: bool
-    at: str
-    rule_version: int
-    reason: str
-    identity: tuple[str, str]
-
-
-def audience_event(change: MembershipChange) -> TrackingEvent:
-    """The `Audience Entered`/`Audience Exited` event of a change (its message id is derived from the change)."""
-    kind, value = change.identity
-    moment = datetime.fromisoformat(change.at.replace("Z", "+00:00"))
-    direction = "in" if change.entered else "out"
-    return TrackingEvent(
-        source_id=AUDIENCE_SOURCE,
-        message_id=f"aud:{change.segment_id}:{change.customer_id}:{direction}:{change.at}",
-        type=CallType.TRACK,
-        timestamp=moment,
-        received_at=moment,
-        user_id=value if kind == "u" else None,
-        anonymous_id=value if kind == "a" else None,
-        event=ENTERED if change.entered else EXITED,
-        properties={
-            "audience_key": change.segment_id,
-            "rule_version": change.rule_version,
-            "customer_id": change.customer_id,
-            "reason": change.reason[:500],
-        },
-    )
-
-
-def record_membership_changes(store: AudienceWriter, changes: Sequence[MembershipChange]) -> None:
-    """Turn membership changes into audience events (stored once each) and history items."""
-    if not changes:
-        return
-    outcomes = store.put_events([audience_event(change) for change in changes])
-    if Outcome.NOT_STORED in outcomes:  # throttled past the retries: the stream brings the changes again
-        raise ThrottledError(f"{outcomes.count(Outcome.NOT_STORED)} audience events could not be stored")
-    store.put_history([HistoryEntry(c.segment_id, c.customer_id, c.at, c.entered, c.rule_version) for c in changes])
 
 
 def run_scheduler(

@@ -61,8 +61,8 @@ from shared.domain.cells import (
     TimingCell,
     Total,
 )
-from shared.ports import CellsChange, CellsRecord, CounterRecord, SizeStep, StoredCells
-from shared.storage import keys
+from shared.ports import CellsChange, CellsRecord, CounterRecord, CustomerRecord, SizeStep, StoredCells
+from shared.storage import customer_segments, keys
 from shared.storage.blobs import binary, compress_cells, decompress_cells
 from shared.storage.codec import deserialize, serialize
 from shared.storage.errors import ConditionFailedError
@@ -251,7 +251,12 @@ def decode_counter_record(*, old: Mapping[str, Any] | None, new: Mapping[str, An
     """
     image = new or old
     if image and image.get("entity") == keys.PROFILE_ENTITY:
-        return _customer_cells_record(old, new)
+        cells = _customer_cells_record(old, new)
+        steps = tuple(
+            SizeStep(step.segment_id, 1 if step.entered else -1, step.at[:10] if step.at else None)
+            for step in customer_segments.steps(old=old, new=new)
+        )
+        return CustomerRecord(cells, steps) if cells is not None or steps else None
     if image and image.get("entity") == CELLS_ENTITY:
         before = decode_cells(binary(old["cells"])) if old and "cells" in old else {}
         after = decode_cells(binary(new["cells"])) if new and "cells" in new else {}
@@ -280,6 +285,8 @@ def decode_cells_change(
 ) -> tuple[Cells, Cells, str] | None:
     """A cells item's stream record as (old cells, new cells, when the new ones were computed); None otherwise."""
     record = decode_counter_record(old=old, new=new)
+    if isinstance(record, CustomerRecord):
+        record = record.cells
     return (record.before, record.after, record.at) if isinstance(record, CellsRecord) else None
 
 

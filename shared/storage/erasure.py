@@ -9,6 +9,7 @@
 | analytics cells: in the customer item (before: their| the customer's partition                      | taken back, del|
 |   own `CUSTOMER#<cid>` / `ANALYTICS`)               |                                               |                |
 | membership `CUSTOMER#<cid>` / `MEMBER#<segment>`    | the customer's partition                      | deleted        |
+| member `MEMBERS#<segment>#<shard>` / `<cid>`        | the segments its customer item holds          | deleted        |
 | due index `CUSTOMER#<cid>` / `DUEAT#<time>#<kind>`  | the customer's partition                      | deleted        |
 | due entry `DUE#<hour>` / `<time>#<kind>#<cid>`      | the customer item's due moments, or its due   | deleted        |
 |                                                     |   index's `at`, `analytics` attributes        |                |
@@ -48,6 +49,7 @@ from shared.storage.codec import serialize
 from shared.storage.due import due_key, due_target
 from shared.storage.errors import ThrottledError
 from shared.storage.failed import FAILED_LOOKBACK_DAYS, stream_identities
+from shared.storage.segments import member_keys
 from shared.storage.suppression import SuppressionStorage
 
 if TYPE_CHECKING:
@@ -158,13 +160,15 @@ class ErasureStorage(SuppressionStorage):
         return doomed
 
     def _followed_from_profile(self, row: dict[str, Any], customer_id: str) -> list[dict[str, Any]]:
-        """The index items of the profile's conflict flags, and the due entries its customer item lists."""
+        """The index items of the profile's conflict flags, and the due entries and member items its customer item
+        lists."""
         try:
             stored = items.item_to_profile(row)
         except CorruptItemError:
             return []  # nothing readable to follow; the index items expire with nothing to point at
         flags = stored.profile.flags
         due = [due_key(customer_id, at, analytics=False) for at in stored.scheduled]
+        due += member_keys(customer_id, stored.segments or {})  # (and its member items, listed by segment)
         named = {entry.get("identity") for flag in CONFLICT_FLAGS for entry in flags.get(flag, [])}
         return due + [
             {"PK": index["PK"], "SK": index["SK"]}

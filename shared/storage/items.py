@@ -16,6 +16,7 @@ from shared.domain.events import TrackingEvent, event_from_payload, format_times
 from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
 from shared.domain.profiles import CustomerProfile, Touch
+from shared.domain.segments import Membership
 from shared.domain.sources import CLIENT_TRUST, SERVER_TRUST, Source, WebhookMapping
 from shared.ports import CorruptItemError, Link, StoredProfile
 from shared.storage import keys
@@ -322,6 +323,7 @@ def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
         "merged_into": profile.merged_into,
         "applied": dict(stored.applied),
         "scheduled": _scheduled_out(stored.scheduled),
+        **_segments_out(stored),
     }
     item: dict[str, Any] = {
         "PK": keys.customer_pk(profile.customer_id),
@@ -339,6 +341,35 @@ def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
             item["cells"] = encode_cells(stored.cells)
             item["cells_at"] = stored.cells_at
     return item
+
+
+REASON_KEPT = 200
+"""Characters of a transition's reason the customer item keeps (the announcement's reason)."""
+
+
+def _segments_out(stored: StoredProfile) -> dict[str, Any]:
+    """The body fields of the segments a customer item holds (none for a customer whose membership items are the
+    authority). A tombstone is in no segment: its merge is the reason it leaves them."""
+    if stored.segments is None:
+        return {}
+    segments, why = dict(stored.segments), dict(stored.why)
+    if stored.profile.merged_into:
+        why = dict.fromkeys(segments, f"merged into {stored.profile.merged_into}")
+        segments = {}
+    return {
+        "segments": {s: [m.since, m.rule_version] for s, m in sorted(segments.items())},
+        "segments_at": stored.segments_at,
+        "why": {s: reason[:REASON_KEPT] for s, reason in sorted(why.items())},
+    }
+
+
+def segments_in(body: dict[str, Any], customer_id: str) -> dict[str, Membership] | None:
+    """The segments a decoded customer body holds (None: the customer's membership items are the authority)."""
+    if "segments" not in body:
+        return None
+    return {
+        s: Membership(s, customer_id, str(since), int(version), "") for s, (since, version) in body["segments"].items()
+    }
 
 
 def _scheduled_out(moments: tuple[datetime, ...]) -> list[int]:
@@ -367,6 +398,9 @@ def item_to_profile(item: dict[str, Any]) -> StoredProfile:
         body = decode_json(item["body"], object_hook=hook)
         applied = body.pop("applied", {})
         scheduled = tuple(datetime.fromtimestamp(int(at), UTC) for at in body.pop("scheduled", ()))
+        segments = segments_in(body, str(body.get("customer_id")))
+        why, segments_at = body.pop("why", {}), str(body.pop("segments_at", ""))
+        body.pop("segments", None)
         body["identities"] = tuple(body.get("identities", ()))
         body["links"] = tuple(body.get("links", ()))
         body["first_touch"] = _touch(body.get("first_touch"))
@@ -375,7 +409,9 @@ def item_to_profile(item: dict[str, Any]) -> StoredProfile:
         profile = CustomerProfile(**body)
         customer_id = profile.customer_id
         cells, cells_at = item_cells(item)
-        return StoredProfile(profile, int(item["version"]), applied, cells, cells_at, scheduled)
+        return StoredProfile(
+            profile, int(item["version"]), applied, cells, cells_at, scheduled, segments, dict(why), segments_at
+        )
     except CorruptItemError as exc:
         raise CorruptItemError(str(exc), customer_id=customer_id) from exc
     except (ValueError, TypeError, KeyError, AttributeError, zlib.error, RecursionError) as exc:

@@ -26,13 +26,13 @@ first, so that `forget` finds it; evaluation reads those rows with the membershi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shared.domain.segments import Due, Membership, Memberships, due_time
 from shared.ports import HistoryEntry, StoredSegment
-from shared.storage import keys
+from shared.storage import customer_segments, keys
 from shared.storage.codec import serialize
 from shared.storage.due import (
     DUE_INDEX_PREFIX,
@@ -54,6 +54,13 @@ SIZE_SHARDS = 4
 """Size items are read over 4 shards (tables written before sizes were folded from the stream have 4); the fold
 writes shard 0 only (one update per segment per stream batch stays far below a partition's 1,000 WU/s)."""
 MEMBERSHIP_ENTITY = "membership"
+MEMBER_ENTITY = "member"
+"""A customer in a segment whose customer item holds its segments: only for listing the segment (the customer item
+is the authority, and its stream record writes these); no index, no stream consumer."""
+MEMBER_SHARDS = 1
+"""Member items of a segment are one partition (`MEMBERS#<segment>#0`): listing a segment is one query. A partition
+takes 1,000 writes a second: a backfill entering more customers than that a second is throttled and retried
+(the stream brings the records again); more shards make it faster and a listing one query per shard."""
 OLD_ANALYTICS_SEGMENT = "$analytics"
 """The segment of an old due item that meant "update this customer's analytics" (see `upgrade_due_items`)."""
 
@@ -118,8 +125,10 @@ class SegmentStorage(Table):
         """The segments a customer is in, and the moments its segments are on the due list for (strongly
         consistent: read to decide transitions).
 
-        One query over the key range holding both (`DUEAT#…` sorts just before `MEMBER#…`): a Query is billed by
-        the bytes it reads, so the few small index rows cost next to nothing, where a read of their own would not.
+        One query over the key range holding them (`DUEAT#…` sorts just before `MEMBER#…`, then the customer item
+        `PROFILE`): a Query is billed by the bytes it reads, so the few small rows cost next to nothing, where a read
+        of their own would not. A customer item that holds its segments is their authority; otherwise the
+        membership items are.
         """
         found = self._query(
             KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
@@ -127,26 +136,48 @@ class SegmentStorage(Table):
             ExpressionAttributeValues={
                 ":pk": {"S": keys.customer_pk(customer_id)},
                 ":low": {"S": DUE_INDEX_PREFIX},
-                ":high": {"S": "MEMBER$"},  # `$` follows `#`: every `MEMBER#…`, nothing after
+                ":high": {"S": keys.PROFILE_SK},
             },
         )
         memberships: dict[str, Membership] = {}
+        held: dict[str, Membership] | None = None
         scheduled: list[datetime] = []
         for row in found:
             if row.get("entity") == MEMBERSHIP_ENTITY and row.get("state", "in") == "in":
                 memberships[row["segment"]] = _membership(row)
             elif row.get("entity") == "due_index" and "at" in row and not row.get("analytics"):
                 scheduled.append(_parse_stamp(row["at"]))
-        return Memberships(memberships, scheduled=scheduled)
+            elif row.get("entity") == keys.PROFILE_ENTITY:
+                held = customer_segments.held(row)
+        return Memberships(memberships if held is None else held, scheduled=scheduled)
 
     def segment_members(self, segment_id: str) -> Iterator[str]:
-        """Customer ids in a segment (index, eventually consistent)."""
+        """Customer ids in a segment: the member items of customers whose customer item holds their segments (one
+        query per shard), then the membership items of older customers (the index, eventually consistent)."""
+        for shard in range(MEMBER_SHARDS):
+            for row in self._query(
+                KeyConditionExpression="PK = :pk",
+                ExpressionAttributeValues={":pk": {"S": _members_pk(segment_id, shard)}},
+            ):
+                yield str(row["customer_id"])
         for row in self._query(
             IndexName="GSI1",
             KeyConditionExpression="GSI1PK = :pk",
             ExpressionAttributeValues={":pk": {"S": f"SEGMENT#{segment_id}"}},
         ):
             yield row["GSI1SK"]
+
+    def follow_members(self, steps: Sequence[tuple[Membership, bool]]) -> None:
+        """Member items after a customer item's entries (True) and exits (False), in order: the last step of a
+        segment and customer decides (a put, or a delete); both are safe to repeat. No index: a segment's members
+        are its partitions (`MEMBERS#<segment>#<shard>`)."""
+        final: dict[tuple[str, str], tuple[Membership, bool]] = {}
+        for membership, entered in steps:
+            final[(membership.segment_id, membership.customer_id)] = (membership, entered)
+        puts = [_member_item(m) for m, entered in final.values() if entered]
+        deletes = [_member_key(m.segment_id, m.customer_id) for m, entered in final.values() if not entered]
+        if (puts and self._batch_write(puts)) or (deletes and self._batch_write(deletes, delete=True)):
+            raise ThrottledError("member items could not be stored")
 
     def change_membership(self, membership: Membership, *, entered: bool, at: str, identity: tuple[str, str]) -> bool:
         """Enter or leave a segment with one conditional write; False if it was already so (a redelivery).
@@ -366,6 +397,31 @@ def _due_entry(due: Due) -> dict[str, Any]:
 
 def _parse_stamp(stamp: str) -> datetime:
     return datetime.strptime(stamp, DUE_STAMP_FORMAT).replace(tzinfo=UTC)
+
+
+def _members_pk(segment_id: str, shard: int) -> str:
+    return f"MEMBERS#{segment_id}#{shard}"
+
+
+def _member_key(segment_id: str, customer_id: str) -> dict[str, str]:
+    """The key of a member item (a customer in a segment, for listing the segment)."""
+    return {"PK": _members_pk(segment_id, keys.shard_of(customer_id, MEMBER_SHARDS)), "SK": customer_id}
+
+
+def member_keys(customer_id: str, segment_ids: Iterable[str]) -> list[dict[str, str]]:
+    """The keys of a customer's member items (`forget` deletes them)."""
+    return [_member_key(segment_id, customer_id) for segment_id in segment_ids]
+
+
+def _member_item(membership: Membership) -> dict[str, Any]:
+    return {
+        **_member_key(membership.segment_id, membership.customer_id),
+        "entity": MEMBER_ENTITY,
+        "segment": membership.segment_id,
+        "customer_id": membership.customer_id,  # read back from here, never from the key
+        "since": membership.since,
+        "rule_version": membership.rule_version,
+    }
 
 
 def _history_entry(row: dict[str, Any]) -> tuple[str, str, bool]:

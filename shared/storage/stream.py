@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.domain.events import TrackingEvent
+from shared.domain.identity import split_identity
 from shared.ports import CounterRecord
-from shared.storage import items
+from shared.storage import customer_segments, items
 from shared.storage.analytics import CELLS_ENTITY, decode_counter_record
 from shared.storage.codec import deserialize_wire
 
@@ -36,6 +37,24 @@ class StreamItemCodec:
     ) -> dict[str, Any] | None:
         """A segment entry or exit (`items.decode_membership_change`)."""
         return items.decode_membership_change(old=_plain(old), new=_plain(new))
+
+    def customer_steps(self, *, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        """The segment entries and exits a customer item's record carries, as `membership_change` gives one (none
+        for a REMOVE: an erased customer is not announced)."""
+        if not new:
+            return []
+        return [
+            {
+                "segment_id": step.segment_id,
+                "customer_id": step.customer_id,
+                "entered": step.entered,
+                "at": step.at,
+                "rule_version": step.rule_version,
+                "reason": step.reason,
+                "identity": split_identity(step.customer_id),
+            }
+            for step in customer_segments.steps(old=_plain(old), new=_plain(new))
+        ]
 
     def is_cells(self, image: Mapping[str, Any] | None) -> bool:
         """Whether an image is a customer's analytics cells item."""

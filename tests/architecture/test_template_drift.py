@@ -119,7 +119,13 @@ def test_process_function_consumes_the_stream_like_the_local_runner():
 
     stream = _mapping("ProcessFunction")
     assert stream["MaximumBatchingWindowInSeconds"] <= 1  # segments within seconds
-    assert _let_in(stream, process_filter) == {("INSERT", "event"), ("INSERT", "membership"), ("MODIFY", "membership")}
+    assert _let_in(stream, process_filter) == {
+        ("INSERT", "event"),
+        ("INSERT", "membership"),
+        ("MODIFY", "membership"),
+        ("INSERT", "profile"),
+        ("MODIFY", "profile"),
+    }
 
 
 def test_fold_function_consumes_the_stream_like_the_local_runner():

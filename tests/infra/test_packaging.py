@@ -308,8 +308,9 @@ def test_collect_reads_no_event_key_and_at_most_one_key_per_identity(collected):
 def processed(collected, built_functions, runtime, world, tmp_path_factory) -> list[dict[str, Any]]:
     """The process handler from its artifact, fed the table's stream until it has nothing more to say.
 
-    Round 1 folds the events into a profile (the customer enters `new_customers`), round 2 turns the membership
-    change into history and an Audience Entered event, round 3 publishes that event to the EventBridge bus.
+    Round 1 folds the events into a customer item (the customer enters `new_customers` in it), round 2 turns that
+    item's entry into a member item, history and an Audience Entered event, round 3 publishes that event to the
+    EventBridge bus.
     """
     stream, rounds = Stream(world["endpoint"]), []
     for _ in range(6):
@@ -364,7 +365,7 @@ def test_fold_handler_from_its_artifact_folds_the_customers_cells_and_sizes_into
     # Then every record is folded (the customer item with its cells and its `new_customers` entry), none failed
     assert folded["result"] == {"state": {}, "batchItemFailures": []}
     entities = {r["dynamodb"]["NewImage"]["entity"]["S"] for r in folded["records"]}
-    assert entities == {"profile", "membership"}
+    assert entities == {"profile"}
     # and the counters equal what the stored cells say (a segment size moved by one)
     sizes = dict(world["store"].counter_items("SEGSIZE"))
     assert sizes["new_customers#0"] == {"net": 1}

@@ -270,9 +270,9 @@ def test_a_crash_after_a_partial_write_and_the_redelivery_end_as_a_clean_run_wou
     _, key = source
     buyers = {"segments": [{"id": "buyers", "rule": {"count": {"event": "Order Completed"}, "gte": 1}}]}
     apply_segments(store, buyers, source="test", now=datetime.now(UTC), customers=[])
-    # profile: the 3rd customer item's write (two are written, with their cells); segments: the first transition,
-    # once every customer item of the batch is written
-    method, crash_on = ("save_profile", 3) if crash_at == "profile" else ("change_membership", 1)
+    # profile: the 3rd customer item's write (two are written, with their cells and segments); segments: when the
+    # member items of the entries those items hold are first written (their records came in a later batch)
+    method, crash_on = ("save_profile", 3) if crash_at == "profile" else ("follow_members", 1)
     original, calls = getattr(DynamoTrackingStore, method), {"n": 0}
 
     def dies_once(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -267,39 +267,34 @@ def test_incremental_membership_equals_evaluating_the_whole_history(
     assert audit(store, now=moment).customer_of(f"u:{user}") == customer.profile.customer_id
 
 
-def test_throttled_membership_writes_are_caught_up_by_the_sweep_and_end_as_a_clean_run(
-    ddb, http, source, store, stream, outbox
-):
-    # Given DynamoDB throttling the first membership writes past every retry
+def test_throttled_member_item_writes_are_retried_and_end_as_a_clean_run(ddb, http, source, store, stream, outbox):
+    # Given DynamoDB throttling the first writes of member items (what lists a segment's customers) past the store's
+    # retries, so their customer items' records fail and come again
     _, key = source
     apply_viewers(store)
-    throttled = {"left": 4}
+    throttled = {"left": 12}
 
     def throttle(params: dict[str, Any], **_: Any) -> Any:
-        if b"MEMBER#" in params["body"] and throttled["left"] > 0:
+        if b"MEMBERS#" in params["body"] and throttled["left"] > 0:
             throttled["left"] -= 1
             return AWSResponse("https://dynamodb", 400, {}, None), {
                 "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
             }
         return None
 
-    ddb.meta.events.register("before-call.dynamodb.PutItem", throttle)
-    run_scheduler(store, now=datetime.now(UTC))  # the minute job has been running all along (its cursor is set)
+    ddb.meta.events.register("before-call.dynamodb.BatchWriteItem", throttle)
     people = [random_ref("viewer") for _ in range(3)]
     for person in people:
         http("POST", "/v1/track", body=json.dumps({"userId": person, "event": "Viewed"}), write_key=key)
+    # When the stream runs dry (the failed records come again)
     stream.drain()
-    # When the minute sweep evaluates what processing could not write (a customer still throttled is due again
-    # the next minute; the sweep itself never fails for it, so the others are not held up)
-    for minute in range(2, 10):
-        run_scheduler(store, now=datetime.now(UTC) + timedelta(minutes=minute))
-        if all(memberships(store, person) == {"viewers"} for person in people):
-            break
-    stream.drain()
-    # Then every membership is there, announced, and everything equals a recomputation from the stored events
+    # Then every membership is there (the customer items hold them), listed, announced once each, and everything
+    # equals a recomputation from the stored events
     assert throttled["left"] == 0
     assert store.list_failed().items == ()  # throttling is transient: nobody was quarantined
     assert all(memberships(store, person) == {"viewers"} for person in people)
+    assert set(store.segment_members("viewers")) == {f"u:{person}" for person in people}
+    assert len(store.segment_history("viewers")) == 3
     assert len(audit(store).customers) == 3
 
 
@@ -313,12 +308,13 @@ def test_a_membership_change_processing_sets_aside_is_replayed_as_its_audience_e
     from shared.services.replay import change_from_record, replay
 
     apply_viewers(store)
-    real = pipeline.record_membership_changes
+    real = pipeline.follow_customer_items
 
     def down(*_: Any) -> None:
         raise ThrottledError("audience events are down")
 
-    monkeypatch.setattr(pipeline, "record_membership_changes", down)
+    # (a customer created now: its customer item holds its segments, and its record makes the announcement)
+    monkeypatch.setattr(pipeline, "follow_customer_items", down)
     _, key = source
     http("POST", "/v1/track", body=json.dumps({"userId": "vera", "event": "Viewed"}), write_key=key)
     # When the stream is run dry: processing retries the membership record, then sets it aside; the fold counts it
@@ -328,7 +324,7 @@ def test_a_membership_change_processing_sets_aside_is_replayed_as_its_audience_e
     assert dict(store.counter_items("SEGSIZE")) == {"viewers#0": {"net": 1}}
     assert store.segment_history("viewers") == []
     # And after the fix it is replayed
-    monkeypatch.setattr(pipeline, "record_membership_changes", real)
+    monkeypatch.setattr(pipeline, "follow_customer_items", real)
     assert replay(store, Collector(store), failure, change_from_record)["membership"] == "viewers"
     stream.drain()
     # Then the audience event and the history entry exist once, and the segment's size is still one
@@ -341,7 +337,7 @@ def test_a_membership_change_processing_sets_aside_is_replayed_as_its_audience_e
     assert audit(store)
 
 
-def test_a_customer_new_in_a_batch_is_evaluated_without_reading_memberships_or_cells(
+def test_a_customer_whose_item_holds_its_segments_is_evaluated_without_reading_memberships(
     ddb, http, source, store, stream, monkeypatch
 ):
     # Given the starter segments, and a spy on every read of a customer's partition
@@ -381,12 +377,13 @@ def test_a_customer_new_in_a_batch_is_evaluated_without_reading_memberships_or_c
     stored = store.get_cells([f"a:{visitor}"])[f"a:{visitor}"]
     assert stored.version == 1 and stored.cells
     assert [what for what in processing if what[0] == "Query"] == []
-    # When they come back in a later batch: now there are memberships to read, and they are read; the customer
-    # item (profile, cells, deadline) is written once more, not once per part
+    # When they come back in a later batch: the customer item, read at the start of the batch, holds their
+    # segments, so there is still no query of their partition; the item (profile, segments, cells, deadline) is
+    # written once more, not once per part
     seen.clear()
     again = view | {"properties": {"product_id": "p2"}}
     assert http("POST", "/v1/batch", body=json.dumps({"batch": [again]}), write_key=key).status == 200
     stream.drain()
     assert ("Get", keys.PROFILE_SK) in seen
-    assert any(what[0] == "Query" for what in seen)
+    assert [what for what in seen if what[0] == "Query"] == []
     assert store.get_cells([f"a:{visitor}"])[f"a:{visitor}"].version == 2

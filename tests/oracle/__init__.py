@@ -70,6 +70,14 @@ def check(table: Table, *, now: datetime) -> Report:
         for cid, segments in table.memberships.items()
         if segments and cid not in report.customers
     ]
+    problems += [
+        f"{cid}'s customer item holds {sorted(held)} but the member items list it in {sorted(table.listed[cid])}"
+        for cid, held in table.held.items()
+        if not table.profiles[cid].get("merged_into") and held != table.listed.get(cid, set())
+    ]
+    problems += [
+        f"member items list {cid}, whose customer item holds no segments" for cid in set(table.listed) - set(table.held)
+    ]
     problems += _counters(table, expected_counters, now)
     problems += _segment_sizes(table)
     return report

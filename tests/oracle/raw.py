@@ -111,6 +111,10 @@ class Table:
     """customer id → decoded profile body."""
     memberships: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     """customer id → segments it is in."""
+    held: dict[str, set[str]] = field(default_factory=dict)
+    """customer id → the segments its customer item holds (customers whose item is their authority)."""
+    listed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    """customer id → the segments whose member items list it."""
     counters: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     segments: list[dict[str, Any]] = field(default_factory=list)
     analytics: dict[str, Any] | None = None
@@ -140,7 +144,14 @@ def _sort(table: Table, item: dict[str, Any]) -> None:  # noqa: C901 - one branc
     elif entity == "link":
         table.links[pk] = item
     elif entity == "profile":
-        table.profiles[item.get("customer_id") or pk.split("#", 1)[1]] = profile_body(item)
+        customer_id = item.get("customer_id") or pk.split("#", 1)[1]
+        table.profiles[customer_id] = profile_body(item)
+        if isinstance(table.profiles[customer_id], dict) and "segments" in table.profiles[customer_id]:
+            # README "Segments": a customer item that holds its segments is their authority
+            table.held[customer_id] = set(table.profiles[customer_id]["segments"])
+            table.memberships[customer_id] |= table.held[customer_id]
+    elif entity == "member":  # a segment's listing of a customer whose item holds its segments
+        table.listed[item["customer_id"]].add(item["segment"])
     elif entity == "membership":
         if item.get("state", "in") == "in":
             table.memberships[item["customer_id"]].add(item["segment"])

@@ -372,7 +372,7 @@ def test_memberships_are_a_mapping_by_segment_that_also_say_what_is_scheduled():
 def test_a_deadline_is_covered_only_by_an_entry_still_to_come_at_or_before_it():
     from datetime import UTC, datetime, timedelta
 
-    from shared.services.segments import covered
+    from shared.services.decisions import covered
 
     now = datetime(2026, 11, 30, 12, tzinfo=UTC)
     at = now + timedelta(hours=1)

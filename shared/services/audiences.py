@@ -1,0 +1,78 @@
+"""Audiences: what a segment entry or exit makes once it is decided, each step safe to repeat.
+
+The `Audience Entered` / `Audience Exited` event (stored once: its message id is derived from the change; its own
+stream record publishes it), the segment's history item, and, for a customer whose customer item holds its
+segments, the member item that lists it in the segment. The changes come from stream records: a membership
+item's (older customers) or a customer item's (`follow_customer_items`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.domain.events import CallType, TrackingEvent
+from shared.domain.results import Outcome
+from shared.domain.segments import Membership
+from shared.domain.sources import AUDIENCE_SOURCE
+from shared.ports import AudienceWriter, HistoryEntry, ThrottledError
+
+ENTERED, EXITED = "Audience Entered", "Audience Exited"
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """A membership item's stream record: someone entered or left a segment."""
+
+    segment_id: str
+    customer_id: str
+    entered: bool
+    at: str
+    rule_version: int
+    reason: str
+    identity: tuple[str, str]
+
+
+def audience_event(change: MembershipChange) -> TrackingEvent:
+    """The `Audience Entered`/`Audience Exited` event of a change (its message id is derived from the change)."""
+    kind, value = change.identity
+    moment = datetime.fromisoformat(change.at.replace("Z", "+00:00"))
+    direction = "in" if change.entered else "out"
+    return TrackingEvent(
+        source_id=AUDIENCE_SOURCE,
+        message_id=f"aud:{change.segment_id}:{change.customer_id}:{direction}:{change.at}",
+        type=CallType.TRACK,
+        timestamp=moment,
+        received_at=moment,
+        user_id=value if kind == "u" else None,
+        anonymous_id=value if kind == "a" else None,
+        event=ENTERED if change.entered else EXITED,
+        properties={
+            "audience_key": change.segment_id,
+            "rule_version": change.rule_version,
+            "customer_id": change.customer_id,
+            "reason": change.reason[:500],
+        },
+    )
+
+
+def record_membership_changes(store: AudienceWriter, changes: Sequence[MembershipChange]) -> None:
+    """Turn membership changes into audience events (stored once each) and history items."""
+    if not changes:
+        return
+    outcomes = store.put_events([audience_event(change) for change in changes])
+    if Outcome.NOT_STORED in outcomes:  # throttled past the retries: the stream brings the changes again
+        raise ThrottledError(f"{outcomes.count(Outcome.NOT_STORED)} audience events could not be stored")
+    store.put_history([HistoryEntry(c.segment_id, c.customer_id, c.at, c.entered, c.rule_version) for c in changes])
+
+
+def follow_customer_items(store: AudienceWriter, changes: Sequence[MembershipChange]) -> None:
+    """What a customer item's entries and exits make, in stream order: member items (for listing the segment),
+    audience events and history items (each safe to repeat)."""
+    if not changes:
+        return
+    store.follow_members(
+        [(Membership(c.segment_id, c.customer_id, c.at, c.rule_version, c.reason), c.entered) for c in changes]
+    )
+    record_membership_changes(store, changes)

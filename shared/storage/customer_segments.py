@@ -1,0 +1,74 @@
+"""The segments a customer item holds, read off its stream record: the entries and exits one write made.
+
+A customer created since the customer item holds memberships has `segments` in its body (`{id: [since, rule
+version]}`), with `segments_at` (when they last changed) and `why` (the reasons of that write's entries and exits).
+The difference between a record's old and new image is what that write changed: the process function turns it
+into member items, announcements and history, the fold into segment sizes. An image without `segments` belongs
+to a customer whose membership items are the authority: such a record changes nothing here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.domain.segments import Membership
+from shared.storage import keys
+from shared.storage.blobs import decode_json
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A customer entering or leaving a segment, as a customer item's record says it."""
+
+    segment_id: str
+    customer_id: str
+    entered: bool
+    at: str | None
+    """The moment of the change (None: the item was deleted, the customer erased)."""
+    rule_version: int
+    reason: str
+
+
+def _segments(image: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    body = decode_json(image["body"])
+    if not isinstance(body, dict) or "segments" not in body:
+        return None
+    return body, dict(body["segments"])
+
+
+def steps(*, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[Step]:
+    """The entries and exits of a customer item's record (none for any other record, or a customer whose
+    membership items are the authority)."""
+    image = new or old
+    if not image or image.get("entity") != keys.PROFILE_ENTITY:
+        return []
+    before = _segments(old) if old else ({}, {})
+    after = _segments(new) if new else ({}, {})
+    if before is None or after is None:
+        return []
+    body, now_in = after
+    was_in = before[1]
+    customer_id = str(image["customer_id"])
+    why, at = body.get("why", {}), (str(body.get("segments_at") or "") if new else None)
+    found = [
+        Step(segment, customer_id, True, str(since), int(version), str(why.get(segment, "")))
+        for segment, (since, version) in sorted(now_in.items())
+        if segment not in was_in
+    ]
+    found += [
+        Step(segment, customer_id, False, at, int(version), str(why.get(segment, "")))
+        for segment, (_, version) in sorted(was_in.items())
+        if segment not in now_in
+    ]
+    return found
+
+
+def held(image: Mapping[str, Any]) -> dict[str, Membership] | None:
+    """The segments a customer item holds (None: its customer's membership items are the authority)."""
+    found = _segments(image)
+    if found is None:
+        return None
+    customer_id = str(image["customer_id"])
+    return {s: Membership(s, customer_id, str(since), int(version), "") for s, (since, version) in found[1].items()}
