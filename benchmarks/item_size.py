@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from shared.domain import analytics  # noqa: E402
 from shared.domain.events import CallType, TrackingEvent, format_timestamp, parse_event  # noqa: E402
 from shared.domain.identity import event_identities  # noqa: E402
 from shared.domain.profiles import CustomerProfile, apply_events  # noqa: E402
+from shared.domain.segments import Facts, Membership, SegmentRule, evaluate, parse_rules  # noqa: E402
+from shared.local.stack import STARTERS as SEGMENT_STARTERS  # noqa: E402
 from shared.ports import StoredProfile  # noqa: E402
 from shared.services.analytics import STARTERS  # noqa: E402
 from shared.simulate import Route, SimEvent, generate  # noqa: E402
@@ -121,6 +124,12 @@ def identities_of(events: Iterable[TrackingEvent]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*users[:1], *seen]))
 
 
+@cache
+def segment_rules() -> list[SegmentRule]:
+    """The starter segments (what `footfall serve` applies on its first start): the item holds those it is in."""
+    return parse_rules(json.loads(SEGMENT_STARTERS.read_text()), source=str(SEGMENT_STARTERS))
+
+
 def customer_item(
     events: list[TrackingEvent], identities: tuple[str, ...], definitions: analytics.Definitions, now: datetime
 ) -> dict[str, Any]:
@@ -128,6 +137,12 @@ def customer_item(
     customer_id = identities[0]
     profile = apply_events(CustomerProfile(customer_id=customer_id, identities=identities), events)
     cells = analytics.kept(analytics.customer_cells(customer_id, events, definitions, now=now), now=now)
+    facts = Facts(profile.traits, events)
+    segments = {
+        rule.id: Membership(rule.id, customer_id, format_timestamp(now), rule.version, "")
+        for rule in segment_rules()
+        if evaluate(rule, facts, now).member
+    }
     stored = StoredProfile(
         profile,
         version=VERSION,
@@ -135,6 +150,8 @@ def customer_item(
         cells=cells,
         cells_at=format_timestamp(now),
         scheduled=tuple(now + after for after in SCHEDULED),
+        segments=segments,
+        segments_at=format_timestamp(now),
     )
     return profile_to_item(stored)
 

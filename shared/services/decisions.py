@@ -72,9 +72,10 @@ def decide(stored: StoredProfile, rules: Sequence[SegmentRule], facts: Facts, *,
 
 
 def decided(stored: StoredProfile, decision: Decision, *, now: datetime) -> StoredProfile:
-    """The customer item with a decision's segments (its entries' and exits' reasons ride on this write only)."""
+    """The customer item with a decision's segments (its entries' and exits' reasons ride on that write: a write
+    without any leaves the last ones, which its record does not read)."""
     if not decision.transitions:
-        return replace(stored, why={}) if stored.why else stored
+        return stored
     why = {t.segment_id: t.reason for t in decision.transitions}
     return replace(stored, segments=decision.segments, why=why, segments_at=format_timestamp(now))
 

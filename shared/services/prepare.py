@@ -81,7 +81,8 @@ class CustomerItems:
         facts = Facts(profile.traits, events)
         if stored.segments is not None:  # the item holds the customer's segments: they are decided with it
             decision = decide(stored, self.rules, facts, now=self.now)
-            stored = decided(stored, decision, now=self.now)
+            # (this write happens anyway: the reasons of an earlier write's entries and exits go with it)
+            stored = decided(replace(stored, why={}), decision, now=self.now)
             deadlines = [decision.earliest] if decision.earliest else []
         else:
             results = (evaluate(rule, facts, self.now) for rule in self.rules)
