@@ -206,8 +206,9 @@ def _merge_stored(batch: Batch, *, into: str, away: str, event: TrackingEvent, p
     moved_in_table = {i for i, c in batch.links.items() if c == away and i in batch.stored_links}
     for _ in range(SAVE_ATTEMPTS):
         profiles = batch.store.get_profiles([into, away])
-        target = profiles.get(into) or StoredProfile(CustomerProfile(customer_id=into, identities=(into,)))
-        source = profiles.get(away) or StoredProfile(CustomerProfile(customer_id=away, identities=(away,)))
+        # (a customer not stored yet is new: its customer item holds its segments from the start)
+        target = profiles.get(into) or StoredProfile(CustomerProfile(customer_id=into, identities=(into,)), segments={})
+        source = profiles.get(away) or StoredProfile(CustomerProfile(customer_id=away, identities=(away,)), segments={})
         if source.profile.merged_into == into:
             batch.profiles[into] = target
             return  # already merged (a redelivered record)
