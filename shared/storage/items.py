@@ -352,13 +352,13 @@ def _segments_out(stored: StoredProfile) -> dict[str, Any]:
     authority). A tombstone is in no segment: its merge is the reason it leaves them."""
     if stored.segments is None:
         return {}
-    segments, why = dict(stored.segments), dict(stored.why)
-    if stored.profile.merged_into:
+    segments, why, at = dict(stored.segments), dict(stored.why), stored.segments_at
+    if stored.profile.merged_into and segments:  # the merge is when it leaves them
         why = dict.fromkeys(segments, f"merged into {stored.profile.merged_into}")
-        segments = {}
+        segments, at = {}, format_timestamp(datetime.now(UTC))
     return {
         "segments": {s: [m.since, m.rule_version] for s, m in sorted(segments.items())},
-        "segments_at": stored.segments_at,
+        "segments_at": at,
         "why": {s: reason[:REASON_KEPT] for s, reason in sorted(why.items())},
     }
 

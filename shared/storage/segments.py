@@ -5,13 +5,16 @@
 | all segment definitions                      | PK = `SEGMENTS`, SK begins_with `SEGMENT#`                      |
 | a customer's memberships, and the moments    | PK = `CUSTOMER#<cid>`, SK BETWEEN `DUEAT#` AND `MEMBER$`        |
 |   its segments are on the due list for       |   (`MEMBER#<segment>` and the due index `DUEAT#<time>#<kind>`)  |
-| a segment's members (paged)                  | GSI1: GSI1PK = `SEGMENT#<id>`                                   |
+| a segment's members (paged)                  | PK = `MEMBERS#<id>#0` (customers whose customer item holds      |
+|                                              |   their segments), then GSI1: GSI1PK = `SEGMENT#<id>` (older)   |
 | a segment's entries and exits, in time order | PK = `SEGHIST#<id>`, SK = `<time>#<cid>#<in|out>`               |
 | what fell due in a time range (per hour)     | PK = `DUE#<yyyy-mm-ddThh>`, SK BETWEEN `<time>` AND `<time>`    |
 | a segment's size (total; net change per day) | PK = `SEGSIZE` / `SEGSIZE#<day>`, SK = `<segment>#<shard>`      |
 
-A membership change is one conditional write of the membership item (a redelivered change finds it already
-done). Its stream record then makes the `Audience Entered`/`Audience Exited` event and the history item (both
+A customer created since the customer item holds segments has them there (the authority: `services.decisions`);
+its record writes the member items (`follow_members`), announcements and history, and the fold the sizes. For
+older customers, a membership change is one conditional write of the membership item (a redelivered change finds
+it already done). Its stream record then makes the `Audience Entered`/`Audience Exited` event and the history item (both
 idempotent: keyed by the change), and the event's own stream record publishes it: nothing lost between steps,
 each step safe to repeat. Sizes are counters folded from the membership records (`size_change`, and
 `shared.storage.analytics` for the fold), so a size is counted exactly once without a transaction.
