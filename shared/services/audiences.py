@@ -57,22 +57,27 @@ def audience_event(change: MembershipChange) -> TrackingEvent:
     )
 
 
-def record_membership_changes(store: AudienceWriter, changes: Sequence[MembershipChange]) -> None:
-    """Turn membership changes into audience events (stored once each) and history items."""
+def record_membership_changes(store: AudienceWriter, changes: Sequence[MembershipChange]) -> list[MembershipChange]:
+    """Turn membership changes into audience events (stored once each) and history items; returns the changes kept.
+
+    The audience events go first, through the collector's path: one for an identity erased since the change was
+    decided is refused (`SUPPRESSED`), and neither its history item nor anything else of it is written.
+    """
     if not changes:
-        return
+        return []
     outcomes = store.put_events([audience_event(change) for change in changes])
     if Outcome.NOT_STORED in outcomes:  # throttled past the retries: the stream brings the changes again
         raise ThrottledError(f"{outcomes.count(Outcome.NOT_STORED)} audience events could not be stored")
-    store.put_history([HistoryEntry(c.segment_id, c.customer_id, c.at, c.entered, c.rule_version) for c in changes])
+    kept = [change for change, outcome in zip(changes, outcomes, strict=True) if outcome is not Outcome.SUPPRESSED]
+    store.put_history([HistoryEntry(c.segment_id, c.customer_id, c.at, c.entered, c.rule_version) for c in kept])
+    return kept
 
 
 def follow_customer_items(store: AudienceWriter, changes: Sequence[MembershipChange]) -> None:
-    """What a customer item's entries and exits make, in stream order: member items (for listing the segment),
-    audience events and history items (each safe to repeat)."""
-    if not changes:
-        return
-    store.follow_members(
-        [(Membership(c.segment_id, c.customer_id, c.at, c.rule_version, c.reason), c.entered) for c in changes]
-    )
-    record_membership_changes(store, changes)
+    """What a customer item's entries and exits make, in stream order: audience events and history items, then
+    member items (for listing the segment); each safe to repeat, and none for a customer erased meanwhile."""
+    kept = record_membership_changes(store, changes)
+    if kept:
+        store.follow_members(
+            [(Membership(c.segment_id, c.customer_id, c.at, c.rule_version, c.reason), c.entered) for c in kept]
+        )

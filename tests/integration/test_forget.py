@@ -105,6 +105,25 @@ def test_events_stored_before_forget_but_processed_after_are_not_folded_back(htt
     assert store.get_links(["u:late"]) == {}
 
 
+def test_a_segment_entry_followed_after_forget_leaves_nothing_of_the_customer(ddb, http, source, store, stream):
+    # Given a customer whose customer item recorded a segment entry, forgotten before the stream followed that
+    # item's record (its member item, announcement and history are still to be written)
+    _, key = source
+    rules = {"segments": [{"id": "viewers", "rule": {"count": {"event": "Viewed"}, "gte": 1}}]}
+    apply_segments(store, rules, source="test", now=datetime.now(UTC), customers=[])
+    person = random_ref("gone")
+    http("POST", "/v1/track", body=json.dumps(a_track(userId=person, event="Viewed")), write_key=key)
+    stream.poll()  # the event's batch: the customer item, with the entry, is written
+    assert store.get_profiles([f"u:{person}"])[f"u:{person}"].segments is not None
+    forget_customer(store, person, now=datetime.now(UTC))
+    # When the stream follows the item's record afterwards
+    stream.drain()
+    # Then no member item, announcement or history item names the customer
+    assert list(store.segment_members("viewers")) == []
+    assert store.segment_history("viewers") == []
+    assert not [item for item in all_items(ddb) if person in readable(item)]
+
+
 # --- the identifier in any encoding (#13 attack 9) ---------------------------------------------------------------
 
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
