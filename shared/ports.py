@@ -299,13 +299,6 @@ def fold_position(sequence: str, part: int = WHOLE) -> str:
     return f"{int(sequence):040d}:{part:04d}"
 
 
-def fold_part(mark: str | None, sequence: str) -> int:
-    """The last part of record `sequence` a mark says was folded (-1: none, or the mark is of another record)."""
-    if mark is None or mark[:40] != fold_position(sequence)[:40]:
-        return -1
-    return int(mark.rsplit(":", 1)[1])
-
-
 class StreamItems(Protocol):
     """Storage's reading of the items its change stream carries: services decode no stored item themselves.
 

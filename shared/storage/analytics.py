@@ -280,16 +280,6 @@ def _customer_cells_record(old: Mapping[str, Any] | None, new: Mapping[str, Any]
     return CellsRecord(before, decode_cells(binary(new["cells"])), str(new.get("cells_at") or ""))
 
 
-def decode_cells_change(
-    *, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
-) -> tuple[Cells, Cells, str] | None:
-    """A cells item's stream record as (old cells, new cells, when the new ones were computed); None otherwise."""
-    record = decode_counter_record(old=old, new=new)
-    if isinstance(record, CustomerRecord):
-        record = record.cells
-    return (record.before, record.after, record.at) if isinstance(record, CellsRecord) else None
-
-
 def encode_cells(cells: Cells) -> bytes:
     plain = {f"{pk}\x1f{sk}": attributes for (pk, sk), attributes in sorted(to_items(cells).items())}
     return compress_cells(json.dumps(plain, separators=(",", ":"), sort_keys=True).encode())

@@ -68,7 +68,9 @@ def steps(*, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> li
 def held(image: Mapping[str, Any]) -> dict[str, Membership] | None:
     """The segments a customer item holds (None: its customer's membership items are the authority)."""
     found = _segments(image)
-    if found is None:
-        return None
-    customer_id = str(image["customer_id"])
-    return {s: Membership(s, customer_id, str(since), int(version), "") for s, (since, version) in found[1].items()}
+    return None if found is None else memberships(found[1], str(image["customer_id"]))
+
+
+def memberships(segments: Mapping[str, Any], customer_id: str) -> dict[str, Membership]:
+    """A customer body's `segments` (`{id: [since, rule version]}`) as memberships."""
+    return {s: Membership(s, customer_id, str(since), int(version), "") for s, (since, version) in segments.items()}

@@ -16,10 +16,9 @@ from shared.domain.events import TrackingEvent, event_from_payload, format_times
 from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
 from shared.domain.profiles import CustomerProfile, Touch
-from shared.domain.segments import Membership
 from shared.domain.sources import CLIENT_TRUST, SERVER_TRUST, Source, WebhookMapping
 from shared.ports import CorruptItemError, Link, StoredProfile
-from shared.storage import keys
+from shared.storage import customer_segments, keys
 from shared.storage.analytics import decode_cells, encode_cells
 from shared.storage.blobs import binary, decode_json, encode_json, encode_profile_json
 from shared.storage.due import DUE_KEPT
@@ -363,15 +362,6 @@ def _segments_out(stored: StoredProfile) -> dict[str, Any]:
     }
 
 
-def segments_in(body: dict[str, Any], customer_id: str) -> dict[str, Membership] | None:
-    """The segments a decoded customer body holds (None: the customer's membership items are the authority)."""
-    if "segments" not in body:
-        return None
-    return {
-        s: Membership(s, customer_id, str(since), int(version), "") for s, (since, version) in body["segments"].items()
-    }
-
-
 def _scheduled_out(moments: tuple[datetime, ...]) -> list[int]:
     """The due moments worth keeping (their entries still exist: TTL removes them `DUE_KEPT` after), as epoch
     seconds, the latest `SCHEDULED_KEPT`."""
@@ -398,9 +388,9 @@ def item_to_profile(item: dict[str, Any]) -> StoredProfile:
         body = decode_json(item["body"], object_hook=hook)
         applied = body.pop("applied", {})
         scheduled = tuple(datetime.fromtimestamp(int(at), UTC) for at in body.pop("scheduled", ()))
-        segments = segments_in(body, str(body.get("customer_id")))
+        held = body.pop("segments", None)
+        segments = None if held is None else customer_segments.memberships(held, str(body.get("customer_id")))
         why, segments_at = body.pop("why", {}), str(body.pop("segments_at", ""))
-        body.pop("segments", None)
         body["identities"] = tuple(body.get("identities", ()))
         body["links"] = tuple(body.get("links", ()))
         body["first_touch"] = _touch(body.get("first_touch"))
