@@ -8,8 +8,8 @@ The table is created from `TABLE_DEFINITION` (stream included) in a fresh databa
 - a heavy merged customer: three identities (two devices, each then logged in: an identify naming both ids) with
   thousands of events, and the tombstone of the profile merged into it;
 - segment memberships of *every* customer under the starter rules, written by the product's own path
-  (`evaluate_customers` → conditional membership writes and the due list; `record_membership_changes` → audience
-  events and history items), then each customer's analytics cells item (`update_customers`);
+  (`evaluate_customers` → the customer items' segments and the due list; `follow_customer_items` → audience
+  events, history and member items), then each customer's analytics cells (`update_customers`);
 - the counter items: each customer's cells and each membership's size step (`size_cells`), summed as the fold sums
   them from those items' stream records (so the independent oracle, `tests/oracle`, audits the fill right);
 - hundreds of failed events over the last days; a full live feed (more live items than the screen reads).
@@ -156,7 +156,8 @@ def build_heavy(rng: random.Random, now: datetime) -> Built:
 
 
 def _built(customer_id: str, identities: tuple[str, ...], events: list[TrackingEvent], now: datetime) -> Built:
-    stored = StoredProfile(apply_events(CustomerProfile(customer_id=customer_id, identities=identities), events), 1)
+    profile = apply_events(CustomerProfile(customer_id=customer_id, identities=identities), events)
+    stored = StoredProfile(profile, 1, segments={})  # as processing creates a customer: its item holds its segments
     rows = [items.event_to_item(event) for event in events]
     rows.append(items.profile_to_item(stored))
     rows += [items.link_item(Link(i, customer_id, events[0].message_id, now.isoformat())) for i in identities]
@@ -234,18 +235,17 @@ def counter_item(pk: str, sk: str, counts: dict[str, int]) -> dict[str, Any]:
 
 
 def _evaluate(store: Any, chunk: list[Built], rules: list[Any], definitions: Any, now: datetime) -> list[Any]:
-    """What processing's evaluation writes for the chunk's customers: every rule on every customer (memberships,
-    due list, audience events, history), then their analytics cells items. Returns the membership changes."""
+    """What processing's evaluation writes for the chunk's customers: every rule on every customer (the customer
+    item's segments and the due list), what the items' records make (audience events, history, member items),
+    then their analytics cells. Returns the membership changes."""
     from shared.services.analytics import update_customers
-    from shared.services.audiences import MembershipChange, record_membership_changes
+    from shared.services.audiences import MembershipChange, follow_customer_items
     from shared.services.segments import evaluate_customers
 
     profiles = {built.customer_id: built.stored for built in chunk}
     events = {built.customer_id: built.events for built in chunk}
     versions = {rule.id: rule.version for rule in rules}
-    found = evaluate_customers(
-        store, list(profiles), rules, now=now, profiles=profiles, events=events, memberships={c: {} for c in profiles}
-    )
+    found = evaluate_customers(store, list(profiles), rules, now=now, profiles=profiles, events=events)
     at = format_timestamp(now)
     changes = [
         MembershipChange(
@@ -253,8 +253,9 @@ def _evaluate(store: Any, chunk: list[Built], rules: list[Any], definitions: Any
         )
         for t in found
     ]
-    record_membership_changes(store, changes)
-    update_customers(store, list(profiles), definitions, now=now, events=events, profiles=profiles)
+    follow_customer_items(store, changes)
+    decided = store.get_profiles(list(profiles))  # (the evaluation wrote the items that changed)
+    update_customers(store, list(profiles), definitions, now=now, events=events, profiles=decided)
     return changes
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -50,6 +50,30 @@ class StoredProfile:
     """Segment id → the reason, for the entries and exits this write makes (what the announcements say)."""
     segments_at: str = ""
     """When the segments last changed (the moment of this write's entries and exits)."""
+    adopted: Mapping[str, Membership] | None = None
+    """Set only on the write that adopts an older customer (`adopting`): the segments its membership items held,
+    which this write's entries and exits are relative to (never read back)."""
+
+    def adopting(self, memberships: Mapping[str, Membership]) -> StoredProfile:
+        """An older customer's item holding the segments its membership items say it is in (`memberships_of`,
+        strongly consistent), to be written before anything else is decided for it: the write that adopts them
+        says so (`adopted`), so its record retires those items and writes the member items, and the entries and
+        exits decided in the same write are relative to them. Sizes do not move: the membership items were
+        counted. The due moments are not adopted (an index row may be there without its entry): a deadline is
+        written again once, harmlessly. An item that holds its segments already is returned as it is."""
+        if self.segments is not None:
+            return self
+        return replace(self, segments=dict(memberships), adopted=dict(memberships), why={})
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """An older customer's segments, adopted by its customer item in one write: the member items to write for
+    those it still holds after that write, and the membership items to retire (all it adopted)."""
+
+    customer_id: str
+    members: tuple[Membership, ...]
+    retired: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +185,7 @@ class AudienceWriter(Protocol):
     def put_events(self, events: Sequence[TrackingEvent]) -> list[Outcome]: ...
     def put_history(self, entries: Sequence[HistoryEntry]) -> None: ...
     def follow_members(self, steps: Sequence[tuple[Membership, bool]]) -> None: ...
+    def retire_memberships(self, customer_id: str, segment_ids: Sequence[str]) -> None: ...
 
 
 class SegmentStore(IdentityEventReader, Protocol):
@@ -172,9 +197,6 @@ class SegmentStore(IdentityEventReader, Protocol):
     def save_profile(self, stored: StoredProfile) -> StoredProfile: ...
     def get_links(self, identities: Sequence[str]) -> dict[str, Link]: ...
     def memberships_of(self, customer_id: str) -> Memberships: ...
-    def change_membership(
-        self, membership: Membership, *, entered: bool, at: str, identity: tuple[str, str]
-    ) -> bool: ...
     def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None: ...
     def due_between(self, since: datetime, until: datetime) -> list[Due]: ...
     def sweep_cursor(self) -> datetime | None: ...
@@ -327,6 +349,11 @@ class StreamItems(Protocol):
     def customer_steps(
         self, *, old: Mapping[str, object] | None, new: Mapping[str, object] | None
     ) -> list[dict[str, Any]]: ...
+    def adoption(self, *, old: Mapping[str, object] | None, new: Mapping[str, object] | None) -> Adoption | None:
+        """The memberships a customer item's record adopted from an older customer's membership items (None for
+        any other record)."""
+        ...
+
     def is_cells(self, image: Mapping[str, object] | None) -> bool:
         """Whether an image is a customer's analytics cells (counted by the fold, not processing)."""
         ...

@@ -16,7 +16,7 @@ from shared.domain.events import CallType, TrackingEvent
 from shared.domain.results import Outcome
 from shared.domain.segments import Membership
 from shared.domain.sources import AUDIENCE_SOURCE
-from shared.ports import AudienceWriter, HistoryEntry, ThrottledError
+from shared.ports import Adoption, AudienceWriter, HistoryEntry, ThrottledError
 
 ENTERED, EXITED = "Audience Entered", "Audience Exited"
 
@@ -81,3 +81,14 @@ def follow_customer_items(store: AudienceWriter, changes: Sequence[MembershipCha
         store.follow_members(
             [(Membership(c.segment_id, c.customer_id, c.at, c.rule_version, c.reason), c.entered) for c in kept]
         )
+
+
+def follow_adoptions(store: AudienceWriter, adoptions: Sequence[Adoption]) -> None:
+    """What a customer item's write that adopted an older customer's memberships makes: the member items of the
+    segments it still holds, then the membership items retired (out of the index and the stream readers' view).
+    Nothing is announced or counted: the membership items were. Both steps are safe to repeat."""
+    members = [(membership, True) for adoption in adoptions for membership in adoption.members]
+    if members:
+        store.follow_members(members)
+    for adoption in adoptions:
+        store.retire_memberships(adoption.customer_id, adoption.retired)

@@ -4,7 +4,8 @@ one conditional write that records them (with the due entry it then lists, writt
 The customer item is the authority for such a customer: the entries and exits ride on its write, and its stream
 record makes the member items, announcements, history (`services.audiences`) and sizes (the fold). Processing
 decides in the write that folds a batch (`services.prepare`); the sweep and a rule file's backfill decide with
-`decide_and_save`.
+`decide_and_save`. A customer stored by an earlier version (its membership items the authority) is adopted first
+(`StoredProfile.adopting`), in the same write: whoever decides it next, or `footfall migrate`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from shared.domain.events import format_timestamp
-from shared.domain.segments import Due, Facts, Membership, SegmentRule, due_time, evaluate
+from shared.domain.segments import Due, Facts, Membership, Memberships, SegmentRule, due_time, evaluate
 from shared.ports import ConditionFailedError, StoredProfile, ThrottledError
 
 SAVE_ATTEMPTS = 4
@@ -27,6 +28,7 @@ class ItemStore(Protocol):
     def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]: ...
     def save_profile(self, stored: StoredProfile) -> StoredProfile: ...
     def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None: ...
+    def memberships_of(self, customer_id: str) -> Memberships: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +108,17 @@ def decide_and_save(
                 item = replace(item, scheduled=(*item.scheduled, at))
             elif reschedule and at in stored.scheduled:
                 store.put_due([Due(customer_id, at)], indexed=True)
-        if item == stored:
+        if item == stored and stored.adopted is None:  # (an adoption is written even when nothing else changes)
             return []
         try:
             store.save_profile(item)
             return decision.transitions
         except ConditionFailedError:
             again = store.get_profiles([customer_id]).get(customer_id)
-            if again is None or again.profile.merged_into or again.segments is None:
+            if again is None or again.profile.merged_into:
                 return []
+            if again.segments is None:  # still an older customer's: adopt its memberships as they are now
+                again = again.adopting(store.memberships_of(customer_id))
             stored, facts = again, Facts(again.profile.traits, facts.events)
     raise ThrottledError(f"the customer item of {customer_id} kept changing while its segments were decided")
 

@@ -28,6 +28,7 @@ from shared.domain.analytics import Definitions
 from shared.domain.segments import Memberships, SegmentRule
 from shared.domain.sources import AUDIENCE_SOURCE
 from shared.ports import (
+    Adoption,
     AnalyticsStore,
     AudienceWriter,
     FoldStore,
@@ -39,7 +40,12 @@ from shared.ports import (
 )
 from shared.publishers import Publishers
 from shared.services.analytics import CounterChange, definitions_of, fold, update_customers
-from shared.services.audiences import MembershipChange, follow_customer_items, record_membership_changes
+from shared.services.audiences import (
+    MembershipChange,
+    follow_adoptions,
+    follow_customer_items,
+    record_membership_changes,
+)
 from shared.services.collect import utcnow
 from shared.services.linking import ProfileStore
 from shared.services.overview import live_event
@@ -85,11 +91,12 @@ class Counted:
 
 @dataclass(frozen=True)
 class Followed:
-    """A customer item's stream record with segment entries or exits (its customer item is their authority):
-    member items, audience events and history follow from it."""
+    """A customer item's stream record with segment entries or exits (its customer item is their authority), or
+    that adopted an older customer's memberships: member items, audience events and history follow from it."""
 
     sequence: str
     changes: tuple[MembershipChange, ...]
+    adoption: Adoption | None = None
 
 
 Decoded = StreamChange | Membership | Followed | Counted | Undecodable
@@ -111,8 +118,9 @@ def decode_images(
     if membership is not None:
         return Membership(sequence, MembershipChange(**membership))
     steps = stream_items.customer_steps(old=before, new=after)
-    if steps:
-        return Followed(sequence, tuple(MembershipChange(**step) for step in steps))
+    adoption = stream_items.adoption(old=before, new=after)
+    if steps or adoption:
+        return Followed(sequence, tuple(MembershipChange(**step) for step in steps), adoption)
     found = stream_items.new_event(old=before, new=after)
     return None if found is None else StreamChange(sequence, *found)
 
@@ -160,6 +168,7 @@ class StreamPipeline:
         followed = [result for result, _ in decoded if isinstance(result, Followed)]
         try:
             follow_customer_items(self.store, [change for f in followed for change in f.changes])
+            follow_adoptions(self.store, [f.adoption for f in followed if f.adoption is not None])
         except StorageError:
             outcome.failed.update(f.sequence for f in followed)
         audience = [change for change in changes if change.event.source_id == AUDIENCE_SOURCE]

@@ -5,9 +5,9 @@ written, `CustomerItems` adds what else the customer item keeps, from the custom
 
 - **analytics cells** (what the customer adds to the counters): the fold sums the changes of this item's cells from
   the stream, so no second item and no second write;
-- **its segments**, for a customer whose item holds them (every customer created since): the entries and exits
-  are decided here and written with the item; its stream record then writes the member items, announcements
-  and history, and the fold the sizes;
+- **its segments**: the entries and exits are decided here and written with the item (an older customer's
+  membership items are adopted in the same write: `decisions.adopt`); its stream record then writes the member
+  items, announcements and history, and the fold the sizes;
 - **the earliest segment deadline** on the due list: its entry is written first (a crash before the item's write
   leaves an entry that fires once, harmlessly), then the item lists the moment, so an unchanged deadline is never
   written again and `forget` finds the entry. A deadline that moved later is not written while an entry listed
@@ -30,7 +30,7 @@ from typing import Protocol
 from shared.domain import analytics
 from shared.domain.analytics import Definitions
 from shared.domain.events import TrackingEvent, format_timestamp
-from shared.domain.segments import Due, Facts, SegmentRule, due_time, evaluate
+from shared.domain.segments import Due, Facts, Memberships, SegmentRule, due_time
 from shared.ports import IdentityEventReader, StoredProfile
 from shared.services.decisions import covered, decide, decided
 from shared.services.segments import customer_events
@@ -39,9 +39,11 @@ logger = logging.getLogger(__name__)
 
 
 class DueWriter(IdentityEventReader, Protocol):
-    """What completing a customer item needs of storage: its events, and the due list."""
+    """What completing a customer item needs of storage: its events, the due list, and an older customer's
+    memberships (to adopt them)."""
 
     def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None: ...
+    def memberships_of(self, customer_id: str) -> Memberships: ...
 
 
 class CustomerItems:
@@ -79,16 +81,13 @@ class CustomerItems:
         events = self._read[identities]
         scheduled = stored.scheduled
         facts = Facts(profile.traits, events)
-        if stored.segments is not None:  # the item holds the customer's segments: they are decided with it
-            decision = decide(stored, self.rules, facts, now=self.now)
-            # (this write happens anyway: the reasons of an earlier write's entries and exits go with it)
-            stored = decided(replace(stored, why={}), decision, now=self.now)
-            deadlines = [decision.earliest] if decision.earliest else []
-        else:
-            results = (evaluate(rule, facts, self.now) for rule in self.rules)
-            deadlines = [e.next_change for e in results if e.next_change]
-        if deadlines:
-            at = due_time(min(deadlines))
+        if stored.segments is None:  # an older customer's: its membership items are adopted in this write
+            stored = stored.adopting(self.store.memberships_of(profile.customer_id))
+        decision = decide(stored, self.rules, facts, now=self.now)
+        # (this write happens anyway: the reasons of an earlier write's entries and exits go with it)
+        stored = decided(replace(stored, why={}), decision, now=self.now)
+        if decision.earliest is not None:
+            at = due_time(decision.earliest)
             if at not in scheduled and not covered(at, scheduled, now=self.now):
                 self.store.put_due([Due(profile.customer_id, at)], indexed=True)  # the entry, before the item
                 scheduled = (*scheduled, at)

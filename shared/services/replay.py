@@ -12,7 +12,12 @@ from shared.domain.failures import FailedEvent
 from shared.domain.segments import Due
 from shared.ports import AudienceWriter, FoldStore, StorageError, StoredSegment, StreamItems
 from shared.services.analytics import CounterChange, counter_change, fold
-from shared.services.audiences import MembershipChange, follow_customer_items, record_membership_changes
+from shared.services.audiences import (
+    MembershipChange,
+    follow_adoptions,
+    follow_customer_items,
+    record_membership_changes,
+)
 from shared.services.collect import Collector, utcnow
 from shared.services.pipeline import Followed, Membership, decode_images
 from shared.services.process import ProfileStore, process_changes
@@ -102,15 +107,18 @@ def _replay_stream_record(store: ReplayStore, failure: FailedEvent, change: Any)
     """Do again what the reader that set a stream record aside does with it."""
     if isinstance(change, MembershipChange | Followed):
         changes = list(change.changes) if isinstance(change, Followed) else [change]
+        adoption = change.adoption if isinstance(change, Followed) else None
         try:
-            if isinstance(change, Followed):  # a customer item's entries and exits: member items too
+            if isinstance(change, Followed):  # a customer item's entries and exits (member items too), an adoption
                 follow_customer_items(store, changes)
+                follow_adoptions(store, [adoption] if adoption else [])
             else:
                 record_membership_changes(store, changes)
         except StorageError as exc:
             raise ReplayError("the audience event could not be stored; try again") from exc
         store.delete_failed(failure.id)
-        return {"replayed": failure.id, "membership": changes[0].segment_id}
+        segment = changes[0].segment_id if changes else ", ".join(adoption.retired if adoption else ())
+        return {"replayed": failure.id, "membership": segment}
     if isinstance(change, CounterChange):
         # Counters are sums, so a late fold is as good as an on-time one; its own mark makes it count once.
         if fold(store, f"replay#{failure.id}", [change]):

@@ -18,10 +18,8 @@ from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.identity import split_identity
 from shared.domain.segments import (
     Due,
-    Evaluation,
     Facts,
     Membership,
-    Memberships,
     SegmentRule,
     due_time,
     evaluate,
@@ -36,7 +34,7 @@ from shared.ports import (
     StoredProfile,
     StoredSegment,
 )
-from shared.services.decisions import Transition, covered, decide_and_save
+from shared.services.decisions import Transition, decide_and_save
 from shared.services.quarantine import failure_reason, quarantine_customer
 
 logger = logging.getLogger(__name__)
@@ -79,19 +77,18 @@ def evaluate_customers(
     memberships: Mapping[str, dict[str, Membership]] | None = None,
     reschedule: bool = False,
 ) -> list[Transition]:
-    """Re-evaluate every rule for these customers; write transitions, and each one's earliest deadline if the due
-    list does not have it yet.
+    """Re-evaluate every rule for these customers: each customer item's entries and exits, and its earliest
+    deadline if the due list does not have it yet, in one conditional write (`decide_and_save`); an older
+    customer's membership items are adopted in that write (`StoredProfile.adopting`).
 
-    `profiles`, `events` (every identity's, audience events left out) and `memberships` may be given when already
-    read; `memberships` read by `memberships_of` also say which deadlines are on the due list (a plain dict: none).
-    `reschedule` writes the earliest deadline's entry even when its index row says it is there (the sweep does: an
-    entry whose write failed after its index row's is written again the next time the customer falls due).
+    `profiles`, `events` (every identity's, audience events left out) and the `memberships` of older customers
+    (`memberships_of`) may be given when already read. `reschedule` writes the earliest deadline's entry even when
+    the item lists it (the sweep does: an entry whose write failed is written again the next time the customer
+    falls due).
     """
     if not rules:
         return []
     transitions: list[Transition] = []
-    new: list[Due] = []
-    again: list[Due] = []
     wanted = sorted(set(customer_ids))
     if profiles is None or any(c not in profiles for c in wanted):
         profiles = store.get_profiles(wanted)
@@ -101,62 +98,11 @@ def evaluate_customers(
             continue
         known = (events or {}).get(customer_id)
         facts = customer_facts(store, stored) if known is None else Facts(stored.profile.traits, known)
-        if stored.segments is not None:  # the customer item holds them: one conditional write of it
-            transitions += decide_and_save(store, stored, rules, facts, now=now, reschedule=reschedule)
-            continue
-        known_memberships = (memberships or {}).get(customer_id)
-        current = store.memberships_of(customer_id) if known_memberships is None else known_memberships
-        changed, earliest = _evaluate_customer(store, stored, rules, facts, current, now=now)
-        transitions += changed
-        if earliest is None:
-            continue
-        due = Due(customer_id, due_time(earliest))
-        scheduled = set(stored.scheduled) | (current.scheduled if isinstance(current, Memberships) else set())
-        if due.at in scheduled:
-            if reschedule:
-                again.append(due)
-        elif not covered(due.at, stored.scheduled, now=now):
-            new.append(due)
-    store.put_due(new)
-    store.put_due(again, indexed=True)
+        if stored.segments is None:  # an older customer's: its membership items are adopted in the same write
+            read = (memberships or {}).get(customer_id)
+            stored = stored.adopting(store.memberships_of(customer_id) if read is None else read)
+        transitions += decide_and_save(store, stored, rules, facts, now=now, reschedule=reschedule)
     return transitions
-
-
-def _evaluate_customer(
-    store: SegmentStore,
-    stored: StoredProfile,
-    rules: Sequence[SegmentRule],
-    facts: Facts,
-    current: Mapping[str, Membership],
-    *,
-    now: datetime,
-) -> tuple[list[Transition], datetime | None]:
-    """One customer's transitions (written), and their earliest deadline (when a rule's answer changes next)."""
-    transitions: list[Transition] = []
-    deadlines: list[datetime] = []
-    for rule in rules:
-        result = evaluate(rule, facts, now)
-        if result.member != (rule.id in current):
-            transition = _transition(store, stored, rule, result, now)
-            if transition is not None:
-                transitions.append(transition)
-        if result.next_change is not None:
-            deadlines.append(result.next_change)
-    return transitions, min(deadlines, default=None)
-
-
-def _transition(
-    store: SegmentStore, stored: StoredProfile, rule: SegmentRule, result: Evaluation, now: datetime
-) -> Transition | None:
-    customer_id = stored.profile.customer_id
-    reason = "; ".join(result.reasons)
-    kind, value = split_identity(customer_id)
-    at = format_timestamp(now)
-    membership = Membership(rule.id, customer_id, at, rule.version, reason)
-    if not store.change_membership(membership, entered=result.member, at=at, identity=(kind, value)):
-        return None  # already done (a redelivery, or another evaluation got there first)
-    logger.info("segment transition", extra={"segment": rule.id, "entered": result.member})
-    return Transition(rule.id, customer_id, result.member, reason)
 
 
 def run_scheduler(

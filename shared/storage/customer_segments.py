@@ -4,7 +4,10 @@ A customer created since the customer item holds memberships has `segments` in i
 version]}`), with `segments_at` (when they last changed) and `why` (the reasons of that write's entries and exits).
 The difference between a record's old and new image is what that write changed: the process function turns it
 into member items, announcements and history, the fold into segment sizes. An image without `segments` belongs
-to a customer whose membership items are the authority: such a record changes nothing here.
+to a customer stored by an earlier version, whose membership items are the authority: such a record changes
+nothing here. The write that adopts those memberships into the customer item (`services.decisions.adopt`) says
+which it adopted (`adopted`, on that write only): its entries and exits are relative to them, and its record
+retires the membership items and writes the member items of those still held (`adoption`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.segments import Membership
+from shared.ports import Adoption
 from shared.storage import keys
 from shared.storage.blobs import decode_json
 
@@ -46,6 +50,8 @@ def steps(*, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> li
         return []
     before = _segments(old) if old else ({}, {})
     after = _segments(new) if new else ({}, {})
+    if before is None and after is not None and "adopted" in after[0]:  # adopted: relative to what it held
+        before = ({}, dict(after[0]["adopted"]))
     if before is None or after is None:
         return []
     body, now_in = after
@@ -63,6 +69,22 @@ def steps(*, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> li
         if segment not in now_in
     ]
     return found
+
+
+def adoption(*, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Adoption | None:
+    """The memberships a customer item's write adopted from its customer's membership items (None for any other
+    record): those it still holds after the write get member items, and every adopted one's membership item is
+    retired (its entries and exits in the same write are `steps`)."""
+    if not old or not new or new.get("entity") != keys.PROFILE_ENTITY or _segments(old) is not None:
+        return None
+    after = _segments(new)
+    if after is None or "adopted" not in after[0]:
+        return None
+    body, now_in = after
+    adopted = dict(body["adopted"])
+    customer_id = str(new["customer_id"])
+    kept = memberships({s: value for s, value in now_in.items() if s in adopted}, customer_id)
+    return Adoption(customer_id, tuple(kept[s] for s in sorted(kept)), tuple(sorted(adopted)))
 
 
 def held(image: Mapping[str, Any]) -> dict[str, Membership] | None:

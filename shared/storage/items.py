@@ -355,11 +355,14 @@ def _segments_out(stored: StoredProfile) -> dict[str, Any]:
     if stored.profile.merged_into and segments:  # the merge is when it leaves them
         why = dict.fromkeys(segments, f"merged into {stored.profile.merged_into}")
         segments, at = {}, format_timestamp(datetime.now(UTC))
-    return {
+    held = {
         "segments": {s: [m.since, m.rule_version] for s, m in sorted(segments.items())},
         "segments_at": at,
         "why": {s: reason[:REASON_KEPT] for s, reason in sorted(why.items())},
     }
+    if stored.adopted is not None:  # the write that adopts its membership items (`customer_segments.adoption`)
+        held["adopted"] = {s: [m.since, m.rule_version] for s, m in sorted(stored.adopted.items())}
+    return held
 
 
 def _scheduled_out(moments: tuple[datetime, ...]) -> list[int]:
@@ -391,6 +394,7 @@ def item_to_profile(item: dict[str, Any]) -> StoredProfile:
         held = body.pop("segments", None)
         segments = None if held is None else customer_segments.memberships(held, str(body.get("customer_id")))
         why, segments_at = body.pop("why", {}), str(body.pop("segments_at", ""))
+        body.pop("adopted", None)  # what the adopting write's record says; the next write does not repeat it
         body["identities"] = tuple(body.get("identities", ()))
         body["links"] = tuple(body.get("links", ()))
         body["first_touch"] = _touch(body.get("first_touch"))

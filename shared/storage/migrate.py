@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from shared.domain import analytics
 from shared.domain.events import format_timestamp
+from shared.ports import StoredProfile
 from shared.storage import keys
 from shared.storage.analytics import CELLS_ENTITY, decode_cells
 from shared.storage.blobs import binary
 from shared.storage.errors import StorageError
+from shared.storage.items import item_to_profile
 from shared.storage.segments import upgrade_due_items
 
 if TYPE_CHECKING:
@@ -103,11 +105,47 @@ def _move_cells(store: DynamoTrackingStore, customer_id: str, cells: Any, at: st
     raise StorageError("a customer item kept changing while its cells were moved into it: run migrate again")
 
 
+def memberships_into_customer_items(store: DynamoTrackingStore) -> int:
+    """Each older customer's memberships (its `MEMBER#<segment>` items, the authority until now) adopted by its
+    customer item, in one conditional write of that item (`StoredProfile.adopting`); returns how many customer
+    items adopted theirs.
+
+    The write's record does the rest, as it does when processing adopts a customer it meets first: the member items
+    of the segments held, and the membership items retired (out of the members index and the stream readers'
+    view), with no announcement and no size change (the membership items were counted). A customer item that holds
+    its segments already (written by this version since, or adopted by a run before) is left alone: safe to run
+    again.
+    """
+    from shared.storage.errors import ConditionFailedError
+
+    adopted = 0
+    for row in store._scan(
+        FilterExpression="#e = :profile",
+        ExpressionAttributeNames={"#e": "entity"},
+        ExpressionAttributeValues={":profile": {"S": keys.PROFILE_ENTITY}},
+    ):
+        stored: StoredProfile | None = item_to_profile(row)
+        for _ in range(MOVE_ATTEMPTS):
+            if stored is None or stored.profile.merged_into or stored.segments is not None:
+                break
+            customer_id = stored.profile.customer_id
+            try:
+                store.save_profile(stored.adopting(store.memberships_of(customer_id)))
+                adopted += 1
+                break
+            except ConditionFailedError:  # processing wrote it meanwhile (and may have adopted them): read again
+                stored = store.get_profiles([customer_id]).get(customer_id)
+        else:
+            raise StorageError("a customer item kept changing while its memberships were adopted: run migrate again")
+    return adopted
+
+
 STEPS: list[Step] = [
     Step(1, "hashed suppression marks", move_legacy_marks, on_new_table=lambda store: store.flag_marks_hashed()),
     Step(2, "one due entry per customer deadline", one_entry_per_deadline),
     Step(3, "digest of the erased identities", erasure_digest, on_new_table=lambda store: store.put_first_digest()),
     Step(4, "analytics cells in the customer item", cells_into_customer_items),
+    Step(5, "segments in the customer item", memberships_into_customer_items),
 ]
 """Counters folded from the stream need no step: a table's old per-customer shards keep summing correctly (reports
 add every shard of a key) and each customer's next cells write moves its counts to the fold's shard."""

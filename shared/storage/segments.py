@@ -13,11 +13,12 @@
 
 A customer created since the customer item holds segments has them there (the authority: `services.decisions`);
 its record writes the member items (`follow_members`), announcements and history, and the fold the sizes. For
-older customers, a membership change is one conditional write of the membership item (a redelivered change finds
-it already done). Its stream record then makes the `Audience Entered`/`Audience Exited` event and the history item (both
-idempotent: keyed by the change), and the event's own stream record publishes it: nothing lost between steps,
-each step safe to repeat. Sizes are counters folded from the membership records (`size_change`, and
-`shared.storage.analytics` for the fold), so a size is counted exactly once without a transaction.
+customers stored by earlier versions, the membership items were the authority (a change was one conditional write of
+the membership item, whose stream record made the announcement and the history, and whose size the fold counted:
+`size_change`). This version adopts them into the customer item the first time it decides such a customer (or
+`footfall migrate` does): that write's record writes their member items and retires the membership items
+(`retire_memberships`), which then leave the index and both stream readers' filters. Records of membership
+changes written before the upgrade are still followed.
 
 The due list holds, per customer, the earliest deadline across its rules (`DUE#<hour>` / `<time>#segments#<cid>`),
 and the analytics updates to try again (`…#analytics#<cid>`). An entry is written only when that deadline is not on
@@ -28,6 +29,7 @@ first, so that `forget` finds it; evaluation reads those rows with the membershi
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -36,7 +38,6 @@ from typing import Any
 from shared.domain.segments import Due, Membership, Memberships, due_time
 from shared.ports import HistoryEntry, StoredSegment
 from shared.storage import customer_segments, keys
-from shared.storage.codec import serialize
 from shared.storage.due import (
     DUE_INDEX_PREFIX,
     DUE_STAMP_FORMAT,
@@ -57,6 +58,8 @@ SIZE_SHARDS = 4
 """Size items are read over 4 shards (tables written before sizes were folded from the stream have 4); the fold
 writes shard 0 only (one update per segment per stream batch stays far below a partition's 1,000 WU/s)."""
 MEMBERSHIP_ENTITY = "membership"
+MOVED_MEMBERSHIP_ENTITY = "membership_moved"
+"""A membership item whose segment its customer item adopted (`retire_memberships`): kept only until an erasure."""
 MEMBER_ENTITY = "member"
 """A customer in a segment whose customer item holds its segments: only for listing the segment (the customer item
 is the authority, and its stream record writes these); no index, no stream consumer."""
@@ -182,41 +185,24 @@ class SegmentStorage(Table):
         if (puts and self._batch_write(puts)) or (deletes and self._batch_write(deletes, delete=True)):
             raise ThrottledError("member items could not be stored")
 
-    def change_membership(self, membership: Membership, *, entered: bool, at: str, identity: tuple[str, str]) -> bool:
-        """Enter or leave a segment with one conditional write; False if it was already so (a redelivery).
-
-        The membership item is never deleted: leaving sets `state = out` and takes it out of the members index.
-        Its stream record carries the change, from which the audience event and the history are written.
-        """
-        row: dict[str, Any] = {
-            "PK": keys.customer_pk(membership.customer_id),
-            "SK": f"MEMBER#{membership.segment_id}",
-            "entity": MEMBERSHIP_ENTITY,
-            "segment": membership.segment_id,
-            "customer_id": membership.customer_id,
-            "state": "in" if entered else "out",
-            "since": membership.since,
-            "changed_at": at,
-            "rule_version": membership.rule_version,
-            "reason": membership.reason[:1000],
-            "identity_kind": identity[0],
-            "identity": identity[1],
-        }
-        if entered:
-            row |= {"GSI1PK": f"SEGMENT#{membership.segment_id}", "GSI1SK": membership.customer_id}
-        condition = "attribute_not_exists(PK) OR #state = :out" if entered else "#state = :in"
-        try:
-            self._call(
-                self.client.put_item,
-                TableName=self.table_name,
-                Item=serialize(row),
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={":out": {"S": "out"}} if entered else {":in": {"S": "in"}},
-            )
-        except ConditionFailedError:
-            return False
-        return True
+    def retire_memberships(self, customer_id: str, segment_ids: Sequence[str]) -> None:
+        """Membership items whose segments a customer item adopted become `membership_moved`: out of the members
+        index, and out of both stream readers' filters, so neither this change nor a later deletion (an erasure)
+        moves a size or announces anything. Safe to repeat; an item that is not there is left so."""
+        for segment_id in segment_ids:
+            with contextlib.suppress(ConditionFailedError):  # retired already (a redelivery), or never there
+                self._call(
+                    self.client.update_item,
+                    TableName=self.table_name,
+                    Key={"PK": {"S": keys.customer_pk(customer_id)}, "SK": {"S": f"MEMBER#{segment_id}"}},
+                    UpdateExpression="SET #entity = :moved REMOVE GSI1PK, GSI1SK",
+                    ConditionExpression="#entity = :membership",
+                    ExpressionAttributeNames={"#entity": "entity"},
+                    ExpressionAttributeValues={
+                        ":moved": {"S": MOVED_MEMBERSHIP_ENTITY},
+                        ":membership": {"S": MEMBERSHIP_ENTITY},
+                    },
+                )
 
     def record_history(self, segment_id: str, customer_id: str, *, at: str, entered: bool, rule_version: int) -> None:
         """One entry or exit in a segment's history (see `put_history`)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.domain.events import TrackingEvent
 from shared.domain.identity import split_identity
-from shared.ports import CounterRecord
+from shared.ports import Adoption, CounterRecord
 from shared.storage import customer_segments, items
 from shared.storage.analytics import CELLS_ENTITY, decode_counter_record
 from shared.storage.codec import deserialize_wire
@@ -55,6 +55,10 @@ class StreamItemCodec:
             }
             for step in customer_segments.steps(old=_plain(old), new=_plain(new))
         ]
+
+    def adoption(self, *, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Adoption | None:
+        """The memberships a customer item's write adopted (`customer_segments.adoption`)."""
+        return customer_segments.adoption(old=_plain(old), new=_plain(new))
 
     def is_cells(self, image: Mapping[str, Any] | None) -> bool:
         """Whether an image is a customer's analytics cells item."""

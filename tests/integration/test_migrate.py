@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from shared.cli import main
+from shared.domain.identity import split_identity
 from shared.local.stack import ensure_migrated, ensure_table
 from shared.services.customers import forget_customer
 from shared.services.segments import apply_segments
 from shared.storage import keys, migrate
+from shared.storage.codec import serialize
 from shared.storage.dynamo import DynamoTrackingStore, deserialize
 from shared.storage.errors import ThrottledError
 from tests.builders import a_track, random_ref
@@ -22,7 +25,12 @@ from tests.oracle import audit
 
 pytestmark = pytest.mark.integration
 
-RULES = {"segments": [{"id": "buyers", "rule": {"count": {"event": "Order Completed"}, "gte": 1}}]}
+RULES = {
+    "segments": [
+        {"id": "buyers", "rule": {"count": {"event": "Order Completed"}, "gte": 1}},
+        {"id": "viewers", "rule": {"count": {"event": "Product Viewed"}, "gte": 1}},
+    ]
+}
 
 
 def _send(http: Any, key: str, *calls: dict[str, Any]) -> list[str]:
@@ -51,10 +59,15 @@ def old_table(ddb, http, source, store, stream) -> dict[str, Any]:
     and identities erased by older versions (raw marks `ID#…` / `FORGOTTEN`, one with its `at`); no schema
     version item, no erasure epoch item."""
     _, key = source
-    apply_segments(store, RULES, source="test", now=datetime.now(UTC), customers=[])
     kept, gone, anon = random_ref("kept"), random_ref("gone"), random_ref("anon")
     _send(http, key, a_track(userId=kept, event="Order Completed", properties={"revenue": 5}))
     _send(http, key, a_track(userId=gone, anonymousId=anon, event="Product Viewed"))
+    stream.drain()
+    apply_segments(store, RULES, source="test", now=datetime.now(UTC), customers=[])  # (no backfill)
+    from functions.process import handler
+
+    handler.pipeline().forget_rules()  # (processing read none within its rules cache's 30 s)
+    _segments_in_membership_items(ddb, store, {store.get_links([f"u:{kept}"])[f"u:{kept}"].customer_id: ["buyers"]})
     stream.drain()
     forget_customer(store, gone, now=datetime.now(UTC))
     stream.drain()
@@ -67,6 +80,34 @@ def old_table(ddb, http, source, store, stream) -> dict[str, Any]:
         ddb.put_item(TableName=TABLE, Item=item | ({"at": {"S": "2026-01-02T03:04:05Z"}} if n == 0 else {}))
     assert migrate.stored_version(store) == 0
     return {"key": key, "kept": kept, "gone": gone, "anon": anon, "legacy": legacy}
+
+
+def _segments_in_membership_items(ddb: Any, store: DynamoTrackingStore, members: dict[str, list[str]]) -> None:
+    """Customers as versions before the customer item held segments left them: the item without `segments`, and a
+    membership item per segment (in the members index), written as those versions wrote it (its record makes the
+    announcement and the history, and the fold counts it)."""
+    for stored in store.get_profiles(sorted(members)).values():
+        store.save_profile(replace(stored, segments=None))
+    at = "2026-11-01T10:00:00.000000Z"
+    for customer_id, segments in members.items():
+        for segment in segments:
+            item = {
+                "PK": keys.customer_pk(customer_id),
+                "SK": f"MEMBER#{segment}",
+                "entity": "membership",
+                "segment": segment,
+                "customer_id": customer_id,
+                "state": "in",
+                "since": at,
+                "changed_at": at,
+                "rule_version": 1,
+                "reason": "count of Order Completed = 1",
+                "identity_kind": split_identity(customer_id)[0],
+                "identity": split_identity(customer_id)[1],
+                "GSI1PK": f"SEGMENT#{segment}",
+                "GSI1SK": customer_id,
+            }
+            ddb.put_item(TableName=TABLE, Item=serialize(item))
 
 
 def _cells_to_their_own_item(ddb: Any) -> int:
@@ -85,6 +126,22 @@ def _cells_to_their_own_item(ddb: Any) -> int:
         )
         moved += 1
     return moved
+
+
+def _holds_its_segments(ddb: Any, store: DynamoTrackingStore, user_id: str) -> None:
+    """The kept customer's membership adopted by its customer item: held there, listed once by a member item, the
+    old membership item retired (out of the members index), the size and the announcements unchanged."""
+    customer_id = store.get_links([f"u:{user_id}"])[f"u:{user_id}"].customer_id
+    stored = store.get_profiles([customer_id])[customer_id]
+    assert stored.segments is not None and "buyers" in stored.segments
+    assert stored.segments["buyers"].since == "2026-11-01T10:00:00.000000Z"  # as the membership item said
+    assert list(store.segment_members("buyers")) == [customer_id]
+    old = ddb.get_item(TableName=TABLE, Key={"PK": {"S": keys.customer_pk(customer_id)}, "SK": {"S": "MEMBER#buyers"}})
+    assert old["Item"]["entity"]["S"] == "membership_moved" and "GSI1PK" not in old["Item"]
+    assert store.segment_size_items(["buyers"], days=[]) == {("buyers", None): 1}
+    events = store.list_identity_events("u", user_id)
+    entered = [e for e in events if e.event == "Audience Entered" and e.properties["audience_key"] == "buyers"]
+    assert len(entered) == 1
 
 
 def _erased_are_refused(http: Any, store: DynamoTrackingStore, old: dict[str, Any]) -> None:
@@ -106,6 +163,7 @@ def test_migrate_moves_the_raw_marks_once_and_the_table_stays_correct(ddb, http,
         ("one due entry per customer deadline", 0),
         ("digest of the erased identities", 7),
         ("analytics cells in the customer item", 1),
+        ("segments in the customer item", 1),
     ]
     assert second == []
     assert store.move_legacy_marks() == 0  # the step itself converges too
@@ -115,6 +173,8 @@ def test_migrate_moves_the_raw_marks_once_and_the_table_stays_correct(ddb, http,
     assert [i for i in _items(ddb) if i["SK"]["S"] == "ANALYTICS"] == []
     assert ["cells" in i for i in profiles] == [True]
     stream.drain()
+    _holds_its_segments(ddb, store, old_table["kept"])
+    assert migrate.memberships_into_customer_items(store) == 0
     audit(store)
     assert migrate.stored_version(store) == migrate.latest_version()
     assert _raw_marks(ddb) == set()
@@ -134,6 +194,44 @@ def test_migrate_moves_the_raw_marks_once_and_the_table_stays_correct(ddb, http,
     # And the kept customer goes on; the stored state is what the oracle computes from the events
     assert _send(http, old_table["key"], a_track(userId=old_table["kept"], event="Order Completed")) == ["accepted"]
     stream.drain()
+    audit(store)
+    _holds_its_segments(ddb, store, old_table["kept"])
+
+
+def test_processing_adopts_an_older_customer_it_meets_and_an_erasure_then_counts_it_out_once(
+    ddb, http, store, stream, old_table
+):
+    # Given the old table with its cells moved (step 4), its memberships not (the customer item holds none)
+    migrate.cells_into_customer_items(store)
+    stream.drain()
+    # When the customer comes back before any migration of its memberships
+    assert _send(http, old_table["key"], a_track(userId=old_table["kept"], event="Product Viewed")) == ["accepted"]
+    stream.drain()
+    # Then the write that folded the event adopted them: held, listed once, retired, nothing announced again;
+    # and the entry it decided (relative to what it adopted) is followed like any other
+    _holds_its_segments(ddb, store, old_table["kept"])
+    customer_id = store.get_links([f"u:{old_table['kept']}"])[f"u:{old_table['kept']}"].customer_id
+    assert list(store.segment_members("viewers")) == [customer_id]
+    assert store.segment_size_items(["viewers"], days=[]) == {("viewers", None): 1}
+    audit(store)
+    assert migrate.memberships_into_customer_items(store) == 0  # nothing left for the migration
+    # And erasing the customer takes its size back once (the retired membership item's deletion is not counted)
+    forget_customer(store, old_table["kept"], now=datetime.now(UTC))
+    stream.drain()
+    assert store.segment_size_items(["buyers", "viewers"], days=[]) == {("buyers", None): 0, ("viewers", None): 0}
+    assert list(store.segment_members("buyers")) == list(store.segment_members("viewers")) == []
+    audit(store)
+
+
+def test_a_backfill_adopts_the_older_customers_it_decides(ddb, http, store, stream, old_table):
+    migrate.cells_into_customer_items(store)
+    stream.drain()
+    customer_id = store.get_links([f"u:{old_table['kept']}"])[f"u:{old_table['kept']}"].customer_id
+    # When the rule file is applied again with a backfill of the customer (evaluated by the sweep's code path)
+    apply_segments(store, RULES, source="test", now=datetime.now(UTC), customers=[customer_id])
+    stream.drain()
+    # Then
+    _holds_its_segments(ddb, store, old_table["kept"])
     audit(store)
 
 
@@ -180,6 +278,7 @@ def test_a_migration_that_stops_midway_converges_when_run_again(ddb, http, store
         ("one due entry per customer deadline", 0),
         ("digest of the erased identities", 7),
         ("analytics cells in the customer item", 1),
+        ("segments in the customer item", 1),
     ]
     # Then it converged: no raw mark, the newest version, nothing more to do, erased ids refused
     assert _raw_marks(ddb) == set() and migrate.stored_version(store) == migrate.latest_version()
@@ -204,6 +303,7 @@ def test_footfall_migrate_json(ddb, old_table, tmp_path, capsys):
             {"name": "one due entry per customer deadline", "changed": 0},
             {"name": "digest of the erased identities", "changed": 7},
             {"name": "analytics cells in the customer item", "changed": 1},
+            {"name": "segments in the customer item", "changed": 1},
         ],
     }
     assert second == {"table": TABLE, "from_version": latest, "version": latest, "latest_version": latest, "steps": []}
@@ -225,6 +325,7 @@ def test_a_table_serve_creates_is_stamped_and_an_old_one_is_migrated_by_serve(dd
         f"migrated {TABLE}: one due entry per customer deadline (0 items changed)",
         f"migrated {TABLE}: digest of the erased identities (7 items changed)",
         f"migrated {TABLE}: analytics cells in the customer item (1 items changed)",
+        f"migrated {TABLE}: segments in the customer item (1 items changed)",
     ]
 
 

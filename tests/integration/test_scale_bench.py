@@ -39,7 +39,7 @@ def test_the_scale_bench_builds_a_data_dir_that_audits_right_and_times_every_scr
     assert counts["customer profile"] == built.customers
     assert counts["merged profile"] == 1
     assert counts["link"] == CUSTOMERS + len(tui_bench.HEAVY_IDENTITIES)
-    assert counts["membership"] == counts["audience event"] == built.info["transitions"] > 0
+    assert counts["member"] == counts["audience event"] == built.info["transitions"] > 0
     with closing(sqlite3.connect(data_dir / "footfall.db")) as db:  # the build's change records: as if processed
         assert db.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == 0
 

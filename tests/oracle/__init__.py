@@ -78,6 +78,11 @@ def check(table: Table, *, now: datetime) -> Report:
     problems += [
         f"member items list {cid}, whose customer item holds no segments" for cid in set(table.listed) - set(table.held)
     ]
+    problems += [  # README "Segments": adopting them retires the membership items (out of the members index)
+        f"{cid}'s customer item holds its segments, yet membership items index it in {sorted(table.indexed[cid])}"
+        for cid in table.held
+        if table.indexed.get(cid)
+    ]
     problems += _counters(table, expected_counters, now)
     problems += _segment_sizes(table)
     return report

@@ -115,6 +115,8 @@ class Table:
     """customer id → the segments its customer item holds (customers whose item is their authority)."""
     listed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     """customer id → the segments whose member items list it."""
+    indexed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    """customer id → the segments whose membership items (older customers') list it in the members index."""
     counters: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     segments: list[dict[str, Any]] = field(default_factory=list)
     analytics: dict[str, Any] | None = None
@@ -155,6 +157,8 @@ def _sort(table: Table, item: dict[str, Any]) -> None:  # noqa: C901 - one branc
     elif entity == "membership":
         if item.get("state", "in") == "in":
             table.memberships[item["customer_id"]].add(item["segment"])
+        if "GSI1PK" in item:
+            table.indexed[item["customer_id"]].add(item["segment"])
     elif entity == "counter":
         # (`~…` attributes are the fold's per-shard marks, not counts: README, "Analytics")
         table.counters[(pk, sk)] = {
