@@ -15,6 +15,7 @@ Its result equals `kept(customer_cells(every event, now=now))`, the state the on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import defaultdict
@@ -33,6 +34,7 @@ from shared.domain.analytics import (
     cells_and_journeys,
     event_cells,
     funnel_cells,
+    journey_cells,
     kept,
     ordered,
     retention_cells,
@@ -76,6 +78,19 @@ class CellState:
 
 def signature(definitions: Definitions) -> str:
     """A stable hash of everything in `definitions` that makes cells, and of the rule set (`RULES`)."""
+    try:
+        return _remembered(definitions)
+    except TypeError:  # a filter value that cannot be hashed: computed each time
+        return _signature(definitions)
+
+
+@functools.lru_cache(maxsize=8)
+def _remembered(definitions: Definitions) -> str:
+    """Processing asks once per customer of a batch, always with the same definitions."""
+    return _signature(definitions)
+
+
+def _signature(definitions: Definitions) -> str:
     document = {
         "rules": RULES,
         "funnels": [_funnel(funnel) for funnel in definitions.funnels],
@@ -135,17 +150,16 @@ def advance(
         return None
     if batch and (batch[0].timestamp, batch[0].message_id) <= state.last:
         return None
-    work: Cells = defaultdict(lambda: defaultdict(int))
-    for key, counts in cells.items():
-        work[key].update(counts)
     opened = {funnel_id: Journey(j.entry, list(j.times), j.breakdown) for funnel_id, j in state.journeys.items()}
+    if not _goes_with(cells, state.first, opened, definitions):
+        return None
+    work = _Touched(cells)
     behaviour = [e for e in batch if e.type in BEHAVIOUR]
     still_open = funnel_cells(work, definitions.funnels, behaviour, first_channel=state.first_channel, opened=opened)
     retention_cells(work, state.first, batch, definitions.return_events, cohort=False)
     event_cells(work, batch, definitions, now=now)
-    result = {key: {name: n for name, n in counts.items() if n} for key, counts in work.items()}
-    if any(n < 0 for counts in result.values() for n in counts.values()):
-        return None  # the cells do not go with the state: never store a negative count
+    touched = {key: {name: n for name, n in counts.items() if n} for key, counts in work.items()}
+    result = {key: counts for key, counts in {**cells, **touched}.items() if counts}
     last = batch[-1] if batch else None
     moved = CellState(
         signature=state.signature,
@@ -155,7 +169,30 @@ def advance(
         horizon=horizon,
         journeys=_frozen(still_open) if batch else state.journeys,
     )
-    return kept({key: counts for key, counts in result.items() if counts}, now=now), moved
+    return kept(result, now=now), moved
+
+
+def _goes_with(cells: Cells, first: datetime, opened: Mapping[str, Journey], definitions: Definitions) -> bool:
+    """Whether the stored cells hold what the state says they hold: the first event's cohorts and the open
+    journeys (other cells, a state of another customer's, a write lost between them: read the whole history)."""
+    held: Cells = defaultdict(lambda: defaultdict(int))
+    retention_cells(held, first, (), (), cohort=True)
+    for funnel in definitions.funnels:
+        if funnel.id in opened:
+            journey_cells(held, funnel, opened[funnel.id])
+    return all(cells.get(key, {}).get(name, 0) >= n for key, counts in held.items() for name, n in counts.items())
+
+
+class _Touched(dict[Any, dict[Any, int]]):
+    """The cells a batch changes, each copied from the stored cells when first touched (the rest stay as stored)."""
+
+    def __init__(self, stored: Cells) -> None:
+        super().__init__()
+        self.stored = stored
+
+    def __missing__(self, key: Any) -> dict[Any, int]:
+        counts = self[key] = defaultdict(int, self.stored.get(key, {}))
+        return counts
 
 
 def _horizon(now: datetime) -> date:
