@@ -8,9 +8,11 @@ after the last event is taken back and continued over the new behaviour events, 
 had it. `CellState` holds what the cells alone do not say: the last event folded, the first event's moment and
 channel, the open journeys, and a signature of the definitions (and of this rule set) the cells were made with.
 
-`advance` returns None whenever that does not hold (an event at or before the last one folded, other definitions,
-a `now` whose overview horizon is earlier than the stored cells'): the caller reads the whole history (`build`).
-Its result equals `kept(customer_cells(every event, now=now))`, the state the one `build` would give.
+`advance` returns None whenever it cannot be exact (an event at or before the last one folded, other definitions,
+a `now` whose overview horizon is earlier than the stored cells', stored cells without the cohort or the open
+journeys the state names): the caller then reads the whole history (`build`). Otherwise its cells equal
+`kept(customer_cells(every event, now=now), now=now)` and its state is the one `build` of every event gives.
+It knows nothing of identities: when a customer's history changes otherwise (profiles merged), call `build`.
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ def advance(
         first=state.first,
         first_channel=state.first_channel,
         horizon=horizon,
-        journeys=_frozen(still_open) if batch else state.journeys,
+        journeys=_frozen(still_open),
     )
     return kept(result, now=now), moved
 
