@@ -27,7 +27,9 @@ catalogued names and listed values, the rest summed in `(other)`; an item holds 
 
 Processing recomputes a changed customer's cells and adds the difference to the counters (so late and
 out-of-order events land exactly where a recomputation would put them); `recompute` is the separate check
-path: every stored event, grouped by customer, summed in memory.
+path: every stored event, grouped by customer, summed in memory. `shared.domain.cell_state` carries a customer's
+cells on from a small state when a batch's events all come after those already folded (the same parts:
+`funnel_cells`, `retention_cells`, `event_cells`).
 
 This module holds the definitions and the cells; `shared.domain.funnels` (funnels, journeys, the check path),
 `shared.domain.figures` (reports from cells) and `shared.domain.cells` (the cell and counter values) are its
