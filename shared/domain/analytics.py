@@ -27,7 +27,9 @@ catalogued names and listed values, the rest summed in `(other)`; an item holds 
 
 Processing recomputes a changed customer's cells and adds the difference to the counters (so late and
 out-of-order events land exactly where a recomputation would put them); `recompute` is the separate check
-path: every stored event, grouped by customer, summed in memory.
+path: every stored event, grouped by customer, summed in memory. `shared.domain.cell_state` carries a customer's
+cells on from a small state when a batch's events all come after those already folded (the same parts:
+`funnel_cells`, `retention_cells`, `event_cells`).
 
 This module holds the definitions and the cells; `shared.domain.funnels` (funnels, journeys, the check path),
 `shared.domain.figures` (reports from cells) and `shared.domain.cells` (the cell and counter values) are its
@@ -87,6 +89,7 @@ from shared.domain.funnels import (
     check_funnel,
     journeys,
     ordered,
+    resume,
 )
 from shared.domain.profiles import channel_of, event_key, hour_of_week
 from shared.domain.rules import parse_duration as _rule_duration
@@ -289,23 +292,105 @@ def customer_cells(
     customer_id: str, events: Iterable[TrackingEvent], definitions: Definitions, *, now: datetime
 ) -> Cells:
     """Everything one customer adds to the counters (pure: same events, same cells)."""
-    everything = ordered(e for e in events)
+    return cells_and_journeys(ordered(e for e in events), definitions, now=now)[0]
+
+
+def cells_and_journeys(
+    everything: Sequence[TrackingEvent], definitions: Definitions, *, now: datetime
+) -> tuple[Cells, dict[str, Journey]]:
+    """`customer_cells` of events already in `ordered` order, and the journey each funnel still has open after
+    the last of them (by funnel id: what `shared.domain.cell_state` resumes from)."""
     cells: dict[Any, Any] = defaultdict(lambda: defaultdict(int))
     if not everything:
-        return {}
-    shard = SHARD
+        return {}, {}
     behaviour = [e for e in everything if e.type in BEHAVIOUR]
-    first_channel = channel_of(everything[0])
-    for funnel in definitions.funnels:
-        for journey in journeys(funnel, behaviour, first_channel=first_channel):
-            _journey_cells(cells, funnel, journey, shard)
-    _retention_cells(cells, everything, definitions.return_events, shard)
-    for event in everything:
+    still_open = funnel_cells(cells, definitions.funnels, behaviour, first_channel=channel_of(everything[0]))
+    retention_cells(cells, everything[0].timestamp, everything, definitions.return_events, cohort=True)
+    event_cells(cells, everything, definitions, now=now)
+    return {key: dict(counts) for key, counts in cells.items()}, still_open
+
+
+def funnel_cells(
+    cells: Cells,
+    funnels: Sequence[Funnel],
+    behaviour: Sequence[TrackingEvent],
+    *,
+    first_channel: str,
+    opened: Mapping[str, Journey] | None = None,
+) -> dict[str, Journey]:
+    """Add the journeys of `behaviour` (in `ordered` order) through each funnel; returns those still open.
+
+    `opened`: the journeys open before these events (their contributions are in `cells`): each is taken back and
+    continued, as `journeys` would have had it. `cells` must create missing cells and counters (a defaultdict).
+    """
+    still_open = {}
+    for funnel in funnels:
+        current = (opened or {}).get(funnel.id)
+        if current is not None:
+            journey_cells(cells, funnel, current, sign=-1)
+            current = Journey(current.entry, list(current.times), current.breakdown)
+        found, current = resume(funnel, current, behaviour, first_channel=first_channel)
+        for journey in found if current is None else [*found, current]:
+            journey_cells(cells, funnel, journey)
+        if current is not None:
+            still_open[funnel.id] = current
+    return still_open
+
+
+def journey_cells(cells: Cells, funnel: Funnel, journey: Journey, *, sign: int = 1) -> None:
+    """Add what a journey contributes (`sign` -1: take it back)."""
+    day, shard = journey.entry.date().isoformat(), SHARD
+    item = cells[FunnelCell(funnel.id, day, None, shard)]
+    for step in range(1, len(journey.times) + 1):
+        item[Reached(step)] += sign
+        item[ReachedBy(journey.breakdown, step)] += sign
+        if step > 1:  # times in a cell per step: an item's attributes stay few (one update expression each)
+            took = (journey.times[step - 1] - journey.times[step - 2]).total_seconds()
+            cells[FunnelCell(funnel.id, day, step, shard)][StepTime(step, bucket(took))] += sign
+
+
+def retention_cells(
+    cells: Cells, first: datetime, events: Sequence[TrackingEvent], return_events: Sequence[str], *, cohort: bool
+) -> None:
+    """Add the returns of `events` to the cohorts of the customer's `first` event's moment (`cohort`: and count
+    the customer in them). Events after those already in `cells` move each event's last return along."""
+    for by, limit in RETENTION_OFFSETS.items():
+        start = period(first.date(), by)
+        item = cells[RetentionCell(by, start.isoformat(), SHARD)]
+        if cohort:
+            item[TOTAL] += 1
+        for name in return_events:
+            offsets = {period_offset(start, e.timestamp.date(), by) for e in events if returned(name, e)}
+            _returns(item, name, {o for o in offsets if o < limit})
+
+
+def _returns(item: dict[Any, int], name: str, offsets: set[int]) -> None:
+    """Count the offsets not yet counted; the last return becomes the latest of them all."""
+    fresh = {o for o in offsets if not item.get(ReturnedOn(name, o))}
+    if not fresh:
+        return
+    for offset in fresh:
+        item[ReturnedOn(name, offset)] += 1
+    for counter in [c for c in item if isinstance(c, LastReturn) and c.event == name and item[c]]:
+        item[counter] -= 1
+    latest = max(c.offset for c in item if isinstance(c, ReturnedOn) and c.event == name and item[c])
+    item[LastReturn(name, latest)] += 1
+
+
+def returned(name: str, event: TrackingEvent) -> bool:
+    """Business rule: whether `event` is a return of tracked event `name` (`*`: any event, else behaviour)."""
+    return name == ANY_EVENT or (event.type in BEHAVIOUR and event_key(event) == name)
+
+
+def event_cells(cells: Cells, events: Iterable[TrackingEvent], definitions: Definitions, *, now: datetime) -> None:
+    """Add what each event counts on its own: engagement by channel and hour, and the overview within the horizon."""
+    shard = SHARD
+    for event in events:
         channel = channel_of(event)
         cells[TimingCell(channel, shard)][HourOfWeek(channel, hour_of_week(event))] += 1
     horizon = (now - timedelta(days=STATS_DAYS)).date().isoformat()
     catalogued = definitions.catalogued()
-    for event in everything:
+    for event in events:
         day = event.timestamp.date().isoformat()
         if day >= horizon:
             moment = event.timestamp
@@ -314,37 +399,6 @@ def customer_cells(
             hour[Minute(moment.hour, moment.minute)] += 1
             name = event_key(event)
             cells[StatsCell(day, None, shard)][Named(name if name in catalogued else OTHER)] += 1
-    return {key: dict(counts) for key, counts in cells.items()}
-
-
-def _journey_cells(cells: Cells, funnel: Funnel, journey: Journey, shard: str) -> None:
-    day = journey.entry.date().isoformat()
-    item = cells[FunnelCell(funnel.id, day, None, shard)]
-    for step in range(1, len(journey.times) + 1):
-        item[Reached(step)] += 1
-        item[ReachedBy(journey.breakdown, step)] += 1
-        if step > 1:  # times in a cell per step: an item's attributes stay few (one update expression each)
-            took = (journey.times[step - 1] - journey.times[step - 2]).total_seconds()
-            cells[FunnelCell(funnel.id, day, step, shard)][StepTime(step, bucket(took))] += 1
-
-
-def _retention_cells(cells: Cells, events: Sequence[TrackingEvent], return_events: Sequence[str], shard: str) -> None:
-    first = events[0].timestamp.date()
-    for by, limit in RETENTION_OFFSETS.items():
-        cohort = period(first, by)
-        item = cells[RetentionCell(by, cohort.isoformat(), shard)]
-        item[TOTAL] += 1
-        for name in return_events:
-            offsets = {
-                period_offset(cohort, e.timestamp.date(), by)
-                for e in events
-                if name == ANY_EVENT or (e.type in BEHAVIOUR and event_key(e) == name)
-            }
-            offsets = {o for o in offsets if o < limit}
-            for offset in offsets:
-                item[ReturnedOn(name, offset)] += 1
-            if offsets:
-                item[LastReturn(name, max(offsets))] += 1
 
 
 def difference(new: Cells, old: Cells, *, now: datetime) -> Cells:

@@ -89,8 +89,20 @@ def ordered(events: Iterable[TrackingEvent]) -> list[TrackingEvent]:
 
 def journeys(funnel: Funnel, events: Sequence[TrackingEvent], *, first_channel: str) -> list[Journey]:
     """The journeys of one customer (`events` in `ordered` order, behaviour calls only)."""
+    found, current = resume(funnel, None, events, first_channel=first_channel)
+    return [*found, current] if current is not None else found
+
+
+def resume(
+    funnel: Funnel, current: Journey | None, events: Sequence[TrackingEvent], *, first_channel: str
+) -> tuple[list[Journey], Journey | None]:
+    """The journey rule continued from `current` (the journey open after the events before these, or None) over
+    `events` (after those, in `ordered` order, behaviour calls only): the journeys closed, and the one still open.
+
+    `current` is advanced in place. A journey stays open past its deadline until a later event closes it (the rule
+    reads events, not the clock), so the open one still counts as it is.
+    """
     steps, found = funnel.steps, []
-    current: Journey | None = None
     for event in events:
         moment = event.timestamp
         if current is not None and moment > _deadline(funnel, current):
@@ -112,9 +124,7 @@ def journeys(funnel: Funnel, events: Sequence[TrackingEvent], *, first_channel: 
             if len(steps) == 1:
                 found.append(current)
                 current = None
-    if current is not None:
-        found.append(current)
-    return found
+    return found, current
 
 
 def _deadline(funnel: Funnel, journey: Journey) -> datetime:
