@@ -20,8 +20,11 @@ told apart by source and message id, as storage files them, so a redelivered eve
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
@@ -209,8 +212,8 @@ def to_compact(state: RuleState) -> dict[str, Any]:
     """The state as small JSON: names, sources and paths interned; times as deltas of epoch ms (or µs) in order.
 
     `{"s": signature, "n": [event keys], "o": [sources], "p": [paths], "u": 1000 | 1, "t": [time deltas],
-    "k": [name index], "r": [source index] (only with several sources), "m": [message ids],
-    "x": [[path index, value, …] per event] (only when some event has properties)}`.
+    "k": [name index], "r": [source index] (only with several sources), "m": [message ids, a UUID in base64],
+    "x": [[path index, value, …] per event] (only when the rules read properties)}`.
     """
     events = state.events
     names, sources, read = (_interned(column) for column in _columns(events))
@@ -221,7 +224,7 @@ def to_compact(state: RuleState) -> dict[str, Any]:
     data["k"] = [names[event_key(e)] for e in events]
     if len(sources) > 1:
         data["r"] = [sources[e.source_id] for e in events]
-    data["m"] = [e.message_id for e in events]
+    data["m"] = [_short_id(e.message_id) for e in events]
     if read:
         data["x"] = [[x for path, value in e.properties.items() for x in (read[path], value)] for e in events]
     return data
@@ -239,9 +242,21 @@ def from_compact(data: Mapping[str, Any]) -> RuleState:
     values = data.get("x", [[]] * count)
     events = tuple(
         _event(names[k], sources[r], m, at, {read[x[i]]: x[i + 1] for i in range(0, len(x), 2)})
-        for k, r, m, at, x in zip(data["k"], origin, data["m"], times, values, strict=True)
+        for k, r, m, at, x in zip(data["k"], origin, map(_long_id, data["m"]), times, values, strict=True)
     )
     return RuleState(data["s"], events)
+
+
+def _short_id(message_id: str) -> str:
+    """A UUID as written (lower case, dashes) in 22 characters of base64 (its 16 bytes); any other id after a `~`."""
+    with contextlib.suppress(ValueError):
+        if str(parsed := uuid.UUID(message_id)) == message_id:
+            return base64.urlsafe_b64encode(parsed.bytes).decode()[:22]
+    return f"~{message_id}"
+
+
+def _long_id(text: str) -> str:
+    return text[1:] if text.startswith("~") else str(uuid.UUID(bytes=base64.urlsafe_b64decode(f"{text}==")))
 
 
 def _columns(events: Sequence[TrackingEvent]) -> Iterator[Iterable[str]]:

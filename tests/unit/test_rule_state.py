@@ -317,3 +317,21 @@ def test_an_event_a_window_will_count_later_is_kept_even_for_a_window_that_ends_
     state = rule_state.build([rule], events, now)
     assert evaluate(rule, rule_state.facts(state, {}), now) == evaluate(rule, Facts({}, events), now)
     assert evaluate(rule, rule_state.facts(state, {}), now).next_change == now + HOUR
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    [
+        "8843a7aa-83c6-55fb-8d39-d3e634b13b63",
+        "8843A7AA-83C6-55FB-8D39-D3E634B13B63",
+        "ajs-next-1-x",
+        "~x",
+        "Q" * 22,
+        "",
+    ],
+)
+def test_a_uuid_message_id_is_written_in_22_characters_and_any_id_comes_back_as_it_was(message_id):
+    state = rule_state.build(starters(), [an_event("Email Opened", START, message_id)], START)
+    (written,) = rule_state.to_compact(state)["m"]
+    assert len(written) == 22 if message_id.startswith("8843a7aa") else written == f"~{message_id}"
+    assert rule_state.from_compact(json.loads(json.dumps(rule_state.to_compact(state)))) == state
