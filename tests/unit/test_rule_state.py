@@ -180,6 +180,14 @@ def test_the_starter_rules_evaluate_on_the_state_as_on_the_whole_history(data, h
         assert_same_evaluations(rules, state, seen, now)
 
 
+@settings(max_examples=50, deadline=None)
+@given(rule_sets, histories(), st.integers(0, 25), st.integers(0, 260))
+def test_two_customers_states_merge_into_the_state_of_their_joined_history(rules, history, split, hour):
+    now = START + hour * HOUR
+    one, other = rule_state.build(rules, history[:split], now), rule_state.build(rules, history[split:], now)
+    assert rule_state.advance(one, rules, other.events, now) == rule_state.build(rules, history, now)
+
+
 # --- examples ----------------------------------------------------------------------------------------------------
 
 
