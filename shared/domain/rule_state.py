@@ -70,9 +70,11 @@ class RuleState:
 def signature(rules: Iterable[SegmentRule]) -> str:
     """A stable hash of the rules' ids, versions and conditions (any order): a changed, added or removed rule
     changes it; a renamed or re-described one does not."""
-    canonical = sorted(([rule.id, rule.version, _canonical(rule.condition)] for rule in rules), key=lambda r: r[:2])
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=_opaque)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    texts = sorted(
+        json.dumps([rule.id, rule.version, _canonical(rule.condition)], sort_keys=True, default=_opaque)
+        for rule in rules
+    )
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
 
 
 def build(rules: Sequence[SegmentRule], events: Iterable[TrackingEvent], now: datetime) -> RuleState:
@@ -213,7 +215,7 @@ def to_compact(state: RuleState) -> dict[str, Any]:
 
     `{"s": signature, "n": [event keys], "o": [sources], "p": [paths], "u": 1000 | 1, "t": [time deltas],
     "k": [name index], "r": [source index] (only with several sources), "m": [message ids, a UUID in base64],
-    "x": [[path index, value, …] per event] (only when the rules read properties)}`.
+    "x": [[path index, value, …] per event] (only when an event holds a property)}`.
     """
     events = state.events
     names, sources, read = (_interned(column) for column in _columns(events))
