@@ -40,8 +40,10 @@ from shared.domain.conditions import (
     Not,
     RecencyCondition,
     SegmentRule,
+    TraitCondition,
     Window,
 )
+from shared.domain.errors import RuleDefinitionError
 from shared.domain.events import CallType, TrackingEvent
 from shared.domain.filters import property_at
 from shared.domain.profiles import event_key
@@ -113,6 +115,10 @@ def leaves(condition: Condition) -> Iterator[Leaf]:
             yield from leaves(inner)
         case AggregateCondition() | RecencyCondition() | AbsenceCondition():
             yield condition
+        case TraitCondition():
+            return
+        case _:  # a new condition kind must say here which events it can still look at
+            raise RuleDefinitionError(f"rule state: unknown condition {condition!r}")
 
 
 def _pruned(rules: Sequence[SegmentRule], events: Iterable[TrackingEvent], now: datetime) -> tuple[TrackingEvent, ...]:

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.domain import rule_state
+from shared.domain.errors import RuleDefinitionError
 from shared.domain.events import CallType, TrackingEvent
 from shared.domain.filters import PropertyFilter, PropertyTest
 from shared.domain.segments import (
@@ -343,3 +344,8 @@ def test_a_uuid_message_id_is_written_in_22_characters_and_any_id_comes_back_as_
     (written,) = rule_state.to_compact(state)["m"]
     assert len(written) == 22 if message_id.startswith("8843a7aa") else written == f"~{message_id}"
     assert rule_state.from_compact(json.loads(json.dumps(rule_state.to_compact(state)))) == state
+
+
+def test_a_condition_kind_the_state_does_not_know_is_refused_not_ignored():
+    with pytest.raises(RuleDefinitionError, match="unknown condition"):
+        rule_state.build([SegmentRule("x", "x", AllOf(("not a condition",)))], [], START)  # type: ignore[arg-type]
