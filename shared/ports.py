@@ -7,11 +7,13 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from shared.domain.cell_state import CellState
 from shared.domain.cells import Cell, Cells, Counter
 from shared.domain.events import TrackingEvent
 from shared.domain.failures import FailedEvent
 from shared.domain.profiles import CustomerProfile
 from shared.domain.results import Outcome
+from shared.domain.rule_state import RuleState
 from shared.domain.segments import Due, Membership, Memberships
 from shared.domain.sources import Source
 
@@ -24,6 +26,23 @@ class Page(Generic[T]):
 
     items: tuple[T, ...]
     next_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """What a customer item keeps so that a batch needs only its new events, not the customer's whole history: the
+    segment rules' state (`domain.rule_state`) and the analytics cells' (`domain.cell_state`), for the events of
+    `identities`, as of `at`; the history is read again (and these rebuilt) when that does not hold any more."""
+
+    identities: tuple[str, ...]
+    """The identities whose events they hold (a merge or a newly attached identity brings others: rebuilt)."""
+    at: datetime
+    """The latest moment they were advanced to (an evaluation at an earlier one reads the history)."""
+    rules: RuleState | None
+    cells: CellState | None
+    """None: the customer had no events."""
+    expires: datetime | None = None
+    """When the oldest event they count expires from the table (then the history is read again, without it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +69,8 @@ class StoredProfile:
     """Segment id → the reason, for the entries and exits this write makes (what the announcements say)."""
     segments_at: str = ""
     """When the segments last changed (the moment of this write's entries and exits)."""
+    derived: Derived | None = None
+    """The state that spares a batch the customer's history (None: read it, and keep the state it gives)."""
     adopted: Mapping[str, Membership] | None = None
     """Set only on the write that adopts an older customer (`adopting`): the segments its membership items held,
     which this write's entries and exits are relative to (never read back)."""

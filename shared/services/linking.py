@@ -65,6 +65,10 @@ class LinkRaceError(Exception):
     """Another writer linked an identity differently meanwhile: the batch is retried with fresh links."""
 
 
+Prepare = Callable[[StoredProfile, Sequence[TrackingEvent]], StoredProfile]
+"""Completes a customer item before it is written, from the folded profile and the events this write folds in."""
+
+
 @dataclass
 class Batch:
     """What one batch knows while it runs: links and profiles read, decided, pending and saved."""
@@ -93,7 +97,7 @@ class Batch:
     """customer id → the profile as this batch left it (written, or read and found already up to date)."""
     created: set[str] = field(default_factory=set)
     """Customers whose profile this batch's write created: nothing else of theirs can be stored yet."""
-    prepare: Callable[[StoredProfile], StoredProfile] | None = None
+    prepare: Prepare | None = None
     """Completes a customer item about to be written (its cells and due moments), so one write holds it all."""
 
 

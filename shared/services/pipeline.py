@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 from shared.domain.analytics import Definitions
@@ -141,6 +142,9 @@ class PipelineStore(ProfileStore, SegmentStore, AnalyticsStore, AudienceWriter, 
         self, first_sequence: str, events: Sequence[Mapping[str, Any]], *, now: float | None = None
     ) -> None: ...
     def put_status(self, **fields: Any) -> None: ...
+
+    event_retention: timedelta | None
+    """How long event items are kept (their TTL), or None: a customer item's derived state expires with them."""
 
 
 class FoldBatchStore(FoldStore, QuarantineStore, Protocol):
@@ -293,9 +297,8 @@ class StreamPipeline:
             ids = [p.profile.customer_id for p in active]
             unread = [p for p in active if p.profile.customer_id not in completed]
             with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:  # every customer's reads at once
-                events = {cid: items.events[cid] for cid in completed} if items is not None else {}
                 found = pool.map(lambda p: customer_events(store, p), unread)
-                events |= dict(zip((p.profile.customer_id for p in unread), found, strict=True))
+                events = dict(zip((p.profile.customer_id for p in unread), found, strict=True))
                 memberships: dict[str, Memberships] = {}
                 if rules:  # (a customer item that holds its segments needs no read of them)
                     read = [i for i in ids if i not in created and profiles[i].segments is None]

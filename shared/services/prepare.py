@@ -1,39 +1,45 @@
 """Completing a customer item before processing writes it: one write per customer and batch holds it all.
 
 Processing folds a batch's events into each customer's profile (`services.process`); before that profile is
-written, `CustomerItems` adds what else the customer item keeps, from the customer's events:
+written, `CustomerItems` adds what else the customer item keeps:
 
 - **analytics cells** (what the customer adds to the counters): the fold sums the changes of this item's cells from
   the stream, so no second item and no second write;
 - **its segments**: the entries and exits are decided here and written with the item (an older customer's
-  membership items are adopted in the same write: `decisions.adopt`); its stream record then writes the member
-  items, announcements and history, and the fold the sizes;
+  membership items are adopted in the same write: `StoredProfile.adopting`); its stream record then writes the
+  member items, announcements and history, and the fold the sizes;
 - **the earliest segment deadline** on the due list: its entry is written first (a crash before the item's write
   leaves an entry that fires once, harmlessly), then the item lists the moment, so an unchanged deadline is never
   written again and `forget` finds the entry. A deadline that moved later is not written while an entry listed
-  before it is still to come: that entry's evaluation finds it then (`segments.covered`).
+  before it is still to come: that entry's evaluation finds it then (`decisions.covered`);
+- **the state that spares the next batch the customer's history** (`Derived`): the segment rules' projected
+  events (`domain.rule_state`) and the cells' state (`domain.cell_state`). A batch normally advances them with the
+  events it folds, and reads nothing; the history is read (once per batch, every identity's events) and the
+  state rebuilt when it cannot be advanced exactly: a new customer, an identity attached or merged, other rules or
+  definitions, an event at or before the last one the cells counted, an evaluation at an earlier moment than the
+  state's, or the oldest event counted expiring from the table.
 
-The events read here are kept for the segment transitions that follow the write (`StreamPipeline.evaluate`), so
-a customer's events are read once per batch. Anything that goes wrong here leaves the item as it was read (its
-cells and moments unchanged) and the customer to the pipeline's slower path, which reads, retries and quarantines
-as before: completing an item never fails a record.
+Anything that goes wrong here leaves the item as it was read (its cells and moments unchanged) and the customer to
+the pipeline's slower path, which reads, retries and quarantines as before: completing an item never fails a record.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from shared.domain import analytics
+from shared.domain import analytics, cell_state, rule_state
 from shared.domain.analytics import Definitions
+from shared.domain.cells import Cells
 from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.segments import Due, Facts, Memberships, SegmentRule, due_time
-from shared.ports import IdentityEventReader, StoredProfile
+from shared.domain.sources import AUDIENCE_SOURCE
+from shared.ports import Derived, IdentityEventReader, StoredProfile
 from shared.services.decisions import covered, decide, decided
-from shared.services.segments import customer_events
+from shared.services.segments import customer_events, known_facts
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +48,26 @@ class DueWriter(IdentityEventReader, Protocol):
     """What completing a customer item needs of storage: its events, the due list, and an older customer's
     memberships (to adopt them)."""
 
+    event_retention: timedelta | None
+
     def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None: ...
     def memberships_of(self, customer_id: str) -> Memberships: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What a customer item's decisions are made on this batch: the facts its rules see, its cells, the state."""
+
+    facts: Facts
+    cells: Cells
+    derived: Derived
+    read: bool
+    """Whether the customer's history was read for them (the state was rebuilt)."""
+
+
 class CustomerItems:
-    """`prepare` for `process_changes`: cells and the earliest deadline of each customer item, for one batch."""
+    """`prepare` for `process_changes`: segments, cells, the earliest deadline and the derived state of each
+    customer item, for one batch."""
 
     def __init__(
         self, store: DueWriter, rules: Sequence[SegmentRule], definitions: Definitions, *, now: datetime
@@ -56,45 +76,83 @@ class CustomerItems:
         self.rules = list(rules)
         self.definitions = definitions
         self.now = now
-        self.events: dict[str, list[TrackingEvent]] = {}
-        """customer id → its events as read for the item this batch wrote (or tried to)."""
-        self._read: dict[tuple[str, ...], list[TrackingEvent]] = {}
+        self.read = 0
+        """How many customer items this batch completed from their whole history (the others from their state)."""
+        self._completed: set[str] = set()
+        self._history: dict[tuple[str, ...], list[TrackingEvent]] = {}
 
-    def __call__(self, stored: StoredProfile) -> StoredProfile:
+    def __call__(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> StoredProfile:
         customer_id = stored.profile.customer_id
         try:
-            return self._complete(stored)
+            return self._complete(stored, new_events)
         except Exception:
             logger.exception("a customer item could not be completed; its customer is evaluated after the write")
-            self.events.pop(customer_id, None)
+            self._completed.discard(customer_id)
             return stored
 
     def completed(self, customer_id: str) -> bool:
-        """Whether the item this batch wrote for the customer holds its cells and deadline."""
-        return customer_id in self.events
+        """Whether the item this batch wrote for the customer holds its segments, cells and deadline."""
+        return customer_id in self._completed
 
-    def _complete(self, stored: StoredProfile) -> StoredProfile:
+    def _complete(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> StoredProfile:
         profile = stored.profile
-        identities = profile.identities or (profile.customer_id,)
-        if identities not in self._read:  # a write that met a conflict completes the item again: read once
-            self._read[identities] = customer_events(self.store, stored)
-        events = self._read[identities]
-        scheduled = stored.scheduled
-        facts = Facts(profile.traits, events)
+        known = self._advanced(stored, new_events) or self._rebuilt(stored)
+        self.read += known.read
         if stored.segments is None:  # an older customer's: its membership items are adopted in this write
             stored = stored.adopting(self.store.memberships_of(profile.customer_id))
-        decision = decide(stored, self.rules, facts, now=self.now)
+        decision = decide(stored, self.rules, known.facts, now=self.now)
         # (this write happens anyway: the reasons of an earlier write's entries and exits go with it)
-        stored = decided(replace(stored, why={}), decision, now=self.now)
+        stored = decided(replace(stored, why={}, derived=known.derived), decision, now=self.now)
+        scheduled = stored.scheduled
         if decision.earliest is not None:
             at = due_time(decision.earliest)
             if at not in scheduled and not covered(at, scheduled, now=self.now):
                 self.store.put_due([Due(profile.customer_id, at)], indexed=True)  # the entry, before the item
                 scheduled = (*scheduled, at)
-        cells = analytics.kept(
-            analytics.customer_cells(profile.customer_id, events, self.definitions, now=self.now), now=self.now
-        )
-        self.events[profile.customer_id] = events
-        if cells == stored.cells:
+        self._completed.add(profile.customer_id)
+        if known.cells == stored.cells:
             return replace(stored, scheduled=scheduled)
-        return replace(stored, cells=cells, cells_at=format_timestamp(self.now), scheduled=scheduled)
+        return replace(stored, cells=known.cells, cells_at=format_timestamp(self.now), scheduled=scheduled)
+
+    def _advanced(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> Known | None:
+        """The state carried on over this write's events alone, or None when it cannot be (exactly)."""
+        derived, profile = stored.derived, stored.profile
+        if known_facts(stored, self.rules, now=self.now) is None:  # another identity, other rules, expired…
+            return None
+        if derived is None or derived.rules is None or derived.cells is None:
+            return None
+        events = [e for e in new_events if e.source_id != AUDIENCE_SOURCE]
+        carried = cell_state.advance(stored.cells, derived.cells, events, self.definitions, now=self.now)
+        if carried is None:
+            return None
+        cells, state = carried
+        rules = rule_state.advance(derived.rules, self.rules, events, self.now)
+        expires = _expiry([derived.expires, *(self._expires(e) for e in events)])
+        return Known(
+            rule_state.facts(rules, profile.traits),
+            cells,
+            replace(derived, at=self.now, rules=rules, cells=state, expires=expires),
+            read=False,
+        )
+
+    def _rebuilt(self, stored: StoredProfile) -> Known:
+        """The state built from the customer's whole history (every identity's events, read once per batch)."""
+        profile = stored.profile
+        identities = profile.identities or (profile.customer_id,)
+        if identities not in self._history:  # a write that met a conflict completes the item again: read once
+            self._history[identities] = customer_events(self.store, stored)
+        events = self._history[identities]
+        cells, state = cell_state.build(profile.customer_id, events, self.definitions, now=self.now)
+        rules = rule_state.build(self.rules, events, self.now)
+        expires = _expiry([self._expires(e) for e in events])
+        derived = Derived(tuple(sorted(identities)), self.now, rules, state, expires)
+        return Known(Facts(profile.traits, events), analytics.kept(cells, now=self.now), derived, read=True)
+
+    def _expires(self, event: TrackingEvent) -> datetime | None:
+        retention = self.store.event_retention
+        return None if retention is None else event.received_at + retention
+
+
+def _expiry(moments: Sequence[datetime | None]) -> datetime | None:
+    known = [moment for moment in moments if moment is not None]
+    return min(known, default=None)

@@ -36,6 +36,7 @@ from shared.services.linking import (
     SAVE_ATTEMPTS,
     Batch,
     LinkRaceError,
+    Prepare,
     ProfileStore,
     StreamChange,
     link_event,
@@ -60,7 +61,7 @@ def process_changes(
     on_poison: Callable[[StreamChange, str], None] | None = None,
     on_erased: Callable[[StreamChange], None] | None = None,
     on_stored: Callable[[StoredProfile, bool], None] | None = None,
-    prepare: Callable[[StoredProfile], StoredProfile] | None = None,
+    prepare: Prepare | None = None,
 ) -> list[str]:
     """Fold a batch of new events into identities and profiles.
 
@@ -73,8 +74,9 @@ def process_changes(
         on_stored: told the profile as this batch left it, for customers reported to `on_saved` (saves the
             evaluation a read of what was just written), and whether this batch's write created it (then the
             customer has nothing else stored yet: no memberships, no cells, no deadlines).
-        prepare: completes each customer item before it is written (its analytics cells and due moments, from
-            the folded profile), so the customer-batch is one write; it must not raise.
+        prepare: completes each customer item before it is written (its segments, analytics cells and due
+            moments, from the folded profile and the events folded into it), so the customer-batch is one write;
+            it must not raise.
 
     Returns:
         The sequence numbers of the records that failed for now (to report as `batchItemFailures`).
@@ -166,7 +168,7 @@ def process_isolated(
     quarantine: Callable[[Sequence[StreamChange], str], None],
     on_erased: Callable[[StreamChange], None] | None = None,
     on_stored: Callable[[StoredProfile, bool], None] | None = None,
-    prepare: Callable[[StoredProfile], StoredProfile] | None = None,
+    prepare: Prepare | None = None,
 ) -> list[str]:
     """`process_changes`, with any permanent failure contained to the identity whose records caused it.
 
@@ -248,7 +250,7 @@ def _fold_customer(batch: Batch, customer_id: str, changes: list[StreamChange], 
         marks = max_marks(stored.applied, {primary_identity(c.event): c.sequence for c in done})
         complete = replace(stored, profile=profile, applied=marks)
         try:
-            complete = batch.prepare(complete) if batch.prepare is not None else complete
+            complete = batch.prepare(complete, [c.event for c in done]) if batch.prepare is not None else complete
             batch.saved[customer_id] = batch.store.save_profile(complete)
             if not stored.version:
                 batch.created.add(customer_id)

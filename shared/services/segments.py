@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from shared.domain import rule_state
 from shared.domain.events import TrackingEvent, format_timestamp
 from shared.domain.identity import split_identity
 from shared.domain.segments import (
@@ -66,6 +67,25 @@ def customer_facts(store: SegmentStore, profile: StoredProfile) -> Facts:
     return Facts(traits=profile.profile.traits, events=customer_events(store, profile))
 
 
+def derived_usable(stored: StoredProfile, *, now: datetime) -> bool:
+    """Whether a customer item's derived state (`Derived`) holds for its customer at `now`: made for the identities
+    it has, not after `now`, and its oldest event not expired. (Each part's rules or definitions are checked apart.)"""
+    derived, profile = stored.derived, stored.profile
+    if derived is None or now < derived.at or (derived.expires is not None and now >= derived.expires):
+        return False
+    return set(derived.identities) == set(profile.identities or (profile.customer_id,))
+
+
+def known_facts(stored: StoredProfile, rules: Sequence[SegmentRule], *, now: datetime) -> Facts | None:
+    """What the rules see of a customer from its item's rule state, without reading its history (None: read it)."""
+    derived = stored.derived
+    if derived is None or derived.rules is None or not derived_usable(stored, now=now):
+        return None
+    if derived.rules.signature != rule_state.signature(rules):
+        return None
+    return rule_state.facts(derived.rules, stored.profile.traits)
+
+
 def evaluate_customers(
     store: SegmentStore,
     customer_ids: Iterable[str],
@@ -97,7 +117,11 @@ def evaluate_customers(
         if stored is None or stored.profile.merged_into:
             continue
         known = (events or {}).get(customer_id)
-        facts = customer_facts(store, stored) if known is None else Facts(stored.profile.traits, known)
+        facts = (
+            Facts(stored.profile.traits, known)
+            if known is not None
+            else known_facts(stored, rules, now=now) or customer_facts(store, stored)
+        )
         if stored.segments is None:  # an older customer's: its membership items are adopted in the same write
             read = (memberships or {}).get(customer_id)
             stored = stored.adopting(store.memberships_of(customer_id) if read is None else read)

@@ -6,18 +6,20 @@ The stream consumer decodes images with these same functions: one codec for both
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from shared.domain import cell_state, rule_state
 from shared.domain.events import TrackingEvent, event_from_payload, format_timestamp, parse_timestamp
 from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
 from shared.domain.profiles import CustomerProfile, Touch
 from shared.domain.sources import CLIENT_TRUST, SERVER_TRUST, Source, WebhookMapping
-from shared.ports import CorruptItemError, Link, StoredProfile
+from shared.ports import CorruptItemError, Derived, Link, StoredProfile
 from shared.storage import customer_segments, keys
 from shared.storage.analytics import decode_cells, encode_cells
 from shared.storage.blobs import binary, decode_json, encode_json, encode_profile_json
@@ -35,6 +37,8 @@ days leaves its oldest entries to fire harmlessly (and to their TTL) without `fo
 LINK_ENTITY = "link"
 CUSTOMER_INDEX_SHARDS = 16
 
+logger = logging.getLogger(__name__)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CLEAR_EPOCH_ATTRIBUTE = "clear"
 """On an event item: the erasure epoch at which the collector found the event's identities not erased (optional)."""
 
@@ -324,6 +328,8 @@ def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
         "scheduled": _scheduled_out(stored.scheduled),
         **_segments_out(stored),
     }
+    if stored.derived is not None and profile.merged_into is None:
+        body["derived"] = _derived_out(stored.derived)
     item: dict[str, Any] = {
         "PK": keys.customer_pk(profile.customer_id),
         "SK": keys.PROFILE_SK,
@@ -365,6 +371,40 @@ def _segments_out(stored: StoredProfile) -> dict[str, Any]:
     return held
 
 
+def _derived_out(derived: Derived) -> dict[str, Any]:
+    """The state that spares a batch the customer's history, as body JSON (see `Derived`)."""
+    out: dict[str, Any] = {"ids": list(derived.identities), "at": _micros(derived.at)}
+    if derived.rules is not None:
+        out["rules"] = rule_state.to_compact(derived.rules)
+    if derived.cells is not None:
+        out["cells"] = cell_state.to_compact(derived.cells)
+    if derived.expires is not None:
+        out["exp"] = int(derived.expires.timestamp())
+    return out
+
+
+def _derived_in(data: Any) -> Derived | None:
+    """`_derived_out`'s state; None when absent or unreadable (the history is then read, and the state rebuilt: a
+    state is never a reason to refuse the customer item)."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        return Derived(
+            identities=tuple(str(identity) for identity in data["ids"]),
+            at=EPOCH + timedelta(microseconds=int(data["at"])),
+            rules=rule_state.from_compact(data["rules"]) if "rules" in data else None,
+            cells=cell_state.from_compact(data["cells"]) if "cells" in data else None,
+            expires=datetime.fromtimestamp(int(data["exp"]), UTC) if "exp" in data else None,
+        )
+    except Exception:  # (a state written by another version of these forms)
+        logger.warning("a customer item's derived state cannot be read; its history will be")
+        return None
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
 def _scheduled_out(moments: tuple[datetime, ...]) -> list[int]:
     """The due moments worth keeping (their entries still exist: TTL removes them `DUE_KEPT` after), as epoch
     seconds, the latest `SCHEDULED_KEPT`."""
@@ -395,6 +435,7 @@ def item_to_profile(item: dict[str, Any]) -> StoredProfile:
         segments = None if held is None else customer_segments.memberships(held, str(body.get("customer_id")))
         why, segments_at = body.pop("why", {}), str(body.pop("segments_at", ""))
         body.pop("adopted", None)  # what the adopting write's record says; the next write does not repeat it
+        derived = _derived_in(body.pop("derived", None))
         body["identities"] = tuple(body.get("identities", ()))
         body["links"] = tuple(body.get("links", ()))
         body["first_touch"] = _touch(body.get("first_touch"))
@@ -404,7 +445,16 @@ def item_to_profile(item: dict[str, Any]) -> StoredProfile:
         customer_id = profile.customer_id
         cells, cells_at = item_cells(item)
         return StoredProfile(
-            profile, int(item["version"]), applied, cells, cells_at, scheduled, segments, dict(why), segments_at
+            profile,
+            int(item["version"]),
+            applied,
+            cells,
+            cells_at,
+            scheduled,
+            segments,
+            dict(why),
+            segments_at,
+            derived,
         )
     except CorruptItemError as exc:
         raise CorruptItemError(str(exc), customer_id=customer_id) from exc

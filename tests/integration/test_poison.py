@@ -116,16 +116,18 @@ def test_a_customer_whose_evaluation_fails_for_good_is_quarantined_and_the_other
 ):
     # Given a bug in the analytics of one customer (their cells cannot be built: neither when their customer item
     # is completed before its write, nor by the evaluation that follows)
-    from shared.domain import analytics
+    from shared.domain import analytics, cell_state
 
-    real_cells = analytics.customer_cells
+    def buggy(real: Any) -> Any:
+        def cells(customer_id: str, *args: Any, **kwargs: Any) -> Any:
+            if "poison" in customer_id:
+                raise KeyError("bug")
+            return real(customer_id, *args, **kwargs)
 
-    def buggy_cells(customer_id: str, *args: Any, **kwargs: Any) -> Any:
-        if "poison" in customer_id:
-            raise KeyError("bug")
-        return real_cells(customer_id, *args, **kwargs)
+        return cells
 
-    monkeypatch.setattr(analytics, "customer_cells", buggy_cells)
+    monkeypatch.setattr(analytics, "customer_cells", buggy(analytics.customer_cells))
+    monkeypatch.setattr(cell_state, "build", buggy(cell_state.build))
     _, key = source
     poison = random_ref("poison")
     assert post(http, key, "/v1/track", a_track(userId=poison, event="Product Viewed")).status == 200
