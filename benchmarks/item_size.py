@@ -32,14 +32,15 @@ if str(ROOT) not in sys.path:  # run as a script: `python benchmarks/item_size.p
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.dynamo_meter.sizes import WRITE_KB, item_size, write_units  # noqa: E402
-from shared.domain import analytics  # noqa: E402
+from shared.domain import analytics, cell_state, rule_state  # noqa: E402
 from shared.domain.events import CallType, TrackingEvent, format_timestamp, parse_event  # noqa: E402
 from shared.domain.identity import event_identities  # noqa: E402
 from shared.domain.profiles import CustomerProfile, apply_events  # noqa: E402
 from shared.domain.segments import Facts, Membership, SegmentRule, evaluate, parse_rules  # noqa: E402
 from shared.local.stack import STARTERS as SEGMENT_STARTERS  # noqa: E402
-from shared.ports import StoredProfile  # noqa: E402
+from shared.ports import Derived, StoredProfile  # noqa: E402
 from shared.services.analytics import STARTERS  # noqa: E402
+from shared.services.prepare import keeps_state  # noqa: E402
 from shared.simulate import Route, SimEvent, generate  # noqa: E402
 from shared.storage.blobs import decode_json, encode_profile_json  # noqa: E402
 from shared.storage.codec import serialize  # noqa: E402
@@ -131,13 +132,23 @@ def segment_rules() -> list[SegmentRule]:
 
 
 def customer_item(
-    events: list[TrackingEvent], identities: tuple[str, ...], definitions: analytics.Definitions, now: datetime
+    events: list[TrackingEvent],
+    identities: tuple[str, ...],
+    definitions: analytics.Definitions,
+    now: datetime,
+    *,
+    with_state: bool | None = None,
 ) -> dict[str, Any]:
-    """The item processing writes for one customer holding `events`."""
+    """The item processing writes for one customer holding `events`, with the state that spares its next batch the
+    history (`Derived`) when processing keeps it (`with_state` None: `services.prepare.keeps_state`), or always
+    (True), or never (False)."""
     customer_id = identities[0]
     profile = apply_events(CustomerProfile(customer_id=customer_id, identities=identities), events)
-    cells = analytics.kept(analytics.customer_cells(customer_id, events, definitions, now=now), now=now)
+    built, state = cell_state.build(customer_id, events, definitions, now=now)
+    cells = analytics.kept(built, now=now)
     facts = Facts(profile.traits, events)
+    derived = Derived(tuple(sorted(identities)), now, rule_state.build(segment_rules(), events, now), state)
+    kept = derived if with_state is True or (with_state is None and keeps_state(len(events))) else None
     segments = {
         rule.id: Membership(rule.id, customer_id, format_timestamp(now), rule.version, "")
         for rule in segment_rules()
@@ -152,6 +163,7 @@ def customer_item(
         scheduled=tuple(now + after for after in SCHEDULED),
         segments=segments,
         segments_at=format_timestamp(now),
+        derived=kept,
     )
     return profile_to_item(stored)
 

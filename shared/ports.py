@@ -43,6 +43,8 @@ class Derived:
     """None: the customer had no events."""
     expires: datetime | None = None
     """When the oldest event they count expires from the table (then the history is read again, without it)."""
+    events: int = 0
+    """How many events of the customer's history they cover (whether keeping them pays: `services.prepare`)."""
 
 
 @dataclass(frozen=True, slots=True)

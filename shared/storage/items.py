@@ -380,6 +380,7 @@ def _derived_out(derived: Derived) -> dict[str, Any]:
         out["cells"] = cell_state.to_compact(derived.cells)
     if derived.expires is not None:
         out["exp"] = int(derived.expires.timestamp())
+    out["n"] = derived.events
     return out
 
 
@@ -395,6 +396,7 @@ def _derived_in(data: Any) -> Derived | None:
             rules=rule_state.from_compact(data["rules"]) if "rules" in data else None,
             cells=cell_state.from_compact(data["cells"]) if "cells" in data else None,
             expires=datetime.fromtimestamp(int(data["exp"]), UTC) if "exp" in data else None,
+            events=int(data.get("n", 0)),
         )
     except Exception:  # (a state written by another version of these forms)
         logger.warning("a customer item's derived state cannot be read; its history will be")

@@ -128,3 +128,18 @@ def test_the_history_is_read_again_once_its_oldest_event_has_expired():
     assert reads == 0
     _, reads, _ = fold(store, stored, [an_event(49, "Product Viewed")], START + timedelta(days=2, hours=1))
     assert reads == 1
+
+
+def test_the_state_is_kept_where_it_costs_less_than_the_read_it_saves():
+    store = History()
+    stored, _, _ = fold(store, new_customer(), [an_event(n, "Product Viewed") for n in range(9)], START)
+    assert stored.derived is not None and stored.derived.events == 9  # a short history: nearly free
+    stored, reads, whole = fold(store, stored, [an_event(9, "Product Viewed")], START + timedelta(hours=10))
+    assert (reads, stored.derived, stored) == (0, None, replace(whole, derived=None))  # 10 events: not kept
+    for n in range(10, 49):
+        stored, reads, _ = fold(store, stored, [an_event(n, "Email Opened")], START + timedelta(hours=n + 1))
+        assert (reads, stored.derived) == (1, None)  # read at every batch: cheaper there
+    stored, reads, whole = fold(store, stored, [an_event(49, "Order Completed")], START + timedelta(hours=50))
+    assert reads == 1 and stored.derived is not None and stored.derived.events == 50 and stored == whole
+    stored, reads, whole = fold(store, stored, [an_event(50, "Order Completed")], START + timedelta(hours=51))
+    assert reads == 0 and stored == whole  # a long history: carried on
