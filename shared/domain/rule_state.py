@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import uuid
@@ -72,6 +73,20 @@ class RuleState:
 def signature(rules: Iterable[SegmentRule]) -> str:
     """A stable hash of the rules' ids, versions and conditions (any order): a changed, added or removed rule
     changes it; a renamed or re-described one does not."""
+    given = tuple(rules)
+    try:
+        return _remembered(given)
+    except TypeError:  # a condition holding a value that cannot be hashed: computed each time
+        return _signature(given)
+
+
+@functools.lru_cache(maxsize=8)
+def _remembered(rules: tuple[SegmentRule, ...]) -> str:
+    """Processing asks for every customer of a batch, always with the same rules."""
+    return _signature(rules)
+
+
+def _signature(rules: tuple[SegmentRule, ...]) -> str:
     texts = sorted(
         json.dumps([rule.id, rule.version, _canonical(rule.condition)], sort_keys=True, default=_opaque)
         for rule in rules

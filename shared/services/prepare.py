@@ -156,11 +156,12 @@ class CustomerItems:
             self._history[identities] = customer_events(self.store, stored)
         events = self._history[identities]
         cells, state = cell_state.build(profile.customer_id, events, self.definitions, now=self.now)
-        rules = rule_state.build(self.rules, events, self.now)
-        expires = _expiry([self._expires(e) for e in events])
-        derived = Derived(tuple(sorted(identities)), self.now, rules, state, expires, len(events))
-        kept = derived if keeps_state(len(events)) else None  # else the history is read next time too
-        return Known(Facts(profile.traits, events), analytics.kept(cells, now=self.now), kept, read=True)
+        derived = None  # a history where reading costs less than a state: read it next time too
+        if keeps_state(len(events)):
+            rules = rule_state.build(self.rules, events, self.now)
+            expires = _expiry([self._expires(e) for e in events])
+            derived = Derived(tuple(sorted(identities)), self.now, rules, state, expires, len(events))
+        return Known(Facts(profile.traits, events), analytics.kept(cells, now=self.now), derived, read=True)
 
     def _expires(self, event: TrackingEvent) -> datetime | None:
         retention = self.store.event_retention
