@@ -98,7 +98,8 @@ class Batch:
     created: set[str] = field(default_factory=set)
     """Customers whose profile this batch's write created: nothing else of theirs can be stored yet."""
     prepare: Prepare | None = None
-    """Completes a customer item about to be written (its cells and due moments), so one write holds it all."""
+    """Completes a customer item about to be written (segments, cells, due moments, derived state), so one write
+    holds it all."""
 
 
 def read_batch(batch: Batch, changes: Sequence[StreamChange]) -> None:

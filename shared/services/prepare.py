@@ -18,8 +18,8 @@ written, `CustomerItems` adds what else the customer item keeps:
   (once per batch, every identity's events) and the state rebuilt when it cannot be advanced exactly: an identity
   attached or merged, other rules or definitions, an event at or before the last one the cells counted, an
   evaluation at an earlier moment than the state's, or the oldest event counted expiring from the table.
-  The customer item is written at every batch and billed by the kilobyte, a read by 4 KB at a fifth of the price:
-  a state costs what it pushes the item over a kilobyte. `benchmarks/state_breakeven.py` measures both on
+  The customer item is written at every batch and billed by the kilobyte; the read is billed half a read unit
+  per 4 KB, and a read unit costs a fifth of a write unit: a state costs what it pushes the item over a kilobyte. `benchmarks/state_breakeven.py` measures both on
   simulated histories: under 10 events the item is small and the state nearly free; from 10 to 49 events the
   state costs more than the read it saves (keeping it for everyone added 0.10 write units an event to live
   traffic and saved 0.13 read units: four times the dollars); from 50 on, the read costs more, and grows with
