@@ -19,11 +19,12 @@ written, `CustomerItems` adds what else the customer item keeps:
   attached or merged, other rules or definitions, an event at or before the last one the cells counted, an
   evaluation at an earlier moment than the state's, or the oldest event counted expiring from the table.
   The customer item is written at every batch and billed by the kilobyte; the read is billed half a read unit
-  per 4 KB, and a read unit costs a fifth of a write unit: a state costs what it pushes the item over a kilobyte. `benchmarks/state_breakeven.py` measures both on
-  simulated histories: under 10 events the item is small and the state nearly free; from 10 to 49 events the
-  state costs more than the read it saves (keeping it for everyone added 0.10 write units an event to live
-  traffic and saved 0.13 read units: four times the dollars); from 50 on, the read costs more, and grows with
-  every event (a 3,000-event customer: 2.6 times). So the state is kept outside 10-49 events (`keeps_state`).
+  per 4 KB, and a read unit costs a fifth of a write unit: a state costs what it pushes the item over a
+  kilobyte. `benchmarks/state_breakeven.py` measures both on simulated histories: under 10 events the item is
+  small and the state nearly free; from 10 to 49 events the state costs more than the read it saves (keeping
+  it for everyone added 0.10 write units an event to live traffic and saved 0.13 read units: four times the
+  dollars); from 50 on, the read costs more, and grows with every event (a 3,000-event customer: 2.6 times).
+  So the state is kept outside 10-49 events (`keeps_state`).
 
 Anything that goes wrong here leaves the item as it was read (its cells and moments unchanged) and the customer to
 the pipeline's slower path, which reads, retries and quarantines as before: completing an item never fails a record.
