@@ -26,8 +26,9 @@ import functools
 import hashlib
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,6 +52,10 @@ from shared.domain.profiles import event_key
 from shared.domain.segments import Facts
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+REASON_IDS = 5
+"""How many of the events an aggregate counts its reason names (the latest: `segments._aggregate`)."""
+ANONYMOUS = "\x00"
+"""The first character of the message id the state keeps of an event no reason can name any more (`_anonymous`)."""
 MICROSECOND = timedelta(microseconds=1)
 _CALLS = {f"${call}": call for call in CallType}
 
@@ -137,28 +142,55 @@ def leaves(condition: Condition) -> Iterator[Leaf]:
 
 
 def _pruned(rules: Sequence[SegmentRule], events: Iterable[TrackingEvent], now: datetime) -> tuple[TrackingEvent, ...]:
-    unique = {(e.source_id, e.message_id): e for e in reversed(list(events))}  # the first copy of each wins
+    unique = {_key(e): e for e in reversed(list(events))}  # the first copy of each wins
     ordered = sorted(unique.values(), key=lambda e: (e.timestamp, e.message_id, e.source_id))
     kept: set[tuple[str, str]] = set()
+    named: set[tuple[str, str]] = set()
     for rule in rules:
         for leaf in leaves(rule.condition):
-            kept.update((e.source_id, e.message_id) for e in _still_read(leaf, ordered, now))
-    return tuple(e for e in ordered if (e.source_id, e.message_id) in kept)
+            read, nameable = _still_read(leaf, ordered, now)
+            kept.update(map(_key, read))
+            named.update(map(_key, nameable))
+    held = [e for e in ordered if _key(e) in kept]
+    moments = Counter(e.timestamp for e in held)
+    named.update(_key(e) for e in held if moments[e.timestamp] > 1)  # a tie is ordered by the ids: keep them
+    return tuple(e if _key(e) in named else replace(e, message_id=_anonymous(e)) for e in held)
 
 
-def _still_read(leaf: Leaf, events: list[TrackingEvent], now: datetime) -> list[TrackingEvent]:
-    """The events (in time order) that `leaf` can look at, at `now` or later."""
+def _still_read(leaf: Leaf, events: list[TrackingEvent], now: datetime) -> tuple[list[TrackingEvent], ...]:
+    """The events (in time order) that `leaf` can look at, at `now` or later, and those of them whose message ids
+    its reasons can name (now or later)."""
     match leaf:
         case AggregateCondition(events=wanted, window=window):
-            return [e for e in events if wanted.matches(e) and _may_count(window, e.timestamp, now)]
+            read = [e for e in events if wanted.matches(e) and _may_count(window, e.timestamp, now)]
+            counted = [e for e in read if window.contains(e.timestamp, now)]
+            # A reason names the last 5 counted; one counted before them never is again (the 5 after it leave the
+            # window after it does), and one not counted yet may be.
+            return read, [*counted[-REASON_IDS:], *(e for e in read if e.timestamp > now - window.newest)]
         case RecencyCondition(which=which, events=wanted):
             matching = [e for e in events if wanted.matches(e)]
             past = [e for e in matching if e.timestamp <= now]
-            return (past[:1] if which == "first" else past[-1:]) + [e for e in matching if e.timestamp > now]
+            read = (past[:1] if which == "first" else past[-1:]) + [e for e in matching if e.timestamp > now]
+            return read, read
         case AbsenceCondition(did=did, then_not=then_not, lookback=lookback):
             since = now - lookback
-            return [e for e in events if e.timestamp >= since and (did.matches(e) or then_not.matches(e))]
-    return []
+            read = [e for e in events if e.timestamp >= since and (did.matches(e) or then_not.matches(e))]
+            return read, [e for e in read if did.matches(e)]  # (a reason names an A, never a B)
+    return [], []
+
+
+def _key(event: TrackingEvent) -> tuple[str, str]:
+    """What tells two events apart, whether the state still holds the event's message id or only its hash."""
+    return event.source_id, _anonymous(event)
+
+
+def _anonymous(event: TrackingEvent) -> str:
+    """The message id the state keeps of an event no reason can name any more: a hash of its source and id (48
+    bits: events told apart for redelivery), marked so that it sorts before any id an SDK makes."""
+    if event.message_id.startswith(ANONYMOUS):
+        return event.message_id
+    digest = hashlib.blake2b(f"{event.source_id}\n{event.message_id}".encode(), digest_size=6).digest()
+    return ANONYMOUS + base64.urlsafe_b64encode(digest).decode()
 
 
 def _may_count(window: Window, moment: datetime, now: datetime) -> bool:
@@ -271,7 +303,10 @@ def from_compact(data: Mapping[str, Any]) -> RuleState:
 
 
 def _short_id(message_id: str) -> str:
-    """A UUID as written (lower case, dashes) in 22 characters of base64 (its 16 bytes); any other id after a `~`."""
+    """A UUID as written (lower case, dashes) in 22 characters of base64 (its 16 bytes), a hash kept of an id no
+    reason names any more after a `!`, any other id after a `~`."""
+    if message_id.startswith(ANONYMOUS):
+        return "!" + message_id[1:]
     with contextlib.suppress(ValueError):
         if str(parsed := uuid.UUID(message_id)) == message_id:
             return base64.urlsafe_b64encode(parsed.bytes).decode()[:22]
@@ -279,6 +314,8 @@ def _short_id(message_id: str) -> str:
 
 
 def _long_id(text: str) -> str:
+    if text.startswith("!"):
+        return ANONYMOUS + text[1:]
     return text[1:] if text.startswith("~") else str(uuid.UUID(bytes=base64.urlsafe_b64decode(f"{text}==")))
 
 
