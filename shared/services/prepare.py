@@ -23,8 +23,8 @@ written, `CustomerItems` adds what else the customer item keeps:
   kilobyte. `benchmarks/state_breakeven.py` measures both on simulated histories: under 10 events the item is
   small and the state nearly free; from 10 to 49 events the state costs more than the read it saves (keeping
   it for everyone added 0.10 write units an event to live traffic and saved 0.13 read units: four times the
-  dollars); from 50 on, the read costs more, and grows with every event (a 3,000-event customer: 2.6 times).
-  So the state is kept outside 10-49 events (`keeps_state`).
+  dollars); from about 55 on, the read costs more, and grows with every event (a 3,000-event customer: four
+  times). So the state is kept outside 10-49 events (`keeps_state`).
 
 Anything that goes wrong here leaves the item as it was read (its cells and moments unchanged) and the customer to
 the pipeline's slower path, which reads, retries and quarantines as before: completing an item never fails a record.
