@@ -24,6 +24,7 @@ from shared.domain.identity import (
     primary_identity,
 )
 from shared.domain.profiles import CustomerProfile, merge_profiles
+from shared.domain.segments import Memberships
 from shared.ports import ConditionFailedError, Link, StorageError, StoredProfile
 
 SAVE_ATTEMPTS = 4
@@ -57,6 +58,8 @@ class ProfileStore(Protocol):
     def save_profile(self, stored: StoredProfile) -> StoredProfile: ...
 
     def merge_customers(self, *, into: StoredProfile, away: StoredProfile, links: Sequence[Link]) -> StoredProfile: ...
+
+    def memberships_of(self, customer_id: str) -> Memberships: ...
 
     def note_conflict(self, identity: str, customer_id: str, event: TrackingEvent) -> None: ...
 
@@ -217,6 +220,8 @@ def _merge_stored(batch: Batch, *, into: str, away: str, event: TrackingEvent, p
         if source.profile.merged_into == into:
             batch.profiles[into] = target
             return  # already merged (a redelivered record)
+        if source.segments is None:  # an older customer's: the tombstone leaves the segments its items hold
+            source = source.adopting(batch.store.memberships_of(away))
         merged = replace(
             target,
             profile=merge_profiles(target.profile, source.profile, link=provenance),

@@ -108,7 +108,8 @@ def _move_cells(store: DynamoTrackingStore, customer_id: str, cells: Any, at: st
 def memberships_into_customer_items(store: DynamoTrackingStore) -> int:
     """Each older customer's memberships (its `MEMBER#<segment>` items, the authority until now) adopted by its
     customer item, in one conditional write of that item (`StoredProfile.adopting`); returns how many customer
-    items adopted theirs.
+    items adopted theirs. A customer merged away by an older version (which left its memberships in) leaves them
+    in that write, announced as exits of the merge.
 
     The write's record does the rest, as it does when processing adopts a customer it meets first: the member items
     of the segments held, and the membership items retired (out of the members index and the stream readers'
@@ -126,11 +127,14 @@ def memberships_into_customer_items(store: DynamoTrackingStore) -> int:
     ):
         stored: StoredProfile | None = item_to_profile(row)
         for _ in range(MOVE_ATTEMPTS):
-            if stored is None or stored.profile.merged_into or stored.segments is not None:
+            if stored is None or stored.segments is not None:
                 break
             customer_id = stored.profile.customer_id
+            memberships = store.memberships_of(customer_id)
+            if stored.profile.merged_into and not memberships:
+                break  # a tombstone in no segment: nothing to leave
             try:
-                store.save_profile(stored.adopting(store.memberships_of(customer_id)))
+                store.save_profile(stored.adopting(memberships))
                 adopted += 1
                 break
             except ConditionFailedError:  # processing wrote it meanwhile (and may have adopted them): read again
