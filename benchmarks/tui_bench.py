@@ -253,7 +253,7 @@ def _evaluate(store: Any, chunk: list[Built], rules: list[Any], definitions: Any
         )
         for t in found
     ]
-    follow_customer_items(store, changes)
+    follow_customer_items(store, [(changes, None)])
     decided = store.get_profiles(list(profiles))  # (the evaluation wrote the items that changed)
     update_customers(store, list(profiles), definitions, now=now, events=events, profiles=decided)
     return changes

@@ -73,22 +73,32 @@ def record_membership_changes(store: AudienceWriter, changes: Sequence[Membershi
     return kept
 
 
-def follow_customer_items(store: AudienceWriter, changes: Sequence[MembershipChange]) -> None:
-    """What a customer item's entries and exits make, in stream order: audience events and history items, then
-    member items (for listing the segment); each safe to repeat, and none for a customer erased meanwhile."""
-    kept = record_membership_changes(store, changes)
-    if kept:
-        store.follow_members(
-            [(Membership(c.segment_id, c.customer_id, c.at, c.rule_version, c.reason), c.entered) for c in kept]
-        )
+def follow_customer_items(
+    store: AudienceWriter, records: Sequence[tuple[Sequence[MembershipChange], Adoption | None]]
+) -> None:
+    """What customer items' records make, in stream order (each record: its entries and exits, and the memberships
+    it adopted from an older customer, if it did): audience events and history items, then member items (for
+    listing the segment), then the adopted membership items retired; each safe to repeat, and nothing for a
+    customer erased meanwhile.
 
-
-def follow_adoptions(store: AudienceWriter, adoptions: Sequence[Adoption]) -> None:
-    """What a customer item's write that adopted an older customer's memberships makes: the member items of the
-    segments it still holds, then the membership items retired (out of the index and the stream readers' view).
-    Nothing is announced or counted: the membership items were. Both steps are safe to repeat."""
-    members = [(membership, True) for adoption in adoptions for membership in adoption.members]
-    if members:
-        store.follow_members(members)
-    for adoption in adoptions:
-        store.retire_memberships(adoption.customer_id, adoption.retired)
+    The member items follow the records in order (an adoption's before that record's entries and exits, a record
+    before the next), so that the last step of a segment and customer decides, whatever a batch holds together.
+    An adoption announces and counts nothing: its membership items were.
+    """
+    kept = set(record_membership_changes(store, [change for changes, _ in records for change in changes]))
+    adopted = [adoption.customer_id for _, adoption in records if adoption is not None and adoption.members]
+    erased = store.forgotten_identities(adopted) if adopted else set()
+    steps: list[tuple[Membership, bool]] = []
+    for changes, adoption in records:
+        if adoption is not None and adoption.customer_id not in erased:
+            steps += [(membership, True) for membership in adoption.members]
+        steps += [
+            (Membership(c.segment_id, c.customer_id, c.at, c.rule_version, c.reason), c.entered)
+            for c in changes
+            if c in kept
+        ]
+    if steps:
+        store.follow_members(steps)
+    for _, adoption in records:
+        if adoption is not None:
+            store.retire_memberships(adoption.customer_id, adoption.retired)

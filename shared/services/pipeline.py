@@ -43,7 +43,6 @@ from shared.publishers import Publishers
 from shared.services.analytics import CounterChange, definitions_of, fold, update_customers
 from shared.services.audiences import (
     MembershipChange,
-    follow_adoptions,
     follow_customer_items,
     record_membership_changes,
 )
@@ -171,8 +170,7 @@ class StreamPipeline:
             outcome.failed.update(m.sequence for m in memberships)
         followed = [result for result, _ in decoded if isinstance(result, Followed)]
         try:
-            follow_customer_items(self.store, [change for f in followed for change in f.changes])
-            follow_adoptions(self.store, [f.adoption for f in followed if f.adoption is not None])
+            follow_customer_items(self.store, [(f.changes, f.adoption) for f in followed])
         except StorageError:
             outcome.failed.update(f.sequence for f in followed)
         audience = [change for change in changes if change.event.source_id == AUDIENCE_SOURCE]

@@ -14,7 +14,6 @@ from shared.ports import AudienceWriter, FoldStore, StorageError, StoredSegment,
 from shared.services.analytics import CounterChange, counter_change, fold
 from shared.services.audiences import (
     MembershipChange,
-    follow_adoptions,
     follow_customer_items,
     record_membership_changes,
 )
@@ -110,8 +109,7 @@ def _replay_stream_record(store: ReplayStore, failure: FailedEvent, change: Any)
         adoption = change.adoption if isinstance(change, Followed) else None
         try:
             if isinstance(change, Followed):  # a customer item's entries and exits (member items too), an adoption
-                follow_customer_items(store, changes)
-                follow_adoptions(store, [adoption] if adoption else [])
+                follow_customer_items(store, [(changes, adoption)])
             else:
                 record_membership_changes(store, changes)
         except StorageError as exc:
