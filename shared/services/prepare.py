@@ -33,6 +33,7 @@ the pipeline's slower path, which reads, retries and quarantines as before: comp
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -93,6 +94,7 @@ class CustomerItems:
         self.now = now
         self.read = 0
         """How many customer items this batch completed from their whole history (the others from their state)."""
+        self._lock = threading.Lock()  # (processing completes customers' items in parallel threads)
         self._completed: set[str] = set()
         self._history: dict[tuple[str, ...], list[TrackingEvent]] = {}
 
@@ -112,7 +114,8 @@ class CustomerItems:
     def _complete(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> StoredProfile:
         profile = stored.profile
         known = self._advanced(stored, new_events) or self._rebuilt(stored)
-        self.read += known.read
+        with self._lock:
+            self.read += known.read
         if stored.segments is None:  # an older customer's: its membership items are adopted in this write
             stored = stored.adopting(self.store.memberships_of(profile.customer_id))
         decision = decide(stored, self.rules, known.facts, now=self.now)

@@ -5,7 +5,7 @@ version]}`), with `segments_at` (when they last changed) and `why` (the reasons 
 The difference between a record's old and new image is what that write changed: the process function turns it
 into member items, announcements and history, the fold into segment sizes. An image without `segments` belongs
 to a customer stored by an earlier version, whose membership items are the authority: such a record changes
-nothing here. The write that adopts those memberships into the customer item (`services.decisions.adopt`) says
+nothing here. The write that adopts those memberships into the customer item (`StoredProfile.adopting`) says
 which it adopted (`adopted`, on that write only): its entries and exits are relative to them, and its record
 retires the membership items and writes the member items of those still held (`adoption`).
 """

@@ -14,6 +14,7 @@ by hand (`footfall migrate`). To add a change, append a `Step` with the next ver
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.domain import analytics
 from shared.domain.events import format_timestamp
-from shared.ports import StoredProfile
+from shared.ports import CorruptItemError, StoredProfile
 from shared.storage import keys
 from shared.storage.analytics import CELLS_ENTITY, decode_cells
 from shared.storage.blobs import binary
@@ -31,6 +32,8 @@ from shared.storage.segments import upgrade_due_items
 
 if TYPE_CHECKING:
     from shared.storage.dynamo import DynamoTrackingStore
+
+logger = logging.getLogger(__name__)
 
 MOVE_ATTEMPTS = 5
 
@@ -125,7 +128,11 @@ def memberships_into_customer_items(store: DynamoTrackingStore) -> int:
         ExpressionAttributeNames={"#e": "entity"},
         ExpressionAttributeValues={":profile": {"S": keys.PROFILE_ENTITY}},
     ):
-        stored: StoredProfile | None = item_to_profile(row)
+        try:
+            stored: StoredProfile | None = item_to_profile(row)
+        except CorruptItemError:  # processing sets its records aside (quarantine); its next good write adopts
+            logger.warning("a customer item that cannot be decoded was left as it is")  # (its key names the id)
+            continue
         for _ in range(MOVE_ATTEMPTS):
             if stored is None or stored.segments is not None:
                 break

@@ -395,3 +395,9 @@ def test_steps_are_numbered_in_order(monkeypatch, store):
     monkeypatch.setattr(migrate, "STEPS", [*migrate.STEPS, migrate.Step(7, "gap", lambda s: 0)])
     with pytest.raises(ValueError, match="numbered"):
         migrate.migrate(store)
+
+
+def test_a_customer_item_that_cannot_be_decoded_does_not_stop_the_migration(ddb, store, old_table):
+    corrupt = {"PK": {"S": "CUSTOMER#u:broken"}, "SK": {"S": "PROFILE"}, "entity": {"S": "profile"}}
+    ddb.put_item(TableName=TABLE, Item=corrupt | {"customer_id": {"S": "u:broken"}, "body": {"B": b"\x01not zlib"}})
+    assert migrate.memberships_into_customer_items(store) == 1  # the kept customer; the broken item is left
