@@ -257,7 +257,8 @@ def note(figures: Figures) -> str:
     return (
         "Customer item size (benchmarks/item_size.py): the simulator's shop traffic, each person's events folded "
         "by processing's code (apply_events) into one profile under their primary identity, with the starter "
-        "analytics definitions' cells (kept), one stream position per identity and three due moments: "
+        "analytics definitions' cells (kept), one stream position per identity, three due moments and, where "
+        "processing keeps it (services.prepare.keeps_state: under 10 events or from 50), the derived state: "
         "profile_to_item, sized as the meter bills it (benchmarks/dynamo_meter/sizes.py). Heavy customer: whole "
         f"simulated people pooled into one profile up to {figures.heavy.events:,} events, 3 identities. Body "
         "fields: each field's JSON compressed alone with the body codec. "
