@@ -202,7 +202,7 @@ class _ReadOnce:
     def memberships_of(self, customer_id: str) -> Memberships:
         if customer_id not in self._memberships:
             self._memberships[customer_id] = self._store.memberships_of(customer_id)
-        return Memberships(self._memberships[customer_id], scheduled=self._memberships[customer_id].scheduled)
+        return dict(self._memberships[customer_id])
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

@@ -13,7 +13,7 @@ B came after A; a later B resolves it (the cart was bought after all).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -98,20 +98,8 @@ class Membership:
     reason: str
 
 
-class Memberships(dict[str, Membership]):
-    """A customer's memberships by segment id, and `scheduled`: the moments its segments are on the due list for.
-
-    Storage reads both in one query, so deciding whether a customer's earliest deadline moved (and must be written)
-    costs no read of its own. A plain dict where one is expected means "nothing known to be scheduled".
-    """
-
-    __slots__ = ("scheduled",)
-
-    def __init__(
-        self, memberships: Mapping[str, Membership] | None = None, *, scheduled: Iterable[datetime] = ()
-    ) -> None:
-        super().__init__(memberships or {})
-        self.scheduled: frozenset[datetime] = frozenset(scheduled)
+Memberships = dict[str, Membership]
+"""A customer's memberships by segment id."""
 
 
 @dataclass(frozen=True, slots=True)

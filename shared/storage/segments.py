@@ -3,8 +3,8 @@
 | access pattern                               | key condition                                                   |
 |----------------------------------------------|-----------------------------------------------------------------|
 | all segment definitions                      | PK = `SEGMENTS`, SK begins_with `SEGMENT#`                      |
-| a customer's memberships, and the moments    | PK = `CUSTOMER#<cid>`, SK BETWEEN `DUEAT#` AND `MEMBER$`        |
-|   its segments are on the due list for       |   (`MEMBER#<segment>` and the due index `DUEAT#<time>#<kind>`)  |
+| a customer's memberships (an older          | PK = `CUSTOMER#<cid>`, SK BETWEEN `MEMBER#` AND `PROFILE`       |
+|   customer's items, or its customer item)    |   (`MEMBER#<segment>`, then the customer item)                  |
 | a segment's members (paged)                  | PK = `MEMBERS#<id>#0` (customers whose customer item holds      |
 |                                              |   their segments), then GSI1: GSI1PK = `SEGMENT#<id>` (older)   |
 | a segment's entries and exits, in time order | PK = `SEGHIST#<id>`, SK = `<time>#<cid>#<in|out>`               |
@@ -24,7 +24,7 @@ The due list holds, per customer, the earliest deadline across its rules (`DUE#<
 and the analytics updates to try again (`…#analytics#<cid>`). An entry is written only when that deadline is not on
 the list yet, is never deleted (its TTL removes it two days after its moment), and a moved deadline leaves the old
 entry to fire harmlessly (evaluation is idempotent). Each entry has an index row in the customer's partition, written
-first, so that `forget` finds it; evaluation reads those rows with the memberships, in the same query.
+first, so that `forget` finds it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from shared.domain.segments import Due, Membership, Memberships, due_time
 from shared.ports import HistoryEntry, StoredSegment
 from shared.storage import customer_segments, keys
 from shared.storage.due import (
-    DUE_INDEX_PREFIX,
     DUE_STAMP_FORMAT,
     due_expiry,
     due_index_row,
@@ -58,6 +57,7 @@ SIZE_SHARDS = 4
 """Size items are read over 4 shards (tables written before sizes were folded from the stream have 4); the fold
 writes shard 0 only (one update per segment per stream batch stays far below a partition's 1,000 WU/s)."""
 MEMBERSHIP_ENTITY = "membership"
+MEMBERSHIP_SK_PREFIX = "MEMBER#"
 MOVED_MEMBERSHIP_ENTITY = "membership_moved"
 """A membership item whose segment its customer item adopted (`retire_memberships`): kept only until an erasure."""
 MEMBER_ENTITY = "member"
@@ -128,34 +128,27 @@ class SegmentStorage(Table):
     # --- memberships ---------------------------------------------------------------------------------------
 
     def memberships_of(self, customer_id: str) -> Memberships:
-        """The segments a customer is in, and the moments its segments are on the due list for (strongly
-        consistent: read to decide transitions).
+        """The segments a customer is in (strongly consistent: read to adopt them, or to explain them).
 
-        One query over the key range holding them (`DUEAT#…` sorts just before `MEMBER#…`, then the customer item
-        `PROFILE`): a Query is billed by the bytes it reads, so the few small rows cost next to nothing, where a read
-        of their own would not. A customer item that holds its segments is their authority; otherwise the
-        membership items are.
+        One query over the key range holding them (`MEMBER#…`, then the customer item `PROFILE`): a customer item
+        that holds its segments is their authority; otherwise the membership items of an older customer are.
         """
         found = self._query(
             KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
             ConsistentRead=True,
             ExpressionAttributeValues={
                 ":pk": {"S": keys.customer_pk(customer_id)},
-                ":low": {"S": DUE_INDEX_PREFIX},
+                ":low": {"S": MEMBERSHIP_SK_PREFIX},
                 ":high": {"S": keys.PROFILE_SK},
             },
         )
         memberships: dict[str, Membership] = {}
-        held: dict[str, Membership] | None = None
-        scheduled: list[datetime] = []
         for row in found:
+            if row.get("entity") == keys.PROFILE_ENTITY and (held := customer_segments.held(row)) is not None:
+                return held
             if row.get("entity") == MEMBERSHIP_ENTITY and row.get("state", "in") == "in":
                 memberships[row["segment"]] = _membership(row)
-            elif row.get("entity") == "due_index" and "at" in row and not row.get("analytics"):
-                scheduled.append(_parse_stamp(row["at"]))
-            elif row.get("entity") == keys.PROFILE_ENTITY:
-                held = customer_segments.held(row)
-        return Memberships(memberships if held is None else held, scheduled=scheduled)
+        return memberships
 
     def segment_members(self, segment_id: str) -> Iterator[str]:
         """Customer ids in a segment: the member items of customers whose customer item holds their segments (one
@@ -194,7 +187,7 @@ class SegmentStorage(Table):
                 self._call(
                     self.client.update_item,
                     TableName=self.table_name,
-                    Key={"PK": {"S": keys.customer_pk(customer_id)}, "SK": {"S": f"MEMBER#{segment_id}"}},
+                    Key={"PK": {"S": keys.customer_pk(customer_id)}, "SK": {"S": MEMBERSHIP_SK_PREFIX + segment_id}},
                     UpdateExpression="SET #entity = :moved REMOVE GSI1PK, GSI1SK",
                     ConditionExpression="#entity = :membership",
                     ExpressionAttributeNames={"#entity": "entity"},

@@ -11,7 +11,7 @@ import pytest
 
 from shared.domain.errors import RuleDefinitionError
 from shared.domain.events import CallType, TrackingEvent
-from shared.domain.segments import Facts, Membership, Memberships, due_time, evaluate, parse_rules
+from shared.domain.segments import Facts, due_time, evaluate, parse_rules
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -359,14 +359,6 @@ def test_one_resolved_abandonment_does_not_hide_a_later_open_one():
 def test_a_deadline_is_swept_at_the_first_whole_second_at_or_after_it_in_utc(moment, swept_at):
     assert due_time(moment) == swept_at
     assert due_time(moment).tzinfo == UTC
-
-
-def test_memberships_are_a_mapping_by_segment_that_also_say_what_is_scheduled():
-    membership = Membership("buyers", "u:ann", "2026-06-15T12:00:00.000Z", 1, "count of Order Completed = 1")
-    read = Memberships({"buyers": membership}, scheduled=[NOW])
-    assert "buyers" in read and set(read) == {"buyers"} and read["buyers"] == membership
-    assert read.scheduled == frozenset({NOW})
-    assert Memberships().scheduled == frozenset() and Memberships() == {}
 
 
 def test_a_deadline_is_covered_only_by_an_entry_still_to_come_at_or_before_it():
