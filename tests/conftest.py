@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -29,6 +32,25 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("FOOTFALL_DYNAMODB_ENDPOINT", raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def moto_numbers_stream_records_one_at_a_time() -> Iterator[None]:
+    """moto numbers a table's stream records by the length of its list, without a lock: two writes at once (the
+    collector puts an identity's partitions in parallel, processing its customers' items) can get the same sequence
+    number, and a read after that number then hands the second record over again. DynamoDB's numbers are unique:
+    number them one at a time, as it does."""
+    from moto.dynamodb.models.table import StreamShard
+
+    add, lock = StreamShard.add, threading.Lock()
+
+    def numbered(self: StreamShard, old: Any, new: Any) -> None:
+        with lock:
+            add(self, old, new)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StreamShard, "add", numbered)
+        yield
 
 
 @pytest.fixture(autouse=True)
