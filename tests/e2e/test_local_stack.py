@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import subprocess
 import threading
@@ -187,7 +188,7 @@ def _post_batches_until(
         batch = [a_track(userId=random_ref("load")) for _ in range(10)]
         try:
             answer = local_stack.post_json("/v1/batch", {"batch": batch}, write_key=local_stack.write_key)
-        except OSError:
+        except (OSError, http.client.HTTPException):  # (a reply cut short: IncompleteRead)
             return  # the server died mid-request: not acknowledged
         if answer.status == 200:
             with lock:
