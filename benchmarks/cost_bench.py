@@ -54,8 +54,9 @@ HOST = "127.0.0.1"
 TABLE = "footfall"
 BATCH_WINDOW = 1.0
 FOLD_WINDOW = 10.0
-"""The fold mapping's MaximumBatchingWindowInSeconds in the template: the local fold runs that often here."""
-"""Seconds, as MaximumBatchingWindowInSeconds in infra/template.yaml."""
+"""The fold mapping's MaximumBatchingWindowInSeconds in infra/template.yaml (seconds): the local fold runs that long
+after the first record since its last run, as the mapping invokes at the end of the window its first record
+opened."""
 QUALIFY = {"event": "src"}
 """Bill event items by source: `event/footfall` are the Audience Entered/Exited events processing writes."""
 PROCESSING_EVENTS = "event/footfall"
@@ -161,7 +162,9 @@ class MeteredStack:
     def measure(
         self, name: str, description: str, traffic: Callable[[simulate.Target], simulate.Stats], *, timeout: float
     ) -> Workload:
-        """Reset the ledger, run the traffic, wait for processing, and bill it."""
+        """Wait for the stack to be idle (setup or the workload before read by both of the stream's readers, so the
+        fold's window opens with this traffic), reset the ledger, run the traffic, wait for processing, and bill it."""
+        self._caught_up_before(timeout)
         self.reset()
         started = time.monotonic()
         stats = traffic(self.target)
@@ -204,6 +207,13 @@ class MeteredStack:
                 return time.monotonic() - since
             time.sleep(0.5)
         return None
+
+    def _caught_up_before(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not (self._stream_drained() and self._read_to_end(FOLD_CHECKPOINT_FILE)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the stack did not go idle before the workload")
+            time.sleep(0.5)
 
     def _stream_drained(self) -> bool:
         return self._read_to_end(CHECKPOINT_FILE)

@@ -9,8 +9,10 @@ store (the failed-events store, route `stream:process`, or `stream:fold` for the
 handler is idempotent).
 
 The fold (the counters) is a second reader of the same stream with its own filter and checkpoint
-(`fold-checkpoint.json`), run every `--fold-seconds` (`FOLD_SECONDS`, 5 s; the template's window is 10 s): a
-counter item is written once per run, whatever the number of processing batches in between.
+(`fold-checkpoint.json`), run `--fold-seconds` (`FOLD_SECONDS`, 5 s; the template's window is 10 s) after the
+first record since its last run, as the mapping's batching window opens at the first record it gathers: a counter
+item is written once per run, whatever the number of processing batches in between, and a burst shorter than the
+window is folded once.
 
 It also runs the scheduler's sweep of the due list every `--sweep-seconds` (`SWEEP_SECONDS`, 5 s), so a time-based
 transition happens within 5 s (the period) + 2 s (the sweep's `SETTLE`) + 1 s (deadlines are kept to the second) of
@@ -42,7 +44,9 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "stream-checkpoint.json"
 FOLD_CHECKPOINT_FILE = "fold-checkpoint.json"
 FOLD_SECONDS = 5.0
-"""Seconds between runs of the fold (the fold mapping's MaximumBatchingWindowInSeconds is 10 on AWS)."""
+"""The fold's batching window, in seconds (the fold mapping's MaximumBatchingWindowInSeconds is 10 on AWS)."""
+FOLD_BATCH_SIZE = 10_000
+"""Records per fold invocation (the fold mapping's BatchSize): a counter item is written once per invocation."""
 FOLD_POLLS = 20
 """Batches the fold takes per run at most (so a backlog of counters never holds processing back for long)."""
 SWEEP_SECONDS = 5.0
@@ -313,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
         "--fold-seconds",
         type=float,
         default=float(os.environ.get("FOOTFALL_FOLD_WINDOW") or FOLD_SECONDS),
-        help="seconds between runs of the counter fold (default 5, or FOOTFALL_FOLD_WINDOW)",
+        help="the counter fold's batching window: it runs this long after the first record since its last run "
+        "(default 5, or FOOTFALL_FOLD_WINDOW)",
     )
     parser.add_argument(
         "--batch-window",
@@ -365,23 +370,30 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint_path=args.data_dir / FOLD_CHECKPOINT_FILE,
         quarantine=quarantine_into(store, FOLD_ROUTE),
         batch_window=0,  # its window is the time between runs
+        batch_size=FOLD_BATCH_SIZE,
         accepts=fold_filter,
         function="footfall-fold",
     )
     from functions.schedule.handler import lambda_handler as schedule_handler
 
     print("READY streams", flush=True)
-    next_sweep = next_fold = 0.0
+    next_sweep = 0.0
+    # The fold's window opens at the first record since its last run (the process runner reads every record); at
+    # start, whatever the fold has not read yet is folded at once.
+    window_opened: float | None = time.monotonic() - args.fold_seconds
     while True:
         try:
             if time.monotonic() >= next_sweep:  # the minute job (EventBridge on AWS), more often here
                 schedule_handler({}, LocalContext("footfall-schedule"))
                 feed.maintain()  # TTL expiry and the 24-hour trim of the embedded database's feed
                 next_sweep = time.monotonic() + args.sweep_seconds
-            if time.monotonic() >= next_fold:
+            if window_opened is not None and time.monotonic() - window_opened >= args.fold_seconds:
+                window_opened = None
                 fold.catch_up()
-                next_fold = time.monotonic() + args.fold_seconds
-            if runner.poll() == 0:
+            delivered = runner.poll()
+            if delivered and window_opened is None:
+                window_opened = time.monotonic()
+            if delivered == 0:
                 time.sleep(args.interval)
         except Exception:  # keep the runner alive through a transient backend error; it resumes from its checkpoint
             logger.exception("stream poll failed")

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.domain.events import CallType, TrackingEvent
-from shared.domain.results import Outcome
 from shared.domain.segments import Membership
 from shared.domain.sources import AUDIENCE_SOURCE
-from shared.ports import Adoption, AudienceWriter, HistoryEntry, ThrottledError
+from shared.ports import Adoption, AudienceWriter, HistoryEntry
 
 ENTERED, EXITED = "Audience Entered", "Audience Exited"
 
@@ -60,17 +59,18 @@ def audience_event(change: MembershipChange) -> TrackingEvent:
 def record_membership_changes(store: AudienceWriter, changes: Sequence[MembershipChange]) -> list[MembershipChange]:
     """Turn membership changes into audience events (stored once each) and history items; returns the changes kept.
 
-    The audience events go first, through the collector's path: one for an identity erased since the change was
-    decided is refused (`SUPPRESSED`), and neither its history item nor anything else of it is written.
+    Neither is written for an identity erased since the change was decided (the collector's check), and such a
+    change is not kept: nothing else of it is written either.
     """
     if not changes:
         return []
-    outcomes = store.put_events([audience_event(change) for change in changes])
-    if Outcome.NOT_STORED in outcomes:  # throttled past the retries: the stream brings the changes again
-        raise ThrottledError(f"{outcomes.count(Outcome.NOT_STORED)} audience events could not be stored")
-    kept = [change for change, outcome in zip(changes, outcomes, strict=True) if outcome is not Outcome.SUPPRESSED]
-    store.put_history([HistoryEntry(c.segment_id, c.customer_id, c.at, c.entered, c.rule_version) for c in kept])
-    return kept
+    written = store.put_announcements(
+        [
+            (audience_event(c), HistoryEntry(c.segment_id, c.customer_id, c.at, c.entered, c.rule_version))
+            for c in changes
+        ]
+    )
+    return [change for change, kept in zip(changes, written, strict=True) if kept]
 
 
 def follow_customer_items(

@@ -8,7 +8,7 @@ Links are decided in memory, then written in parallel, each only if its identity
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -68,8 +68,20 @@ class LinkRaceError(Exception):
     """Another writer linked an identity differently meanwhile: the batch is retried with fresh links."""
 
 
-Prepare = Callable[[StoredProfile, Sequence[TrackingEvent]], StoredProfile]
-"""Completes a customer item before it is written, from the folded profile and the events this write folds in."""
+class Prepare(Protocol):
+    """Completes customer items before they are written (`services.prepare.CustomerItems`)."""
+
+    def __call__(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> StoredProfile:
+        """The item to write, from the folded profile and the events this write folds in (never raises)."""
+        ...
+
+    def write_deadlines(self, customer_ids: Collection[str]) -> None:
+        """Write the due-list entries the items just completed for these customers list (before those items).
+
+        Raises:
+            StorageError: they could not all be written (those items must not be written then).
+        """
+        ...
 
 
 @dataclass

@@ -63,6 +63,8 @@ from shared.services.segments import customer_events, evaluate_customers, retry_
 
 logger = logging.getLogger(__name__)
 RULES_CACHE_SECONDS = 30.0
+STATUS_SECONDS = 10.0
+"""How often (at most) a process instance writes the processing status the TUI shows: when it last ran, its lag."""
 PARALLEL_READS = 8
 
 
@@ -138,9 +140,13 @@ class PipelineStore(ProfileStore, SegmentStore, AnalyticsStore, AudienceWriter, 
     """What a stream batch's steps need of storage: each step's port, and the live feed and status items."""
 
     def put_live(
-        self, first_sequence: str, events: Sequence[Mapping[str, Any]], *, now: float | None = None
+        self,
+        first_sequence: str,
+        events: Sequence[Mapping[str, Any]],
+        *,
+        now: float | None = None,
+        status: Mapping[str, Any] | None = None,
     ) -> None: ...
-    def put_status(self, **fields: Any) -> None: ...
 
     event_retention: timedelta | None
     """How long event items are kept (their TTL), or None: a customer item's derived state expires with them."""
@@ -157,6 +163,7 @@ class StreamPipeline:
         self.store = store
         self.publisher = publisher
         self._rules: dict[str, Any] = {"at": -RULES_CACHE_SECONDS, "rules": [], "definitions": Definitions()}
+        self._status_written = -STATUS_SECONDS
 
     def run(self, decoded: Sequence[tuple[Decoded, Mapping[str, Any]]], *, failed: Iterable[str] = ()) -> Outcome:
         """Process a batch; `decoded` pairs each record's meaning with the record (Lambda-shaped), in stream order,
@@ -331,18 +338,23 @@ class StreamPipeline:
             store.put_due(retry_later(pending, now=now, analytics=True))
 
     def record_feed(self, changes: list[StreamChange], records: Sequence[Mapping[str, Any]]) -> None:
-        """The live feed and the processing status (best effort: they are views, not data)."""
+        """The live feed, and the processing status at most every `STATUS_SECONDS` (best effort: they are views,
+        not data; a status item written at every batch cost a write unit a batch)."""
         if not changes:
             return
         try:
             newest = max(float(r["dynamodb"].get("ApproximateCreationDateTime", 0)) for r in records)
+            status = None
+            if time.monotonic() - self._status_written >= STATUS_SECONDS:
+                lag = max(0.0, time.time() - newest) if newest else None
+                status = {"processed_at": time.time(), "lag_seconds": lag}
             self.store.put_live(
                 min((c.sequence for c in changes), key=int),
                 [live_event(change.event) for change in sorted(changes, key=lambda c: c.event.timestamp)],
+                status=status,
             )
-            self.store.put_status(
-                processed_at=time.time(), lag_seconds=max(0.0, time.time() - newest) if newest else None
-            )
+            if status is not None:
+                self._status_written = time.monotonic()
         except (StorageError, ValueError, TypeError):
             logger.warning("live feed not updated")
 

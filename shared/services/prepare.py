@@ -8,10 +8,11 @@ written, `CustomerItems` adds what else the customer item keeps:
 - **its segments**: the entries and exits are decided here and written with the item (an older customer's
   membership items are adopted in the same write: `StoredProfile.adopting`); its stream record then writes the
   member items, announcements and history, and the fold the sizes;
-- **the earliest segment deadline** on the due list: its entry is written first (a crash before the item's write
-  leaves an entry that fires once, harmlessly), then the item lists the moment, so an unchanged deadline is never
-  written again and `forget` finds the entry. A deadline that moved later is not written while an entry listed
-  before it is still to come: that entry's evaluation finds it then (`decisions.covered`);
+- **the earliest segment deadline** on the due list: its entry is written first (`write_deadlines`: one batch
+  write for every item of a stream batch; a crash before the items' writes leaves entries that fire once,
+  harmlessly), then the item lists the moment, so an unchanged deadline is never written again and `forget`
+  finds the entry. A deadline that moved later is not written while an entry listed before it is still to come:
+  that entry's evaluation finds it then (`decisions.covered`);
 - **the state that spares the next batch reading the customer's history** (`Derived`), when it is cheaper than
   that read: the segment rules' projected events (`domain.rule_state`) and the cells' state
   (`domain.cell_state`). A batch advances them with the events it folds, and reads nothing; the history is read
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -78,7 +79,7 @@ class Known:
     cells: Cells
     derived: Derived | None
     read: bool
-    """Whether the customer's history was read for them (the state was rebuilt)."""
+    """Whether the customer's history was read for them (the state was rebuilt from a stored customer's history)."""
 
 
 class CustomerItems:
@@ -96,6 +97,8 @@ class CustomerItems:
         """How many customer items this batch completed from their whole history (the others from their state)."""
         self._lock = threading.Lock()  # (processing completes customers' items in parallel threads)
         self._completed: set[str] = set()
+        self._due: dict[str, Due] = {}
+        """The due-list entry each customer item completed last lists and is not written yet."""
         self._history: dict[tuple[str, ...], list[TrackingEvent]] = {}
 
     def __call__(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> StoredProfile:
@@ -104,8 +107,22 @@ class CustomerItems:
             return self._complete(stored, new_events)
         except Exception:
             logger.exception("a customer item could not be completed; its customer is evaluated after the write")
-            self._completed.discard(customer_id)
+            with self._lock:
+                self._completed.discard(customer_id)
+                self._due.pop(customer_id, None)
             return stored
+
+    def write_deadlines(self, customer_ids: Collection[str]) -> None:
+        """Write the due-list entries that the items just completed for these customers list, in one batch write
+        per 25 (processing writes those items after: an entry whose item is never written fires once, harmlessly).
+
+        Raises:
+            StorageError: they could not all be written; those customers' items must not be written.
+        """
+        with self._lock:
+            dues = [self._due.pop(customer_id) for customer_id in customer_ids if customer_id in self._due]
+        if dues:
+            self.store.put_due(dues, indexed=True)
 
     def completed(self, customer_id: str) -> bool:
         """Whether the item this batch wrote for the customer holds its segments, cells and deadline."""
@@ -113,7 +130,7 @@ class CustomerItems:
 
     def _complete(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> StoredProfile:
         profile = stored.profile
-        known = self._advanced(stored, new_events) or self._rebuilt(stored)
+        known = self._advanced(stored, new_events) or self._rebuilt(stored, new_events)
         with self._lock:
             self.read += known.read
         if stored.segments is None:  # an older customer's: its membership items are adopted in this write
@@ -122,10 +139,13 @@ class CustomerItems:
         # (this write happens anyway: the reasons of an earlier write's entries and exits go with it)
         stored = decided(replace(stored, why={}, derived=known.derived), decision, now=self.now)
         scheduled = stored.scheduled
+        with self._lock:
+            self._due.pop(profile.customer_id, None)  # (a write that met a conflict is completed again)
         if decision.earliest is not None:
             at = due_time(decision.earliest)
             if at not in scheduled and not covered(at, scheduled, now=self.now):
-                self.store.put_due([Due(profile.customer_id, at)], indexed=True)  # the entry, before the item
+                with self._lock:  # its entry is written before the item (`write_deadlines`)
+                    self._due[profile.customer_id] = Due(profile.customer_id, at)
                 scheduled = (*scheduled, at)
         self._completed.add(profile.customer_id)
         if known.cells == stored.cells:
@@ -152,20 +172,38 @@ class CustomerItems:
             rule_state.facts(rules, profile.traits), cells, advanced if keeps_state(count) else None, read=False
         )
 
-    def _rebuilt(self, stored: StoredProfile) -> Known:
-        """The state built from the customer's whole history (every identity's events, read once per batch)."""
+    def _rebuilt(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> Known:
+        """The state built from the customer's whole history: every identity's events, read once per batch; for a
+        customer item not stored yet, the events this write folds (see `_history_of`)."""
         profile = stored.profile
         identities = profile.identities or (profile.customer_id,)
-        if identities not in self._history:  # a write that met a conflict completes the item again: read once
-            self._history[identities] = customer_events(self.store, stored)
-        events = self._history[identities]
+        events = self._history_of(stored, new_events)
         cells, state = cell_state.build(profile.customer_id, events, self.definitions, now=self.now)
         derived = None  # a history where reading costs less than a state: read it next time too
         if keeps_state(len(events)):
             rules = rule_state.build(self.rules, events, self.now)
             expires = _expiry([self._expires(e) for e in events])
             derived = Derived(tuple(sorted(identities)), self.now, rules, state, expires, len(events))
-        return Known(Facts(profile.traits, events), analytics.kept(cells, now=self.now), derived, read=True)
+        return Known(
+            Facts(profile.traits, events), analytics.kept(cells, now=self.now), derived, read=bool(stored.version)
+        )
+
+    def _history_of(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> list[TrackingEvent]:
+        """The events a rebuilt state is built from.
+
+        A customer item not stored yet (version 0) has folded nothing before this write: what it has folded is the
+        events this write folds, so nothing is read. (On a multi-shard stream, events of its identities may be
+        stored but not folded yet; their own batch folds them later, and the state advances with them, or is
+        rebuilt from the history when one is at or before the last event counted: the state stays what the events
+        folded so far make.) A customer merged in this batch with one that was stored is not new: the merge wrote
+        its item.
+        """
+        if not stored.version:
+            return [e for e in new_events if e.source_id != AUDIENCE_SOURCE]
+        identities = stored.profile.identities or (stored.profile.customer_id,)
+        if identities not in self._history:  # a write that met a conflict completes the item again: read once
+            self._history[identities] = customer_events(self.store, stored)
+        return self._history[identities]
 
     def _expires(self, event: TrackingEvent) -> datetime | None:
         retention = self.store.event_retention

@@ -6,9 +6,10 @@ A batch of stream records is processed in three steps, with a handful of request
 2. **Identity** (in stream order, in memory): every identity gets a customer; calls naming two identities link
    them (attach a new identity, merge two customers, or flag a shared device). New links are then written in
    parallel, each only if the identity is still unlinked; merges of stored customers are transactions.
-3. **Profiles** (coalesced): records are grouped by customer and folded into each profile, which is written once
-   per customer per batch, conditionally on the version read (optimistic locking; on a conflict it is read
-   again and folded again).
+3. **Profiles** (coalesced): records are grouped by customer and folded into each profile, and each customer
+   item completed (`Batch.prepare`); the due-list entries those items list are written at once (one batch
+   write), then each item once per customer per batch, conditionally on the version read (optimistic locking;
+   on a conflict it is read again and folded again).
 
 Redelivery is harmless: each profile keeps, per identity, the highest stream sequence number folded in, and
 records at or below it are skipped (stream records of one item key arrive in order).
@@ -25,7 +26,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from shared.domain.events import format_timestamp
 from shared.domain.identity import named_identities, primary_identity
@@ -133,14 +134,19 @@ def _fold_customers(
     on_saved: Callable[[str], None] | None,
     on_stored: Callable[[StoredProfile, bool], None] | None,
 ) -> list[str]:
-    """Step 3: each customer's records folded and saved (customers in parallel); returns the sequences that failed."""
+    """Step 3: each customer's records folded and its item completed (customers in parallel), the due-list entries
+    those items list written at once, then the items saved (in parallel); returns the sequences that failed."""
     groups: dict[str, list[StreamChange]] = defaultdict(list)
     for change in linked:
         groups[batch.links[primary_identity(change.event)]].append(change)
     failed: list[str] = []
     with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
+        drafts = list(
+            pool.map(lambda item: _draft(batch, item[0], item[1], batch.profiles.get(item[0]), force), groups.items())
+        )
+        unlisted = _write_deadlines(batch, [draft.customer_id for draft in drafts if draft.item is not None])
         for customer_id, result in zip(
-            groups, pool.map(lambda item: _fold_customer(batch, item[0], item[1], force), groups.items()), strict=True
+            groups, pool.map(lambda draft: _save(batch, draft, force, unlisted), drafts), strict=True
         ):
             failed += result
             if len(result) < len(groups[customer_id]):
@@ -229,44 +235,94 @@ def _without_erased(
     return kept
 
 
-def _fold_customer(batch: Batch, customer_id: str, changes: list[StreamChange], force: bool) -> list[str]:
-    """Fold one customer's records and save once; returns the sequence numbers that failed."""
-    everything = [change.sequence for change in changes]
-    stored = batch.profiles.get(customer_id)
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """One customer's records folded into its item, before the write: the item to write (None: nothing to write),
+    and the sequence numbers that failed (all of them, when there is nothing to write and that is a failure)."""
+
+    customer_id: str
+    changes: list[StreamChange]
+    stored: StoredProfile
+    item: StoredProfile | None
+    failed: list[str]
+
+
+def _draft(
+    batch: Batch, customer_id: str, changes: list[StreamChange], stored: StoredProfile | None, force: bool
+) -> _Draft:
+    """Fold one customer's records into its item as read (`stored`) and complete it (`Batch.prepare`)."""
+    if stored is not None and stored.profile.merged_into:
+        # Merged away while this batch ran: the stream's retry will find the new customer.
+        return _Draft(customer_id, changes, stored, None, [change.sequence for change in changes])
+    stored = stored or StoredProfile(CustomerProfile(customer_id=customer_id), segments={})
+    fresh = [c for c in changes if force or int(c.sequence) > int(stored.applied.get(primary_identity(c.event), "0"))]
+    profile, done, failed = _apply(stored.profile, fresh, batch.on_poison)
+    if not done and not batch.conflicts.get(customer_id) and not batch.merges.get(customer_id):
+        if stored.version:
+            batch.saved[customer_id] = stored
+        return _Draft(customer_id, changes, stored, None, [c.sequence for c in failed])
+    profile = _with_identities(profile, batch, customer_id, done)
+    marks = max_marks(stored.applied, {primary_identity(c.event): c.sequence for c in done})
+    item = replace(stored, profile=profile, applied=marks)
+    item = batch.prepare(item, [c.event for c in done]) if batch.prepare is not None else item
+    return _Draft(customer_id, changes, stored, item, [c.sequence for c in failed])
+
+
+def _write_deadlines(batch: Batch, customer_ids: list[str]) -> set[str]:
+    """The due-list entries these customers' completed items list, written before the items; returns the customers
+    whose items must not be written now (their entries could not be: their records are retried)."""
+    if batch.prepare is None or not customer_ids:
+        return set()
+    try:
+        batch.prepare.write_deadlines(customer_ids)
+    except RejectedWriteError:
+        raise  # permanent: the caller quarantines
+    except StorageError:
+        logger.warning("due-list entries could not be written; their customers' records will be retried")
+        return set(customer_ids)
+    return set()
+
+
+def _save(batch: Batch, draft: _Draft, force: bool, unlisted: set[str]) -> list[str]:
+    """Write one customer's item; on a conflict, read it again and fold again. Returns the sequence numbers that
+    failed."""
+    everything = [change.sequence for change in draft.changes]
+    if draft.item is None:
+        return draft.failed
+    if draft.customer_id in unlisted:
+        return everything
     for _ in range(SAVE_ATTEMPTS):
-        if stored is not None and stored.profile.merged_into:
-            # Merged away while this batch ran: the stream's retry will find the new customer.
-            return everything
-        stored = stored or StoredProfile(CustomerProfile(customer_id=customer_id), segments={})
-        fresh = [
-            c for c in changes if force or int(c.sequence) > int(stored.applied.get(primary_identity(c.event), "0"))
-        ]
-        profile, done, failed = _apply(stored.profile, fresh, batch.on_poison)
-        if not done and not batch.conflicts.get(customer_id) and not batch.merges.get(customer_id):
-            if stored.version:
-                batch.saved[customer_id] = stored
-            return [c.sequence for c in failed]
-        profile = _with_identities(profile, batch, customer_id, done)
-        marks = max_marks(stored.applied, {primary_identity(c.event): c.sequence for c in done})
-        complete = replace(stored, profile=profile, applied=marks)
         try:
-            complete = batch.prepare(complete, [c.event for c in done]) if batch.prepare is not None else complete
-            batch.saved[customer_id] = batch.store.save_profile(complete)
-            if not stored.version:
-                batch.created.add(customer_id)
+            batch.saved[draft.customer_id] = batch.store.save_profile(draft.item)
+            if not draft.stored.version:
+                batch.created.add(draft.customer_id)
+            return draft.failed
         except ConditionFailedError:
-            # Someone else wrote it: read it again and fold again (the marks prevent double counting).
-            try:
-                stored = batch.store.get_profiles([customer_id]).get(customer_id)
-            except StorageError:
-                return everything
-            continue
+            pass  # someone else wrote it: read it again and fold again (the marks prevent double counting)
         except RejectedWriteError:
             raise  # permanent: the caller quarantines this customer's records
         except StorageError:
             return everything
-        return [c.sequence for c in failed]
+        again = _folded_again(batch, draft, force)
+        if again is None:
+            return everything
+        if again.item is None:
+            return again.failed
+        draft = again
     return everything
+
+
+def _folded_again(batch: Batch, draft: _Draft, force: bool) -> _Draft | None:
+    """A customer's records folded into its item as it is stored now, its due-list entry written; None: failed for
+    now (the read or the entry)."""
+    try:
+        stored = batch.store.get_profiles([draft.customer_id]).get(draft.customer_id)
+    except StorageError:
+        return None
+    again = _draft(batch, draft.customer_id, draft.changes, stored, force)
+    if again.item is not None and _write_deadlines(batch, [draft.customer_id]):
+        return None
+    return again
 
 
 def _apply(

@@ -65,7 +65,7 @@ from shared.ports import CellsChange, CellsRecord, CounterRecord, CustomerRecord
 from shared.storage import customer_segments, keys
 from shared.storage.blobs import binary, compress_cells, decompress_cells
 from shared.storage.codec import deserialize, serialize
-from shared.storage.errors import ConditionFailedError
+from shared.storage.errors import ConditionFailedError, ThrottledError
 from shared.storage.segments import SIZES_PK, size_change
 from shared.storage.table import Table
 
@@ -75,6 +75,9 @@ CELLS_ENTITY = "analytics_cells"
 PARALLEL_PUTS = 8
 LIVE_TTL_SECONDS = 3600
 LIVE_EVENTS_PER_ITEM = 50
+LIVE_BLOB_BYTES = 900
+"""A live item's compressed events at most (with its key and attributes, within one write unit); the feed reads
+several items, so fewer events an item still fill the screen."""
 COUNTER_KEYS = ("PK", "SK", "entity")
 """The attributes of a counter item that are not counts (nor the fold's marks: `MARK_PREFIX`)."""
 
@@ -403,18 +406,37 @@ class AnalyticsStorage(Table):
 
     # --- live feed and status ---------------------------------------------------------------------------------
 
-    def put_live(self, first_sequence: str, events: Sequence[Mapping[str, Any]], *, now: float | None = None) -> None:
-        """The newest events of a processed batch (idempotent per batch: keyed by its first record)."""
+    def put_live(
+        self,
+        first_sequence: str,
+        events: Sequence[Mapping[str, Any]],
+        *,
+        now: float | None = None,
+        status: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The newest events of a processed batch (idempotent per batch: keyed by its first record), and with
+        `status` the processing status (`put_status`), both in one request.
 
+        Raises:
+            ThrottledError: not stored (they are views: the caller goes on).
+        """
         moment = time.time() if now is None else now
+        kept = list(events[-LIVE_EVENTS_PER_ITEM:])
+        blob = zlib.compress(json.dumps(kept).encode())
+        while len(blob) > LIVE_BLOB_BYTES and len(kept) > 1:  # one write unit: the oldest go first
+            kept = kept[len(kept) // 4 or 1 :]
+            blob = zlib.compress(json.dumps(kept).encode())
         row = {
             "PK": "LIVE",
             "SK": f"{moment:017.6f}#{first_sequence}",
             "entity": "live",
-            "events": zlib.compress(json.dumps(list(events[-LIVE_EVENTS_PER_ITEM:])).encode()),
+            "events": blob,
             "expires_at": int(moment) + LIVE_TTL_SECONDS,
         }
-        self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))
+        if status is None:
+            self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))
+        elif self._batch_write([row, _status_row(status)]):
+            raise ThrottledError("the live feed and the processing status could not be stored")
 
     def live_items(self, *, limit: int) -> Iterator[list[dict[str, Any]]]:
         """Event lists of the newest live items first."""
@@ -431,10 +453,13 @@ class AnalyticsStorage(Table):
             yield json.loads(zlib.decompress(bytes(deserialize(raw)["events"])))
 
     def put_status(self, **fields: Any) -> None:
-
-        row = {"PK": "STATUS", "SK": "PROCESS", "entity": "status", "status": json.dumps(fields)}
-        self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))
+        """The processing status the TUI shows (when processing last ran, its lag)."""
+        self._call(self.client.put_item, TableName=self.table_name, Item=serialize(_status_row(fields)))
 
     def get_status(self) -> dict[str, Any]:
         item = self._get({"PK": "STATUS", "SK": "PROCESS"})
         return json.loads(item["status"]) if item else {}
+
+
+def _status_row(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {"PK": "STATUS", "SK": "PROCESS", "entity": "status", "status": json.dumps(dict(fields))}

@@ -13,7 +13,7 @@ from shared.domain.events import TrackingEvent
 from shared.domain.identity import named_identities, split_identity
 from shared.domain.results import Outcome
 from shared.domain.sources import Source, hash_write_key
-from shared.ports import CorruptItemError, Link, Page, StoredProfile
+from shared.ports import CorruptItemError, HistoryEntry, Link, Page, StoredProfile
 from shared.storage import items, keys
 from shared.storage.analytics import AnalyticsStorage
 from shared.storage.client import RetryPolicy, make_client
@@ -22,7 +22,7 @@ from shared.storage.erasure import ErasureStorage
 from shared.storage.errors import ConditionFailedError, StorageError, ThrottledError
 from shared.storage.failed import FailedStorage
 from shared.storage.fold import FoldStorage
-from shared.storage.segments import SegmentStorage
+from shared.storage.segments import SegmentStorage, history_row
 from shared.storage.stream import STREAM_ITEMS
 from shared.storage.suppression import SuppressionCache
 
@@ -109,6 +109,38 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, FoldStorage, Erasure
         for index, outcome in zip(new, self._put_new(put), strict=True):
             outcomes[index] = outcome
         return outcomes
+
+    def put_announcements(self, announced: Sequence[tuple[TrackingEvent, HistoryEntry]]) -> list[bool]:
+        """Audience events, each with its segment history item, in batch writes; returns, per pair, whether it was
+        written (False: an identity the event names was erased, so neither is).
+
+        Both are keyed by the change they record (the event's message id is derived from it): a repeat (a record
+        delivered again) puts the same items again, so no condition is needed, and the event item's second write
+        is a MODIFY, which is not a new event (`items.decode_change`). One identity's events go in successive
+        requests, in the order given: the stream brings them to the campaign tools in that order.
+
+        Raises:
+            ThrottledError: some could not be written (the record comes again and writes them all again).
+            StorageError: any other DynamoDB failure.
+        """
+        forgotten = self.forgotten_identities([i for event, _ in announced for i in named_identities(event)])
+        kept = [not forgotten.intersection(named_identities(event)) for event, _ in announced]
+        rounds: list[list[dict[str, Any]]] = []
+        per_identity: dict[str, int] = {}
+        for (event, entry), keep in zip(announced, kept, strict=True):
+            if not keep:
+                continue
+            row = items.event_to_item(
+                event, retention=self.event_retention, clear_epoch=self.clear_epoch(named_identities(event))
+            )
+            position = per_identity[row["PK"]] = per_identity.get(row["PK"], -1) + 1
+            if position == len(rounds):
+                rounds.append([])
+            rounds[position] += [row, history_row(entry)]
+        for rows in rounds:
+            if self._batch_write(rows):
+                raise ThrottledError(f"{len(rows)} audience events and history items could not all be stored")
+        return kept
 
     def _put_new(self, rows: list[dict[str, Any]]) -> list[Outcome]:
         """Put each item unless its key exists: ACCEPTED, DUPLICATE (it did), or NOT_STORED (throttled throughout).

@@ -205,18 +205,7 @@ class SegmentStorage(Table):
         """Entries and exits in segments' histories, in batches. A repeat writes the same item again (its key is
         the change itself), so no condition is needed; sizes are not counted here but folded from the membership
         items' stream records (`size_change`)."""
-        rows = [
-            {
-                "PK": f"SEGHIST#{e.segment_id}",
-                "SK": f"{e.at}#{e.customer_id}#{'in' if e.entered else 'out'}",
-                "entity": "segment_history",
-                "customer_id": e.customer_id,  # read back from here, never from the key (ids may contain "#")
-                "at": e.at,
-                "entered": e.entered,
-                "rule_version": e.rule_version,
-            }
-            for e in entries
-        ]
+        rows = [history_row(e) for e in entries]
         if rows and self._batch_write(rows):
             raise ConditionFailedError("history items could not be stored")
 
@@ -422,3 +411,16 @@ def _membership(row: dict[str, Any]) -> Membership:
         rule_version=int(row["rule_version"]),
         reason=row.get("reason", ""),
     )
+
+
+def history_row(entry: HistoryEntry) -> dict[str, Any]:
+    """A segment history item: keyed by the change itself, so writing it again writes the same item."""
+    return {
+        "PK": f"SEGHIST#{entry.segment_id}",
+        "SK": f"{entry.at}#{entry.customer_id}#{'in' if entry.entered else 'out'}",
+        "entity": "segment_history",
+        "customer_id": entry.customer_id,  # read back from here, never from the key (ids may contain "#")
+        "at": entry.at,
+        "entered": entry.entered,
+        "rule_version": entry.rule_version,
+    }

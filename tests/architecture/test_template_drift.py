@@ -129,13 +129,14 @@ def test_process_function_consumes_the_stream_like_the_local_runner():
 
 
 def test_fold_function_consumes_the_stream_like_the_local_runner():
-    from shared.local.streams import FOLD_SECONDS, fold_filter
+    from shared.local.streams import FOLD_BATCH_SIZE, FOLD_SECONDS, fold_filter
 
     stream = _mapping("FoldFunction")
     # the shard's id comes in each event only with a tumbling window: the fold keeps a mark per shard
     assert 0 < stream["TumblingWindowInSeconds"] <= 900
     # a longer window than processing's: counters are written once per window; locally it is no longer
     assert FOLD_SECONDS <= stream["MaximumBatchingWindowInSeconds"] <= 30
+    assert stream["BatchSize"] == FOLD_BATCH_SIZE  # a counter item is written once per invocation, here as there
     assert _let_in(stream, fold_filter) == {
         (name, entity)
         for name in ("INSERT", "MODIFY", "REMOVE")

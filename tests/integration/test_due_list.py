@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from shared.domain.segments import Due
 from shared.local.streams import SWEEP_SECONDS
@@ -130,6 +131,67 @@ def test_a_batch_that_leaves_the_earliest_deadline_where_it_is_writes_no_due_ite
         ("due", day_on.strftime("%Y-%m-%dT%H:%M:%SZ"))
     ]
     assert all(w[TTL_ATTRIBUTE] == int((day_on + timedelta(days=2)).timestamp()) for w in due_writes)
+    audit(store, now=clock["now"])
+
+
+def test_a_batch_writes_its_customers_due_entries_in_one_request_before_any_of_their_items(
+    http, source, store, stream, clock, ddb
+):
+    # Given every request the pipeline makes, in order: due-list writes and customer item writes
+    _, key = source
+    apply(store, RULES)
+    calls: list[str] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        if model.name == "BatchWriteItem" and b'"due"' in params["body"]:
+            calls.append("due entries")
+        elif model.name == "PutItem" and b'"PROFILE"' in params["body"]:
+            calls.append("customer item")
+
+    ddb.meta.events.register("before-call.dynamodb", record)
+    # When ten new visitors add carts, in one request (one stream batch)
+    visitors = [random_ref(f"visitor{n}") for n in range(10)]
+    send(http, key, stream, clock, *[added(visitor) for visitor in visitors])
+    # Then their ten entries went in one request, before the first of their items
+    assert calls == ["due entries"] + ["customer item"] * 10
+    hour_on = NOW + timedelta(hours=1)
+    assert {e["SK"].split("#")[-1] for e in entries(ddb) if e["entity"] == "due"} == {f"a:{v}" for v in visitors}
+    assert all(store.get_profiles([f"a:{v}"])[f"a:{v}"].scheduled == (hour_on,) for v in visitors)
+    audit(store, now=clock["now"])
+
+
+def test_a_batch_whose_due_entries_cannot_be_written_writes_none_of_their_items_and_is_retried(
+    http, source, store, stream, clock, ddb
+):
+    # Given DynamoDB throttling every due-list write for a while (past the store's 8 attempts, twice)
+    _, key = source
+    apply(store, RULES)
+    throttled = {"left": 20}
+    calls: list[str] = []
+
+    def throttle(model: Any, params: dict[str, Any], **_: Any) -> Any:
+        if model.name == "PutItem" and b'"PROFILE"' in params["body"]:
+            calls.append("customer item")
+        if model.name == "BatchWriteItem" and b'"due"' in params["body"] and throttled["left"] > 0:
+            throttled["left"] -= 1
+            calls.append("throttled")
+            return AWSResponse("https://dynamodb", 400, {}, None), {
+                "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            }
+        return None
+
+    ddb.meta.events.register("before-call.dynamodb", throttle)
+    # When three visitors add carts
+    visitors = [random_ref(f"visitor{n}") for n in range(3)]
+    send(http, key, stream, clock, *[added(visitor) for visitor in visitors])
+    # Then the batch waited for the entries (retried): no item was written before they were, so no item ever
+    # listed a moment without its entry
+    assert throttled["left"] == 0
+    assert calls == ["throttled"] * 20 + ["customer item"] * 3
+    due = {e["SK"].split("#")[-1] for e in entries(ddb) if e["entity"] == "due"}
+    assert due == {f"a:{v}" for v in visitors}
+    assert all(store.get_profiles([f"a:{v}"])[f"a:{v}"].profile.event_counts == {"Product Added": 1} for v in visitors)
+    assert store.list_failed().items == ()
     audit(store, now=clock["now"])
 
 

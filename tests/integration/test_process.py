@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
+import zlib
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -11,9 +14,10 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from shared.services.customers import customer_detail, find_customer
+from shared.services.segments import apply_segments
 from shared.storage import items
 from shared.storage.dynamo import serialize
-from tests.builders import a_track, random_ref
+from tests.builders import a_track, cart_abandoners, random_ref
 from tests.conftest import TABLE
 from tests.oracle import audit
 
@@ -324,3 +328,53 @@ def test_evaluation_uses_the_profiles_the_batch_just_wrote_instead_of_reading_th
     assert sum(profile_reads) == 3
     assert all(find_customer(store, person).profile.event_counts["Product Added"] == 1 for person in people)
     audit(store)
+
+
+def test_a_batch_costs_each_customer_one_item_write_and_a_handful_of_requests_in_all(
+    ddb, http, source, store, stream, monkeypatch
+):
+    # Given a rule with a deadline (carts), its rules read already, and every request counted by operation
+    from shared.services import pipeline
+
+    monkeypatch.setattr(pipeline, "RULES_CACHE_SECONDS", 3600.0)  # (read once here, whatever the machine's pace)
+    monkeypatch.setattr(pipeline, "STATUS_SECONDS", 3600.0)  # (the processing status: written once here)
+    _, key = source
+    apply_segments(store, {"segments": [cart_abandoners()]}, source="test", now=datetime.now(UTC), customers=[])
+    send(http, key, a_track(userId=random_ref("early"), event="Product Viewed"))
+    stream.drain()
+    made: list[str] = []
+    ddb.meta.events.register("before-call.dynamodb", lambda model, **_: made.append(model.name))
+    people = [random_ref("p") for _ in range(10)]
+    asked: dict[str, Counter[str]] = {}
+    # When ten new customers view products, in one stream batch, then come back and add carts, in another
+    for event in ("Product Viewed", "Product Added"):
+        send(http, key, *(a_track(userId=p, event=event, properties={"cart_id": "c1"}) for p in people))
+        made.clear()
+        assert stream.poll() == 10
+        asked[event] = Counter(name for name in made if name != "DescribeTable")
+        stream.drain()
+    # Then the new customers cost two reads (suppression marks, links: none, so no profile to read), a link and an
+    # item write each, and the live feed one write: no history was read
+    assert asked["Product Viewed"] == {"BatchGetItem": 2, "PutItem": 21}
+    # And the returning ones three reads (marks, links, items), an item write each, their ten deadlines' entries
+    # one write, and the live feed one: 1.5 requests a customer
+    assert asked["Product Added"] == {"BatchGetItem": 3, "PutItem": 11, "BatchWriteItem": 1}
+    assert store.get_status()["processed_at"] > 0  # (written by the first batch, with its live feed item)
+    assert all(len(find_customer(store, p).scheduled) == 1 for p in people)
+    audit(store)
+
+
+def test_a_live_feed_item_stays_within_one_write_unit_and_keeps_the_newest_events(store):
+    # Given a batch of 50 events whose names and ids do not compress (more than a kilobyte compressed)
+    from shared.storage.analytics import LIVE_BLOB_BYTES
+
+    events = [
+        {"at": f"2026-03-01T10:00:{n:02d}Z", "event": f"Viewed {uuid.uuid4().hex}", "message_id": uuid.uuid4().hex}
+        for n in range(50)
+    ]
+    # When processing writes its live feed item
+    store.put_live("100", events, now=1_000.0)
+    # Then the item keeps the newest events that fit in a write unit
+    (kept,) = store.live_items(limit=5)
+    assert 1 < len(kept) < 50 and kept == events[-len(kept) :]
+    assert len(zlib.compress(json.dumps(kept).encode())) <= LIVE_BLOB_BYTES

@@ -12,6 +12,7 @@ from benchmarks.meter import Meter
 from shared.local.stack import STARTERS
 from shared.services.segments import apply_segments
 from shared.storage.dynamo import DynamoTrackingStore
+from shared.storage.sqlite.engine import SqliteClient
 from tui.data import HISTORY_SHOWN, StoreDataSource
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -27,10 +28,18 @@ def _record(store: DynamoTrackingStore, segment_id: str, count: int) -> list[tup
     return written
 
 
+def _meter(ddb: Any) -> Meter:
+    """A meter on the test's client, reading images through a second client on the same database (a moto client
+    under moto; on the embedded database, a second `SqliteClient` on its file: a moto client there reads nothing)."""
+    if isinstance(ddb, SqliteClient):
+        return Meter.for_client(ddb, SqliteClient(ddb.path))
+    return Meter.for_client(ddb, boto3.client("dynamodb"))
+
+
 def test_recent_history_is_the_latest_newest_first_in_one_query(store: DynamoTrackingStore, ddb: Any) -> None:
     # Given a history longer than what is asked for
     written = _record(store, "buyers", 130)
-    meter = Meter.for_client(ddb, boto3.client("dynamodb"))
+    meter = _meter(ddb)
     # When the latest 50 are read
     latest = store.recent_segment_history("buyers", limit=50)
     # Then they are the 50 newest, newest first, from a single request that evaluated only them
@@ -56,7 +65,7 @@ def test_segment_detail_shows_the_latest_history_at_a_cost_that_does_not_grow(
     source = StoreDataSource(store)
     segment = store.list_segments()[0].id
     _record(store, segment, 5)
-    meter = Meter.for_client(ddb, boto3.client("dynamodb"))
+    meter = _meter(ddb)
     short = source.segment(segment, now=START + timedelta(days=1))
     short_requests = sum(meter.snapshot().operations.values())
     _record(store, segment, 3 * HISTORY_SHOWN)

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -17,6 +18,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from shared.domain.results import Outcome
+from shared.services.audiences import MembershipChange, record_membership_changes
+from shared.services.customers import forget_customer
 from shared.storage.dynamo import RetryPolicy
 from tests.builders import a_track
 from tests.conftest import TABLE
@@ -175,3 +178,36 @@ def test_one_identitys_events_are_written_in_the_order_they_were_sent(ddb, store
     order = {event.message_id: n for n, event in enumerate(events[:40])}
     mine = [sk for sk in written if any(message_id in sk for message_id in order)]
     assert [next(order[m] for m in order if m in sk) for sk in mine] == list(range(40))
+
+
+def test_announcements_keep_each_identity_s_order_skip_erased_ones_and_are_safe_to_repeat(ddb, store):
+    # Given three segment changes of two customers, one of them two changes of one identity, and every batch write
+    requests: list[list[tuple[str, str]]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        puts = [r["PutRequest"]["Item"] for r in params["RequestItems"][TABLE] if "PutRequest" in r]
+        requests.append([(item["entity"]["S"], item["PK"]["S"]) for item in puts])
+
+    ddb.meta.events.register("before-parameter-build.dynamodb.BatchWriteItem", record)
+    changes = [
+        MembershipChange("buyers", "u:ann", True, "2026-03-01T10:00:00Z", 1, "bought", ("u", "ann")),
+        MembershipChange("buyers", "u:bob", True, "2026-03-01T10:00:00Z", 1, "bought", ("u", "bob")),
+        MembershipChange("buyers", "u:ann", False, "2026-03-01T10:00:05Z", 1, "refunded", ("u", "ann")),
+    ]
+    # When they are announced
+    assert record_membership_changes(store, changes) == changes
+    # Then ann's second change went in a request after her first; each event with its history item
+    assert [sorted(request) for request in requests] == [
+        sorted([("event", "ID#u#ann"), ("event", "ID#u#bob"), *[("segment_history", "SEGHIST#buyers")] * 2]),
+        [("event", "ID#u#ann"), ("segment_history", "SEGHIST#buyers")],
+    ]
+    assert [e.event for e in store.list_identity_events("u", "ann")] == ["Audience Entered", "Audience Exited"]
+    # When they are announced again (a record delivered twice), after bob was erased
+    forget_customer(store, "bob", now=datetime.now(UTC))
+    requests.clear()
+    assert record_membership_changes(store, changes) == [changes[0], changes[2]]
+    # Then ann's items are the same ones, written again, and nothing of bob's is
+    assert [e.event for e in store.list_identity_events("u", "ann")] == ["Audience Entered", "Audience Exited"]
+    assert store.list_identity_events("u", "bob") == []
+    assert all(pk != "ID#u#bob" for request in requests for _, pk in request)
+    assert len(store.segment_history("buyers")) == 3

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shared.domain.results import Outcome
 from shared.domain.segments import Membership
 from shared.ports import Adoption, HistoryEntry
 from shared.services.audiences import MembershipChange, follow_customer_items
@@ -24,14 +23,10 @@ class Writer:
         self.retired: list[tuple[str, tuple[str, ...]]] = []
         self.events: list[Any] = []
 
-    def put_events(self, events: Sequence[Any]) -> list[Outcome]:
-        self.events += events
-        return [
-            Outcome.SUPPRESSED if e.user_id and f"u:{e.user_id}" in self.erased else Outcome.ACCEPTED for e in events
-        ]
-
-    def put_history(self, entries: Sequence[HistoryEntry]) -> None:
-        pass
+    def put_announcements(self, announced: Sequence[tuple[Any, HistoryEntry]]) -> list[bool]:
+        kept = [not (event.user_id and f"u:{event.user_id}" in self.erased) for event, _ in announced]
+        self.events += [event for (event, _), keep in zip(announced, kept, strict=True) if keep]
+        return kept
 
     def follow_members(self, steps: Sequence[tuple[Membership, bool]]) -> None:
         for membership, entered in steps:  # (the store's rule: the last step of a segment and customer decides)

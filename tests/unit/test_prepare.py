@@ -68,13 +68,15 @@ def fold(store: History, stored: StoredProfile, batch: list[TrackingEvent], now:
     for event in batch:
         store.events.setdefault(event.identity, []).append(event)
     rules = changes.get("rules", RULES)
-    folded = replace(stored, profile=apply_events(stored.profile, batch), version=stored.version + 1)
+    folded = replace(stored, profile=apply_events(stored.profile, batch))  # (the version it was read at)
     items = CustomerItems(store, rules, DEFINITIONS, now=now)
     complete = items(folded, batch)
     reads = store.reads
-    whole = CustomerItems(store, rules, DEFINITIONS, now=now)(replace(folded, derived=None), batch)
+    # The same write, completed from the whole history (as if stored before: an item not stored yet reads nothing).
+    whole = CustomerItems(store, rules, DEFINITIONS, now=now)(replace(folded, derived=None, version=1), batch)
     store.reads = reads
-    return complete, items.read, whole
+    saved = folded.version + 1  # (the version the store leaves it at)
+    return replace(complete, version=saved), items.read, replace(whole, version=saved)
 
 
 def new_customer() -> StoredProfile:
@@ -84,8 +86,9 @@ def new_customer() -> StoredProfile:
 def test_a_returning_customer_is_completed_from_its_state_as_from_its_whole_history():
     store = History()
     batch = [an_event(0, "Product Viewed"), an_event(1, "Product Added")]
-    stored, reads, _ = fold(store, new_customer(), batch, START)
-    assert reads == 1 and stored.derived is not None  # a new customer: its history is read once
+    stored, reads, whole = fold(store, new_customer(), batch, START)
+    assert reads == 0 and store.reads == 0 and stored.derived is not None  # a new customer: nothing to read
+    assert stored == whole
     batches = [
         [an_event(2, "Product Viewed"), an_event(3, "Product Viewed", cart_id="c1")],
         [an_event(30, "Email Opened"), an_event(31, "Order Completed", revenue=700, cart_id="c1")],
@@ -93,10 +96,32 @@ def test_a_returning_customer_is_completed_from_its_state_as_from_its_whole_hist
     ]
     for n, batch in enumerate(batches):
         stored, reads, whole = fold(store, stored, batch, START + timedelta(hours=4 + 100 * n))
-        assert reads == 0 and store.reads == 1  # carried on: nothing read
+        assert reads == 0 and store.reads == 0  # carried on: nothing read
         assert stored == whole  # segments, reasons, cells, due moments and the state: as from the whole history
         assert item_to_profile(profile_to_item(stored)).derived == stored.derived  # and stored as it is
     assert stored.segments is not None and set(stored.segments) == {"email_engaged", "heavy_spenders"}
+
+
+def test_a_new_customer_is_built_from_what_it_folds_and_rebuilt_when_another_shard_brings_earlier_events():
+    # On a multi-shard stream, events of a new customer's identity may be stored but not folded yet: the first
+    # write builds from its own events (what the item has folded), the later ones carry the state on or rebuild.
+    store = History()
+    elsewhere = [an_event(1, "Product Viewed"), an_event(2, "Product Added", cart_id="c9")]
+    for event in elsewhere:  # stored by the collector; their stream records are in another shard's batch
+        store.events.setdefault(event.identity, []).append(event)
+    batch = [an_event(5, "Product Viewed"), an_event(6, "Order Completed", revenue=90, cart_id="c2")]
+    first, reads, _ = fold(store, new_customer(), batch, START + timedelta(hours=7))
+    assert reads == 0 and store.reads == 0
+    assert first.derived is not None and first.derived.events == 2  # what this write folded, not what was stored
+    assert first.cells == analytics.customer_cells(CUSTOMER, batch, DEFINITIONS, now=START + timedelta(hours=7))
+    later = START + timedelta(hours=8)  # the other shard's batch folds the two events stored before
+    folded = replace(first, profile=apply_events(first.profile, elsewhere))
+    items = CustomerItems(store, RULES, DEFINITIONS, now=later)
+    done = items(folded, elsewhere)
+    assert items.read == 1  # earlier than the last event counted: rebuilt from the history, which holds all four
+    assert done.derived is not None and done.derived.events == 4
+    assert done.cells == analytics.customer_cells(CUSTOMER, [*elsewhere, *batch], DEFINITIONS, now=later)
+    assert done == CustomerItems(store, RULES, DEFINITIONS, now=later)(replace(folded, derived=None), elsewhere)
 
 
 def test_the_history_is_read_when_the_state_cannot_be_carried_on():
