@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(f"  {time.perf_counter() - phase:.1f} s", flush=True)
             print("processing: waiting for the stream runner to catch up after the best run...", flush=True)
-            drain = wait_for_processing(best_serve, timeout=45)
+            drain = wait_for_processing(best_serve, timeout=120)
             print(f"  caught up {drain:.1f} s after the load stopped", flush=True)
         finally:
             discard_serve(best_serve)
