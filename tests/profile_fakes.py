@@ -23,15 +23,21 @@ class InMemoryProfileStore:
         """Customer ids whose profile saves are throttled."""
 
     def get_links(self, identities: Sequence[str]) -> dict[str, Link]:
-        return {identity: self.links[identity] for identity in identities if identity in self.links}
+        """As DynamoDB's store: the identity's link item first, else its slot (its own customer item, or a
+        pointer)."""
+        found = {identity: self.links[identity] for identity in identities if identity in self.links}
+        for identity in identities:
+            if identity not in found and identity in self.profiles:
+                found[identity] = items.slot_link(identity, self.profiles[identity])
+        return found
 
     def forgotten_identities(self, identities: Sequence[str], *, clear_at: object = None) -> set[str]:
         return set()
 
     def link_identity(self, link: Link) -> Link:
-        if link.identity in self.links:
-            return self.links[link.identity]
-        self.links[link.identity] = link
+        if link.identity in self.links or link.identity in self.profiles:  # (the slot is taken)
+            return self.get_links([link.identity])[link.identity]
+        self.profiles[link.identity] = items.pointer_item(link)
         self.writes += 1
         return link
 
@@ -65,6 +71,11 @@ class InMemoryProfileStore:
             self.links[link.identity] = link
         self.writes += 2 + len(links)
         return saved_into
+
+    def linked(self, identity: str) -> str | None:
+        """The customer an identity belongs to, as a lookup finds it."""
+        link = self.get_links([identity]).get(identity)
+        return link.customer_id if link else None
 
     def live_profiles(self) -> list[StoredProfile]:
         return [p for p in map(items.item_to_profile, self.profiles.values()) if not p.profile.merged_into]

@@ -2,7 +2,9 @@
 every identity a customer in stream order (attach a new identity, merge two customers, or flag a shared device).
 
 Links are decided in memory, then written in parallel, each only if its identity is still unlinked
-(`write_pending_links`); merges of stored customers are transactions (`merge_customers`).
+(`write_pending_links`); merges of stored customers are transactions (`merge_customers`). An identity's slot is
+its own customer item key: an identity that is its own customer is linked by that item, which processing writes
+only if the slot is free; one attached elsewhere gets a pointer there (README, "Where a link is kept").
 """
 
 from __future__ import annotations
@@ -71,8 +73,11 @@ class LinkRaceError(Exception):
 class Prepare(Protocol):
     """Completes customer items before they are written (`services.prepare.CustomerItems`)."""
 
-    def __call__(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> StoredProfile:
-        """The item to write, from the folded profile and the events this write folds in (never raises)."""
+    def __call__(
+        self, stored: StoredProfile, new_events: Sequence[TrackingEvent], *, first: bool = False
+    ) -> StoredProfile:
+        """The item to write, from the folded profile and the events this write folds in (`first`: the item had
+        folded nothing before; never raises)."""
         ...
 
     def write_deadlines(self, customer_ids: Collection[str]) -> None:
@@ -112,6 +117,9 @@ class Batch:
     """customer id → the profile as this batch left it (written, or read and found already up to date)."""
     created: set[str] = field(default_factory=set)
     """Customers whose profile this batch's write created: nothing else of theirs can be stored yet."""
+    emptied: set[str] = field(default_factory=set)
+    """New customers whose empty item this batch's linking wrote (to attach an identity to it): they have folded
+    nothing yet, as a customer not stored."""
     prepare: Prepare | None = None
     """Completes a customer item about to be written (segments, cells, due moments, derived state), so one write
     holds it all."""
@@ -254,21 +262,43 @@ def _merge_stored(batch: Batch, *, into: str, away: str, event: TrackingEvent, p
 
 
 def write_pending_links(batch: Batch) -> None:
-    """Write the conflict index, then the batch's new links (in parallel, each only if still unlinked).
+    """Write the conflict index, then the batch's new links to other customers (in parallel, each only if its
+    identity is still unlinked).
 
     Raises:
         LinkRaceError: another writer linked one of them differently meanwhile.
     """
     for identity, customer_id, event in batch.conflict_events:
         batch.store.note_conflict(identity, customer_id, event)
-    links = list(batch.pending.values())
+    # An identity that is its own customer is linked by that customer's item (step 3 creates it, only if its slot is
+    # still free: a concurrent attach elsewhere makes that write fail, and the batch is retried).
+    links = [link for link in batch.pending.values() if link.customer_id != link.identity]
     if not links:
         return
+    # An identity is attached only to a customer whose item is stored: one this batch creates gets its item first
+    # (empty; only if its slot is still free), so no link ever points at a slot that another write claims after.
+    new = sorted({link.customer_id for link in links} - set(batch.profiles))
     with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
+        for customer_id, created in zip(new, pool.map(lambda c: _create(batch, c), new), strict=True):
+            batch.profiles[customer_id] = created
+            batch.emptied.add(customer_id)
         written = list(pool.map(batch.store.link_identity, links))
     for wanted, actual in zip(links, written, strict=True):
         if actual.customer_id != wanted.customer_id:
             raise LinkRaceError(wanted.identity)
+
+
+def _create(batch: Batch, customer_id: str) -> StoredProfile:
+    """A new customer's item, empty (processing folds its events into it after), written only if its slot is free.
+
+    Raises:
+        LinkRaceError: the slot was taken meanwhile (a customer of that id, or that identity attached elsewhere).
+    """
+    empty = StoredProfile(CustomerProfile(customer_id=customer_id, identities=(customer_id,)), segments={})
+    try:
+        return batch.store.save_profile(empty)
+    except ConditionFailedError as exc:
+        raise LinkRaceError(customer_id) from exc
 
 
 def max_marks(first: Mapping[str, str], second: Mapping[str, str]) -> dict[str, str]:

@@ -101,10 +101,12 @@ class CustomerItems:
         """The due-list entry each customer item completed last lists and is not written yet."""
         self._history: dict[tuple[str, ...], list[TrackingEvent]] = {}
 
-    def __call__(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> StoredProfile:
+    def __call__(
+        self, stored: StoredProfile, new_events: Sequence[TrackingEvent], *, first: bool = False
+    ) -> StoredProfile:
         customer_id = stored.profile.customer_id
         try:
-            return self._complete(stored, new_events)
+            return self._complete(stored, new_events, first=first)
         except Exception:
             logger.exception("a customer item could not be completed; its customer is evaluated after the write")
             with self._lock:
@@ -128,9 +130,9 @@ class CustomerItems:
         """Whether the item this batch wrote for the customer holds its segments, cells and deadline."""
         return customer_id in self._completed
 
-    def _complete(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> StoredProfile:
+    def _complete(self, stored: StoredProfile, new_events: Sequence[TrackingEvent], *, first: bool) -> StoredProfile:
         profile = stored.profile
-        known = self._advanced(stored, new_events) or self._rebuilt(stored, new_events)
+        known = self._advanced(stored, new_events) or self._rebuilt(stored, new_events if first else None)
         with self._lock:
             self.read += known.read
         if stored.segments is None:  # an older customer's: its membership items are adopted in this write
@@ -172,12 +174,12 @@ class CustomerItems:
             rule_state.facts(rules, profile.traits), cells, advanced if keeps_state(count) else None, read=False
         )
 
-    def _rebuilt(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> Known:
+    def _rebuilt(self, stored: StoredProfile, first_events: Sequence[TrackingEvent] | None) -> Known:
         """The state built from the customer's whole history: every identity's events, read once per batch; for a
         customer item not stored yet, the events this write folds (see `_history_of`)."""
         profile = stored.profile
         identities = profile.identities or (profile.customer_id,)
-        events = self._history_of(stored, new_events)
+        events = self._history_of(stored, first_events)
         cells, state = cell_state.build(profile.customer_id, events, self.definitions, now=self.now)
         derived = None  # a history where reading costs less than a state: read it next time too
         if keeps_state(len(events)):
@@ -185,21 +187,21 @@ class CustomerItems:
             expires = _expiry([self._expires(e) for e in events])
             derived = Derived(tuple(sorted(identities)), self.now, rules, state, expires, len(events))
         return Known(
-            Facts(profile.traits, events), analytics.kept(cells, now=self.now), derived, read=bool(stored.version)
+            Facts(profile.traits, events), analytics.kept(cells, now=self.now), derived, read=first_events is None
         )
 
-    def _history_of(self, stored: StoredProfile, new_events: Sequence[TrackingEvent]) -> list[TrackingEvent]:
+    def _history_of(self, stored: StoredProfile, first_events: Sequence[TrackingEvent] | None) -> list[TrackingEvent]:
         """The events a rebuilt state is built from.
 
-        A customer item not stored yet (version 0) has folded nothing before this write: what it has folded is the
-        events this write folds, so nothing is read. (On a multi-shard stream, events of its identities may be
-        stored but not folded yet; their own batch folds them later, and the state advances with them, or is
-        rebuilt from the history when one is at or before the last event counted: the state stays what the events
-        folded so far make.) A customer merged in this batch with one that was stored is not new: the merge wrote
-        its item.
+        A customer item that had folded nothing before this write (`first`: not stored, or stored empty by this
+        batch's linking) has as its history the events this write folds (`first_events`), so nothing is read. (On
+        a multi-shard stream, events of its identities may be stored but not folded yet; their own batch folds them
+        later, and the state advances with them, or is rebuilt from the history when one is at or before the last
+        event counted: the state stays what the events folded so far make.) A customer merged in this batch with
+        one that was stored is not new: the merge wrote its item, with the marks of both.
         """
-        if not stored.version:
-            return [e for e in new_events if e.source_id != AUDIENCE_SOURCE]
+        if first_events is not None:
+            return [e for e in first_events if e.source_id != AUDIENCE_SOURCE]
         identities = stored.profile.identities or (stored.profile.customer_id,)
         if identities not in self._history:  # a write that met a conflict completes the item again: read once
             self._history[identities] = customer_events(self.store, stored)

@@ -4,8 +4,9 @@ A batch of stream records is processed in three steps, with a handful of request
 
 1. **Read**: the links of every identity the batch names, and the profiles of their customers (two batch reads).
 2. **Identity** (in stream order, in memory): every identity gets a customer; calls naming two identities link
-   them (attach a new identity, merge two customers, or flag a shared device). New links are then written in
-   parallel, each only if the identity is still unlinked; merges of stored customers are transactions.
+   them (attach a new identity, merge two customers, or flag a shared device). New links to other customers
+   are then written in parallel, each only if the identity is still unlinked (a new identity that is its own
+   customer is linked by its customer item in step 3); merges of stored customers are transactions.
 3. **Profiles** (coalesced): records are grouped by customer and folded into each profile, and each customer
    item completed (`Batch.prepare`); the due-list entries those items list are written at once (one batch
    write), then each item once per customer per batch, conditionally on the version read (optimistic locking;
@@ -264,8 +265,15 @@ def _draft(
     profile = _with_identities(profile, batch, customer_id, done)
     marks = max_marks(stored.applied, {primary_identity(c.event): c.sequence for c in done})
     item = replace(stored, profile=profile, applied=marks)
-    item = batch.prepare(item, [c.event for c in done]) if batch.prepare is not None else item
+    if batch.prepare is not None:
+        item = batch.prepare(item, [c.event for c in done], first=_first(batch, stored))
     return _Draft(customer_id, changes, stored, item, [c.sequence for c in failed])
+
+
+def _first(batch: Batch, stored: StoredProfile) -> bool:
+    """Whether a customer item had folded nothing before this batch: not stored, or stored empty by its linking and
+    not written since (version 1). Not "has no sequence marks": an imported item has none (another stream's)."""
+    return not stored.version or (stored.version == 1 and stored.profile.customer_id in batch.emptied)
 
 
 def _write_deadlines(batch: Batch, customer_ids: list[str]) -> set[str]:
@@ -294,7 +302,7 @@ def _save(batch: Batch, draft: _Draft, force: bool, unlisted: set[str]) -> list[
     for _ in range(SAVE_ATTEMPTS):
         try:
             batch.saved[draft.customer_id] = batch.store.save_profile(draft.item)
-            if not draft.stored.version:
+            if _first(batch, draft.stored):
                 batch.created.add(draft.customer_id)
             return draft.failed
         except ConditionFailedError:

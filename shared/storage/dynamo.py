@@ -244,29 +244,47 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, FoldStorage, Erasure
 
     # --- customers ----------------------------------------------------------------------------------------------
 
-    def get_links(self, identities: Sequence[str]) -> dict[str, Link]:
-        """The customer links of identities (`u:…`/`a:…`); unknown identities are absent."""
-        wanted = [
-            {"PK": keys.identity_pk(*split_identity(identity)), "SK": keys.LINK_SK}
-            for identity in dict.fromkeys(identities)
-        ]
-        return {link.identity: link for link in map(items.item_to_link, self._batch_get(wanted))}
+    def get_links(self, identities: Sequence[str], *, consistent: bool = False) -> dict[str, Link]:
+        """The customer links of identities (`u:…`/`a:…`); unknown identities are absent. One batch read of both
+        places a link can be: the identity's link item, which a merge or an earlier version wrote and which comes
+        first, else its slot (`CUSTOMER#<identity>`): its own customer item (the identity is that customer), or a
+        pointer to the customer it was attached to (`pointer_item`), or a merge's tombstone."""
+        wanted = list(dict.fromkeys(identities))
+        found = self._batch_get(
+            [{"PK": keys.identity_pk(*split_identity(i)), "SK": keys.LINK_SK} for i in wanted]
+            + [{"PK": keys.customer_pk(i), "SK": keys.PROFILE_SK} for i in wanted],
+            consistent=consistent,
+        )
+        links: dict[str, Link] = {}
+        slots: dict[str, dict[str, Any]] = {}
+        for item in found:
+            if item.get("entity") == items.LINK_ENTITY:
+                link = items.item_to_link(item)
+                links[link.identity] = link
+            else:
+                slots[str(item.get("customer_id"))] = item
+        for identity in wanted:
+            if identity not in links and identity in slots:
+                links[identity] = items.slot_link(identity, slots[identity])
+        return links
 
     def link_identity(self, link: Link) -> Link:
-        """Link an identity to a customer unless it is linked already; returns the link in force."""
-        item = items.link_item(link)
+        """Attach an identity to a customer unless it is linked already (a pointer in its slot, written only if the
+        slot is free: nor a customer of its own, nor attached elsewhere); returns the link in force.
+
+        An identity that is its own customer needs no write here: that customer item claims the slot."""
         try:
             self._call(
                 self.client.put_item,
                 TableName=self.table_name,
-                Item=serialize(item),
+                Item=serialize(items.pointer_item(link)),
                 ConditionExpression="attribute_not_exists(PK)",
             )
         except ConditionFailedError:
-            existing = self._get({"PK": item["PK"], "SK": item["SK"]}, consistent=True)
+            existing = self.get_links([link.identity], consistent=True).get(link.identity)
             if existing is None:
                 raise
-            return items.item_to_link(existing)
+            return existing
         return link
 
     def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]:

@@ -4,6 +4,8 @@
 |-----------------------------------------------------|-----------------------------------------------|----------------|
 | event `ID#<u|a>#<id>` / `EVT#…` (body names ids)    | the identity's partition                      | deleted        |
 | identity link `ID#…` / `CUSTOMER`                   | the identity's partition                      | deleted        |
+| identity slot `CUSTOMER#<identity>` / `PROFILE` (an | the identities                                | deleted        |
+|   attached identity's pointer to its customer)      |                                               |                |
 | old tables' raw suppression mark `ID#…`/`FORGOTTEN` | the identity's partition                      | hashed, deleted|
 | profile `CUSTOMER#<cid>` / `PROFILE`, merged ones   | the customer ids (merges: the profile's links)| deleted        |
 | analytics cells: in the customer item (before: their| the customer's partition                      | taken back, del|
@@ -105,6 +107,7 @@ class ErasureStorage(SuppressionStorage):
         for identity in identities:
             doomed += self._keys_of(keys.identity_pk(*split_identity(identity)))
             doomed += self._named(identity, gone, set(customer_ids))
+            doomed.append({"PK": keys.customer_pk(identity), "SK": keys.PROFILE_SK})  # its slot (a pointer)
         for cid in customer_ids:
             doomed += self._customer_items(cid)
         doomed += self._history_of(set(customer_ids))

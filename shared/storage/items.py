@@ -230,6 +230,27 @@ def link_item(link: Link) -> dict[str, Any]:
     }
 
 
+def pointer_item(link: Link) -> dict[str, Any]:
+    """An identity's slot (`CUSTOMER#<identity>` / `PROFILE`, where its own customer item would be) holding a
+    pointer to the customer it was attached to: a customer item that is not a customer (`merged_into`, like a
+    merge's tombstone: no index entry, no cells), written only if the slot is free. Creating a customer and
+    attaching its identity elsewhere claim the same key, so the one that comes second fails."""
+    pointer = CustomerProfile(customer_id=link.identity, merged_into=link.customer_id)
+    item = profile_to_item(StoredProfile(pointer, version=1, segments={}))
+    item.update({"via": link.via, "at": link.at})
+    return item
+
+
+def slot_link(identity: str, item: dict[str, Any]) -> Link:
+    """The link an identity's slot item says: to the customer itself, or to where its pointer (or a merge's
+    tombstone) points (read from the item's attributes and body, never from its key)."""
+    try:
+        target = item_to_profile(item).profile.merged_into or identity
+    except CorruptItemError:  # a customer item that cannot be decoded is still its customer's (and quarantined)
+        target = identity
+    return Link(identity=identity, customer_id=target, via=str(item.get("via", "")), at=str(item.get("at", "")))
+
+
 def item_to_link(item: dict[str, Any]) -> Link:
     """Inverse of `link_item`."""
     if "identity" in item:

@@ -6,6 +6,7 @@ import json
 import uuid
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -313,8 +314,9 @@ def test_evaluation_uses_the_profiles_the_batch_just_wrote_instead_of_reading_th
     profile_reads: list[int] = []
 
     def count(params: dict[str, Any], **_: Any) -> None:
-        keys = json.loads(params["body"])["RequestItems"][TABLE]["Keys"]
-        profile_reads.append(sum(k["SK"]["S"] == "PROFILE" for k in keys))
+        request = json.loads(params["body"])["RequestItems"][TABLE]
+        if request.get("ConsistentRead"):  # (the links' read looks at the identities' slots too, eventually)
+            profile_reads.append(sum(k["SK"]["S"] == "PROFILE" for k in request["Keys"]))
 
     ddb.meta.events.register("before-call.dynamodb.BatchGetItem", count)
     people = [random_ref("p") for _ in range(3)]
@@ -353,11 +355,11 @@ def test_a_batch_costs_each_customer_one_item_write_and_a_handful_of_requests_in
         assert stream.poll() == 10
         asked[event] = Counter(name for name in made if name != "DescribeTable")
         stream.drain()
-    # Then the new customers cost two reads (suppression marks, links: none, so no profile to read), a link and an
-    # item write each, and the live feed one write: no history was read
-    assert asked["Product Viewed"] == {"BatchGetItem": 2, "PutItem": 21}
-    # And the returning ones three reads (marks, links, items), an item write each, their ten deadlines' entries
-    # one write, and the live feed one: 1.5 requests a customer
+    # Then the new customers cost two reads (suppression marks; links and slots: none, so no item to read), an item
+    # write each (which also claims the identity: no link write), and the live feed one write: no history was read
+    assert asked["Product Viewed"] == {"BatchGetItem": 2, "PutItem": 11}
+    # And the returning ones three reads (marks, links and slots, items), an item write each, their ten deadlines'
+    # entries one write, and the live feed one: 1.5 requests a customer
     assert asked["Product Added"] == {"BatchGetItem": 3, "PutItem": 11, "BatchWriteItem": 1}
     assert store.get_status()["processed_at"] > 0  # (written by the first batch, with its live feed item)
     assert all(len(find_customer(store, p).scheduled) == 1 for p in people)
@@ -378,3 +380,55 @@ def test_a_live_feed_item_stays_within_one_write_unit_and_keeps_the_newest_event
     (kept,) = store.live_items(limit=5)
     assert 1 < len(kept) < 50 and kept == events[-len(kept) :]
     assert len(zlib.compress(json.dumps(kept).encode())) <= LIVE_BLOB_BYTES
+
+
+def _shard_call(stream: Any, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """One stream record handed to the process Lambda alone, as a batch of another shard would be."""
+    from functions.process import handler
+    from shared.local.context import LocalContext
+    from shared.local.streams import lambda_record
+
+    event = {"Records": [lambda_record(record, stream.feed.source_arn, stream.feed.region)], "shardId": "other"}
+    return lambda: handler.lambda_handler(event, LocalContext("footfall-process"))
+
+
+@pytest.mark.parametrize("first", ["the attach", "the customer"])
+def test_an_identity_claimed_by_two_shards_at_once_ends_in_one_customer(
+    http, source, store, stream, monkeypatch, first
+):
+    # Given an anonymous visitor's first event and the identify naming it (user new too), on two shards at once:
+    # one batch makes the visitor a customer of its own, the other attaches it to the user (both claim its slot)
+    from shared.storage.dynamo import DynamoTrackingStore
+
+    _, key = source
+    visitor, user = random_ref("visitor"), random_ref("user")
+    identify = a_track(type="identify", userId=user, anonymousId=visitor, traits={"plan": "pro"}, properties={})
+    del identify["event"]
+    send(http, key, a_track(userId=None, anonymousId=visitor, event="Product Viewed"), identify)
+    (shard,) = stream.feed.shards()
+    records = stream.feed.read(shard["ShardId"], None, 100)
+    events = {r["dynamodb"]["Keys"]["PK"]["S"]: r for r in records if r["eventName"] == "INSERT" and "EVT#" in str(r)}
+    viewed, identified = events[f"ID#a#{visitor}"], events[f"ID#u#{user}"]
+    own, attach = _shard_call(stream, viewed), _shard_call(stream, identified)
+    real_save = DynamoTrackingStore.save_profile
+    interleaved: list[dict[str, Any]] = []
+    started: list[bool] = []
+
+    def save(self: Any, stored: Any) -> Any:  # the other shard runs just before this one's write lands
+        if not started and stored.version == 0 and stored.profile.customer_id in (f"a:{visitor}", f"u:{user}"):
+            started.append(True)
+            interleaved.append(own() if first == "the customer" else attach())
+        return real_save(self, stored)
+
+    monkeypatch.setattr(DynamoTrackingStore, "save_profile", save)
+    # When each shard's batch runs, the other one landing in between, and the stream retries what failed
+    answer = attach() if first == "the customer" else own()
+    monkeypatch.setattr(DynamoTrackingStore, "save_profile", real_save)
+    stream.drain()
+    # Then the batch that lost the race failed for now (nothing of it written), and the retry made one customer
+    assert interleaved and interleaved[0]["batchItemFailures"] == []
+    assert answer["batchItemFailures"] != []
+    customer = find_customer(store, visitor)
+    assert customer is not None and find_customer(store, user) == customer
+    assert set(customer.profile.identities) == {f"a:{visitor}", f"u:{user}"}
+    audit(store)

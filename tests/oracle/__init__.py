@@ -153,9 +153,16 @@ def _customer(
 
 
 def _linked(table: Table, identity: str) -> str | None:
+    """README "Identities": an identity's link item if it has one (a merge's, or an earlier version's), else its slot,
+    the customer item at its own id: the customer itself, or a pointer to the customer it was attached to."""
     kind, _, value = identity.partition(":")
     link = table.links.get(f"ID#{kind}#{value}")
-    return link["customer_id"] if link else None
+    if link:
+        return str(link["customer_id"])
+    slot = table.profiles.get(identity)
+    if not isinstance(slot, dict):
+        return None
+    return str(slot.get("merged_into") or identity)
 
 
 def _counters(table: Table, expected: Counters, now: datetime) -> list[str]:

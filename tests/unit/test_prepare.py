@@ -70,9 +70,9 @@ def fold(store: History, stored: StoredProfile, batch: list[TrackingEvent], now:
     rules = changes.get("rules", RULES)
     folded = replace(stored, profile=apply_events(stored.profile, batch))  # (the version it was read at)
     items = CustomerItems(store, rules, DEFINITIONS, now=now)
-    complete = items(folded, batch)
+    complete = items(folded, batch, first=not stored.version)
     reads = store.reads
-    # The same write, completed from the whole history (as if stored before: an item not stored yet reads nothing).
+    # The same write, completed from the whole history (as if stored before: a first write reads nothing).
     whole = CustomerItems(store, rules, DEFINITIONS, now=now)(replace(folded, derived=None, version=1), batch)
     store.reads = reads
     saved = folded.version + 1  # (the version the store leaves it at)
