@@ -57,8 +57,10 @@ FOLD_WINDOW = 10.0
 """The fold mapping's MaximumBatchingWindowInSeconds in infra/template.yaml (seconds): the local fold runs that long
 after the first record since its last run, as the mapping invokes at the end of the window its first record
 opened."""
-QUALIFY = {"event": "src"}
-"""Bill event items by source: `event/footfall` are the Audience Entered/Exited events processing writes."""
+QUALIFY = {"event": "src", "profile": "slot"}
+"""Bill event items by source: `event/footfall` are the Audience Entered/Exited events processing writes; customer
+items that are not a customer's apart: `profile/pointer` (an identity attached to another customer: the link) and
+`profile/claimed` (a new customer's empty item, written so an identity can be attached to it first)."""
 PROCESSING_EVENTS = "event/footfall"
 COLLECT_ENTITIES = ("failed", "failed_day")
 """Besides `event/<source>`: what the collector writes."""
@@ -109,7 +111,8 @@ class Workload:
 
     @property
     def customer_batches(self) -> int:
-        """One customer's share of one processing batch: each is one profile write (merges add their tombstone)."""
+        """One customer's share of one processing batch: each is one profile write (merges add their tombstone;
+        pointers and claimed empty items are billed apart, `QUALIFY`)."""
         line = self.ledger.entities.get("profile")
         return line.writes - line.failed_conditions if line else 0
 

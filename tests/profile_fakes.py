@@ -41,6 +41,14 @@ class InMemoryProfileStore:
         self.writes += 1
         return link
 
+    def claim_customer(self, customer_id: str) -> StoredProfile:
+        if customer_id in self.profiles:
+            raise ConditionFailedError("slot taken")
+        empty, item = items.claimed_item(customer_id)
+        self.profiles[customer_id] = item
+        self.writes += 1
+        return empty
+
     def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]:
         return {cid: items.item_to_profile(self.profiles[cid]) for cid in customer_ids if cid in self.profiles}
 

@@ -51,6 +51,8 @@ class ProfileStore(Protocol):
 
     def link_identity(self, link: Link) -> Link: ...
 
+    def claim_customer(self, customer_id: str) -> StoredProfile: ...
+
     def forgotten_identities(
         self, identities: Sequence[str], *, clear_at: Mapping[str, int] | None = None
     ) -> set[str]: ...
@@ -148,6 +150,22 @@ def read_batch(batch: Batch, changes: Sequence[StreamChange]) -> None:
     batch.links.update({identity: link.customer_id for identity, link in found.items()})
     batch.stored_links.update(found)
     batch.profiles.update(batch.store.get_profiles(sorted(set(batch.links.values()))))
+    _follow_moved(batch)
+
+
+def _follow_moved(batch: Batch, *, hops: int = 4) -> None:
+    """Links that lead to a customer item that is no customer's (a merge's tombstone, an attached identity's
+    pointer) lead on to where it points. A link read just before a merge committed does; so does one an older
+    version wrote during an upgrade for an identity the new version had attached (it read no pointer)."""
+    for _ in range(hops):
+        moved = {cid: p.profile.merged_into for cid, p in batch.profiles.items() if p.profile.merged_into}
+        stale = {identity: moved[cid] for identity, cid in batch.links.items() if cid in moved}
+        if not stale:
+            return
+        batch.links.update({identity: str(target) for identity, target in stale.items()})
+        missing = sorted(set(stale.values()) - batch.profiles.keys())
+        if missing:
+            batch.profiles.update(batch.store.get_profiles([str(cid) for cid in missing]))
 
 
 def _new_link(batch: Batch, link: Link) -> None:
@@ -294,9 +312,8 @@ def _create(batch: Batch, customer_id: str) -> StoredProfile:
     Raises:
         LinkRaceError: the slot was taken meanwhile (a customer of that id, or that identity attached elsewhere).
     """
-    empty = StoredProfile(CustomerProfile(customer_id=customer_id, identities=(customer_id,)), segments={})
     try:
-        return batch.store.save_profile(empty)
+        return batch.store.claim_customer(customer_id)
     except ConditionFailedError as exc:
         raise LinkRaceError(customer_id) from exc
 

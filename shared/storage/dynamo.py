@@ -287,6 +287,21 @@ class DynamoTrackingStore(SegmentStorage, AnalyticsStorage, FoldStorage, Erasure
             return existing
         return link
 
+    def claim_customer(self, customer_id: str) -> StoredProfile:
+        """A new customer's item, empty, written only if its slot is free (an identity is attached to it next).
+
+        Raises:
+            ConditionFailedError: the slot is taken (a customer of that id, or that identity attached elsewhere).
+        """
+        empty, item = items.claimed_item(customer_id)
+        self._call(
+            self.client.put_item,
+            TableName=self.table_name,
+            Item=serialize(item),
+            ConditionExpression="attribute_not_exists(PK)",
+        )
+        return empty
+
     def get_profiles(self, customer_ids: Sequence[str]) -> dict[str, StoredProfile]:
         """Stored profiles by customer id (strongly consistent: they are read to be updated)."""
         wanted = [{"PK": keys.customer_pk(cid), "SK": keys.PROFILE_SK} for cid in dict.fromkeys(customer_ids)]

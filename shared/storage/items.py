@@ -35,6 +35,8 @@ SCHEDULED_KEPT = 50
 """A customer item keeps at most this many due moments (the latest): a deadline moved more often than that in two
 days leaves its oldest entries to fire harmlessly (and to their TTL) without `forget` finding them by this list."""
 LINK_ENTITY = "link"
+SLOT_ATTRIBUTE = "slot"
+"""On a customer item that is not (yet) a customer's: `pointer` (an attached identity's), `claimed` (empty)."""
 CUSTOMER_INDEX_SHARDS = 16
 
 logger = logging.getLogger(__name__)
@@ -237,8 +239,17 @@ def pointer_item(link: Link) -> dict[str, Any]:
     attaching its identity elsewhere claim the same key, so the one that comes second fails."""
     pointer = CustomerProfile(customer_id=link.identity, merged_into=link.customer_id)
     item = profile_to_item(StoredProfile(pointer, version=1, segments={}))
-    item.update({"via": link.via, "at": link.at})
+    item.update({"via": link.via, "at": link.at, SLOT_ATTRIBUTE: "pointer"})
     return item
+
+
+def claimed_item(customer_id: str) -> tuple[StoredProfile, dict[str, Any]]:
+    """A new customer's item, empty, written so that an identity can be attached to it before processing folds
+    its events (`SLOT_ATTRIBUTE` says so until that write replaces it)."""
+    empty = StoredProfile(CustomerProfile(customer_id=customer_id, identities=(customer_id,)), version=1, segments={})
+    item = profile_to_item(empty)
+    item[SLOT_ATTRIBUTE] = "claimed"
+    return empty, item
 
 
 def slot_link(identity: str, item: dict[str, Any]) -> Link:

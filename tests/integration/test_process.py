@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from shared.ports import Link
 from shared.services.customers import customer_detail, find_customer
 from shared.services.segments import apply_segments
 from shared.storage import items
@@ -410,20 +411,29 @@ def test_an_identity_claimed_by_two_shards_at_once_ends_in_one_customer(
     events = {r["dynamodb"]["Keys"]["PK"]["S"]: r for r in records if r["eventName"] == "INSERT" and "EVT#" in str(r)}
     viewed, identified = events[f"ID#a#{visitor}"], events[f"ID#u#{user}"]
     own, attach = _shard_call(stream, viewed), _shard_call(stream, identified)
-    real_save = DynamoTrackingStore.save_profile
+    real_save, real_claim = DynamoTrackingStore.save_profile, DynamoTrackingStore.claim_customer
     interleaved: list[dict[str, Any]] = []
-    started: list[bool] = []
 
-    def save(self: Any, stored: Any) -> Any:  # the other shard runs just before this one's write lands
-        if not started and stored.version == 0 and stored.profile.customer_id in (f"a:{visitor}", f"u:{user}"):
-            started.append(True)
-            interleaved.append(own() if first == "the customer" else attach())
+    def other_shard_first(customer_id: str) -> None:  # the other shard runs just before this one's write lands
+        if not interleaved and customer_id in (f"a:{visitor}", f"u:{user}"):
+            interleaved.append({})
+            interleaved[0] = own() if first == "the customer" else attach()
+
+    def save(self: Any, stored: Any) -> Any:
+        if stored.version == 0:
+            other_shard_first(stored.profile.customer_id)
         return real_save(self, stored)
 
+    def claim(self: Any, customer_id: str) -> Any:
+        other_shard_first(customer_id)
+        return real_claim(self, customer_id)
+
     monkeypatch.setattr(DynamoTrackingStore, "save_profile", save)
+    monkeypatch.setattr(DynamoTrackingStore, "claim_customer", claim)
     # When each shard's batch runs, the other one landing in between, and the stream retries what failed
     answer = attach() if first == "the customer" else own()
     monkeypatch.setattr(DynamoTrackingStore, "save_profile", real_save)
+    monkeypatch.setattr(DynamoTrackingStore, "claim_customer", real_claim)
     stream.drain()
     # Then the batch that lost the race failed for now (nothing of it written), and the retry made one customer
     assert interleaved and interleaved[0]["batchItemFailures"] == []
@@ -431,4 +441,27 @@ def test_an_identity_claimed_by_two_shards_at_once_ends_in_one_customer(
     customer = find_customer(store, visitor)
     assert customer is not None and find_customer(store, user) == customer
     assert set(customer.profile.identities) == {f"a:{visitor}", f"u:{user}"}
+    audit(store)
+
+
+def test_a_link_an_older_version_wrote_to_an_attached_identity_leads_on_to_its_customer(http, source, store, stream):
+    # Given a visitor attached to a user by this version (a pointer in its slot), then, during an upgrade, the
+    # older version still running linked the visitor to itself (it reads link items only, and found none)
+    _, key = source
+    visitor, user = random_ref("visitor"), random_ref("user")
+    identify = a_track(type="identify", userId=user, anonymousId=visitor, traits={}, properties={})
+    del identify["event"]
+    send(http, key, identify)
+    stream.drain()
+    store.client.put_item(
+        TableName=store.table_name,
+        Item=serialize(items.link_item(Link(f"a:{visitor}", f"a:{visitor}", "old-version", "2026-01-01T00:00:00Z"))),
+    )
+    # When the visitor's next event is processed
+    send(http, key, a_track(userId=None, anonymousId=visitor, event="Product Viewed"))
+    stream.drain()
+    # Then it is folded into the user's customer, where the visitor's slot points
+    customer = find_customer(store, f"u:{user}")
+    assert customer is not None and customer.profile.event_counts.get("Product Viewed") == 1
+    assert store.list_failed().items == ()
     audit(store)

@@ -153,16 +153,23 @@ def _customer(
 
 
 def _linked(table: Table, identity: str) -> str | None:
-    """README "Identities": an identity's link item if it has one (a merge's, or an earlier version's), else its slot,
-    the customer item at its own id: the customer itself, or a pointer to the customer it was attached to."""
+    """README "Where a link is kept": an identity's link item if it has one (a merge's, or an earlier version's), else
+    its slot, the customer item at its own id: the customer itself, or a pointer to the customer it was attached
+    to; a merge's tombstone or a pointer met on the way leads on to where it points."""
     kind, _, value = identity.partition(":")
     link = table.links.get(f"ID#{kind}#{value}")
     if link:
-        return str(link["customer_id"])
-    slot = table.profiles.get(identity)
-    if not isinstance(slot, dict):
+        target = str(link["customer_id"])
+    elif isinstance(table.profiles.get(identity), dict):
+        target = identity
+    else:
         return None
-    return str(slot.get("merged_into") or identity)
+    for _ in range(4):  # a tombstone or a pointer leads on to where it points
+        body = table.profiles.get(target)
+        if not isinstance(body, dict) or not body.get("merged_into"):
+            return target
+        target = str(body["merged_into"])
+    return None
 
 
 def _counters(table: Table, expected: Counters, now: datetime) -> list[str]:
