@@ -415,7 +415,8 @@ class AnalyticsStorage(Table):
         status: Mapping[str, Any] | None = None,
     ) -> None:
         """The newest events of a processed batch (idempotent per batch: keyed by its first record), and with
-        `status` the processing status (`put_status`), both in one request.
+        `status` the processing status the TUI shows (when processing last ran, its lag; `get_status`), both in one
+        request.
 
         Raises:
             ThrottledError: not stored (they are views: the caller goes on).
@@ -451,10 +452,6 @@ class AnalyticsStorage(Table):
 
         for raw in response.get("Items", []):
             yield json.loads(zlib.decompress(bytes(deserialize(raw)["events"])))
-
-    def put_status(self, **fields: Any) -> None:
-        """The processing status the TUI shows (when processing last ran, its lag)."""
-        self._call(self.client.put_item, TableName=self.table_name, Item=serialize(_status_row(fields)))
 
     def get_status(self) -> dict[str, Any]:
         item = self._get({"PK": "STATUS", "SK": "PROCESS"})
