@@ -80,10 +80,5 @@ class InMemoryProfileStore:
         self.writes += 2 + len(links)
         return saved_into
 
-    def linked(self, identity: str) -> str | None:
-        """The customer an identity belongs to, as a lookup finds it."""
-        link = self.get_links([identity]).get(identity)
-        return link.customer_id if link else None
-
     def live_profiles(self) -> list[StoredProfile]:
         return [p for p in map(items.item_to_profile, self.profiles.values()) if not p.profile.merged_into]

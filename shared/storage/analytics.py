@@ -436,7 +436,9 @@ class AnalyticsStorage(Table):
         }
         if status is None:
             self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))
-        elif self._batch_write([row, _status_row(status)]):
+        elif self._batch_write(
+            [row, {"PK": "STATUS", "SK": "PROCESS", "entity": "status", "status": json.dumps(status)}]
+        ):
             raise ThrottledError("the live feed and the processing status could not be stored")
 
     def live_items(self, *, limit: int) -> Iterator[list[dict[str, Any]]]:
@@ -456,7 +458,3 @@ class AnalyticsStorage(Table):
     def get_status(self) -> dict[str, Any]:
         item = self._get({"PK": "STATUS", "SK": "PROCESS"})
         return json.loads(item["status"]) if item else {}
-
-
-def _status_row(fields: Mapping[str, Any]) -> dict[str, Any]:
-    return {"PK": "STATUS", "SK": "PROCESS", "entity": "status", "status": json.dumps(dict(fields))}
