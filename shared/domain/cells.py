@@ -24,12 +24,11 @@ whatever shards a cell has (tables written before the fold have 4)."""
 
 
 class FunnelCell(NamedTuple):
-    """Journeys of a funnel that entered on `day`: steps reached and breakdown (`step` None), or the time taken
-    to reach `step` (one cell per step, so each holds few counters)."""
+    """Journeys of a funnel that entered on `day`: steps reached, breakdown and the time taken to reach each step
+    (one cell, so the fold's update of a day touches one item; it was one cell per step's times until 2026-12)."""
 
     funnel_id: str
     day: str
-    step: int | None = None
     shard: str = SHARD
     kind: str = "funnel"
 

@@ -31,6 +31,7 @@ as the items are next written (`FOLD` / shard id remembers when each shard was l
 from __future__ import annotations
 
 import json
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -95,8 +96,7 @@ MARK_PREFIX = "~"
 #
 # | cell                               | PK                 | SK                          |
 # |------------------------------------|--------------------|-----------------------------|
-# | FunnelCell(id, day, None, shard)   | `FUNNEL#<id>`      | `DAY#<day>#<shard>`         |
-# | FunnelCell(id, day, step, shard)   | `FUNNEL#<id>`      | `DAY#<day>#T<step>#<shard>` |
+# | FunnelCell(id, day, shard)         | `FUNNEL#<id>`      | `DAY#<day>#<shard>`         |
 # | RetentionCell(by, cohort, shard)   | `RETENTION#<by>`   | `<cohort>#<shard>`          |
 # | TimingCell(channel, shard)         | `TIMING`           | `<channel>#<shard>`         |
 # | StatsCell(day, hour, shard)        | `STATS#<day>`      | `H<hh>#<shard>`, `E#<shard>` (hour None) |
@@ -127,10 +127,8 @@ class RawCounter:
 def cell_key(cell: Any) -> tuple[str, str]:
     """(PK, SK) of a cell's counter item."""
     match cell:
-        case FunnelCell(funnel_id=funnel, day=day, step=None, shard=shard):
+        case FunnelCell(funnel_id=funnel, day=day, shard=shard):
             return f"FUNNEL#{funnel}", f"DAY#{day}#{shard}"
-        case FunnelCell(funnel_id=funnel, day=day, step=step, shard=shard):
-            return f"FUNNEL#{funnel}", f"DAY#{day}#T{step}#{shard}"
         case RetentionCell(by=by, cohort=cohort, shard=shard):
             return f"RETENTION#{by}", f"{cohort}#{shard}"
         case TimingCell(channel=channel, shard=shard):
@@ -147,12 +145,22 @@ def cell_key(cell: Any) -> tuple[str, str]:
 @lru_cache(maxsize=65536)
 def cell_of(pk: str, sk: str) -> Any:
     """The cell a counter item holds (a `RawCell` for a key of no known kind, or not spelled as this version
-    spells it: the mapping is exact both ways)."""
+    spells it: the mapping is exact both ways, but for `LEGACY_STEP_TIMES`)."""
     try:
         cell = _parse_cell(pk, sk)
     except ValueError:
         return RawCell(pk, sk)
+    if isinstance(cell, FunnelCell) and LEGACY_STEP_TIMES.fullmatch(sk):
+        return cell
     return cell if cell_key(cell) == (pk, sk) else RawCell(pk, sk)
+
+
+LEGACY_STEP_TIMES = re.compile(r"DAY#[^#]+#T[0-9]+#[^#]+")
+"""How versions before 2026-12 keyed a funnel day's times to reach one step: an item (and a customer's cell) of
+their own, `DAY#<day>#T<step>#<shard>`. Read as the day's cell (`from_items` sums them in), so reports and a
+customer's cells see one cell; the fold then moves a rewritten customer's share of them into the day's item by
+the difference of its cells, while the old item keeps what was added to it: the sums stay exact, nothing to
+migrate."""
 
 
 def _parse_cell(pk: str, sk: str) -> Any:
@@ -160,8 +168,7 @@ def _parse_cell(pk: str, sk: str) -> Any:
     head, _, shard = sk.rpartition("#")
     match kind:
         case "FUNNEL" if sk.startswith("DAY#"):
-            day, _, step = head[4:].partition("#T")
-            return FunnelCell(rest, day, int(step) if step else None, shard)
+            return FunnelCell(rest, head[4:].partition("#T")[0], shard)
         case "RETENTION":
             return RetentionCell(rest, head, shard)
         case "TIMING" if not rest:

@@ -232,26 +232,35 @@ _CELLS_DAY = "2026-01-01"
 _RETURNS = {
     f"{kind}|{event}|0": 1 for kind in ("last", "on") for event in ("*", "Order Completed", "Product Viewed")
 } | {"n": 1}
-_ZDICT_CELLS_V4 = json.dumps(
+_CELLS_V4: dict[str, dict[str, int]] = {
+    f"STATS#{_CELLS_DAY}\x1fE#0": {"e|Order Completed": 1, "e|Product Viewed": 1},
+    f"STATS#{_CELLS_DAY}\x1fH12#0": {"m|1200": 1, "n": 1},
+    f"FUNNEL#\x1fDAY#{_CELLS_DAY}#0": {"b|(none)|1": 1, "b|app|1": 1, "b|social|1": 1, "b|push|1": 1},
+    f"FUNNEL#email_to_order\x1fDAY#{_CELLS_DAY}#0": {
+        **{f"b|(other)|{step}": 1 for step in (1, 2, 3)},
+        **{f"s|{step}": 1 for step in (1, 2, 3)},
+    },
+    **{f"FUNNEL#email_to_order\x1fDAY#{_CELLS_DAY}#T{step}#0": {f"t|{step}|1": 1} for step in (2, 3)},
+    f"FUNNEL#purchase\x1fDAY#{_CELLS_DAY}#0": {
+        "b|ads|1": 1,
+        "b|email|1": 1,
+        **{f"b|web|{step}": 1 for step in (1, 2, 3, 4)},
+        **{f"s|{step}": 1 for step in (1, 2, 3, 4)},
+    },
+    **{f"FUNNEL#purchase\x1fDAY#{_CELLS_DAY}#T{step}#0": {f"t|{step}|1": 1} for step in (2, 3, 4)},
+    f"RETENTION#day\x1f{_CELLS_DAY}#0": _RETURNS,
+    f"RETENTION#week\x1f{_CELLS_DAY}#0": _RETURNS,
+    **{f"TIMING\x1f{channel}#0": {f"h|{channel}|1": 1} for channel in ("ads", "email", "web")},
+}
+_ZDICT_CELLS_V4 = json.dumps(_CELLS_V4, separators=(",", ":")).encode()
+_CODEC_CELLS_V5 = b"\x05"
+# v5 (2026-12): a funnel's entry day is one cell, its steps' times in it (`shared.storage.analytics.cell_key`).
+_STEP_TIMES = {"email_to_order": (2, 3), "purchase": (2, 3, 4)}
+_ZDICT_CELLS_V5 = json.dumps(
     {
-        f"STATS#{_CELLS_DAY}\x1fE#0": {"e|Order Completed": 1, "e|Product Viewed": 1},
-        f"STATS#{_CELLS_DAY}\x1fH12#0": {"m|1200": 1, "n": 1},
-        f"FUNNEL#\x1fDAY#{_CELLS_DAY}#0": {"b|(none)|1": 1, "b|app|1": 1, "b|social|1": 1, "b|push|1": 1},
-        f"FUNNEL#email_to_order\x1fDAY#{_CELLS_DAY}#0": {
-            **{f"b|(other)|{step}": 1 for step in (1, 2, 3)},
-            **{f"s|{step}": 1 for step in (1, 2, 3)},
-        },
-        **{f"FUNNEL#email_to_order\x1fDAY#{_CELLS_DAY}#T{step}#0": {f"t|{step}|1": 1} for step in (2, 3)},
-        f"FUNNEL#purchase\x1fDAY#{_CELLS_DAY}#0": {
-            "b|ads|1": 1,
-            "b|email|1": 1,
-            **{f"b|web|{step}": 1 for step in (1, 2, 3, 4)},
-            **{f"s|{step}": 1 for step in (1, 2, 3, 4)},
-        },
-        **{f"FUNNEL#purchase\x1fDAY#{_CELLS_DAY}#T{step}#0": {f"t|{step}|1": 1} for step in (2, 3, 4)},
-        f"RETENTION#day\x1f{_CELLS_DAY}#0": _RETURNS,
-        f"RETENTION#week\x1f{_CELLS_DAY}#0": _RETURNS,
-        **{f"TIMING\x1f{channel}#0": {f"h|{channel}|1": 1} for channel in ("ads", "email", "web")},
+        key: counts | {f"t|{step}|1": 1 for step in _STEP_TIMES.get(key.partition("\x1f")[0][7:], ())}
+        for key, counts in _CELLS_V4.items()
+        if "#T" not in key
     },
     separators=(",", ":"),
 ).encode()
@@ -260,6 +269,7 @@ _ZDICTS = {
     _CODEC_ZLIB_V2: _ZDICT_V2,
     _CODEC_PROFILE_V3: _ZDICT_PROFILE_V3,
     _CODEC_CELLS_V4: _ZDICT_CELLS_V4,
+    _CODEC_CELLS_V5: _ZDICT_CELLS_V5,
 }
 
 
@@ -281,7 +291,7 @@ def decode_json(blob: bytes | str, *, object_hook: Callable[[dict[str, Any]], An
 
 def compress_cells(text: bytes) -> bytes:
     """Compress analytics cells' JSON for storage."""
-    return _deflate(text, _CODEC_CELLS_V4)
+    return _deflate(text, _CODEC_CELLS_V5)
 
 
 def decompress_cells(data: bytes) -> bytes:

@@ -290,3 +290,107 @@ def test_a_counter_update_adds_once_per_shard_mark_and_drops_the_marks_of_closed
     assert store.item_mark("closed", cell) is None
     ((_, counts),) = store.counter_items("STATS#2026-11-30")
     assert counts == {"n": 6} and mark_attribute("shard-1").startswith("~")
+
+
+def _step_times_apart(ddb: Any, *, counters: bool) -> int:
+    """Rewrite funnel days as versions before 2026-12 kept them: each step's times in a cell (an item) of their own,
+    `DAY#<day>#T<step>#<shard>`; in customers' cells (their codec then, v4), or in the counter items. Returns how
+    many items were rewritten."""
+    import zlib
+
+    from shared.storage.analytics import decode_cells, to_items
+    from shared.storage.blobs import _ZDICTS
+    from shared.storage.dynamo import deserialize
+    from tests.conftest import TABLE
+    from tests.integration.test_migrate import _items
+
+    def apart(pk: str, sk: str, counts: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        day = {name: n for name, n in counts.items() if not name.startswith("t|")}
+        times: dict[str, dict[str, Any]] = {}
+        for name, n in counts.items():
+            if name.startswith("t|") and pk.startswith("FUNNEL#"):
+                head, _, shard = sk.rpartition("#")
+                times.setdefault(f"{head}#T{name.split('|')[1]}#{shard}", {})[name] = n
+        return {sk: day, **times}
+
+    rewritten = 0
+    for raw in _items(ddb):
+        item = deserialize(raw)
+        if not counters and item.get("entity") == "profile" and "cells" in item:
+            plain = {
+                f"{pk}\x1f{sk}": part
+                for (pk, whole), counts in sorted(to_items(decode_cells(bytes(item["cells"]))).items())
+                for sk, part in apart(pk, whole, counts).items()
+            }
+            compressor = zlib.compressobj(level=6, zdict=_ZDICTS[b"\x04"])
+            text = json.dumps(plain, separators=(",", ":"), sort_keys=True).encode()
+            blob = b"\x04" + compressor.compress(text) + compressor.flush()
+            ddb.update_item(
+                TableName=TABLE,
+                Key={"PK": raw["PK"], "SK": raw["SK"]},
+                UpdateExpression="SET cells = :c",
+                ExpressionAttributeValues={":c": {"B": blob}},
+            )
+            rewritten += 1
+        elif counters and item.get("entity") == "counter" and str(item["PK"]).startswith("FUNNEL#"):
+            counts = {name: value for name, value in raw.items() if name.startswith("t|")}
+            if not counts:
+                continue
+            marks = {name: value for name, value in raw.items() if name.startswith("~")}
+            for sk, part in apart(item["PK"], item["SK"], counts).items():
+                if sk != item["SK"]:
+                    legacy = {"PK": raw["PK"], "SK": {"S": sk}, "entity": {"S": "counter"}, **marks, **part}
+                    ddb.put_item(TableName=TABLE, Item=legacy)
+            names = {f"#t{n}": name for n, name in enumerate(counts)}
+            ddb.update_item(
+                TableName=TABLE,
+                Key={"PK": raw["PK"], "SK": raw["SK"]},
+                UpdateExpression="REMOVE " + ", ".join(names),
+                ExpressionAttributeNames=names,
+            )
+            rewritten += 1
+    return rewritten
+
+
+def test_funnel_days_an_earlier_version_stored_stay_exact_as_their_customers_come_back(
+    http, source, store, stream, definitions, ddb
+):
+    # Given a customer half-way through the purchase funnel, stored as versions before 2026-12 stored it: the
+    # time to step 2 in an item (and a cell) of its own
+    _, key = source
+    anna, ben = random_ref("anna"), random_ref("ben")
+    first = [
+        call(anna, "Product Viewed", NOW - timedelta(minutes=30), message=f"{anna}-1"),
+        call(anna, "Product Added", NOW - timedelta(minutes=29), message=f"{anna}-2"),
+    ]
+    assert http("POST", "/v1/batch", body=json.dumps({"batch": first}), write_key=key).status == 200
+    stream.drain()
+    days = {"start": NOW.date() - timedelta(days=1), "end": NOW.date()}
+    before = analytics.funnel_report(store, "purchase", **days)
+    assert _step_times_apart(ddb, counters=False) == 1
+    stream.drain()  # (the customer item's record: the same cells, spelled as before)
+    assert _step_times_apart(ddb, counters=True) == 1
+    assert analytics.funnel_report(store, "purchase", **days) == before
+    counters_equal_recomputation(store)
+    # When she comes back to buy, and someone new gets as far as she had
+    more = [
+        call(anna, "Checkout Started", NOW - timedelta(minutes=20), message=f"{anna}-3"),
+        call(anna, "Order Completed", NOW - timedelta(minutes=10), message=f"{anna}-4"),
+        call(ben, "Product Viewed", NOW - timedelta(minutes=10), message=f"{ben}-1"),
+        call(ben, "Product Added", NOW - timedelta(minutes=5), message=f"{ben}-2"),
+    ]
+    assert http("POST", "/v1/batch", body=json.dumps({"batch": more}), write_key=key).status == 200
+    stream.drain()
+    # Then the old item still holds her time to step 2, the day's item the rest, and together they are exact
+    from tests.conftest import TABLE
+
+    day = f"DAY#{(NOW - timedelta(minutes=30)).date().isoformat()}"
+    legacy = ddb.get_item(TableName=TABLE, Key={"PK": {"S": "FUNNEL#purchase"}, "SK": {"S": f"{day}#T2#0"}})["Item"]
+    assert sum(int(v["N"]) for name, v in legacy.items() if name.startswith("t|")) == 1
+    counters_equal_recomputation(store)
+    report = analytics.funnel_report(store, "purchase", **days)
+    assert [s.customers for s in report.steps] == [2, 2, 1, 1]
+    recomputed = analytics.recompute(store, now=NOW)
+    from shared.domain import analytics as domain
+
+    assert report == domain.funnel_report(analytics.find_funnel(store, "purchase"), recomputed, **days)

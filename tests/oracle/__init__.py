@@ -7,6 +7,7 @@ event body codec from `shared.storage.items`), so a bug in the product's rules c
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -197,11 +198,15 @@ def _counters(table: Table, expected: Counters, now: datetime) -> list[str]:
 
 
 def _unsharded(counters: Counters) -> Counters:
-    """Counters summed over their shards (the last part of a sort key): how many items hold a key's counts is the
-    product's choice (4 per customer shard before the stream fold, 1 after); the sums are what must be exact."""
+    """Counters summed over their shards (the last part of a sort key) and, for a funnel day, over the items that
+    versions before 2026-12 kept each step's times in (`DAY#<day>#T<step>#<shard>`, README): how many items hold a
+    key's counts is the product's choice (4 per customer shard before the stream fold, 1 after); the sums are what
+    must be exact."""
     total: Counters = {}
     for (pk, sk), attrs in counters.items():
         head, _, shard = sk.rpartition("#")
+        if pk.startswith("FUNNEL#") and re.fullmatch(r"DAY#[^#]+#T[0-9]+", head):
+            head = head.rpartition("#")[0]
         target = total.setdefault((pk, head if head and shard.isdigit() else sk), {})
         for name, count in attrs.items():
             target[name] = target.get(name, 0) + count

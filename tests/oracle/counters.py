@@ -124,7 +124,7 @@ def _funnel_counters(out: Counters, part: str, ordered: Sequence[Event], documen
                 out[(f"FUNNEL#{funnel['id']}", f"{day}#{part}")][f"b|{label}|{step}"] += 1
                 if step > 1:
                     took = (times[step - 1] - times[step - 2]).total_seconds()
-                    out[(f"FUNNEL#{funnel['id']}", f"{day}#T{step}#{part}")][f"t|{step}|{time_bucket(took)}"] += 1
+                    out[(f"FUNNEL#{funnel['id']}", f"{day}#{part}")][f"t|{step}|{time_bucket(took)}"] += 1
 
 
 def _retention_counters(out: Counters, part: str, ordered: Sequence[Event], document: Mapping[str, Any]) -> None:

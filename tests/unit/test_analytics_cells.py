@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from datetime import UTC, datetime
 
 import pytest
@@ -35,12 +37,13 @@ from shared.storage.analytics import (
     counter_of,
     decode_cells,
     encode_cells,
+    from_items,
     to_items,
 )
+from shared.storage.blobs import _ZDICTS
 
 CELLS = [
     (FunnelCell("purchase", "2026-11-02"), ("FUNNEL#purchase", "DAY#2026-11-02#0")),
-    (FunnelCell("purchase", "2026-11-02", 3), ("FUNNEL#purchase", "DAY#2026-11-02#T3#0")),
     (RetentionCell("week", "2026-11-02", "2"), ("RETENTION#week", "2026-11-02#2")),
     (TimingCell("email"), ("TIMING", "email#0")),
     (StatsCell("2026-11-30", 7), ("STATS#2026-11-30", "H07#0")),
@@ -128,18 +131,40 @@ def _a_customers_cells() -> analytics.Cells:
 
 
 def test_cells_are_stored_with_their_codec_and_those_stored_as_plain_zlib_still_decode():
-    import json
-    import zlib
-
     cells = _a_customers_cells()
     blob = encode_cells(cells)
-    assert blob[:1] == b"\x04"
+    assert blob[:1] == b"\x05"
     assert decode_cells(blob) == cells
     plain = {f"{pk}\x1f{sk}": counts for (pk, sk), counts in sorted(to_items(cells).items())}
     stored_before = zlib.compress(json.dumps(plain, separators=(",", ":"), sort_keys=True).encode(), 6)
     assert stored_before[:1] == b"\x78"
     assert decode_cells(stored_before) == cells
     assert len(blob) < len(stored_before) * 0.8
+
+
+def test_a_funnel_days_step_times_an_earlier_version_kept_apart_are_read_into_the_days_cell():
+    # Given a funnel day as versions before 2026-12 stored it: the steps' times in items of their own, and a
+    # customer's cells that spell it so, compressed with that version's codec (v4)
+    day = ("FUNNEL#buy", "DAY#2026-11-02#0", {"s|1": 2, "s|2": 1, "b|web|1": 2, "b|web|2": 1})
+    times = ("FUNNEL#buy", "DAY#2026-11-02#T2#0", {"t|2|5": 1})
+    plain = {f"{pk}\x1f{sk}": counts for pk, sk, counts in (day, times)}
+    compressor = zlib.compressobj(level=6, zdict=_ZDICTS[b"\x04"])
+    v4 = b"\x04" + compressor.compress(json.dumps(plain, separators=(",", ":"), sort_keys=True).encode())
+    v4 += compressor.flush()
+    # When they are read (counter items, or the customer's cells)
+    expected = {
+        FunnelCell("buy", "2026-11-02"): {
+            Reached(1): 2,
+            Reached(2): 1,
+            ReachedBy("web", 1): 2,
+            ReachedBy("web", 2): 1,
+            StepTime(2, 5): 1,
+        }
+    }
+    # Then both are the day's one cell, written back as this version keys it
+    assert from_items([day, times]) == expected
+    assert decode_cells(v4) == expected
+    assert to_items(expected) == {("FUNNEL#buy", "DAY#2026-11-02#0"): {**day[2], "t|2|5": 1}}
 
 
 def test_a_size_step_counts_the_total_and_the_days_net_change():

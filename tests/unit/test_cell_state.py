@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from shared.domain import analytics
 from shared.domain.cell_state import CellState, advance, build, from_compact, signature, to_compact
-from shared.domain.cells import FunnelCell, Reached, ReachedBy
+from shared.domain.cells import FunnelCell, Reached, ReachedBy, StepTime
 from shared.domain.events import CallType, TrackingEvent
+from shared.domain.funnels import bucket
 from shared.services.analytics import STARTERS
 
 T0 = datetime(2026, 10, 5, 9, tzinfo=UTC)  # a Monday
@@ -211,6 +212,8 @@ def test_an_open_journey_is_taken_back_and_continued_by_the_next_batch():
     assert moved[0][FunnelCell("buy", "2026-10-05")] == {
         **{Reached(step): 1 for step in (1, 2, 3)},
         **{ReachedBy("web", step): 1 for step in (1, 2, 3)},
+        StepTime(2, bucket(5 * 60)): 1,
+        StepTime(3, bucket(15 * 60)): 1,
     }
     assert moved[1].journeys == {}
 

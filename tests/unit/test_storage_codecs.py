@@ -234,7 +234,8 @@ def test_every_codecs_dictionary_is_frozen_since_blobs_need_its_exact_bytes_to_d
         b"\x01": "4af55e12b2e7c677",
         b"\x02": "02a699aaf54b8a61",
         b"\x03": "b9b78fc004603ee1",  # customer bodies
-        b"\x04": "1d1fe7b460a9b693",  # analytics cells
+        b"\x04": "1d1fe7b460a9b693",  # analytics cells, a funnel step's times in a cell of their own
+        b"\x05": "70e6638504ae0948",  # analytics cells, a funnel day's times in the day's cell
     }
 
 
