@@ -6,8 +6,9 @@ the same run, and the ratio is reported next to the absolute figure.
 
 1. Write and read units per event, billed as AWS bills them (`benchmarks/meter.py`, hooked into every process of
    `footfall serve` on the embedded database), per entity, on the workloads users run
-   (`benchmarks/cost_bench.py`): 14 days of simulated history in bulk, live traffic at a steady rate, and mostly
-   new visitors. A workload whose processing did not catch up is reported FAILED and the bench exits non-zero.
+   (`benchmarks/cost_bench.py`): 14 days of simulated history in bulk, live traffic at 50 and at 200 events/s,
+   and mostly new visitors. A workload whose processing did not catch up is reported FAILED and the bench exits
+   non-zero.
    Baseline: "naive 3", the same events' own event-item units + a de-duplication marker + a profile update each.
 2. `/v1/batch` throughput of `footfall serve` (real HTTP, keep-alive clients, 100 events a request, every event
    must come back `accepted`) on its default embedded database (SQLite). Baseline: a raw SQLite insert loop of the
@@ -21,8 +22,9 @@ the same run, and the ratio is reported next to the absolute figure.
 6. The customer item's size on 30-day simulated histories and for a heavy customer (`item_size.py`).
 
 Default scale (about 10 minutes on a shared 2-core machine): throughput 10 s per configuration; bulk history of
-60 customers (~1,400 events); live 20 s and worst case 10 s at 50 events/s; TUI 2,500 customers x 10 events + one
-heavy customer. Exit status 1 when any workload's processing did not catch up (reported FAILED, not a number).
+60 customers (~1,400 events); live 20 s and worst case 10 s at 50 events/s, steady 10 s at 200 events/s; TUI 2,500
+customers x 10 events + one heavy customer. Exit status 1 when any workload's processing did not catch up (reported
+FAILED, not a number).
 
 Every process started here listens on 127.0.0.1 only and is stopped before the script exits.
 """
@@ -110,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             discard_serve(best_serve)
         print(
             f"write and read units (metered in-process): bulk {args.cost_customers} customers x 14 days, live "
-            f"{args.live_seconds:g} s and worst {args.worst_seconds:g} s at {args.live_rate:g} events/s...",
+            f"{args.live_seconds:g} s and worst {args.worst_seconds:g} s at {args.live_rate:g} events/s, steady "
+            f"{args.duration:g} s at {args.steady_rate:g} events/s...",
             flush=True,
         )
         phase = time.perf_counter()
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             seconds=args.live_seconds,
             worst_concurrent=args.worst_visits,
             worst_seconds=args.worst_seconds,
+            steady_rate=args.steady_rate,
+            steady_seconds=args.duration,
         )
         print(f"  {time.perf_counter() - phase:.1f} s", flush=True)
         print(f"processing lag at a steady {args.steady_rate:g} events/s for {args.duration:g} s...", flush=True)
@@ -216,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         f"throughput {args.warmup:g} + {args.duration:g} s per configuration (workers {args.workers}, clients "
         f"{args.clients}); steady lag {args.steady_rate:g} events/s for {args.duration:g} s; bulk history "
         f"{args.cost_customers} customers x 14 days; live {args.live_rate:g} events/s for {args.live_seconds:g} s; "
+        f"steady {args.steady_rate:g} events/s for {args.duration:g} s; "
         f"worst {args.worst_visits} visits at once, {args.live_rate:g} events/s for {args.worst_seconds:g} s; "
         f"TUI {args.tui_customers:,} customers x 10 events + a heavy merged customer; item sizes "
         f"{args.item_customers} customers x {item_size.DAYS:g} days + {item_size.HEAVY_EVENTS:,} events"
