@@ -140,15 +140,17 @@ def customer_item(
     with_state: bool | None = None,
 ) -> dict[str, Any]:
     """The item processing writes for one customer holding `events`, with the state that spares its next batch the
-    history (`Derived`) when processing keeps it (`with_state` None: `services.prepare.keeps_state`), or always
-    (True), or never (False)."""
+    history (`Derived`) when processing keeps it (`with_state` None: `services.prepare.keeps_state`, and where it
+    costs no write unit in between), or always (True), or never (False)."""
     customer_id = identities[0]
     profile = apply_events(CustomerProfile(customer_id=customer_id, identities=identities), events)
     built, state = cell_state.build(customer_id, events, definitions, now=now)
     cells = analytics.kept(built, now=now)
     facts = Facts(profile.traits, events)
-    derived = Derived(tuple(sorted(identities)), now, rule_state.build(segment_rules(), events, now), state)
-    kept = derived if with_state is True or (with_state is None and keeps_state(len(events))) else None
+    spare = with_state is None and not keeps_state(len(events))  # kept only where free (`Derived.spare`)
+    rules = rule_state.build(segment_rules(), events, now)
+    derived = Derived(tuple(sorted(identities)), now, rules, state, spare=spare)
+    kept = derived if with_state is not False else None
     segments = {
         rule.id: Membership(rule.id, customer_id, format_timestamp(now), rule.version, "")
         for rule in segment_rules()
@@ -258,7 +260,8 @@ def note(figures: Figures) -> str:
         "Customer item size (benchmarks/item_size.py): the simulator's shop traffic, each person's events folded "
         "by processing's code (apply_events) into one profile under their primary identity, with the starter "
         "analytics definitions' cells (kept), one stream position per identity, three due moments and, where "
-        "processing keeps it (services.prepare.keeps_state: under 10 events or from 50), the derived state: "
+        "processing keeps it (services.prepare.keeps_state: under 10 events or from 50, and in between where it "
+        "costs no write unit), the derived state: "
         "profile_to_item, sized as the meter bills it (benchmarks/dynamo_meter/sizes.py). Heavy customer: whole "
         f"simulated people pooled into one profile up to {figures.heavy.events:,} events, 3 identities. Body "
         "fields: each field's JSON compressed alone with the body codec. "

@@ -45,6 +45,9 @@ class Derived:
     """When the oldest event they count expires from the table (then the history is read again, without it)."""
     events: int = 0
     """How many events of the customer's history they cover (whether keeping them pays: `services.prepare`)."""
+    spare: bool = False
+    """Keep them only where they cost no write unit (the item's kilobytes started are the same with them as without;
+    storage decides as it builds the item). Not stored: each write says it again."""
 
 
 @dataclass(frozen=True, slots=True)

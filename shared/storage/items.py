@@ -23,6 +23,7 @@ from shared.ports import CorruptItemError, Derived, Link, StoredProfile
 from shared.storage import customer_segments, keys
 from shared.storage.analytics import decode_cells, encode_cells
 from shared.storage.blobs import binary, decode_json, encode_json, encode_profile_json
+from shared.storage.capacity import write_units
 from shared.storage.due import DUE_KEPT
 from shared.storage.schema import TTL_ATTRIBUTE
 
@@ -360,8 +361,6 @@ def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
         "scheduled": _scheduled_out(stored.scheduled),
         **_segments_out(stored),
     }
-    if stored.derived is not None and profile.merged_into is None:
-        body["derived"] = _derived_out(stored.derived)
     item: dict[str, Any] = {
         "PK": keys.customer_pk(profile.customer_id),
         "SK": keys.PROFILE_SK,
@@ -369,7 +368,7 @@ def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
         "customer_id": profile.customer_id,  # readable without decoding the body (a corrupt one is quarantined)
         "version": stored.version,
         "body_codec": _ESCAPED_BODY,
-        "body": encode_profile_json(_escape(body), default=_money_out),
+        "body": b"",
     }
     if profile.merged_into is None:  # tombstones leave the customer list, and hold no cells (the fold takes them back)
         item["GSI1PK"] = keys.customers_gsi_pk(keys.shard_of(profile.customer_id, CUSTOMER_INDEX_SHARDS))
@@ -377,7 +376,21 @@ def profile_to_item(stored: StoredProfile) -> dict[str, Any]:
         if stored.cells:
             item["cells"] = encode_cells(stored.cells)
             item["cells_at"] = stored.cells_at
+    item["body"] = _body(item, body, stored.derived if profile.merged_into is None else None)
     return item
+
+
+def _body(item: dict[str, Any], body: dict[str, Any], derived: Derived | None) -> bytes:
+    """The encoded body, with the derived state unless it is `spare` and would make the item cost a write unit more
+    than it does without (then the next batch reads the history instead)."""
+    if derived is None:
+        return encode_profile_json(_escape(body), default=_money_out)
+    whole = encode_profile_json(_escape({**body, "derived": _derived_out(derived)}), default=_money_out)
+    if derived.spare:
+        lean = encode_profile_json(_escape(body), default=_money_out)
+        if write_units({**item, "body": whole}) > write_units({**item, "body": lean}):
+            return lean
+    return whole
 
 
 REASON_KEPT = 200

@@ -16,6 +16,7 @@ from shared.domain.segments import Due, Memberships, parse_rules
 from shared.ports import StoredProfile
 from shared.services.analytics import STARTERS
 from shared.services.prepare import CustomerItems
+from shared.storage.capacity import write_units
 from shared.storage.items import item_to_profile, profile_to_item
 
 RULES = parse_rules(
@@ -158,13 +159,25 @@ def test_the_history_is_read_again_once_its_oldest_event_has_expired():
 def test_the_state_is_kept_where_it_costs_less_than_the_read_it_saves():
     store = History()
     stored, _, _ = fold(store, new_customer(), [an_event(n, "Product Viewed") for n in range(9)], START)
-    assert stored.derived is not None and stored.derived.events == 9  # a short history: nearly free
-    stored, reads, whole = fold(store, stored, [an_event(9, "Product Viewed")], START + timedelta(hours=10))
-    assert (reads, stored.derived, stored) == (0, None, replace(whole, derived=None))  # 10 events: not kept
-    for n in range(10, 49):
-        stored, reads, _ = fold(store, stored, [an_event(n, "Email Opened")], START + timedelta(hours=n + 1))
-        assert (reads, stored.derived) == (1, None)  # read at every batch: cheaper there
-    stored, reads, whole = fold(store, stored, [an_event(49, "Order Completed")], START + timedelta(hours=50))
+    assert stored.derived is not None and stored.derived.events == 9 and not stored.derived.spare  # nearly free
+    # From 10 to 49 events the state is spare: the item keeps it only where it takes no more kilobytes with it
+    kept, had = [], True
+    for n in range(9, 49):
+        name = "Email Opened" if n % 2 else "Product Viewed"
+        item = item_to_profile(profile_to_item(stored))  # as the next batch reads it
+        stored, reads, whole = fold(store, item, [an_event(n, name)], START + timedelta(hours=n + 1))
+        assert reads == (0 if had else 1) and stored == whole
+        assert stored.derived is not None and stored.derived.spare
+        written, lean = profile_to_item(stored), profile_to_item(replace(stored, derived=None))
+        had = item_to_profile(written).derived is not None
+        costlier = write_units(profile_to_item(replace(stored, derived=replace(stored.derived, spare=False))))
+        assert had == (costlier == write_units(lean)) and write_units(written) == write_units(lean)
+        kept.append(had)
+    assert True in kept and False in kept  # kept while the item has room for it, then read at every batch
+    item = item_to_profile(profile_to_item(stored))
+    stored, reads, whole = fold(store, item, [an_event(49, "Order Completed")], START + timedelta(hours=50))
     assert reads == 1 and stored.derived is not None and stored.derived.events == 50 and stored == whole
-    stored, reads, whole = fold(store, stored, [an_event(50, "Order Completed")], START + timedelta(hours=51))
+    assert not stored.derived.spare and item_to_profile(profile_to_item(stored)).derived is not None
+    item = item_to_profile(profile_to_item(stored))
+    stored, reads, whole = fold(store, item, [an_event(50, "Order Completed")], START + timedelta(hours=51))
     assert reads == 0 and stored == whole  # a long history: carried on
