@@ -25,6 +25,7 @@ def test_every_test_named_here_exists():
 WORKLOADS = {
     "bulk": "14 days of history in bulk",
     "live": "live traffic",
+    "steady": "steady 200 events/s",
     "worst": "mostly new visitors",
 }
 """RESULTS.md's workload → the words the README's cost table names it by."""
