@@ -258,7 +258,8 @@ _CODEC_CELLS_V5 = b"\x05"
 _STEP_TIMES = {"email_to_order": (2, 3), "purchase": (2, 3, 4)}
 _ZDICT_CELLS_V5 = json.dumps(
     {
-        key: counts | {f"t|{step}|1": 1 for step in _STEP_TIMES.get(key.partition("\x1f")[0][7:], ())}
+        key: counts
+        | {f"t|{step}|1": 1 for step in _STEP_TIMES.get(key.partition("\x1f")[0].removeprefix("FUNNEL#"), ())}
         for key, counts in _CELLS_V4.items()
         if "#T" not in key
     },

@@ -6,14 +6,12 @@ The stream consumer decodes images with these same functions: one codec for both
 from __future__ import annotations
 
 import json
-import logging
 import zlib
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from shared.domain import cell_state, rule_state
 from shared.domain.events import TrackingEvent, event_from_payload, format_timestamp, parse_timestamp
 from shared.domain.failures import FailedEvent
 from shared.domain.identity import split_identity
@@ -24,6 +22,7 @@ from shared.storage import customer_segments, keys
 from shared.storage.analytics import decode_cells, encode_cells
 from shared.storage.blobs import binary, decode_json, encode_json, encode_profile_json
 from shared.storage.capacity import write_units
+from shared.storage.derived import derived_in, derived_out
 from shared.storage.due import DUE_KEPT
 from shared.storage.schema import TTL_ATTRIBUTE
 
@@ -39,9 +38,6 @@ LINK_ENTITY = "link"
 SLOT_ATTRIBUTE = "slot"
 """On a customer item that is not (yet) a customer's: `pointer` (an attached identity's), `claimed` (empty)."""
 CUSTOMER_INDEX_SHARDS = 16
-
-logger = logging.getLogger(__name__)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CLEAR_EPOCH_ATTRIBUTE = "clear"
 """On an event item: the erasure epoch at which the collector found the event's identities not erased (optional)."""
 
@@ -385,7 +381,7 @@ def _body(item: dict[str, Any], body: dict[str, Any], derived: Derived | None) -
     than it does without (then the next batch reads the history instead)."""
     if derived is None:
         return encode_profile_json(_escape(body), default=_money_out)
-    whole = encode_profile_json(_escape({**body, "derived": _derived_out(derived)}), default=_money_out)
+    whole = encode_profile_json(_escape({**body, "derived": derived_out(derived)}), default=_money_out)
     if derived.spare:
         lean = encode_profile_json(_escape(body), default=_money_out)
         if write_units({**item, "body": whole}) > write_units({**item, "body": lean}):
@@ -414,42 +410,6 @@ def _segments_out(stored: StoredProfile) -> dict[str, Any]:
     if stored.adopted is not None:  # the write that adopts its membership items (`customer_segments.adoption`)
         held["adopted"] = {s: [m.since, m.rule_version] for s, m in sorted(stored.adopted.items())}
     return held
-
-
-def _derived_out(derived: Derived) -> dict[str, Any]:
-    """The state that spares a batch the customer's history, as body JSON (see `Derived`)."""
-    out: dict[str, Any] = {"ids": list(derived.identities), "at": _micros(derived.at)}
-    if derived.rules is not None:
-        out["rules"] = rule_state.to_compact(derived.rules)
-    if derived.cells is not None:
-        out["cells"] = cell_state.to_compact(derived.cells)
-    if derived.expires is not None:
-        out["exp"] = int(derived.expires.timestamp())
-    out["n"] = derived.events
-    return out
-
-
-def _derived_in(data: Any) -> Derived | None:
-    """`_derived_out`'s state; None when absent or unreadable (the history is then read, and the state rebuilt: a
-    state is never a reason to refuse the customer item)."""
-    if not isinstance(data, dict):
-        return None
-    try:
-        return Derived(
-            identities=tuple(str(identity) for identity in data["ids"]),
-            at=EPOCH + timedelta(microseconds=int(data["at"])),
-            rules=rule_state.from_compact(data["rules"]) if "rules" in data else None,
-            cells=cell_state.from_compact(data["cells"]) if "cells" in data else None,
-            expires=datetime.fromtimestamp(int(data["exp"]), UTC) if "exp" in data else None,
-            events=int(data.get("n", 0)),
-        )
-    except Exception:  # (a state written by another version of these forms)
-        logger.warning("a customer item's derived state cannot be read; its history will be")
-        return None
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 def _scheduled_out(moments: tuple[datetime, ...]) -> list[int]:
@@ -482,7 +442,7 @@ def item_to_profile(item: dict[str, Any]) -> StoredProfile:
         segments = None if held is None else customer_segments.memberships(held, str(body.get("customer_id")))
         why, segments_at = body.pop("why", {}), str(body.pop("segments_at", ""))
         body.pop("adopted", None)  # what the adopting write's record says; the next write does not repeat it
-        derived = _derived_in(body.pop("derived", None))
+        derived = derived_in(body.pop("derived", None))
         body["identities"] = tuple(body.get("identities", ()))
         body["links"] = tuple(body.get("links", ()))
         body["first_touch"] = _touch(body.get("first_touch"))
