@@ -3,10 +3,14 @@
 Entries are keyed by hour, then moment (`DUE#<hour>` / `<time>#<kind>#<cid>`), each with an index row in the
 customer's partition (`DUEAT#<time>#<kind>`) written first, so that `forget` finds the entry and evaluation knows
 which deadlines are already listed. Segment storage writes and reads them; erasure follows the index rows.
+Processing's entries have no index row: the customer item lists their moments, and those of a stream batch's
+customers due at the same second share one entry (`<time>#segments#*<digest>`, the ids in `customers`).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +38,24 @@ def due_key(customer_id: str, at: datetime, *, analytics: bool) -> dict[str, str
     """The key of a due-list entry: hour partition, then moment, so one query per hour returns a time range."""
     kind = "analytics" if analytics else "segments"
     return {"PK": due_pk(at), "SK": f"{due_stamp(at)}#{kind}#{customer_id}"}
+
+
+GROUP_MARK = "*"
+"""Starts the last part of a shared entry's sort key (a customer id never does: `u:`, `a:`)."""
+
+
+def due_group_key(customer_ids: Sequence[str], at: datetime) -> dict[str, str]:
+    """The key of a due-list entry that several customers share: one stream batch's customers whose segments fall
+    due at the same second (a burst of new visitors entering `new_customers`), in one item instead of one each. The
+    digest of their ids tells apart the entries of other batches due at that second; a retried batch writes the
+    same one again."""
+    digest = hashlib.sha256("\n".join(sorted(customer_ids)).encode()).hexdigest()[:16]
+    return {"PK": due_pk(at), "SK": f"{due_group_prefix(at)}{digest}"}
+
+
+def due_group_prefix(at: datetime) -> str:
+    """The sort-key prefix of the shared entries due at `at` (segments only: analytics retries are never shared)."""
+    return f"{due_stamp(at)}#segments#{GROUP_MARK}"
 
 
 def due_expiry(at: datetime) -> int:

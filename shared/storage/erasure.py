@@ -15,6 +15,7 @@
 | due index `CUSTOMER#<cid>` / `DUEAT#<time>#<kind>`  | the customer's partition                      | deleted        |
 | due entry `DUE#<hour>` / `<time>#<kind>#<cid>`      | the customer item's due moments, or its due   | deleted        |
 |                                                     |   index's `at`, `analytics` attributes        |                |
+| shared due entry `DUE#<hour>` / `<time>#segments#*…`| the customer item's due moments (`customers`) | id cut from it |
 | (before #15: `DUEAT#<minute>#<seg>`, `DUE#<minute>`)| (the index's `minute`, `segment` attributes)  | deleted        |
 | segment history `SEGHIST#<segment>` / `<t>#<cid>#…` | each history's `customer_id` attribute        | deleted        |
 | live feed `LIVE` / `<time>#<seq>` (zlib, TTL 1 h)   | the `LIVE` partition, decoded                 | rewritten      |
@@ -48,7 +49,7 @@ from shared.domain.identity import split_identity
 from shared.ports import ConditionFailedError, CorruptItemError
 from shared.storage import blobs, items, keys
 from shared.storage.codec import serialize
-from shared.storage.due import due_key, due_target
+from shared.storage.due import due_group_prefix, due_key, due_pk, due_target
 from shared.storage.errors import ThrottledError
 from shared.storage.failed import FAILED_LOOKBACK_DAYS, stream_identities
 from shared.storage.segments import member_keys
@@ -170,6 +171,7 @@ class ErasureStorage(SuppressionStorage):
         except CorruptItemError:
             return []  # nothing readable to follow; the index items expire with nothing to point at
         flags = stored.profile.flags
+        self._leave_shared_due(customer_id, stored.scheduled)
         due = [due_key(customer_id, at, analytics=False) for at in stored.scheduled]
         due += member_keys(customer_id, stored.segments or {})  # (and its member items, listed by segment)
         named = {entry.get("identity") for flag in CONFLICT_FLAGS for entry in flags.get(flag, [])}
@@ -235,6 +237,24 @@ class ErasureStorage(SuppressionStorage):
                 continue
             return
         raise ThrottledError(f"flags of {customer_id} kept changing; run forget again")
+
+    def _leave_shared_due(self, customer_id: str, moments: Sequence[datetime]) -> None:
+        """Take the customer out of the due-list entries it shares with others (`due_group_key`) at the moments its
+        item lists; an entry left with nobody is deleted."""
+        for at in moments:
+            for row in self._query(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
+                ConsistentRead=True,
+                ExpressionAttributeValues={":pk": {"S": due_pk(at)}, ":sk": {"S": due_group_prefix(at)}},
+            ):
+                if customer_id not in row.get("customers", []):
+                    continue
+                row["customers"] = [other for other in row["customers"] if other != customer_id]
+                if not row["customers"]:
+                    if self._batch_write([row], delete=True):
+                        raise ThrottledError("a due-list entry could not be deleted; run forget again")
+                    continue
+                self._call(self.client.put_item, TableName=self.table_name, Item=serialize(row))
 
     def _strip_event(self, pk: str, sk: str, gone: set[str]) -> None:
         """Rewrite another identity's event without the erased ids (the stream ignores the MODIFY)."""

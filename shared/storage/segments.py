@@ -41,6 +41,7 @@ from shared.storage import customer_segments, keys
 from shared.storage.due import (
     DUE_STAMP_FORMAT,
     due_expiry,
+    due_group_key,
     due_index_row,
     due_key,
     due_pk,
@@ -279,8 +280,9 @@ class SegmentStorage(Table):
     def put_due(self, dues: Sequence[Due], *, indexed: bool = False) -> None:
         """Put customers on the due list (idempotent: one entry per customer, moment and kind).
 
-        The index rows go first, so a forget finds every entry that may exist. `indexed`: their index rows were
-        read back already (an entry written again on purpose); only the entries are written.
+        The index rows go first, so a forget finds every entry that may exist. `indexed`: the customer items list
+        the moments (processing's entries, written before the items), so no index row is written, and customers
+        due at the same second share one entry (`due_group_key`).
 
         Raises:
             ThrottledError: some could not be written (what was written is harmless: see the module docstring).
@@ -289,7 +291,7 @@ class SegmentStorage(Table):
         index = [] if indexed else [due_index_row(d.customer_id, d.at, analytics=d.analytics) for d in wanted]
         if index and self._batch_write(index):
             raise ThrottledError("due index rows could not be stored")
-        entries = [_due_entry(d) for d in wanted]
+        entries = _shared_entries(wanted) if indexed else [_due_entry(d) for d in wanted]
         if entries and self._batch_write(entries):
             raise ThrottledError("due entries could not be stored")
 
@@ -310,7 +312,8 @@ class SegmentStorage(Table):
                     ":high": {"S": due_stamp(until) + "$"},  # up to every `<until>#…`
                 },
             ):
-                found.append(Due(row["customer_id"], _parse_stamp(row["at"]), bool(row.get("analytics"))))
+                at, analytics = _parse_stamp(row["at"]), bool(row.get("analytics"))
+                found += [Due(str(cid), at, analytics) for cid in row.get("customers") or [row["customer_id"]]]
             hour += timedelta(hours=1)
         return found
 
@@ -353,6 +356,27 @@ def upgrade_due_items(store: SegmentStorage, *, now: datetime | None = None) -> 
     if doomed and store._batch_write(doomed, delete=True):
         raise ThrottledError("some old due items could not be deleted; run the upgrade again")
     return len(items)
+
+
+def _shared_entries(dues: Sequence[Due]) -> list[dict[str, Any]]:
+    """The entries of customers whose moments their items list: one per moment and kind, shared by the customers
+    due then (a customer alone at its moment gets the entry of its own)."""
+    groups: dict[tuple[datetime, bool], list[str]] = {}
+    for due in dues:
+        groups.setdefault((due.at, due.analytics), []).append(due.customer_id)
+    entries = []
+    for (at, analytics), customers in groups.items():
+        if len(customers) == 1 or analytics:
+            entries += [_due_entry(Due(customer, at, analytics)) for customer in customers]
+            continue
+        shared = {
+            "customers": sorted(customers),
+            "at": due_stamp(at),
+            "analytics": False,
+            TTL_ATTRIBUTE: due_expiry(at),
+        }
+        entries.append({**due_group_key(customers, at), "entity": "due", **shared})
+    return entries
 
 
 def _due_entry(due: Due) -> dict[str, Any]:

@@ -152,11 +152,18 @@ def test_a_batch_writes_its_customers_due_entries_in_one_request_before_any_of_t
     # When ten new visitors add carts, in one request (one stream batch)
     visitors = [random_ref(f"visitor{n}") for n in range(10)]
     send(http, key, stream, clock, *[added(visitor) for visitor in visitors])
-    # Then their ten entries went in one request, before the first of their items
+    # Then their entry went in one request, before the first of their items: one entry, since they are all due at
+    # the same second (a burst of visitors costs one write for its deadlines, not one each)
     assert calls == ["due entries"] + ["customer item"] * 10
     hour_on = NOW + timedelta(hours=1)
-    assert {e["SK"].split("#")[-1] for e in entries(ddb) if e["entity"] == "due"} == {f"a:{v}" for v in visitors}
+    [shared] = [e for e in entries(ddb) if e["entity"] == "due"]
+    assert shared["customers"] == sorted(f"a:{v}" for v in visitors) and "customer_id" not in shared
     assert all(store.get_profiles([f"a:{v}"])[f"a:{v}"].scheduled == (hour_on,) for v in visitors)
+    # And the sweep after the hour evaluates every one of them: all ten abandoned their carts
+    clock["now"] = hour_on + timedelta(seconds=5)
+    assert run_scheduler(store, now=clock["now"])["due"] == 10
+    stream.drain()
+    assert all(members(store, visitor) == {"abandoners"} for visitor in visitors)
     audit(store, now=clock["now"])
 
 
@@ -188,8 +195,8 @@ def test_a_batch_whose_due_entries_cannot_be_written_writes_none_of_their_items_
     # listed a moment without its entry
     assert throttled["left"] == 0
     assert calls == ["throttled"] * 20 + ["customer item"] * 3
-    due = {e["SK"].split("#")[-1] for e in entries(ddb) if e["entity"] == "due"}
-    assert due == {f"a:{v}" for v in visitors}
+    [due] = [e for e in entries(ddb) if e["entity"] == "due"]  # (due at the same second: one shared entry)
+    assert due["customers"] == sorted(f"a:{v}" for v in visitors)
     assert all(store.get_profiles([f"a:{v}"])[f"a:{v}"].profile.event_counts == {"Product Added": 1} for v in visitors)
     assert store.list_failed().items == ()
     audit(store, now=clock["now"])
@@ -295,6 +302,32 @@ def test_forget_erases_every_due_entry_of_the_customer_the_stale_ones_too(http, 
     left = entries(ddb)
     assert not [e for e in left if gone in json.dumps(e, default=str)]
     assert [e["customer_id"] for e in left if e["entity"] == "due"] == [f"u:{kept}"]
+
+
+def test_forget_cuts_the_customer_out_of_a_due_entry_it_shares_and_the_others_stay_due(
+    http, source, store, stream, clock, ddb
+):
+    # Given three visitors whose carts fall due at the same second: one entry for the three
+    _, key = source
+    apply(store, RULES)
+    gone, *kept = [random_ref("visitor") for _ in range(3)]
+    send(http, key, stream, clock, *[added(visitor) for visitor in (gone, *kept)])
+    [shared] = [e for e in entries(ddb) if e["entity"] == "due"]
+    assert len(shared["customers"]) == 3
+    # When one of them is forgotten
+    forget_customer(store, f"a:{gone}", now=clock["now"])
+    # Then the entry no longer names them, and still brings the others back after the hour
+    left = [e for e in entries(ddb) if e["entity"] == "due"]
+    assert not [e for e in left if gone in json.dumps(e, default=str)]
+    assert [e["customers"] for e in left] == [sorted(f"a:{v}" for v in kept)]
+    clock["now"] = NOW + timedelta(hours=1, seconds=5)
+    assert run_scheduler(store, now=clock["now"])["due"] == 2
+    stream.drain()
+    assert all(members(store, visitor) == {"abandoners"} for visitor in kept)
+    # And when the others are forgotten too, the entry goes with the last of them
+    for visitor in kept:
+        forget_customer(store, f"a:{visitor}", now=clock["now"])
+    assert [e for e in entries(ddb) if e["entity"] == "due"] == []
 
 
 # --- the upgrade of items written before #15 -------------------------------------------------------------------
