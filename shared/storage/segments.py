@@ -57,6 +57,8 @@ SIZES_PK = "SEGSIZE"
 SIZE_SHARDS = 4
 """Size items are read over 4 shards (tables written before sizes were folded from the stream have 4); the fold
 writes shard 0 only (one update per segment per stream batch stays far below a partition's 1,000 WU/s)."""
+SHARED_DUE_CUSTOMERS = 500
+"""Customers one shared due entry lists at most (about 25 KB: far from the 400 KB item limit, whatever the batch)."""
 MEMBERSHIP_ENTITY = "membership"
 MEMBERSHIP_SK_PREFIX = "MEMBER#"
 MOVED_MEMBERSHIP_ENTITY = "membership_moved"
@@ -369,13 +371,11 @@ def _shared_entries(dues: Sequence[Due]) -> list[dict[str, Any]]:
         if len(customers) == 1 or analytics:
             entries += [_due_entry(Due(customer, at, analytics)) for customer in customers]
             continue
-        shared = {
-            "customers": sorted(customers),
-            "at": due_stamp(at),
-            "analytics": False,
-            TTL_ATTRIBUTE: due_expiry(at),
-        }
-        entries.append({**due_group_key(customers, at), "entity": "due", **shared})
+        ordered = sorted(customers)
+        for start in range(0, len(ordered), SHARED_DUE_CUSTOMERS):
+            part = ordered[start : start + SHARED_DUE_CUSTOMERS]
+            shared = {"customers": part, "at": due_stamp(at), "analytics": False, TTL_ATTRIBUTE: due_expiry(at)}
+            entries.append({**due_group_key(part, at), "entity": "due", **shared})
     return entries
 
 

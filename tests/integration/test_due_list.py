@@ -330,6 +330,21 @@ def test_forget_cuts_the_customer_out_of_a_due_entry_it_shares_and_the_others_st
     assert [e for e in entries(ddb) if e["entity"] == "due"] == []
 
 
+def test_a_shared_due_entry_lists_at_most_its_bound_and_the_sweep_finds_every_customer(store, ddb):
+    # Given 1,201 customers of one batch due at the same second (a batch of 10,000 records could bring more)
+    from shared.storage.segments import SHARED_DUE_CUSTOMERS
+
+    at = NOW + timedelta(days=7)
+    customers = [f"a:{n:05d}" for n in range(2 * SHARED_DUE_CUSTOMERS + 201)]
+    # When their entries are written (as processing writes them: the customer items list the moment)
+    store.put_due([Due(customer, at) for customer in customers], indexed=True)
+    # Then each entry holds at most the bound, and the sweep over that second finds each customer once
+    shared = [e for e in entries(ddb) if e["entity"] == "due"]
+    assert sorted(len(e["customers"]) for e in shared) == [201, SHARED_DUE_CUSTOMERS, SHARED_DUE_CUSTOMERS]
+    found = store.due_between(at - timedelta(seconds=1), at)
+    assert sorted(due.customer_id for due in found) == customers and {due.at for due in found} == {at}
+
+
 # --- the upgrade of items written before #15 -------------------------------------------------------------------
 
 
